@@ -1,0 +1,38 @@
+# One entry point for set-up, the example run and every check.
+# TORCH pins the CPU build where no torch is installed yet; an unpinned `torch`
+# would pull a multi-GB CUDA build. Override: make setup TORCH="torch==2.13.0+cu128".
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: setup example test check lint typecheck bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+setup: $(BIN)/python
+	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+
+# Sets up, then trains the bundled tutorial example.
+example: setup
+	$(BIN)/nncli train experiments/circles.yaml
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck:
+	$(BIN)/mypy nncli
+
+# Sets up, then runs the whole suite: lint, types, tests (slow ones included).
+test: setup lint typecheck
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,7 @@
+"""`python -m nncli` runs the command-line interface."""
+
+from __future__ import annotations
+
+from nncli.cli import main
+
+main()

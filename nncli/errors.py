@@ -1,0 +1,47 @@
+"""The one exception family nncli raises for problems a user can fix, and their exit codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+
+class NncliError(Exception):
+    """A mistake in the user's input: the CLI prints the message and exits with 2."""
+
+    exit_code = EXIT_USAGE
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with an experiment file, at a place in it."""
+
+    where: str  # "FILE:LINE:COL" or "--set KEY"
+    key: str  # dotted path, e.g. "model.layers.2.units"
+    message: str
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        text = f"{self.where}  {self.key or '<top>'}  {self.message}"
+        return f"{text}  ({self.hint})" if self.hint else text
+
+
+class SpecError(NncliError):
+    """Every problem found in one experiment file, reported at once."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class RunInterrupted(Exception):
+    """Raised inside training when the user presses Ctrl-C or the process gets SIGTERM."""
+
+    def __init__(self, exit_code: int = EXIT_INTERRUPTED) -> None:
+        self.exit_code = exit_code
+        super().__init__("interrupted")

@@ -1,0 +1,337 @@
+"""Matplotlib figures of a training run: learning curves, decision boundary, confusion matrix and
+regression predictions, written headless (Agg) as 150 dpi PNGs; matplotlib is imported lazily."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+DPI = 150
+CURVE_FIGSIZE: tuple[float, float] = (6.4, 4.0)
+BOUNDARY_FIGSIZE: tuple[float, float] = (6.0, 5.0)
+PREDICTIONS_FIGSIZE: tuple[float, float] = (5.5, 5.0)
+GRID_RESOLUTION = 200
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+SPLIT_COLOURS: dict[str, str] = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
+SPLIT_LABELS: dict[str, str] = {"train": "train", "val": "validation", "test": "test"}
+OTHER_COLOUR = "#7f7f7f"
+# Metrics where smaller is better; every other metric is maximised.
+LOWER_IS_BETTER: frozenset[str] = frozenset({"loss", "mae", "mse", "rmse"})
+
+
+def _use_agg() -> None:
+    """Select the headless Agg backend; call before importing pyplot (no window ever opens)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
+def _save(fig: Figure, out: Path) -> Path:
+    """Lay out, write a PNG at DPI to ``out`` (creating its folder); the caller closes ``fig``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=DPI, format="png")
+    return out
+
+
+def _as_float(value: object) -> float:
+    """A metrics.csv cell as a float; missing or empty cells become NaN."""
+    if not isinstance(value, (int, float, str)):
+        return math.nan
+    try:
+        return float(value)
+    except ValueError:  # "" or other non-numeric text
+        return math.nan
+
+
+def _class_colours(n: int) -> list[tuple[float, ...]]:
+    """``n`` distinct colours, tab10 (tab20 beyond ten classes)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
+    return [tuple(cmap(i % cmap.N)) for i in range(n)]
+
+
+def plot_curves(
+    rows: Sequence[Mapping[str, float]], metrics: Sequence[str], out_dir: Path, title: str
+) -> list[Path]:
+    """Write ``out_dir/loss.png`` and ``out_dir/<metric>.png`` for each metric; return the paths.
+
+    Each figure has one line per split (train, val, test) whose ``<split>_<name>`` column
+    exists; train is dashed, held-out splits are solid with their best epoch marked. A
+    metric with no split column falls back to a bare ``<name>`` column (e.g. ``lr``) and
+    is skipped when that is missing too.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    columns: set[str] = set()
+    for row in rows:
+        columns.update(row.keys())
+    if "epoch" in columns:
+        epochs = np.array([_as_float(row.get("epoch")) for row in rows], dtype=float)
+    else:
+        epochs = np.arange(1, len(rows) + 1, dtype=float)
+
+    names = ["loss", *(m for m in dict.fromkeys(metrics) if m != "loss")]
+    _use_agg()
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    written: list[Path] = []
+    for name in names:
+        series = [(s, f"{s}_{name}") for s in SPLITS if f"{s}_{name}" in columns]
+        if not series and name in columns:
+            series = [("", name)]
+        if not series:
+            continue
+        lower = name.lower() in LOWER_IS_BETTER or name.lower().endswith("loss")
+        fig, ax = plt.subplots(figsize=CURVE_FIGSIZE)
+        try:
+            for split, column in series:
+                values = np.array([_as_float(row.get(column)) for row in rows], dtype=float)
+                colour = SPLIT_COLOURS.get(split, OTHER_COLOUR)
+                ax.plot(
+                    epochs,
+                    values,
+                    color=colour,
+                    linestyle="--" if split == "train" else "-",
+                    linewidth=1.8,
+                    marker="o",
+                    markersize=4,
+                    label=SPLIT_LABELS.get(split, name),
+                )
+                finite = np.isfinite(values) & np.isfinite(epochs)
+                if split in ("val", "test") and finite.any():
+                    masked = np.where(finite, values, np.inf if lower else -np.inf)
+                    best = int(np.argmin(masked) if lower else np.argmax(masked))
+                    ax.plot(
+                        [epochs[best]],
+                        [values[best]],
+                        linestyle="none",
+                        marker="o",
+                        markersize=9,
+                        markerfacecolor=colour,
+                        markeredgecolor="black",
+                        zorder=5,
+                        label=(
+                            f"best {SPLIT_LABELS[split]}: {values[best]:.4g} "
+                            f"(epoch {epochs[best]:g})"
+                        ),
+                    )
+            ax.set_title(f"{title}: {name}")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(name)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            known = epochs[np.isfinite(epochs)]
+            if known.size and known.max() - known.min() < 2:  # one or two epochs: pad the axis
+                ax.set_xlim(known.min() - 1, known.max() + 1)
+            ax.grid(True, alpha=0.3)
+            ax.legend(loc="best", fontsize="small")
+            written.append(_save(fig, out_dir / f"{name}.png"))
+        finally:
+            plt.close(fig)
+    return written
+
+
+def _labels_from_predict(output: Any, m: int) -> np.ndarray:
+    """Class indices from ``predict``'s output: (M,) indices, (M, C) or (M, 1) probabilities."""
+    arr = np.asarray(output)
+    if arr.ndim == 2 and arr.shape[1] == 1:  # one sigmoid probability per point
+        arr = (arr[:, 0] >= 0.5).astype(np.int64)
+    elif arr.ndim == 2:
+        arr = np.argmax(arr, axis=1)
+    if arr.shape != (m,):
+        raise ValueError(f"predict returned shape {np.shape(output)}, expected ({m},) or ({m}, C)")
+    labels: np.ndarray = np.rint(arr).astype(np.int64)
+    return labels
+
+
+def plot_decision_boundary(
+    predict: Callable[[np.ndarray], np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    class_names: Sequence[str],
+    out: Path,
+    title: str,
+) -> Path:
+    """Predicted class regions over a grid around the 2-D points ``x``, with the points on top.
+
+    ``predict`` is called once with a (M, 2) float32 grid and returns (M,) class indices or
+    (M, C) class probabilities. Points are coloured by their true class ``y``.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y).astype(np.int64).ravel()
+    if x.ndim != 2 or x.shape[1] != 2 or len(x) == 0:
+        raise ValueError(f"x must have shape (N, 2) with N > 0, got {x.shape}")
+    if len(y) != len(x):
+        raise ValueError(f"y has {len(y)} labels for {len(x)} points")
+
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    span = hi - lo
+    margin = np.where(span > 0, 0.1 * span, 1.0)
+    g1 = np.linspace(lo[0] - margin[0], hi[0] + margin[0], GRID_RESOLUTION)
+    g2 = np.linspace(lo[1] - margin[1], hi[1] + margin[1], GRID_RESOLUTION)
+    xx, yy = np.meshgrid(g1, g2)
+    grid = np.column_stack([xx.ravel(), yy.ravel()]).astype(np.float32)
+    zz = _labels_from_predict(predict(grid), len(grid)).reshape(xx.shape)
+
+    n_classes = max(len(class_names), int(y.max()) + 1, int(zz.max()) + 1)
+    names = [class_names[i] if i < len(class_names) else str(i) for i in range(n_classes)]
+    colours = _class_colours(n_classes)
+
+    _use_agg()
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import ListedColormap
+
+    fig, ax = plt.subplots(figsize=BOUNDARY_FIGSIZE)
+    try:
+        ax.contourf(
+            xx,
+            yy,
+            zz,
+            levels=np.arange(n_classes + 1) - 0.5,
+            cmap=ListedColormap(colours),
+            alpha=0.25,
+        )
+        if n_classes > 1:
+            ax.contour(
+                xx,
+                yy,
+                zz,
+                levels=np.arange(n_classes - 1) + 0.5,
+                colors="black",
+                linewidths=0.6,
+                alpha=0.5,
+            )
+        size = 28 if len(x) <= 500 else 12
+        for c in range(n_classes):
+            mask = y == c
+            if mask.any():
+                ax.scatter(
+                    x[mask, 0],
+                    x[mask, 1],
+                    color=colours[c],
+                    s=size,
+                    edgecolors="white",
+                    linewidths=0.5,
+                    label=names[c],
+                )
+        ax.set_xlim(g1[0], g1[-1])
+        ax.set_ylim(g2[0], g2[-1])
+        ax.set_title(title)
+        ax.set_xlabel("x1")
+        ax.set_ylabel("x2")
+        ax.grid(True, alpha=0.2)
+        ax.legend(title="true class", loc="best", fontsize="small")
+        return _save(fig, out)
+    finally:
+        plt.close(fig)
+
+
+def confusion_figsize(n_classes: int) -> tuple[float, float]:
+    """Figure size (inches) of a confusion matrix with ``n_classes`` classes."""
+    side = max(4.0, 0.6 * n_classes + 2.5)
+    return (side + 1.0, side)
+
+
+def plot_confusion_matrix(
+    cm: np.ndarray, class_names: Sequence[str], out: Path, title: str
+) -> Path:
+    """Confusion matrix heat map (rows true class, columns predicted) with counts in cells."""
+    cm = np.asarray(cm)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError(f"confusion matrix must be square, got shape {cm.shape}")
+    n = cm.shape[0]
+    names = [class_names[i] if i < len(class_names) else str(i) for i in range(n)]
+    integral = bool(np.all(np.mod(cm, 1) == 0))
+    vmax = float(cm.max()) if cm.size else 0.0
+
+    _use_agg()
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=confusion_figsize(n))
+    try:
+        image = ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(vmax, 1.0))
+        fig.colorbar(image, ax=ax, label="count")
+        for i in range(n):
+            for j in range(n):
+                value = cm[i, j]
+                ax.text(
+                    j,
+                    i,
+                    f"{int(value)}" if integral else f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    color="white" if value > vmax / 2 else "black",
+                    fontsize="medium" if n <= 10 else "x-small",
+                )
+        ax.set_xticks(range(n), labels=names)
+        ax.set_yticks(range(n), labels=names)
+        if n * max((len(s) for s in names), default=0) > 30:  # long labels would overlap
+            plt.setp(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(title)
+        return _save(fig, out)
+    finally:
+        plt.close(fig)
+
+
+def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Coefficient of determination over all elements; NaN when ``y_true`` is constant."""
+    t = np.asarray(y_true, dtype=float).ravel()
+    p = np.asarray(y_pred, dtype=float).ravel()
+    ss_tot = float(np.sum((t - t.mean()) ** 2))
+    if ss_tot == 0.0:
+        return math.nan
+    return 1.0 - float(np.sum((t - p) ** 2)) / ss_tot
+
+
+def plot_predictions(y_true: np.ndarray, y_pred: np.ndarray, out: Path, title: str) -> Path:
+    """Regression scatter of predicted against true values with a dashed y = x line and R²."""
+    t = np.asarray(y_true, dtype=float).ravel()
+    p = np.asarray(y_pred, dtype=float).ravel()
+    if t.shape != p.shape or t.size == 0:
+        raise ValueError(
+            f"y_true and y_pred must be non-empty and equal in size: {t.size}, {p.size}"
+        )
+    r2 = r2_score(t, p)
+    finite = np.concatenate([t, p])
+    finite = finite[np.isfinite(finite)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    pad = 0.05 * (hi - lo) if hi > lo else 1.0
+    lo, hi = lo - pad, hi + pad
+
+    _use_agg()
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=PREDICTIONS_FIGSIZE)
+    try:
+        ax.plot([lo, hi], [lo, hi], linestyle="--", color="black", linewidth=1.0, label="y = x")
+        ax.scatter(
+            t,
+            p,
+            s=18 if t.size <= 1000 else 6,
+            alpha=0.7 if t.size <= 1000 else 0.35,
+            color=SPLIT_COLOURS["test"],
+            edgecolors="none",
+            label=f"predictions (R² = {r2:.3f})",
+        )
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_aspect("equal", adjustable="box")
+        ax.set_xlabel("true")
+        ax.set_ylabel("predicted")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="upper left", fontsize="small")
+        return _save(fig, out)
+    finally:
+        plt.close(fig)

@@ -1,0 +1,138 @@
+"""Registries: lowercase name -> (parameters model, builder), with close-match errors.
+
+Torch-free at import time: builders import torch inside their bodies, so the spec (which
+needs only the parameter models) loads fast.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Generic, Literal, TypeVar, Union, cast
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from nncli.errors import NncliError
+
+B = TypeVar("B", bound=Callable[..., Any])
+
+
+class Params(BaseModel):
+    """Base of every section and entry model: unknown keys and lax coercions are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+class NoParams(Params):
+    """An entry that takes no parameters."""
+
+
+def closest(name: str, candidates: list[str]) -> str | None:
+    """The candidate nearest to `name`, if any is close enough to be a likely typo."""
+    matches = difflib.get_close_matches(name.lower(), candidates, n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+class UnknownName(NncliError):
+    """A name that no entry of a registry answers to."""
+
+    def __init__(self, kind: str, name: str, valid: list[str]) -> None:
+        self.kind, self.name, self.valid = kind, name, valid
+        self.suggestion = closest(name, valid)
+        hint = f"did you mean '{self.suggestion}'?" if self.suggestion else None
+        self.reason = f"unknown {kind} '{name}'"
+        self.hint = hint or f"valid: {', '.join(valid)}"
+        super().__init__(f"{self.reason} ({self.hint})")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[B]):
+    """One registered name: its parameters model (tagged with the name) and its builder."""
+
+    name: str
+    params: type[Params]
+    build: B
+    aliases: tuple[str, ...] = ()
+    positional: str | None = None  # the parameter that `{name: value}` shorthand sets
+    summary: str = ""
+    info: Any = None  # what the kind's users need to know of an entry (e.g. a loss's task)
+
+    def fields(self) -> Iterator[tuple[str, str, str]]:
+        """(parameter, type, default) for each parameter, for `nncli list`."""
+        for pname, info in self.params.model_fields.items():
+            if (
+                info.annotation is not None
+                and getattr(info.annotation, "__origin__", None) is Literal
+            ):
+                continue
+            if pname in ("type", "name", "source"):
+                continue
+            default = "required" if info.is_required() else repr(info.default)
+            annotation = getattr(info.annotation, "__name__", None) or str(info.annotation)
+            yield pname, annotation.replace("typing.", ""), default
+
+
+@dataclass
+class Registry(Generic[B]):
+    """Entries of one kind (layer, loss, optimizer, dataset), looked up by lowercase name."""
+
+    kind: str
+    key: str = "type"  # the field that names the entry in the experiment file
+    base: type[Params] = Params
+    _entries: dict[str, Entry[B]] = field(default_factory=dict)
+    _aliases: dict[str, str] = field(default_factory=dict)
+
+    def register(
+        self,
+        name: str,
+        *aliases: str,
+        params: type[Params] | None = None,
+        positional: str | None = None,
+        info: Any = None,
+    ) -> Callable[[B], B]:
+        """Decorator: register `build` under `name` (and aliases); a repeated name is an error."""
+
+        def decorate(build: B) -> B:
+            for n in (name, *aliases):
+                if n != n.lower() or n in self._aliases:
+                    raise ValueError(f"{self.kind} '{n}' is registered twice or is not lowercase")
+            base = params or self.base
+            if positional is not None and positional not in base.model_fields:
+                raise ValueError(f"{self.kind} '{name}': positional '{positional}' is no field")
+            tag: Any = Literal[name]
+            title = "".join(part.title() for part in name.split("_")) + self.kind.title()
+            model = cast(
+                "type[Params]",
+                create_model(title, __base__=base, __doc__=base.__doc__, **{self.key: (tag, name)}),  # type: ignore[call-overload]
+            )
+            summary = (build.__doc__ or "").strip().splitlines()[0] if build.__doc__ else ""
+            self._entries[name] = Entry(name, model, build, aliases, positional, summary, info)
+            for n in (name, *aliases):
+                self._aliases[n] = name
+            return build
+
+        return decorate
+
+    def canonical(self, name: str) -> str:
+        """The registered name for `name` or one of its aliases; UnknownName otherwise."""
+        found = self._aliases.get(name.lower()) if isinstance(name, str) else None
+        if found is None:
+            raise UnknownName(self.kind, str(name), sorted(self._aliases))
+        return found
+
+    def get(self, name: str) -> Entry[B]:
+        return self._entries[self.canonical(name)]
+
+    def __iter__(self) -> Iterator[Entry[B]]:
+        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def union(self) -> Any:
+        """One discriminated union of every entry's parameters model, on `self.key`."""
+        models = tuple(e.params for e in self)
+        if len(models) == 1:
+            return models[0]
+        return Annotated[Union[models], Field(discriminator=self.key)]  # noqa: UP007

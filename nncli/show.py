@@ -1,0 +1,118 @@
+"""`nncli show RUN`: a run's config, model (parameter counts from its checkpoint), metrics,
+and with --weights the learned parameters (a single neuron reads as its equation)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from nncli import yamlio
+from nncli.errors import NncliError
+from nncli.runs import BEST, CHECKPOINTS, CONFIG, LAST, read_info
+from nncli.tables import Format, render
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint, loaded with weights_only=True: nothing in it is executed."""
+    import pickle
+
+    import torch
+
+    if not path.is_file():
+        raise NncliError(
+            f"{path} does not exist; the run saved no checkpoint (did it finish an epoch?)"
+        )
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NncliError(f"{path} is not a checkpoint nncli can load safely: {first}") from None
+    if not isinstance(data, dict) or "model" not in data:
+        raise NncliError(f"{path} is not an nncli checkpoint (no 'model' entry)")
+    return data
+
+
+def equation(state: dict[str, Any]) -> str | None:
+    """`y = 2.04 x + 0.98` when the model is one dense unit (weights `N.weight`, `N.bias`)."""
+    tensors = [(k, v) for k, v in state.items() if hasattr(v, "shape")]
+    if len(tensors) not in (1, 2) or not tensors[0][0].endswith("weight"):
+        return None
+    weight = tensors[0][1]
+    if weight.ndim != 2 or weight.shape[0] != 1:
+        return None
+    bias = float(tensors[1][1].reshape(-1)[0]) if len(tensors) == 2 else 0.0
+    ws = [float(w) for w in weight.reshape(-1)]
+    names = ["x"] if len(ws) == 1 else [f"x{i + 1}" for i in range(len(ws))]
+    terms = " + ".join(f"{w:.4g} {n}" for w, n in zip(ws, names, strict=True))
+    sign = "-" if bias < 0 else "+"
+    return f"y = {terms} {sign} {abs(bias):.4g}".replace("+ -", "- ")
+
+
+def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
+    info = read_info(run)
+    yield f"run {run}"
+    yield (
+        f"status {info.get('status')}, {info.get('epochs_done', 0)}/{info.get('epochs')} epochs, "
+        f"started {info.get('started_at')}, {info.get('duration_s', '?')}s, "
+        f"device {info.get('device')}, "
+        f"seed {info.get('seed')}, {info.get('n_params', 0):,} parameters, task {info.get('task')}"
+    )
+    config = yamlio.load(run / CONFIG).data if (run / CONFIG).is_file() else {}
+    layers = config.get("model", {}).get("layers", [])
+    loss, opt = config.get("loss", {}), config.get("optimizer", {})
+    source = config.get("data", {}).get("source")
+    yield f"data {source}, loss {loss.get('name')}, optimizer {opt.get('name')} lr {opt.get('lr')}"
+
+    checkpoint = run / CHECKPOINTS / (BEST if (run / CHECKPOINTS / BEST).is_file() else LAST)
+    state: dict[str, Any] = load_checkpoint(checkpoint)["model"] if checkpoint.is_file() else {}
+    rows = []
+    for i, layer in enumerate(layers):
+        shapes = {k: tuple(v.shape) for k, v in state.items() if k.split(".")[0] == str(i)}
+        params = {k: v for k, v in layer.items() if k != "type"}
+        rows.append(
+            {
+                "#": i,
+                "layer": layer.get("type"),
+                "settings": ", ".join(f"{k}={v}" for k, v in params.items()),
+                "weights": ", ".join("x".join(map(str, s)) for s in shapes.values()),
+                "params": sum(_numel(s) for s in shapes.values()),
+            }
+        )
+    yield render(rows, ["#", "layer", "settings", "weights", "params"], Format.table, title="model")
+
+    final = info.get("final") or {}
+    best = info.get("best") or {}
+    metric_rows = [
+        {
+            "metric": k,
+            "final": v,
+            "best": best.get(k, {}).get("value"),
+            "best epoch": best.get(k, {}).get("epoch"),
+        }
+        for k, v in final.items()
+        if k not in ("epoch", "lr", "time_s")
+    ]
+    if metric_rows:
+        yield render(
+            metric_rows, ["metric", "final", "best", "best epoch"], Format.table, title="metrics"
+        )
+    if info.get("error"):
+        yield f"error: {info['error']}"
+    if weights:
+        if not state:
+            raise NncliError(f"{run} has no checkpoint to read weights from")
+        yield f"weights ({checkpoint.name}):"
+        eq = equation(state)
+        if eq:
+            yield eq
+        for key, tensor in state.items():
+            if hasattr(tensor, "shape") and tensor.is_floating_point():
+                yield f"{key} {tuple(tensor.shape)}\n{tensor.numpy().round(4)}"
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
