@@ -64,7 +64,8 @@ def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
     source = config.get("data", {}).get("source")
     yield f"data {source}, loss {loss.get('name')}, optimizer {opt.get('name')} lr {opt.get('lr')}"
 
-    checkpoint = run / CHECKPOINTS / (BEST if (run / CHECKPOINTS / BEST).is_file() else LAST)
+    # the weights the run ended with; best.pt where the run stopped before saving last.pt
+    checkpoint = run / CHECKPOINTS / (LAST if (run / CHECKPOINTS / LAST).is_file() else BEST)
     state: dict[str, Any] = load_checkpoint(checkpoint)["model"] if checkpoint.is_file() else {}
     rows = []
     for i, layer in enumerate(layers):

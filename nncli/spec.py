@@ -221,6 +221,20 @@ def _valid_keys(loc: tuple[str | int, ...]) -> list[str]:
     return []
 
 
+_PATTERN_HELP = {
+    NAME_PATTERN: "a run name holds letters, digits and _ . + - only (no path separators)",
+    DEVICE_PATTERN: "expected auto, cpu, cuda, cuda:N or mps",
+}
+_NO_INPUT = (
+    "missing",
+    "extra_forbidden",
+    "unknown_name",
+    "bad_shorthand",
+    "no_positional",
+    "metric_task",
+)
+
+
 def _problems(
     exc: ValidationError, doc: yamlio.Document, overridden: dict[yamlio.Key, str]
 ) -> list[Problem]:
@@ -228,6 +242,10 @@ def _problems(
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
         path = _data_path(doc.data, loc)
+        if err["type"] == "unknown_name":  # point at the `name:` inside a map, if any
+            path = next(
+                (k for k in ((*path, t) for t in _TAGS.values()) if k in doc.positions), path
+            )
         setting = next((text for key, text in overridden.items() if path[: len(key)] == key), None)
         where = f"--set {setting}" if setting else doc.where(path)
         message, hint = err["msg"], None
@@ -248,6 +266,10 @@ def _problems(
             hint = rest.rstrip(")") or None
         elif err["type"] == "union_tag_not_found":
             message = "say which entry this is"
+        elif err["type"] == "string_pattern_mismatch":
+            message = _PATTERN_HELP.get(err.get("ctx", {}).get("pattern", ""), message)
+        if err["type"] not in _NO_INPUT and isinstance(err["input"], str | int | float):
+            message = f"{message}, got {err['input']!r}"
         if message.startswith("Value error, "):
             message = message[len("Value error, ") :]
         key = ".".join(str(p) for p in loc)

@@ -33,6 +33,9 @@ _FLOAT = re.compile(
 )
 
 
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+
+
 class _Loader(yaml.SafeLoader):
     """SafeLoader (no Python tags) that also reads `1e-3` as a float."""
 
@@ -84,6 +87,13 @@ class _Walker:
                         "experiment files are small; remove repeated aliases (*name)",
                     )
                 ]
+            )
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"could not determine a constructor for the tag {node.tag!r}",
+                node.start_mark,
             )
         if isinstance(node, yaml.MappingNode):
             self.loader.flatten_mapping(node)  # resolves `<<: *base` merges

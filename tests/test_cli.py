@@ -1,0 +1,364 @@
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import EXPERIMENTS, ROOT, TINY
+from typer.testing import CliRunner
+
+from nncli import runs
+from nncli.cli import app
+from nncli.spec import load_spec, resolved
+
+
+def train(runner: CliRunner, *args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["train", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def command_names() -> list[str]:
+    return sorted(c.name or c.callback.__name__ for c in app.registered_commands)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("command", command_names())
+def test_every_command_has_help(runner: CliRunner, command: str) -> None:
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.stdout
+    assert "--help" in result.stdout
+
+
+def test_top_level_help_and_version(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("train", "validate", "list", "schema", "show"):
+        assert command in result.stdout
+    version = runner.invoke(app, ["--version"])
+    assert version.stdout.strip() == "nncli 0.1.0"
+
+
+def test_help_and_validate_do_not_import_torch(tiny: Path) -> None:
+    code = (
+        "import sys\n"
+        "from nncli.cli import main\n"
+        f"sys.argv = ['nncli', 'validate', {str(tiny)!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in ('torch', 'pandas', 'matplotlib', 'sklearn') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
+def test_python_dash_m_works() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "nncli", "--help"], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0
+    assert "validate" in out.stdout
+
+
+def test_train_writes_a_complete_run_folder(runner: CliRunner, tiny: Path, tmp_path: Path) -> None:
+    code, stdout, stderr = train(runner, str(tiny), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 0, stdout + stderr
+    folder = Path(stdout.strip().splitlines()[-1])
+    assert folder.parent == tmp_path / "runs"
+    assert folder.name.split("_")[1] == "tiny"
+
+    names = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert names == {
+        "config.yaml",
+        "spec.yaml",
+        "run.json",
+        "metrics.csv",
+        "log.txt",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+        "plots/loss.png",
+        "plots/accuracy.png",
+        "plots/f1.png",
+        "plots/confusion_matrix.png",
+        "plots/decision_boundary.png",
+    }
+
+    # the file as given, and the resolved spec that re-creates it
+    assert (folder / "spec.yaml").read_text() == TINY
+    assert load_spec(folder / "config.yaml") == load_spec(tiny)
+
+    # one row per epoch, stable header
+    with (folder / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    header = list(rows[0])
+    assert header == [
+        "epoch",
+        *(f"{s}_{m}" for s in ("train", "val", "test") for m in ("loss", "accuracy", "f1")),
+        "lr",
+        "time_s",
+    ]
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert all(0.0 <= float(r["test_accuracy"]) <= 1.0 for r in rows)
+    assert all(float(r["lr"]) == 0.05 for r in rows)
+
+    info = json.loads((folder / "run.json").read_text())
+    assert info["status"] == "completed"
+    assert info["epochs_done"] == 3
+    assert info["device"] == "cpu"
+    assert info["seed"] == 7
+    assert info["task"] == "binary"
+    assert info["n_params"] == 2 * 8 + 8 + 8 + 1
+    assert info["samples"] == {"train": 120, "val": 40, "test": 40}
+    assert info["versions"]["torch"] == torch.__version__
+    assert info["final"]["test_accuracy"] == pytest.approx(float(rows[-1]["test_accuracy"]))
+    best_loss = min(float(r["val_loss"]) for r in rows)
+    assert info["best"]["val_loss"]["value"] == pytest.approx(best_loss)
+    assert info["monitor"] == "val_loss"
+    assert info["duration_s"] >= 0
+
+    checkpoint = torch.load(folder / "checkpoints/last.pt", weights_only=True)
+    assert checkpoint["epoch"] == 3
+    assert set(checkpoint["model"]) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    best = torch.load(folder / "checkpoints/best.pt", weights_only=True)
+    assert best["epoch"] == info["best"]["val_loss"]["epoch"]
+
+    log = (folder / "log.txt").read_text()
+    assert "epoch 3/3" in log
+    assert "done in" in log
+    assert (folder / "plots/loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quiet_prints_only_the_folder(runner: CliRunner, tiny: Path, tmp_path: Path) -> None:
+    code, stdout, _ = train(runner, str(tiny), "--runs-dir", str(tmp_path), "-q")
+    assert code == 0
+    lines = stdout.strip().splitlines()
+    assert len(lines) == 1
+    assert Path(lines[0]).is_dir()
+
+
+def test_smoke_profile(runner: CliRunner, tmp_path: Path) -> None:
+    code, stdout, stderr = train(
+        runner, str(EXPERIMENTS / "circles.yaml"), "--smoke", "--runs-dir", str(tmp_path)
+    )
+    assert code == 0, stdout + stderr
+    folder = Path(stdout.strip().splitlines()[-1])
+    info = json.loads((folder / "run.json").read_text())
+    assert info["smoke"] is True
+    assert info["device"] == "cpu"
+    assert info["epochs"] == 1
+    assert len(runs.read_metrics(folder)) == 1
+    assert (folder / "plots" / "decision_boundary.png").is_file()
+
+
+def assert_nothing_written(tmp_path: Path) -> None:
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_misspelt_key_exits_2_with_located_message(
+    runner: CliRunner, write: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = write(TINY.replace("batch_size", "batchsize"))
+    code, stdout, stderr = train(runner, str(path), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 2
+    assert stderr.strip() == (
+        f"error {path}:16:20  train.batchsize  unknown key 'batchsize'  (did you mean 'batch_size'?)"
+    )
+    assert "Traceback" not in stdout + stderr
+    assert_nothing_written(tmp_path)
+
+
+def test_wrong_type_exits_2(runner: CliRunner, write: Callable[..., Path], tmp_path: Path) -> None:
+    path = write(TINY.replace("lr: 0.05", "lr: fast"))
+    code, _, stderr = train(runner, str(path), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 2
+    assert "optimizer.adam.lr  Input should be a valid number, got 'fast'" in stderr
+    assert_nothing_written(tmp_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where CUDA is absent")
+def test_unavailable_device_is_refused_before_any_folder(
+    runner: CliRunner, tiny: Path, tmp_path: Path
+) -> None:
+    code, _, stderr = train(
+        runner, str(tiny), "--set", "train.device=cuda:7", "--runs-dir", str(tmp_path / "runs")
+    )
+    assert code == 2
+    assert "train.device is 'cuda:7' but this machine has no CUDA device" in stderr
+    assert_nothing_written(tmp_path)
+
+
+def test_shape_mismatch_names_the_layer(
+    runner: CliRunner, write: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = write(TINY.replace("- dense: 8", "- conv2d: 4"))
+    code, _, stderr = train(runner, str(path), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 2
+    assert "model.layers.0 (conv2d(out_channels=4" in stderr
+    assert "needs an input of 3 dimension(s) per sample, got (2,)" in stderr
+    assert_nothing_written(tmp_path)
+
+
+def test_impossible_loss_and_data_pairing(
+    runner: CliRunner, write: Callable[..., Path], tmp_path: Path
+) -> None:
+    text = TINY.replace("source: circles", "source: blobs\n  centers: 3").replace(
+        "  noise: 0.05\n", ""
+    )
+    code, _, stderr = train(runner, str(write(text)), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 2
+    assert "loss 'bce' is for two classes (0/1) but the data has 3" in stderr
+    assert "cross_entropy with a final dense: 3" in stderr
+    assert_nothing_written(tmp_path)
+
+
+def test_missing_file(runner: CliRunner, tmp_path: Path) -> None:
+    code, _, stderr = train(runner, str(tmp_path / "nope.yaml"))
+    assert code == 2
+    assert "nope.yaml  <top>  no such file  (check the path)" in stderr
+
+
+def test_validate_reports_every_file(
+    runner: CliRunner, tiny: Path, write: Callable[..., Path]
+) -> None:
+    bad = write(TINY.replace("- tanh", "- tnah"), "bad.yaml")
+    result = runner.invoke(app, ["validate", str(tiny), str(bad)])
+    assert result.exit_code == 2
+    assert f"ok {tiny}: 4 layers, loss bce, data circles" in result.stdout
+    assert "unknown layer 'tnah'  (did you mean 'tanh'?)" in result.stderr
+
+
+def test_validate_build_runs_a_forward_pass(
+    runner: CliRunner, tiny: Path, write: Callable[..., Path]
+) -> None:
+    result = runner.invoke(app, ["validate", "--build", str(tiny)])
+    assert result.exit_code == 0, result.output
+    assert "binary, 33 parameters" in result.stdout
+    bad = write(TINY.replace("- dense: 1\n", "- flatten\n    - conv1d: 2\n"), "bad.yaml")
+    result = runner.invoke(app, ["validate", "--build", str(bad)])
+    assert result.exit_code == 2
+    assert "model.layers.3 (conv1d(out_channels=2" in result.stderr
+
+
+def test_list_layers_in_every_format(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["list", "layers", "--format", "csv"])
+    assert result.exit_code == 0
+    rows = {r["name"]: r for r in csv.DictReader(result.stdout.splitlines())}
+    assert rows["dense"]["aliases"] == "linear"
+    assert "units (required)" in rows["dense"]["parameters"]
+    assert rows["leaky_relu"]["parameters"] == "negative_slope=0.01"
+    assert rows["gelu"]["kind"] == "activation"
+    losses = json.loads(runner.invoke(app, ["list", "losses", "--format", "json"]).stdout)
+    assert {r["name"] for r in losses} >= {"mse", "bce", "cross_entropy", "huber"}
+    markdown = runner.invoke(app, ["list", "optimizers", "--format", "markdown"]).stdout
+    assert markdown.splitlines()[0].startswith("| name | aliases | parameters")
+    table = runner.invoke(app, ["list", "datasets"])
+    assert "circles" in table.stdout
+
+
+def test_schema_is_json(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["schema"])
+    assert json.loads(result.stdout)["title"] == "Spec"
+    result = runner.invoke(app, ["schema", "--out", str(tmp_path / "s.json")])
+    assert json.loads((tmp_path / "s.json").read_text())["type"] == "object"
+
+
+def test_show_prints_the_learned_line(runner: CliRunner, tmp_path: Path) -> None:
+    code, stdout, _ = train(
+        runner, str(EXPERIMENTS / "linear_regression.yaml"), "--runs-dir", str(tmp_path), "-q"
+    )
+    assert code == 0
+    result = runner.invoke(app, ["show", stdout.strip(), "--weights"])
+    assert result.exit_code == 0, result.output
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("y = "))
+    slope, intercept = float(line.split()[2]), float(line.split()[-1])
+    assert slope == pytest.approx(2.0, abs=0.1)
+    assert intercept == pytest.approx(1.0, abs=0.1)
+    assert "status completed, 200/200 epochs" in result.stdout
+
+
+def test_show_refuses_a_non_run(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["show", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "is not a run folder: it has no run.json" in result.stderr
+
+
+def test_internal_failure_marks_run_failed(
+    runner: CliRunner, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nncli.experiment
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("plotting exploded")
+
+    monkeypatch.setattr(nncli.experiment, "write_plots", broken)
+    code, _stdout, stderr = train(runner, str(tiny), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 1
+    assert "internal error RuntimeError: plotting exploded" in stderr
+    assert "Traceback" not in stderr
+    (folder,) = (tmp_path / "runs").iterdir()
+    info = json.loads((folder / "run.json").read_text())
+    assert info["status"] == "failed"
+    assert info["error"] == "RuntimeError: plotting exploded"
+    assert info["epochs_done"] == 3  # what was written is kept
+    assert "Traceback" in (folder / "log.txt").read_text()
+    assert len(runs.read_metrics(folder)) == 3
+
+
+def test_ctrl_c_marks_run_interrupted_and_keeps_epochs(
+    runner: CliRunner, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nncli.experiment
+
+    original = nncli.experiment._RunSink.epoch_end
+
+    def epoch_end(self: nncli.experiment._RunSink, row: dict[str, float], *args: object) -> None:
+        original(self, row, *args)  # type: ignore[arg-type]
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(nncli.experiment._RunSink, "epoch_end", epoch_end)
+    code, _, stderr = train(runner, str(tiny), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 130
+    assert "interrupted" in stderr
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert json.loads((folder / "run.json").read_text())["status"] == "interrupted"
+    assert [r["epoch"] for r in runs.read_metrics(folder)] == [1.0, 2.0]
+    assert torch.load(folder / "checkpoints/last.pt", weights_only=True)["epoch"] == 2
+
+
+def test_runs_in_the_same_second_never_collide(tmp_path: Path) -> None:
+    made = [runs.Run.create(tmp_path, "same", "x: 1\n", "x: 1\n", {}) for _ in range(20)]
+    assert len({r.path for r in made}) == 20
+
+
+def test_experiment_files_all_validate(runner: CliRunner) -> None:
+    files = sorted(str(p) for p in EXPERIMENTS.glob("*.yaml"))
+    assert files
+    result = runner.invoke(app, ["validate", "--build", *files])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("path", sorted(EXPERIMENTS.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_experiment_runs_one_smoke_epoch(
+    runner: CliRunner, path: Path, tmp_path: Path
+) -> None:
+    code, stdout, stderr = train(runner, str(path), "--smoke", "--runs-dir", str(tmp_path), "-q")
+    assert code == 0, stdout + stderr
+    info = json.loads((Path(stdout.strip()) / "run.json").read_text())
+    assert info["status"] == "completed"
+
+
+def test_resolved_config_round_trips_for_every_experiment() -> None:
+    for path in EXPERIMENTS.glob("*.yaml"):
+        spec = load_spec(path)
+        from nncli import yamlio
+        from nncli.spec import validate
+
+        assert validate(yamlio.loads(yamlio.dump(resolved(spec)))) == spec
+
+
+_ = ROOT

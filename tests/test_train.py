@@ -1,0 +1,255 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from conftest import EXPERIMENTS, TINY
+from sklearn import metrics as skm
+
+from nncli import data as datamod
+from nncli import yamlio
+from nncli.errors import NncliError
+from nncli.losses import losses
+from nncli.metrics import Meter
+from nncli.spec import Spec, load_spec, validate
+from nncli.task import Task, infer_task
+from nncli.train import fit, prepare
+
+
+class Rows:
+    """A Sink that keeps rows in memory."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def epoch_end(self, row: Mapping[str, float], improved: bool, state: Any) -> None:
+        self.rows.append(dict(row))
+
+    def batch_end(self, epoch: int, batch: int, n_batches: int, loss: torch.Tensor) -> None:
+        pass
+
+
+def spec_of(text: str, *overrides: str) -> Spec:
+    return validate(yamlio.loads(text, "t.yaml"), overrides)
+
+
+def train_rows(spec: Spec) -> list[dict[str, float]]:
+    sink = Rows()
+    fit(prepare(spec), sink)
+    return sink.rows
+
+
+def test_circles_example_reaches_its_accuracy() -> None:
+    rows = train_rows(load_spec(EXPERIMENTS / "circles.yaml"))
+    assert len(rows) == 20
+    assert rows[-1]["test_accuracy"] >= 0.98
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"]
+
+
+def test_same_seed_same_metrics() -> None:
+    spec = spec_of(TINY)
+    first, second = train_rows(spec), train_rows(spec)
+    strip = [{k: v for k, v in r.items() if k != "time_s"} for r in first]
+    assert strip == [{k: v for k, v in r.items() if k != "time_s"} for r in second]
+    other = train_rows(spec_of(TINY, "seed=8"))
+    assert other[0]["train_loss"] != first[0]["train_loss"]
+
+
+def test_softmax_classifier_on_blobs() -> None:
+    text = """\
+data: {source: blobs, n_samples: 600, centers: 4, cluster_std: 1.0, split: {test: 0.25}}
+model: {layers: [dense: 4]}
+loss: cross_entropy
+optimizer: {name: adam, lr: 0.05}
+train: {epochs: 30, batch_size: 64, device: cpu}
+metrics: [accuracy, precision, recall, f1]
+"""
+    rows = train_rows(spec_of(text))
+    assert rows[-1]["test_accuracy"] >= 0.95
+    assert rows[-1]["test_f1"] >= 0.95
+
+
+def test_xor_needs_a_hidden_layer() -> None:
+    neuron = """\
+data: {source: xor}
+model: {layers: [dense: 1, sigmoid]}
+loss: bce
+optimizer: {name: adam, lr: 0.1}
+train: {epochs: 300, batch_size: 4, device: cpu}
+"""
+    mlp = neuron.replace("[dense: 1, sigmoid]", "[dense: 8, tanh, dense: 1, sigmoid]")
+    assert train_rows(spec_of(neuron))[-1]["train_accuracy"] <= 0.75
+    assert train_rows(spec_of(mlp))[-1]["train_accuracy"] == 1.0
+
+
+def test_full_batch_regression_learns_the_line() -> None:
+    rows = train_rows(load_spec(EXPERIMENTS / "linear_regression.yaml"))
+    assert rows[-1]["test_r2"] > 0.95
+    assert rows[-1]["test_rmse"] < 0.3  # the noise has sd 0.2
+
+
+def test_max_batches_limits_an_epoch() -> None:
+    p = prepare(spec_of(TINY))
+    seen: list[int] = []
+
+    class Count(Rows):
+        def batch_end(self, epoch: int, batch: int, n_batches: int, loss: torch.Tensor) -> None:
+            seen.append(n_batches)
+
+    fit(p, Count(), max_batches=2)
+    assert seen == [2, 2] * 3
+
+
+# --- metrics against scikit-learn --------------------------------------------------------
+
+
+def meter_results(
+    task: Task, out: torch.Tensor, target: torch.Tensor, names: list[str]
+) -> dict[str, float]:
+    meter = Meter(task, names, torch.device("cpu"))
+    half = len(out) // 2  # two batches, to test accumulation
+    for sl in (slice(0, half), slice(half, None)):
+        meter.update(out[sl], target[sl], torch.tensor(0.5), len(out[sl]))
+    return meter.results(meter.totals().tolist())
+
+
+def test_multiclass_metrics_match_sklearn() -> None:
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(101, 4, generator=g)
+    target = torch.randint(0, 4, (101,), generator=g)
+    got = meter_results(
+        Task("multiclass", 4, "logits"), logits, target, ["accuracy", "precision", "recall", "f1"]
+    )
+    pred = logits.argmax(1).numpy()
+    y = target.numpy()
+    assert got["loss"] == pytest.approx(0.5)
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert got["precision"] == pytest.approx(
+        skm.precision_score(y, pred, average="macro", zero_division=0)
+    )
+    assert got["recall"] == pytest.approx(
+        skm.recall_score(y, pred, average="macro", zero_division=0)
+    )
+    assert got["f1"] == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0))
+
+
+def test_binary_metrics_match_sklearn_for_logits_and_probabilities() -> None:
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(64, 1, generator=g)
+    target = torch.randint(0, 2, (64, 1), generator=g).float()
+    y = target.numpy().ravel()
+    pred = (logits.numpy().ravel() > 0).astype(int)
+    for output, out in (("logits", logits), ("probabilities", logits.sigmoid())):
+        got = meter_results(Task("binary", 1, output), out, target, ["accuracy", "f1"])
+        assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+        assert got["f1"] == pytest.approx(skm.f1_score(y, pred, average="macro"))
+
+
+def test_multilabel_metrics_match_sklearn() -> None:
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(50, 3, generator=g)
+    target = torch.randint(0, 2, (50, 3), generator=g).float()
+    got = meter_results(
+        Task("multilabel", 3, "logits"), logits, target, ["accuracy", "precision", "f1"]
+    )
+    y, pred = target.numpy().astype(int), (logits.numpy() > 0).astype(int)
+    assert got["accuracy"] == pytest.approx((y == pred).mean())
+    assert got["precision"] == pytest.approx(
+        skm.precision_score(y, pred, average="macro", zero_division=0)
+    )
+    assert got["f1"] == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0))
+
+
+def test_regression_metrics_match_sklearn() -> None:
+    g = torch.Generator().manual_seed(3)
+    target = torch.randn(80, 2, generator=g)
+    out = target + 0.3 * torch.randn(80, 2, generator=g)
+    got = meter_results(Task("regression", 2, "values"), out, target, ["mae", "rmse", "r2"])
+    y, p = target.numpy(), out.numpy()
+    assert got["mae"] == pytest.approx(skm.mean_absolute_error(y, p), rel=1e-5)
+    assert got["rmse"] == pytest.approx(np.sqrt(skm.mean_squared_error(y, p)), rel=1e-5)
+    assert got["r2"] == pytest.approx(skm.r2_score(y, p), rel=1e-5)
+
+
+# --- data and task -----------------------------------------------------------------------
+
+
+def test_stratified_split_keeps_class_balance() -> None:
+    params = datamod.datasets.get("blobs").params.model_validate(
+        {"source": "blobs", "n_samples": 300, "centers": 3, "split": {"val": 0.2, "test": 0.1}}
+    )
+    ds = datamod.load(params, 0)
+    idx = datamod.split(ds, params.split, 0)  # type: ignore[attr-defined]
+    assert {k: len(v) for k, v in idx.items()} == {"train": 210, "val": 60, "test": 30}
+    assert sorted(np.concatenate(list(idx.values())).tolist()) == list(range(300))
+    for name in ("val", "test"):
+        assert np.bincount(ds.y[idx[name]]).tolist() == [len(idx[name]) // 3] * 3
+    again = datamod.split(ds, params.split, 0)  # type: ignore[attr-defined]
+    assert all((again[k] == idx[k]).all() for k in idx)
+
+
+def test_empty_split_is_a_clear_error() -> None:
+    params = datamod.datasets.get("xor").params.model_validate(
+        {"source": "xor", "split": {"test": 0.1}}
+    )
+    ds = datamod.load(params, 0)
+    with pytest.raises(NncliError, match="the test split of 4 samples is empty"):
+        datamod.split(ds, params.split, 0)  # type: ignore[attr-defined]
+
+
+def test_generators_are_seeded_and_shaped() -> None:
+    for name in ("circles", "moons", "blobs", "linear", "xor", "and", "or"):
+        params = datamod.datasets.get(name).params.model_validate({"source": name})
+        a, b = datamod.load(params, 5), datamod.load(params, 5)
+        assert a.x.dtype == np.float32
+        assert (a.x == b.x).all() and (a.y == b.y).all()
+    gates = {
+        g: datamod.load(datamod.datasets.get(g).params.model_validate({"source": g}), 0)
+        for g in ("and", "or", "xor")
+    }
+    assert gates["and"].y.tolist() == [0, 0, 0, 1]
+    assert gates["or"].y.tolist() == [0, 1, 1, 1]
+    assert gates["xor"].y.tolist() == [0, 1, 1, 0]
+
+
+@pytest.mark.parametrize(
+    ("loss", "classes", "outputs", "kind", "message"),
+    [
+        ("bce", 2, 1, "binary", None),
+        ("bce_with_logits", 2, 1, "binary", None),
+        ("cross_entropy", 3, 3, "multiclass", None),
+        ("nll", 3, 3, "multiclass", None),
+        ("mse", 2, 1, "regression", None),
+        ("bce", 3, 1, None, "is for two classes (0/1) but the data has 3"),
+        ("bce", 2, 2, None, "end the model with dense: 1"),
+        ("cross_entropy", 3, 2, None, "needs one output per class"),
+    ],
+)
+def test_task_follows_loss_data_and_output(
+    loss: str, classes: int, outputs: int, kind: str | None, message: str | None
+) -> None:
+    ds = datamod.Dataset(
+        np.zeros((6, 2), np.float32),
+        np.arange(6) % classes,
+        "classification",
+        [str(c) for c in range(classes)],
+    )
+    info = losses.get(loss).info
+    if message is None:
+        assert infer_task(ds, loss, info, (outputs,)).kind == kind
+    else:
+        with pytest.raises(NncliError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            infer_task(ds, loss, info, (outputs,))
+
+
+def test_classification_loss_on_regression_data() -> None:
+    ds = datamod.Dataset(np.zeros((4, 1), np.float32), np.zeros((4, 1), np.float32), "regression")
+    with pytest.raises(NncliError, match="use loss: mse"):
+        infer_task(ds, "cross_entropy", losses.get("cross_entropy").info, (1,))
+
+
+_ = Path
