@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from nncli.errors import NncliError
 from nncli.registry import NoParams, Params, Registry
@@ -67,6 +67,14 @@ class Conv(Params):
     padding: int | Literal["same", "valid"] = 0
     dilation: int = Field(default=1, gt=0)
     bias: bool = True
+
+    @model_validator(mode="after")
+    def _same_needs_stride_one(self) -> Conv:
+        if self.padding == "same" and self.stride != 1:
+            raise ValueError(
+                "padding 'same' needs stride 1 (torch pads strided convolutions by number)"
+            )
+        return self
 
 
 @layers.register("conv1d", params=Conv, positional="out_channels")

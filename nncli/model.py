@@ -44,7 +44,7 @@ def build_model(
         name = f"model.layers.{i} ({describe(spec)})"
         try:
             module = layers.get(spec.type).build(spec, shape)
-        except LayerShapeError as exc:
+        except (LayerShapeError, ValueError) as exc:
             raise ShapeError(f"{name}: {exc}") from None
         module = module.to(sample.device)
         module.eval()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from nncli.registry import Params, Registry
 
@@ -26,6 +26,12 @@ class SGD(Optim):
     nesterov: bool = False
     dampening: float = Field(default=0.0, ge=0, le=1)
 
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> SGD:
+        if self.nesterov and (self.momentum == 0 or self.dampening != 0):
+            raise ValueError("nesterov needs momentum > 0 and dampening 0")
+        return self
+
 
 @optimizers.register("sgd", params=SGD)
 def sgd(p: SGD, parameters: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
@@ -42,8 +48,11 @@ def sgd(p: SGD, parameters: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
     )
 
 
+Beta = Annotated[float, Field(ge=0, lt=1)]
+
+
 class Adam(Optim):
-    betas: tuple[float, float] = Field(default=(0.9, 0.999), strict=False)
+    betas: tuple[Beta, Beta] = Field(default=(0.9, 0.999), strict=False)
     eps: float = Field(default=1e-8, gt=0)
     amsgrad: bool = False
 

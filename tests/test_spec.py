@@ -185,3 +185,27 @@ def test_schema_describes_every_layer_and_shorthand() -> None:
         assert f"'{name}'" in text
     assert doc["title"] == "Spec"
     assert set(doc["required"]) == {"data", "model", "loss"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            "{name: sgd, nesterov: true}",
+            "optimizer.sgd  nesterov needs momentum > 0 and dampening 0",
+        ),
+        (
+            "{name: adam, betas: [1.5, 0.9]}",
+            "optimizer.adam.betas.0  Input should be less than 1, got 1.5",
+        ),
+    ],
+)
+def test_settings_torch_would_refuse_are_caught_at_validation(change: str, message: str) -> None:
+    (found,) = problems(TINY.replace("{name: adam, lr: 0.05}", change))
+    assert message in found
+
+
+def test_same_padding_needs_stride_one() -> None:
+    text = TINY.replace("- dense: 8", "- {type: conv2d, out_channels: 4, padding: same, stride: 2}")
+    (found,) = problems(text)
+    assert "model.layers.0.conv2d  padding 'same' needs stride 1" in found
