@@ -37,6 +37,7 @@ class ConsoleReporter:
 
     def __init__(self, console: Console, quiet: bool = False) -> None:
         self.console, self.quiet = console, quiet
+        self.errors = Console(stderr=True, highlight=False)
         self.run: Run | None = None
         self.epochs = 0
         self.progress: Progress | None = None
@@ -58,6 +59,12 @@ class ConsoleReporter:
             f"{p.spec.name}: {p.task.kind} task on {p.spec.data.source} data ({sizes}), "
             f"{p.n_params:,} parameters, device {p.device}"
         )
+        if p.rank.distributed:
+            share = p.spec.train.batch_size // p.rank.world
+            self.say(
+                f"{p.rank.world} processes: global batch {p.spec.train.batch_size} = "
+                f"{p.rank.world} x {share} per process"
+            )
         self.say(f"run folder: {run.path}")
         if self.console.is_terminal and not self.quiet:
             from rich.progress import (
@@ -98,19 +105,29 @@ class ConsoleReporter:
             self.progress.update(self._epoch_task, completed=int(row["epoch"]))
         self.say(line + ("  *" if improved else ""))
 
+    def note(self, text: str) -> None:
+        """A warning: shown in yellow on stderr (even when quiet) and kept in the log."""
+        if self.run is not None:
+            self.run.log(f"warning: {text}")
+        self.errors.print(f"[yellow]warning[/yellow] {text}", markup=True, soft_wrap=True)
+
     def stop(self) -> None:
         if self.progress is not None:
             self.progress.stop()
             self.progress = None
 
-    def summary(self, run: Run, best_epoch: int) -> None:
+    def summary(self, run: Run) -> None:
         final: dict[str, Any] = run.info.get("final", {})
         held = [k for k in final if k.startswith(("test_", "val_")) and not k.endswith("loss")]
         shown = held or [k for k in final if k not in ("epoch", "lr", "time_s")]
         scores = ", ".join(f"{k} {number(final[k])}" for k in shown)
         monitor = run.info.get("monitor", "")
-        best = run.info.get("best", {}).get(monitor, {})
+        best = run.info.get("best_checkpoint") or {}
         best_text = (
-            f"; best {monitor} {number(best['value'])} at epoch {best_epoch}" if best else ""
+            f"; best.pt is epoch {best['epoch']} ({monitor} {number(best[monitor])})"
+            if best.get("epoch")
+            else ""
         )
+        if run.info.get("stopped_early"):
+            best_text += f"; stopped early after epoch {run.info.get('epochs_done')}"
         self.say(f"done in {run.info.get('duration_s', 0):.1f}s: {scores}{best_text}")

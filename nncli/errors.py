@@ -9,6 +9,7 @@ EXIT_INTERNAL = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
+EXIT_DIVERGED = 3
 
 
 class NncliError(Exception):
@@ -45,3 +46,18 @@ class RunInterrupted(Exception):
     def __init__(self, exit_code: int = EXIT_INTERRUPTED) -> None:
         self.exit_code = exit_code
         super().__init__("interrupted")
+
+
+class RunDiverged(Exception):
+    """The loss became NaN or infinite: the run stops and is marked diverged."""
+
+    exit_code = EXIT_DIVERGED
+
+    def __init__(self, epoch: int, batch: int, n_batches: int, lr: float) -> None:
+        self.epoch, self.batch = epoch, batch
+        super().__init__(
+            f"the training loss became non-finite in epoch {epoch}, batch {batch} of {n_batches}; "
+            f"the run stopped and keeps its last finite checkpoint. Try a lower learning rate "
+            f"(it was {lr:g}), gradient clipping (train.clip_grad_norm: 1.0), or check the data "
+            "for NaN or huge values"
+        )

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 import platform
+import signal
 import subprocess
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,11 +21,24 @@ import numpy as np
 import torch
 
 import nncli
-from nncli import plots, yamlio
-from nncli.errors import RunInterrupted
+from nncli import distributed, plots, yamlio
+from nncli.errors import EXIT_INTERNAL, NncliError, RunDiverged, RunInterrupted
 from nncli.model import summary
-from nncli.runs import BEST, LAST, PLOTS, Run
-from nncli.spec import Spec, resolved
+from nncli.runs import (
+    BEST,
+    CHECKPOINTS,
+    CONFIG,
+    LAST,
+    PLOTS,
+    Run,
+    locked,
+    now,
+    read_info,
+    remove_temporaries,
+    write_atomic,
+)
+from nncli.show import load_checkpoint
+from nncli.spec import Spec, load_spec, resolved
 from nncli.train import FitResult, Prepared, evaluate, fit, predict, predict_classes, prepare
 
 SMOKE_BATCHES = 2
@@ -38,6 +53,8 @@ class Reporter(Protocol):
 
     def epoch(self, row: Mapping[str, float], improved: bool) -> None: ...
 
+    def note(self, text: str) -> None: ...
+
 
 @dataclass
 class _RunSink:
@@ -47,17 +64,40 @@ class _RunSink:
     reporter: Reporter
 
     def epoch_end(
-        self, row: Mapping[str, float], improved: bool, state: Callable[[], dict[str, Any]]
+        self, row: Mapping[str, float], state: Callable[[], dict[str, Any]], last: bool, best: bool
     ) -> None:
-        self.run.log_epoch(row)
-        checkpoint = state()
-        save_atomic(checkpoint, self.run.checkpoint_path(LAST))
-        if improved:
-            save_atomic(checkpoint, self.run.checkpoint_path(BEST))
-        self.reporter.epoch(row, improved)
+        # Ctrl-C and SIGTERM wait until the row and its checkpoints are written, so an
+        # interrupted run's last row and last.pt agree. The row goes first: a SIGKILL before
+        # the checkpoint leaves a row past last.pt, which resume drops and trains again.
+        with deferred_signals():
+            self.run.log_epoch(row)
+            if last or best:
+                checkpoint = state()
+                if last:
+                    save_atomic(checkpoint, self.run.checkpoint_path(LAST))
+                if best:
+                    save_atomic(checkpoint, self.run.checkpoint_path(BEST))
+        self.reporter.epoch(row, best)
+
+    def note(self, text: str) -> None:
+        self.reporter.note(text)
 
     def batch_end(self, epoch: int, batch: int, n_batches: int, loss: torch.Tensor) -> None:
         self.reporter.batch(epoch, batch, n_batches, loss)
+
+
+@contextmanager
+def deferred_signals() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends (they are delivered then)."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
 
 
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
@@ -98,8 +138,8 @@ def train_experiment(
     runs_dir: Path,
     reporter: Reporter,
     smoke: bool = False,
-) -> tuple[Run, FitResult]:
-    """Train `spec` into a new run folder under `runs_dir`.
+) -> tuple[Run | None, FitResult]:
+    """Train `spec` into a new run folder under `runs_dir` (None on ranks other than 0).
 
     Mistakes in the user's input raise NncliError before the folder exists. Once it
     exists, the run ends `completed`, `interrupted` (RunInterrupted is raised) or `failed`
@@ -117,26 +157,153 @@ def train_experiment(
         "task": p.task.kind,
         "monitor": p.monitor,
         "samples": {name: len(x) for name, (x, _) in p.splits.items()},
+        "input_shape": list(p.splits["train"][0].shape[1:]),
+        "output": p.task.output,
+        "class_names": p.task.class_names,
         "smoke": smoke,
         "versions": versions(),
         "git_commit": git_commit(spec_file.resolve().parent),
     }
     assert spec.name is not None  # load_spec fills it
-    run = Run.create(runs_dir, spec.name, spec_text, yamlio.dump(resolved(spec)), info)
+    if not p.rank.main:
+        return _follow(p, reporter, smoke)
+    try:
+        run = Run.create(runs_dir, spec.name, spec_text, yamlio.dump(resolved(spec)), info)
+    except BaseException:
+        distributed.share("")  # the other ranks stop instead of waiting for a path
+        raise
+    distributed.share(str(run.path))
+    record = os.environ.get(distributed.RUN_RECORD)
+    if record:  # tell the launcher which folder to mark failed if a rank dies
+        Path(record).write_text(str(run.path), encoding="utf-8")
+    p.dataset.save_preprocessing(run.path)  # what predict and eval apply to new rows
+    for warning in p.dataset.warnings:
+        run.log(f"warning: {warning}")
+        reporter.note(warning)
+    with locked(run.path):
+        result = _execute(run, p, reporter, smoke=smoke)
+    return run, result
+
+
+class _Quiet:
+    """The sink of ranks other than 0: they train and write nothing."""
+
+    def epoch_end(self, row: Mapping[str, float], state: Any, last: bool, best: bool) -> None:
+        pass
+
+    def batch_end(self, epoch: int, batch: int, n_batches: int, loss: torch.Tensor) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        pass
+
+
+def _follow(p: Prepared, reporter: Reporter, smoke: bool) -> tuple[Run | None, FitResult]:
+    """A rank other than 0: wait for rank 0's run folder, then train along, writing nothing."""
+    if not distributed.share(""):
+        raise RunInterrupted(EXIT_INTERNAL)  # rank 0 could not create the folder and says why
+    return None, fit(p, _Quiet(), SMOKE_BATCHES if smoke else None)
+
+
+def resume_experiment(
+    folder: Path, reporter: Reporter, epochs: int | None = None
+) -> tuple[Run, FitResult]:
+    """Continue an interrupted, failed or killed run in its own folder from last.pt.
+
+    `epochs` extends a run (a completed one too) to that many epochs. A run that is
+    complete, diverged, still running, or whose config.yaml was edited is refused.
+    """
+    info = read_info(folder)
+    with locked(folder):
+        status, done = info.get("status"), int(info.get("epochs_done", 0))
+        target = epochs or int(info.get("epochs", 0))
+        if status == "completed" and (epochs is None or target <= done):
+            raise NncliError(
+                f"{folder} is completed ({done} epochs); to train it further give "
+                f"--epochs N with N above {done}"
+            )
+        if status == "diverged":
+            raise NncliError(
+                f"{folder} diverged; resuming would diverge again. Start a new run with a "
+                f"lower learning rate: nncli train {folder / CONFIG} --set optimizer.lr=..."
+            )
+        if epochs is not None and epochs < done:
+            raise NncliError(f"--epochs {epochs} is below the {done} epochs already done")
+
+        overrides = [f"train.epochs={target}"] if epochs is not None else []
+        spec = load_spec(folder / CONFIG, overrides)
+        last = folder / CHECKPOINTS / LAST
+        state = load_checkpoint(last) if last.is_file() else None
+        if state is not None:
+            edited = config_changes(state["config"], resolved(spec))
+            if edited:
+                raise NncliError(
+                    f"{folder / CONFIG} was edited after the run started ({'; '.join(edited)}); "
+                    "a resumed run must keep its config. Undo the edit, or start a new run "
+                    f"from it: nncli train {folder / CONFIG}"
+                )
+        p = prepare(spec)
+        run = Run.open(folder)
+        remove_temporaries(folder)
+        if epochs is not None:
+            write_atomic(folder / CONFIG, yamlio.dump(resolved(spec)))
+        start = int(state["epoch"]) if state is not None else 0
+        resumed = [*run.info.get("resumed", []), {"at": now(), "after_epoch": start}]
+        run.write_info(status="running", epochs=target, resumed=resumed, error=None)
+        result = _execute(run, p, reporter, resume=state)
+    return run, result
+
+
+def config_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
+    """`key: old -> new` for each setting that differs (train.epochs aside: it may grow)."""
+    old, new = flatten(before), flatten(after)
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if k != "train.epochs"]
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": [1]}} -> {"a.b.0": 1}: dotted keys as `--set` takes them."""
+    if isinstance(value, Mapping):
+        items: list[tuple[str, Any]] = [(str(k), v) for k, v in value.items()]
+    elif isinstance(value, list):
+        items = [(str(i), v) for i, v in enumerate(value)]
+    else:
+        return {prefix: value}
+    out: dict[str, Any] = {}
+    for key, item in items:
+        out.update(flatten(item, f"{prefix}.{key}" if prefix else key))
+    return out
+
+
+def _execute(
+    run: Run,
+    p: Prepared,
+    reporter: Reporter,
+    smoke: bool = False,
+    resume: Mapping[str, Any] | None = None,
+) -> FitResult:
+    """Fit into an open run folder and record how it ended (the one place statuses are set)."""
     try:
         reporter.start(run, p)
-        run.start_metrics(p.columns())
-        result = fit(p, _RunSink(run, reporter), SMOKE_BATCHES if smoke else None)
+        run.start_metrics(p.columns(), keep_epochs=int(resume["epoch"]) if resume else 0)
+        result = fit(p, _RunSink(run, reporter), SMOKE_BATCHES if smoke else None, resume)
         write_plots(run.path / PLOTS, p, result)
-        run.finish("completed", best_epoch=result.best_epoch)
+        run.finish(
+            "completed",
+            best_checkpoint={"epoch": result.best_epoch, p.monitor: result.best_value},
+            stopped_early=result.stopped_early,
+        )
     except (KeyboardInterrupt, RunInterrupted) as exc:
         run.finish("interrupted")
         raise exc if isinstance(exc, RunInterrupted) else RunInterrupted() from None
+    except RunDiverged as exc:
+        run.finish("diverged", error=str(exc))
+        raise
     except BaseException as exc:
         run.log(traceback.format_exc())
         run.finish("failed", error=f"{type(exc).__name__}: {exc}")
         raise
-    return run, result
+    return result
 
 
 def layer_table(p: Prepared) -> list[dict[str, Any]]:
@@ -151,10 +318,11 @@ def write_plots(folder: Path, p: Prepared, result: FitResult) -> list[Path]:
     split = next((s for s in ("test", "val") if s in p.splits), "train")
     x, y = p.splits[split]
     meter = result.meters[split]
-    if split == "train":  # the train meter holds in-flight counts; evaluate afresh
-        with torch.no_grad():
-            p.model.eval()
-            evaluate(p.model, p.loss_fn, x, y, meter, len(x))
+    # evaluated afresh: the train meter holds in-flight counts, and under torch.distributed
+    # each meter holds only this rank's share
+    with torch.no_grad():
+        p.model.eval()
+        evaluate(p.model, p.loss_fn, x, y, meter, len(x))
     x_host, y_host = x.cpu().numpy(), y.cpu().numpy()
     title = f"{name} ({split})"
     if p.task.kind in ("binary", "multiclass"):
@@ -180,4 +348,9 @@ def write_plots(folder: Path, p: Prepared, result: FitResult) -> list[Path]:
         written.append(
             plots.plot_predictions(y_host, predict(p, x_host), folder / "predictions.png", title)
         )
+        if x_host.shape[1:] == (1,) and p.task.n_outputs == 1:  # one input: draw the curve
+            points = {s: (xs.cpu().numpy(), ys.cpu().numpy()) for s, (xs, ys) in p.splits.items()}
+            written.append(
+                plots.plot_fit(points, lambda grid: predict(p, grid), folder / "fit.png", name)
+            )
     return written

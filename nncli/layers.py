@@ -193,7 +193,8 @@ def identity(p: NoParams, shape: Shape) -> nn.Module:
 
 @activation("step")
 def step(p: NoParams, shape: Shape) -> nn.Module:
-    """Heaviside step: 1 where x > 0, else 0 (zero gradient: the perceptron's output)."""
+    """Heaviside step: 1 where x > 0, else 0; the perceptron's output (straight-through
+    gradient, so the `perceptron` loss trains it by Rosenblatt's rule)."""
     from nncli.modules import Step
 
     return Step()

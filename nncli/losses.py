@@ -96,3 +96,11 @@ def nll(p: NoParams) -> nn.Module:
     from torch import nn
 
     return nn.NLLLoss()
+
+
+@losses.register("perceptron", info=LossInfo("binary", "probabilities"))
+def perceptron(p: NoParams) -> nn.Module:
+    """Rosenblatt's perceptron rule for a step output: the fraction misclassified."""
+    from nncli.modules import PerceptronLoss
+
+    return PerceptronLoss()

@@ -7,7 +7,29 @@ from torch import nn
 
 
 class Step(nn.Module):
-    """Heaviside step: 1.0 where x > 0, else 0.0. Its gradient is zero everywhere."""
+    """Heaviside step: 1.0 where x > 0, else 0.0.
+
+    Its true derivative is zero (undefined at 0), which would stop every gradient. The
+    backward pass is therefore straight-through (the identity), as in binary networks:
+    with the `perceptron` loss, whose gradient at the output is (y - t), one SGD step on a
+    single neuron is exactly Rosenblatt's rule w += lr (t - y) x.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x > 0).to(x.dtype)
+        # x - x.detach() is exactly 0 (for finite x) but carries x's gradient. Plain tensor
+        # ops, one graph with or without gradients: tracing, torch.export and ONNX take it
+        return (x > 0).to(x.dtype) + (x - x.detach())
+
+
+class PerceptronLoss(nn.Module):
+    """The perceptron rule as a loss on 0/1 outputs y (of a `step`) and 0/1 targets t.
+
+    Its value is the fraction misclassified, mean |y - t|; its gradient with respect to y
+    is (y - t) / n. Through the straight-through step and a dense layer, plain SGD then
+    updates w += lr (t - y) x / n: Rosenblatt's rule (exactly, with batch_size 1).
+    """
+
+    def forward(self, y: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        error = (y - t).detach()
+        # y - y.detach() is zero in value but carries y's gradient, scaled by the error
+        return (error.abs() + error * (y - y.detach())).mean()

@@ -1,9 +1,10 @@
-"""Optimizer entries: each builds a torch optimizer over the model's parameters."""
+"""Optimizer and learning-rate scheduler entries (built over the model's parameters)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Annotated
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -124,3 +125,110 @@ def adagrad(p: Adagrad, parameters: Iterable[torch.Tensor]) -> torch.optim.Optim
     import torch
 
     return torch.optim.Adagrad(parameters, lr=p.lr, eps=p.eps, weight_decay=p.weight_decay)
+
+
+# --- learning-rate schedulers -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchedulerInfo:
+    # when the scheduler steps: after every batch, after every epoch, or after every epoch
+    # with the monitored metric's value (reduce_on_plateau)
+    step: Literal["batch", "epoch", "metric"]
+
+
+schedulers: Registry[Callable[..., Any]] = Registry("scheduler", key="name")
+
+
+class Step(Params):
+    step_size: int = Field(default=10, gt=0, description="epochs between decays")
+    gamma: float = Field(default=0.1, gt=0, le=1)
+
+
+@schedulers.register("step", params=Step, info=SchedulerInfo("epoch"))
+def step(p: Step, opt: torch.optim.Optimizer, epochs: int, batches: int) -> Any:
+    """Multiply the learning rate by gamma every step_size epochs."""
+    import torch
+
+    return torch.optim.lr_scheduler.StepLR(opt, p.step_size, p.gamma)
+
+
+class MultiStep(Params):
+    milestones: list[Annotated[int, Field(gt=0)]] = Field(min_length=1, description="epochs")
+    gamma: float = Field(default=0.1, gt=0, le=1)
+
+
+@schedulers.register("multistep", params=MultiStep, info=SchedulerInfo("epoch"))
+def multistep(p: MultiStep, opt: torch.optim.Optimizer, epochs: int, batches: int) -> Any:
+    """Multiply the learning rate by gamma at each milestone epoch."""
+    import torch
+
+    return torch.optim.lr_scheduler.MultiStepLR(opt, p.milestones, p.gamma)
+
+
+class Exponential(Params):
+    gamma: float = Field(default=0.95, gt=0, le=1, description="factor per epoch")
+
+
+@schedulers.register("exponential", params=Exponential, info=SchedulerInfo("epoch"))
+def exponential(p: Exponential, opt: torch.optim.Optimizer, epochs: int, batches: int) -> Any:
+    """Multiply the learning rate by gamma every epoch."""
+    import torch
+
+    return torch.optim.lr_scheduler.ExponentialLR(opt, p.gamma)
+
+
+class Cosine(Params):
+    warmup_epochs: int = Field(default=0, ge=0, description="linear ramp from lr/10")
+    min_lr: float = Field(default=0.0, ge=0)
+
+
+@schedulers.register("cosine", params=Cosine, info=SchedulerInfo("epoch"))
+def cosine(p: Cosine, opt: torch.optim.Optimizer, epochs: int, batches: int) -> Any:
+    """Cosine decay to min_lr over the run, after an optional linear warm-up."""
+    import torch
+
+    sched = torch.optim.lr_scheduler
+    decay = sched.CosineAnnealingLR(opt, T_max=max(1, epochs - p.warmup_epochs), eta_min=p.min_lr)
+    if p.warmup_epochs == 0:
+        return decay
+    warmup = sched.LinearLR(opt, start_factor=0.1, total_iters=p.warmup_epochs)
+    return sched.SequentialLR(opt, [warmup, decay], milestones=[p.warmup_epochs])
+
+
+class OneCycle(Params):
+    max_lr: float | None = Field(default=None, gt=0, description="default: optimizer.lr")
+    pct_start: float = Field(default=0.3, gt=0, lt=1, description="share of steps warming up")
+
+
+@schedulers.register("onecycle", params=OneCycle, info=SchedulerInfo("batch"))
+def onecycle(p: OneCycle, opt: torch.optim.Optimizer, epochs: int, batches: int) -> Any:
+    """One cycle: up to max_lr, then down (steps every batch)."""
+    import torch
+
+    max_lr = p.max_lr or opt.param_groups[0]["lr"]
+    return torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=max_lr, epochs=epochs, steps_per_epoch=batches, pct_start=p.pct_start
+    )
+
+
+class Plateau(Params):
+    factor: float = Field(default=0.1, gt=0, lt=1)
+    patience: int = Field(default=5, ge=0, description="epochs without improvement")
+    min_lr: float = Field(default=0.0, ge=0)
+    threshold: float = Field(default=1e-4, ge=0)
+
+
+@schedulers.register("reduce_on_plateau", "plateau", params=Plateau, info=SchedulerInfo("metric"))
+def reduce_on_plateau(p: Plateau, opt: torch.optim.Optimizer, epochs: int, batches: int) -> Any:
+    """Lower the learning rate when the monitored metric stops improving."""
+    import torch
+
+    return torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt,
+        mode="min",
+        factor=p.factor,
+        patience=p.patience,
+        min_lr=p.min_lr,
+        threshold=p.threshold,
+    )

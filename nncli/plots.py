@@ -1,10 +1,11 @@
-"""Matplotlib figures of a training run: learning curves, decision boundary, confusion matrix and
-regression predictions, written headless (Agg) as 150 dpi PNGs; matplotlib is imported lazily."""
+"""Matplotlib figures: a run's learning curves, decision boundary, confusion matrix, regression
+predictions and fit, and the activation gallery; headless (Agg) 150 dpi PNGs, lazy imports."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +18,18 @@ DPI = 150
 CURVE_FIGSIZE: tuple[float, float] = (6.4, 4.0)
 BOUNDARY_FIGSIZE: tuple[float, float] = (6.0, 5.0)
 PREDICTIONS_FIGSIZE: tuple[float, float] = (5.5, 5.0)
-GRID_RESOLUTION = 200
+FIT_FIGSIZE: tuple[float, float] = (6.4, 4.5)
+ACTIVATIONS_COLUMNS = 4
+ACTIVATION_PANEL: tuple[float, float] = (2.6, 2.2)  # inches per activation
+GRID_RESOLUTION = 300  # fine enough that a class boundary shows no visible stairs
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SPLIT_COLOURS: dict[str, str] = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
 SPLIT_LABELS: dict[str, str] = {"train": "train", "val": "validation", "test": "test"}
 OTHER_COLOUR = "#7f7f7f"
+FUNCTION_COLOUR = SPLIT_COLOURS["train"]
+DERIVATIVE_COLOUR = "#d62728"
+MODEL_COLOUR = "#000000"
 # Metrics where smaller is better; every other metric is maximised.
 LOWER_IS_BETTER: frozenset[str] = frozenset({"loss", "mae", "mse", "rmse"})
 
@@ -175,7 +182,7 @@ def plot_decision_boundary(
 
     lo, hi = x.min(axis=0), x.max(axis=0)
     span = hi - lo
-    margin = np.where(span > 0, 0.1 * span, 1.0)
+    margin = np.where(span > 0, 0.15 * span, 1.0)
     g1 = np.linspace(lo[0] - margin[0], hi[0] + margin[0], GRID_RESOLUTION)
     g2 = np.linspace(lo[1] - margin[1], hi[1] + margin[1], GRID_RESOLUTION)
     xx, yy = np.meshgrid(g1, g2)
@@ -210,7 +217,8 @@ def plot_decision_boundary(
                 linewidths=0.6,
                 alpha=0.5,
             )
-        size = 28 if len(x) <= 500 else 12
+        # a handful of points (logic gates) must stand out; thousands must not hide the regions
+        size = 90 if len(x) <= 20 else 28 if len(x) <= 500 else 12
         for c in range(n_classes):
             mask = y == c
             if mask.any():
@@ -225,11 +233,16 @@ def plot_decision_boundary(
                 )
         ax.set_xlim(g1[0], g1[-1])
         ax.set_ylim(g2[0], g2[-1])
-        ax.set_title(title)
+        ax.set_title(f"{title}: decision boundary")
         ax.set_xlabel("x1")
         ax.set_ylabel("x2")
         ax.grid(True, alpha=0.2)
-        ax.legend(title="true class", loc="best", fontsize="small")
+        ax.legend(
+            title="true class\n(shading: predicted)",
+            loc="best",
+            fontsize="small",
+            title_fontsize="small",
+        )
         return _save(fig, out)
     finally:
         plt.close(fig)
@@ -252,6 +265,8 @@ def plot_confusion_matrix(
     names = [class_names[i] if i < len(class_names) else str(i) for i in range(n)]
     integral = bool(np.all(np.mod(cm, 1) == 0))
     vmax = float(cm.max()) if cm.size else 0.0
+    total = float(cm.sum())
+    accuracy = f", accuracy {float(np.trace(cm)) / total:.3f}" if total > 0 else ""
 
     _use_agg()
     import matplotlib.pyplot as plt
@@ -276,9 +291,9 @@ def plot_confusion_matrix(
         ax.set_yticks(range(n), labels=names)
         if n * max((len(s) for s in names), default=0) > 30:  # long labels would overlap
             plt.setp(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor")
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(title)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(f"{title}: confusion matrix{accuracy}")
         return _save(fig, out)
     finally:
         plt.close(fig)
@@ -327,11 +342,145 @@ def plot_predictions(y_true: np.ndarray, y_pred: np.ndarray, out: Path, title: s
         ax.set_xlim(lo, hi)
         ax.set_ylim(lo, hi)
         ax.set_aspect("equal", adjustable="box")
-        ax.set_xlabel("true")
-        ax.set_ylabel("predicted")
-        ax.set_title(title)
+        ax.set_xlabel("true value")
+        ax.set_ylabel("predicted value")
+        ax.set_title(f"{title}: predicted vs true")
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper left", fontsize="small")
+        return _save(fig, out)
+    finally:
+        plt.close(fig)
+
+
+def plot_fit(
+    points: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    predict: Callable[[np.ndarray], np.ndarray],
+    out: Path,
+    title: str,
+) -> Path:
+    """A model of one input feature as the curve it draws, over each split's (x, y) points.
+
+    ``points`` maps a split name to its (N, 1) inputs and (N,) or (N, 1) targets;
+    ``predict`` is called once with a (M, 1) float32 grid spanning every split's inputs.
+    """
+    if not points:
+        raise ValueError("no points to draw")
+    xs = {s: np.asarray(x, dtype=float).ravel() for s, (x, _) in points.items()}
+    ys = {s: np.asarray(y, dtype=float).ravel() for s, (_, y) in points.items()}
+    for split in points:
+        if xs[split].size != ys[split].size or xs[split].size == 0:
+            raise ValueError(f"split {split!r} needs as many targets as inputs, and some")
+    every = np.concatenate(list(xs.values()))
+    lo, hi = float(every.min()), float(every.max())
+    pad = 0.05 * (hi - lo) if hi > lo else 1.0
+    grid = np.linspace(lo - pad, hi + pad, GRID_RESOLUTION, dtype=np.float32)[:, None]
+    curve = np.asarray(predict(grid), dtype=float).reshape(len(grid), -1)[:, 0]
+
+    _use_agg()
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=FIT_FIGSIZE)
+    try:
+        for split in (*(s for s in SPLITS if s in points), *(s for s in points if s not in SPLITS)):
+            ax.scatter(
+                xs[split],
+                ys[split],
+                s=18 if xs[split].size <= 1000 else 6,
+                alpha=0.75,
+                color=SPLIT_COLOURS.get(split, OTHER_COLOUR),
+                edgecolors="none",
+                label=f"{SPLIT_LABELS.get(split, split)} points",
+            )
+        ax.plot(grid[:, 0], curve, color=MODEL_COLOUR, linewidth=2.0, label="model")
+        ax.set_xlabel("x")
+        ax.set_ylabel("y")
+        ax.set_title(f"{title}: fit")
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
+        return _save(fig, out)
+    finally:
+        plt.close(fig)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One activation over a range of inputs, with its derivative (NaN where undefined)."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    dy: np.ndarray
+    note: str = ""  # how a vector-valued activation was made a curve
+
+
+def activation_curves(
+    names: Sequence[str] | None = None, lo: float = -5.0, hi: float = 5.0, n: int = 1001
+) -> list[Curve]:
+    """Every registered activation (or ``names``) with default parameters, on [lo, hi].
+
+    Element-wise activations are evaluated on x. A vector-valued one (softmax) is shown as
+    its first output for the input (x, 0). Derivatives are central differences of the
+    curve, so they show what the function does (step: 0) rather than the straight-through
+    gradient nncli trains step with; they are NaN at a jump, where none exists.
+    """
+    import torch
+
+    from nncli.layers import ACTIVATIONS, layers
+
+    x = np.linspace(lo, hi, n)
+    pair = torch.zeros(n, 2, dtype=torch.float64)
+    pair[:, 0] = torch.as_tensor(x)
+    curves = []
+    for name in names if names is not None else ACTIVATIONS:
+        entry = layers.get(name)
+        module = entry.build(entry.params(), (2,)).double().eval()
+        with torch.no_grad():
+            y = module(pair)[:, 0].numpy()
+            alone = module(pair[:, :1])[:, 0].numpy()
+        note = "" if np.allclose(y, alone) else "first output, input (x, 0)"
+        dy = np.gradient(y, x)
+        # a jump between neighbouring samples is a discontinuity: no derivative there
+        jumps = np.flatnonzero(np.abs(np.diff(y)) > 25 * (x[1] - x[0]))
+        dy[jumps] = np.nan
+        dy[jumps + 1] = np.nan
+        curves.append(Curve(entry.name, x, y, dy, note))
+    return curves
+
+
+def plot_activations(curves: Sequence[Curve], out: Path) -> Path:
+    """One titled, gridded panel per activation: the function solid, its derivative dashed."""
+    if not curves:
+        raise ValueError("no activations to draw")
+    columns = min(ACTIVATIONS_COLUMNS, len(curves))
+    rows = math.ceil(len(curves) / columns)
+    size = (ACTIVATION_PANEL[0] * columns, ACTIVATION_PANEL[1] * rows + 0.5)
+
+    _use_agg()
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(rows, columns, figsize=size, squeeze=False)
+    try:
+        for ax in axes.flat[len(curves) :]:
+            ax.set_visible(False)
+        for ax, curve in zip(axes.flat, curves, strict=False):
+            ax.axhline(0, color=OTHER_COLOUR, linewidth=0.6)
+            ax.axvline(0, color=OTHER_COLOUR, linewidth=0.6)
+            ax.plot(curve.x, curve.y, color=FUNCTION_COLOUR, linewidth=1.8, label="f(x)")
+            ax.plot(
+                curve.x,
+                curve.dy,
+                color=DERIVATIVE_COLOUR,
+                linewidth=1.4,
+                linestyle="--",
+                label="f'(x)",
+            )
+            ax.set_title(f"{curve.name}\n({curve.note})" if curve.note else curve.name)
+            ax.set_xlim(float(curve.x[0]), float(curve.x[-1]))
+            ax.grid(True, alpha=0.3)
+            ax.tick_params(labelsize="small")
+        handles, _ = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, ["f(x)", "derivative f'(x)"], loc="upper right", ncols=2)
+        fig.suptitle("activations", x=0.02, ha="left", fontsize="large")
         return _save(fig, out)
     finally:
         plt.close(fig)

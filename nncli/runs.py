@@ -10,11 +10,13 @@ run.json is replaced atomically; a metrics.csv row is flushed when its epoch end
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -31,8 +33,11 @@ CHECKPOINTS = "checkpoints"
 PLOTS = "plots"
 LAST = "last.pt"
 BEST = "best.pt"
+PREPROCESSING = "preprocessing.json"
 
-STATUSES = ("running", "completed", "failed", "interrupted")
+LOCK = "run.lock"
+
+STATUSES = ("running", "completed", "failed", "interrupted", "diverged")
 LOWER_IS_BETTER = ("loss", "mae", "rmse")
 NOT_METRICS = ("epoch", "lr", "time_s")
 
@@ -112,6 +117,11 @@ class Run:
         run.write_info()
         return run
 
+    @classmethod
+    def open(cls, path: Path) -> Run:
+        """An existing run folder, to be continued by this process."""
+        return cls(path, read_info(path))
+
     def write_info(self, **updates: Any) -> None:
         self.info.update(updates)
         write_atomic(self.path / RUN_JSON, json.dumps(_json(self.info), indent=2) + "\n")
@@ -121,12 +131,28 @@ class Run:
         with (self.path / LOG).open("a", encoding="utf-8") as f:
             f.write(text if text.endswith("\n") else text + "\n")
 
-    def start_metrics(self, header: list[str]) -> None:
+    def start_metrics(self, header: list[str], keep_epochs: int = 0) -> None:
+        """Open metrics.csv for appending rows, keeping only the complete rows of the first
+        `keep_epochs` epochs (a resumed run drops a half-written line and any epoch after
+        its checkpoint, so no epoch appears twice)."""
+        kept = []
+        if keep_epochs > 0:
+            with (self.path / METRICS).open(encoding="utf-8", newline="") as f:
+                lines = list(csv.reader(f))
+            if lines and lines[0] != header:
+                raise NncliError(f"{self.path / METRICS} has other columns than this run logs")
+            kept = [r for r in lines[1:] if len(r) == len(header) and _epoch(r) <= keep_epochs]
+            if [_epoch(r) for r in kept] != list(range(1, keep_epochs + 1)):
+                raise NncliError(
+                    f"{self.path / METRICS} lacks rows for epochs 1 to {keep_epochs}; "
+                    "it cannot be continued"
+                )
+        text = io.StringIO()
+        csv.writer(text).writerows([header, *kept])
+        write_atomic(self.path / METRICS, text.getvalue())
         self._columns = header
-        self._metrics = (self.path / METRICS).open("w", encoding="utf-8", newline="")
+        self._metrics = (self.path / METRICS).open("a", encoding="utf-8", newline="")
         self._writer = csv.writer(self._metrics)
-        self._writer.writerow(header)
-        self._metrics.flush()
 
     def log_epoch(self, row: Mapping[str, float]) -> None:
         """Append one epoch's row (flushed) and update the final and best values."""
@@ -160,6 +186,74 @@ class Run:
             duration_s=round((ended - started).total_seconds(), 3),
             **updates,
         )
+
+
+def _epoch(row: list[str]) -> float:
+    try:
+        return float(row[0])
+    except (ValueError, IndexError):
+        return math.inf
+
+
+def remove_temporaries(path: Path) -> None:
+    """Delete temporary files a killed writer left behind (`.name.PID.tmp`)."""
+    for folder in (path, path / CHECKPOINTS):
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold the run folder for this process: a second trainer of the same run is refused.
+
+    The lock file names its process; a lock whose process is gone is stale and taken over.
+    """
+    lock = path / LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            pid = _lock_owner(lock)
+            if pid is not None and _alive(pid):
+                raise NncliError(
+                    f"{path} is in use by process {pid} (a train or resume of it is running); "
+                    "wait for it to end, or stop it first"
+                ) from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+    else:  # pragma: no cover - another process took the stale lock between our two tries
+        raise NncliError(f"{path} is in use by another process")
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _lock_owner(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own earlier lock (e.g. a crash inside this process)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_locked(path: Path) -> bool:
+    """Whether a live process holds the run (so a 'running' status is true)."""
+    pid = _lock_owner(path / LOCK)
+    return pid is not None and _alive(pid)
 
 
 def is_run(path: Path) -> bool:

@@ -15,8 +15,6 @@ from nncli.tables import Format, render
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint, loaded with weights_only=True: nothing in it is executed."""
-    import pickle
-
     import torch
 
     if not path.is_file():
@@ -25,7 +23,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         )
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+    except Exception as exc:  # corrupt files raise anything from IndexError to BadZipFile
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise NncliError(f"{path} is not a checkpoint nncli can load safely: {first}") from None
     if not isinstance(data, dict) or "model" not in data:

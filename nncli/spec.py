@@ -5,6 +5,7 @@ Torch-free: `nncli validate` and `nncli schema` import this and nothing heavier.
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -15,17 +16,18 @@ from pydantic import BaseModel, BeforeValidator, Field, ValidationError, model_v
 from pydantic_core import PydanticCustomError
 
 from nncli import yamlio
-from nncli.data import DataParams, datasets
+from nncli.data import DataParams, FileParams, datasets
 from nncli.errors import Problem, SpecError
 from nncli.layers import layers
 from nncli.losses import CLASSIFY, LossInfo, losses
-from nncli.optim import optimizers
+from nncli.optim import optimizers, schedulers
 from nncli.registry import Params, Registry, UnknownName, closest
 
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1")
 REGRESSION_METRICS = ("mae", "rmse", "r2")
 Metric = Literal["accuracy", "precision", "recall", "f1", "mae", "rmse", "r2"]
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
+MONITOR_PATTERN = r"^(train|val|test)_(loss|accuracy|precision|recall|f1|mae|rmse|r2)$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,79}$"
 
 
@@ -93,6 +95,7 @@ if TYPE_CHECKING:  # what type checkers see of the generated unions
         name: str
 
     OptimizerSpec = LossSpec
+    SchedulerSpec = LossSpec
 
     class DataSpec(DataParams):
         source: str
@@ -101,6 +104,7 @@ else:
     LayerSpec = _entry(layers)
     LossSpec = _entry(losses)
     OptimizerSpec = _entry(optimizers)
+    SchedulerSpec = _entry(schedulers)
     DataSpec = _entry(datasets)
 
 
@@ -110,14 +114,125 @@ class ModelSpec(Params):
     layers: list[LayerSpec] = Field(min_length=1)
 
 
+class EarlyStopping(Params):
+    """Stop when train.monitor has not improved by min_delta for patience epochs."""
+
+    patience: int = Field(default=5, ge=1, description="epochs without improvement")
+    min_delta: float = Field(default=0.0, ge=0, description="smallest change that counts")
+    restore_best: bool = Field(default=True, description="end with the best epoch's weights")
+
+
 class TrainSpec(Params):
-    """How to train: epochs, batches, device."""
+    """How to train: epochs, batches, device, and what keeps a run on track."""
 
     epochs: int = Field(default=10, gt=0)
     batch_size: int = Field(default=32, gt=0)
     shuffle: bool = Field(default=True, description="a new sample order every epoch")
     device: str = Field(
         default="auto", pattern=DEVICE_PATTERN, description="auto, cpu, cuda, cuda:N or mps"
+    )
+    monitor: str | None = Field(
+        default=None,
+        pattern=MONITOR_PATTERN,
+        description="split_metric that picks best.pt, early stopping and plateaus; "
+        "default: the first held-out split's loss",
+    )
+    mode: Literal["auto", "min", "max"] = Field(
+        default="auto", description="whether monitor improves down or up; auto: by its name"
+    )
+    early_stopping: EarlyStopping | None = None
+    checkpoint_every: int = Field(default=1, ge=1, description="epochs between last.pt saves")
+    clip_grad_norm: float | None = Field(default=None, gt=0)
+    clip_grad_value: float | None = Field(default=None, gt=0)
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        default="fp32", description="bf16/fp16 run the forward pass under autocast"
+    )
+    compile: bool = Field(default=False, description="torch.compile the model (falls back)")
+
+
+SWEEP_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$"
+
+
+def _sweep_key(key: Any) -> Any:
+    if isinstance(key, str) and not re.match(SWEEP_KEY_PATTERN, key):
+        raise PydanticCustomError(
+            "sweep_key", "a swept key is dotted, like optimizer.lr or model.layers.0.units"
+        )
+    return key
+
+
+SweepKey = Annotated[str, BeforeValidator(_sweep_key)]
+SweepValues = Annotated[list[Any], Field(min_length=1)]
+
+
+def _range_shorthand(value: Any) -> Any:
+    """`"1e-4:0.1:log"`, `[1e-4, 0.1]` and `[1e-4, 0.1, log]` -> `{low, high, log}`."""
+    if isinstance(value, str):
+        low, _, rest = value.partition(":")
+        high, _, log = rest.partition(":")
+        value = [yamlio.parse_value(low), yamlio.parse_value(high), *([log] if log else [])]
+    if isinstance(value, list):
+        if len(value) not in (2, 3) or value[2:] not in ([], ["log"]):
+            raise PydanticCustomError("range_form", _RANGE_FORM)
+        return {"low": value[0], "high": value[1], "log": len(value) == 3}
+    if not isinstance(value, dict):  # e.g. YAML 1.1 reads a bare 10:20 as the number 620
+        raise PydanticCustomError("range_form", _RANGE_FORM)
+    return value
+
+
+_RANGE_FORM = "a range is a list of low, high and optionally log, or the text 'low:high:log'"
+
+
+class SweepRange(Params):
+    """Numbers from low to high, both included: uniform, or log-uniform with `log`; whole
+    numbers when low and high both are."""
+
+    low: int | float
+    high: int | float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SweepRange:
+        if not self.low < self.high:
+            raise PydanticCustomError("range_order", "low must be below high")
+        if self.log and self.low <= 0:
+            raise PydanticCustomError("range_log", "a log range needs low above 0")
+        return self
+
+    @property
+    def integer(self) -> bool:
+        return isinstance(self.low, int) and isinstance(self.high, int)
+
+
+class SweepSpec(Params):
+    """What `nncli sweep` searches: every combination of `grid`, or n_trials drawn from
+    `choice` and `range` (random, or bayes through Optuna). `nncli train` ignores it."""
+
+    method: Literal["grid", "random", "bayes"] | None = Field(
+        default=None, description="default: grid when grid is given, else random"
+    )
+    grid: dict[SweepKey, SweepValues] = Field(
+        default_factory=dict, description="dotted key -> values; a trial per combination"
+    )
+    choice: dict[SweepKey, SweepValues] = Field(
+        default_factory=dict, description="dotted key -> values; each trial picks one"
+    )
+    range: dict[
+        SweepKey,
+        Annotated[
+            SweepRange,
+            BeforeValidator(_range_shorthand, json_schema_input_type=str | list[Any] | SweepRange),
+        ],
+    ] = Field(
+        default_factory=dict,
+        description="dotted key -> [low, high] or [low, high, log]; each trial draws one",
+    )
+    n_trials: int | None = Field(default=None, gt=0, description="trials of random or bayes")
+    seed: int = Field(default=0, ge=0, lt=2**32, description="seed of the draws, not of training")
+    metric: str | None = Field(
+        default=None,
+        pattern=MONITOR_PATTERN,
+        description="split_metric that ranks the trials; default: train.monitor",
     )
 
 
@@ -137,10 +252,13 @@ class Spec(Params):
     model: ModelSpec
     loss: LossSpec
     optimizer: OptimizerSpec = Field(default_factory=_default_optimizer)
+    scheduler: SchedulerSpec | None = None
     train: TrainSpec = TrainSpec()
     metrics: list[Metric] | None = Field(
         default=None, description="default: accuracy or mae, rmse, r2"
     )
+    # Left out of config.yaml: a trial's resolved config is that trial alone, trainable as is
+    sweep: SweepSpec | None = Field(default=None, exclude=True, description="for nncli sweep")
 
     @property
     def loss_info(self) -> LossInfo:
@@ -153,9 +271,15 @@ class Spec(Params):
         if self.metrics is None:
             default = ["accuracy"] if classify else ["mae", "rmse", "r2"]
             object.__setattr__(self, "metrics", default)
-            return self
+        monitor = self.train.monitor
+        if monitor is not None and monitor.split("_", 1)[1] not in ("loss", *self.metric_names):
+            raise PydanticCustomError(
+                "monitor_metric",
+                "train.monitor '{monitor}' is not logged; add '{metric}' to metrics or monitor a loss",
+                {"monitor": monitor, "metric": monitor.split("_", 1)[1]},
+            )
         allowed = CLASSIFICATION_METRICS if classify else REGRESSION_METRICS
-        wrong = [m for m in self.metrics if m not in allowed]
+        wrong = [m for m in self.metric_names if m not in allowed]
         if wrong:
             task = "classification" if classify else "regression"
             raise PydanticCustomError(
@@ -185,40 +309,42 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The models an annotation may hold (unions, Optional and Annotated opened)."""
+    annotation = _unwrap(annotation)
+    if get_origin(annotation) in (Union, types.UnionType):
+        return [m for a in get_args(annotation) for m in _models(a)]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return []
+
+
+def _tag(model: type[BaseModel]) -> Any:
+    return next(
+        (model.model_fields[k].default for k in _TAGS.values() if k in model.model_fields), None
+    )
+
+
 def _valid_keys(loc: tuple[str | int, ...]) -> list[str]:
     """The field names allowed at `loc` (a pydantic error location), for suggestions."""
     annotation: Any = Spec
     for part in loc:
-        annotation = _unwrap(annotation)
-        origin = get_origin(annotation)
-        if origin in (Union, types.UnionType):
-            members = [_unwrap(a) for a in get_args(annotation) if a is not type(None)]
-            models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
-            tagged = [m for m in models if any(f.default == part for f in m.model_fields.values())]
-            if tagged:
-                annotation = tagged[0]
-                continue
-            annotation = models[0] if len(models) == 1 else None
-            if annotation is None:
-                return []
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            field = annotation.model_fields.get(str(part))
+        models = _models(annotation)
+        tagged = [m for m in models if _tag(m) == part]
+        if tagged:  # a discriminated union's tag in the location: that member
+            annotation = tagged[0]
+            continue
+        if len(models) == 1:
+            field = models[0].model_fields.get(str(part))
             if field is None:
                 return []
             annotation = field.annotation
-        elif get_origin(annotation) is list and isinstance(part, int):
-            annotation = get_args(annotation)[0]
+        elif get_origin(_unwrap(annotation)) is list and isinstance(part, int):
+            annotation = get_args(_unwrap(annotation))[0]
         else:
             return []
-    annotation = _unwrap(annotation)
-    if get_origin(annotation) in (Union, types.UnionType):
-        members = [_unwrap(a) for a in get_args(annotation)]
-        annotation = next(
-            (m for m in members if isinstance(m, type) and issubclass(m, BaseModel)), None
-        )
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return list(annotation.model_fields)
-    return []
+    models = _models(annotation)
+    return list(models[0].model_fields) if len(models) == 1 else []
 
 
 _PATTERN_HELP = {
@@ -226,6 +352,7 @@ _PATTERN_HELP = {
     DEVICE_PATTERN: "expected auto, cpu, cuda, cuda:N or mps",
 }
 _NO_INPUT = (
+    "monitor_metric",
     "missing",
     "extra_forbidden",
     "unknown_name",
@@ -383,11 +510,18 @@ def validate(doc: yamlio.Document, overrides: list[str] | tuple[str, ...] = ()) 
 
 
 def load_spec(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Spec:
-    """Read, validate and resolve an experiment file; the name defaults to the file's stem."""
+    """Read, validate and resolve an experiment file; the name defaults to the file's stem.
+
+    Relative data paths (in the file or in --set) are made absolute from the file's folder,
+    so the resolved config.yaml in a run folder points at the same files from anywhere.
+    """
     spec = validate(yamlio.load(path), overrides)
     if spec.name is None:
         stem = "".join(c if c.isalnum() or c in "_.+-" else "_" for c in path.stem) or "run"
         spec = spec.model_copy(update={"name": stem})
+    if isinstance(spec.data, FileParams):
+        data = spec.data.with_folder(path.absolute().parent)
+        spec = spec.model_copy(update={"data": data})
     return spec
 
 

@@ -9,6 +9,7 @@ one host sync reads them all.
 from __future__ import annotations
 
 import functools
+import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -20,13 +21,14 @@ import torch
 from torch import nn
 
 from nncli import data as datamod
-from nncli.errors import NncliError
+from nncli import distributed
+from nncli.errors import NncliError, RunDiverged
 from nncli.losses import losses
 from nncli.metrics import Meter
 from nncli.model import build_model, count_parameters
-from nncli.optim import optimizers
-from nncli.runs import columns
-from nncli.spec import Spec
+from nncli.optim import optimizers, schedulers
+from nncli.runs import columns, direction
+from nncli.spec import Spec, resolved
 from nncli.task import Task, infer_task
 
 EVAL_BATCH = 4096  # held-out splits are evaluated in chunks of at least this many samples
@@ -79,16 +81,20 @@ class Prepared:
     loss_fn: nn.Module
     optimizer: torch.optim.Optimizer
     metrics: list[str] = field(default_factory=list)
+    scheduler: Any = None
+    monitor: str = "train_loss"  # the column that picks best.pt, early stopping, plateaus
+    mode: str = "min"
+    rank: distributed.Rank = field(default_factory=distributed.Rank)
 
     @property
     def n_params(self) -> int:
         return count_parameters(self.model)
 
     @property
-    def monitor(self) -> str:
-        """The column whose best value picks best.pt: the first held-out split's loss."""
-        held_out = [s for s in ("val", "test") if s in self.splits]
-        return f"{held_out[0] if held_out else 'train'}_loss"
+    def n_batches(self) -> int:
+        """Batches per epoch (the last one may be smaller)."""
+        n = len(self.splits["train"][0])
+        return -(-n // min(self.spec.train.batch_size, n))
 
     def columns(self) -> list[str]:
         return columns(list(self.splits), self.metrics)
@@ -104,12 +110,18 @@ def _targets(y: np.ndarray, task: Task, device: torch.device) -> torch.Tensor:
 
 def prepare(spec: Spec, device: str | None = None) -> Prepared:
     """Device, data, model, loss and optimizer of `spec`; user mistakes raise NncliError."""
+    rank = distributed.current()
     dev = resolve_device(device or spec.train.device)
+    if rank.distributed and dev.type == "cuda":
+        dev = torch.device("cuda", rank.local_rank)  # one GPU per process on its node
+    distributed.init(rank, dev.type)
     seed_everything(spec.seed)
 
-    # data: generated or read on the host, split, then moved to the device once
-    dataset = datamod.load(spec.data, spec.seed)
-    indices = datamod.split(dataset, spec.data.split, spec.seed)
+    # data: generated or read on the host, split, preprocessed with statistics of the train
+    # split only, then moved to the device once
+    dataset, indices = datamod.prepare(
+        spec.data, spec.seed, spec.loss_info.target, spec.train.batch_size
+    )
     x_all = torch.as_tensor(dataset.x, dtype=torch.float32)
 
     # model: built layer by layer on a few real samples, so shapes are checked here
@@ -124,47 +136,135 @@ def prepare(spec: Spec, device: str | None = None) -> Prepared:
     }
     loss_fn = losses.get(spec.loss.name).build(spec.loss).to(dev)
     optimizer = optimizers.get(spec.optimizer.name).build(spec.optimizer, model.parameters())
-    return Prepared(
+    p = Prepared(
         spec, dev, dataset, splits, model, shapes, task, loss_fn, optimizer, spec.metric_names
     )
+    p.monitor, p.mode = _monitor(spec, list(splits))
+    p.rank = rank
+    if rank.distributed:
+        _check_shares(p)
+    if spec.scheduler is not None:
+        entry = schedulers.get(spec.scheduler.name)
+        p.scheduler = entry.build(spec.scheduler, optimizer, spec.train.epochs, p.n_batches)
+    return p
+
+
+def _check_shares(p: Prepared) -> None:
+    """Every process needs a share of every batch: the global batch must split evenly."""
+    world, batch = p.rank.world, p.spec.train.batch_size
+    n = len(p.splits["train"][0])
+    if batch % world or 0 < n % batch < world:
+        raise NncliError(
+            f"train.batch_size {batch} (the global batch) does not split over {world} "
+            f"processes for {n} training samples; use a multiple of {world}"
+        )
+
+
+def _monitor(spec: Spec, splits: list[str]) -> tuple[str, str]:
+    """train.monitor (default: the first held-out split's loss) and its direction."""
+    held_out = [s for s in ("val", "test") if s in splits]
+    monitor = spec.train.monitor or f"{held_out[0] if held_out else 'train'}_loss"
+    split = monitor.split("_", 1)[0]
+    if split not in splits:
+        raise NncliError(
+            f"train.monitor is '{monitor}' but the data has no {split} split; "
+            f"set data.split.{split} (e.g. 0.2) or monitor one of {', '.join(splits)}"
+        )
+    mode = spec.train.mode if spec.train.mode != "auto" else direction(monitor)
+    return monitor, mode
 
 
 class Sink(Protocol):
     """Where fit reports: a run folder (rows, checkpoints) and the console (progress)."""
 
     def epoch_end(
-        self, row: Mapping[str, float], improved: bool, state: Callable[[], dict[str, Any]]
-    ) -> None: ...
+        self, row: Mapping[str, float], state: Callable[[], dict[str, Any]], last: bool, best: bool
+    ) -> None:
+        """Record a finished epoch; `state()` is its checkpoint, to be written as last.pt
+        and/or best.pt as the flags say."""
 
     def batch_end(self, epoch: int, batch: int, n_batches: int, loss: torch.Tensor) -> None: ...
+
+    def note(self, text: str) -> None:
+        """A warning the user should see (e.g. torch.compile fell back)."""
+
+
+@dataclass
+class Tracker:
+    """The monitored metric's best value, and early stopping's count of stale epochs."""
+
+    mode: str
+    best: float = math.inf
+    best_epoch: int = 0
+    stale: int = 0
+
+    @property
+    def value(self) -> float:
+        """The best value as logged (undoing the sign flip of max mode)."""
+        return self.best if self.mode == "min" else -self.best
+
+    def update(self, value: float, epoch: int, min_delta: float) -> bool:
+        """Record an epoch's value; True if it improved on the best by more than min_delta."""
+        signed = value if self.mode == "min" else -value
+        improved = math.isfinite(signed) and signed < self.best - min_delta
+        if improved:
+            self.best, self.best_epoch, self.stale = signed, epoch, 0
+        else:
+            self.stale += 1
+        return improved
 
 
 @dataclass
 class FitResult:
     rows: list[dict[str, float]]
     meters: dict[str, Meter]
-    best: float
-    best_epoch: int
+    best_epoch: int  # the epoch best.pt holds
+    best_value: float = math.nan  # its monitored value
+    stopped_early: bool = False
 
 
-def fit(p: Prepared, sink: Sink, max_batches: int | None = None) -> FitResult:
-    """Train `p.model` for `spec.train.epochs` epochs; one row per epoch goes to `sink`."""
+def fit(
+    p: Prepared,
+    sink: Sink,
+    max_batches: int | None = None,
+    resume: Mapping[str, Any] | None = None,
+) -> FitResult:
+    """Train `p.model` up to `spec.train.epochs`; one row per epoch goes to `sink`.
+
+    `resume` is a checkpoint (see `checkpoint`): training continues after its epoch with
+    every random state restored, so the result equals an uninterrupted run.
+    """
     # set-up
     cfg = p.spec.train
-    model, loss_fn, opt, dev = p.model, p.loss_fn, p.optimizer, p.device
+    model, loss_fn, opt, dev, sched = p.model, p.loss_fn, p.optimizer, p.device, p.scheduler
     x, y = p.splits["train"]
     n = len(x)
     batch = min(cfg.batch_size, n)
-    n_batches = -(-n // batch)
-    if max_batches is not None:
-        n_batches = min(n_batches, max_batches)
+    n_batches = p.n_batches if max_batches is None else min(p.n_batches, max_batches)
     order = torch.Generator().manual_seed(p.spec.seed)
     meters = {name: Meter(p.task, p.metrics, dev) for name in p.splits}
-    monitor = p.monitor
-    best, best_epoch = float("inf"), 0
+    tracker = Tracker(p.mode)
+    min_delta = cfg.early_stopping.min_delta if cfg.early_stopping else 0.0
+    best_weights: dict[str, torch.Tensor] | None = None
     rows: list[dict[str, float]] = []
+    start = 1
+    if resume is not None:
+        start = restore(p, resume, order, tracker) + 1
+    forward = compiled(model, x[:2], sink) if cfg.compile else model
+    plain = forward  # evaluation needs no gradient averaging
+    rank, world = p.rank.rank, p.rank.world
+    if p.rank.distributed:  # gradients are averaged over ranks inside backward
+        devices = [dev] if dev.type == "cuda" else None
+        forward = nn.parallel.DistributedDataParallel(model, device_ids=devices)
+    autocast = torch.autocast(
+        dev.type, dtype=_DTYPES[cfg.precision], enabled=cfg.precision != "fp32"
+    )
+    scaler = torch.amp.GradScaler(enabled=cfg.precision == "fp16" and dev.type == "cuda")
+    step_on = schedulers.get(p.spec.scheduler.name).info.step if p.spec.scheduler else None
+    per_batch = step_on == "batch"
+    batch_losses = torch.zeros(n_batches, device=dev)  # to name the batch that diverged
 
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(start, cfg.epochs + 1):
         started = time.perf_counter()
 
         # train: one pass over a fresh permutation, no host sync inside
@@ -175,27 +275,46 @@ def fit(p: Prepared, sink: Sink, max_batches: int | None = None) -> FitResult:
         for i in range(n_batches):
             lo, hi = i * batch, min((i + 1) * batch, n)
             if perm is None:
-                xb, yb = x[lo:hi], y[lo:hi]
+                xb, yb = x[lo + rank : hi : world], y[lo + rank : hi : world]
             else:
-                idx = perm[lo:hi]
+                idx = perm[lo + rank : hi : world]  # this rank's share of the global batch
                 xb, yb = x[idx], y[idx]
-            out = model(xb)
-            loss = loss_fn(out, yb)
+            with autocast:
+                out = forward(xb)
+            try:
+                loss = loss_fn(out.float(), yb)
+            except RuntimeError:  # e.g. BCELoss refuses NaN probabilities
+                if bool(torch.isfinite(out).all()):
+                    raise
+                raise RunDiverged(epoch, i + 1, n_batches, opt.param_groups[0]["lr"]) from None
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            train_meter.update(out.detach(), yb, loss.detach(), hi - lo)
+            scaler.scale(loss).backward()
+            if cfg.clip_grad_norm or cfg.clip_grad_value:
+                scaler.unscale_(opt)
+                if cfg.clip_grad_norm:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+                if cfg.clip_grad_value:
+                    nn.utils.clip_grad_value_(model.parameters(), cfg.clip_grad_value)
+            scaler.step(opt)
+            scaler.update()
+            if per_batch:
+                sched.step()
+            batch_losses[i] = loss.detach()
+            train_meter.update(out.detach().float(), yb, loss.detach(), len(yb))
             sink.batch_end(epoch, i, n_batches, loss)
 
         # evaluate the held-out splits
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), autocast:
             for name, (xs, ys) in p.splits.items():
-                if name != "train":
-                    evaluate(model, loss_fn, xs, ys, meters[name], max(batch, EVAL_BATCH))
+                if name != "train":  # each rank evaluates its share; totals are summed
+                    share = slice(rank, None, world)
+                    evaluate(
+                        plain, loss_fn, xs[share], ys[share], meters[name], max(batch, EVAL_BATCH)
+                    )
 
-        # bookkeeping: one host sync for every split's totals, then one row
-        values = torch.cat([m.totals() for m in meters.values()]).tolist()
+        # bookkeeping: one host sync (and one all-reduce) for every split's totals, one row
+        values = distributed.all_sum(torch.cat([m.totals() for m in meters.values()])).tolist()
         row: dict[str, float] = {"epoch": epoch}
         offset = 0
         for name, meter in meters.items():
@@ -206,33 +325,115 @@ def fit(p: Prepared, sink: Sink, max_batches: int | None = None) -> FitResult:
         row["lr"] = opt.param_groups[0]["lr"]
         row["time_s"] = time.perf_counter() - started
         rows.append(row)
-        improved = row[monitor] < best
-        if improved:
-            best, best_epoch = row[monitor], epoch
-        sink.epoch_end(row, improved, functools.partial(checkpoint, p, epoch))
 
-    return FitResult(rows, meters, best, best_epoch)
+        # a non-finite loss stops the run; its weights are never saved
+        if not math.isfinite(row["train_loss"]):
+            sink.epoch_end(row, dict, last=False, best=False)
+            bad = int(torch.nonzero(~torch.isfinite(batch_losses[:n_batches]))[0])
+            raise RunDiverged(epoch, bad + 1, n_batches, row["lr"])
+
+        improved = tracker.update(row[p.monitor], epoch, min_delta)
+        if improved and cfg.early_stopping and cfg.early_stopping.restore_best:
+            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if step_on == "metric":
+            sched.step(row[p.monitor] if p.mode == "min" else -row[p.monitor])
+        elif step_on == "epoch":
+            sched.step()
+        stop = cfg.early_stopping is not None and tracker.stale >= cfg.early_stopping.patience
+        if stop and best_weights is not None:
+            model.load_state_dict(best_weights)
+        due = epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or stop
+        state = functools.partial(checkpoint, p, epoch, order, tracker)
+        sink.epoch_end(row, state, last=due, best=improved)
+        if stop:
+            return FitResult(rows, meters, tracker.best_epoch, tracker.value, stopped_early=True)
+
+    return FitResult(rows, meters, tracker.best_epoch, tracker.value)
+
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def compiled(
+    model: nn.Module, sample: torch.Tensor, sink: Sink
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """torch.compile(model), tried on one batch; the model itself where compiling fails."""
+    try:
+        fast: Callable[[torch.Tensor], torch.Tensor] = torch.compile(model)
+        with torch.no_grad():
+            fast(sample)
+    except Exception as exc:  # torch.compile fails in many backend-specific ways
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        sink.note(f"torch.compile is not available here ({reason}); training without it")
+        return model
+    return fast
 
 
 def evaluate(
-    model: nn.Module, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor, meter: Meter, chunk: int
+    model: Callable[[torch.Tensor], torch.Tensor],
+    loss_fn: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    meter: Meter,
+    chunk: int,
 ) -> None:
     """Add a whole split to `meter`, in chunks, without gradients (model in eval mode)."""
     meter.reset()
     for lo in range(0, len(x), chunk):
         xb, yb = x[lo : lo + chunk], y[lo : lo + chunk]
-        out = model(xb)
+        out = model(xb).float()
         meter.update(out, yb, loss_fn(out, yb), len(xb))
 
 
-def checkpoint(p: Prepared, epoch: int) -> dict[str, Any]:
-    """What a checkpoint holds: plain tensors and numbers, loadable with weights_only=True."""
+def checkpoint(p: Prepared, epoch: int, order: torch.Generator, tracker: Tracker) -> dict[str, Any]:
+    """The whole training state after `epoch`: plain tensors and numbers only, so it loads
+    with weights_only=True and nothing in it can execute."""
+    np_name, np_keys, *np_rest = np.random.get_state(legacy=True)
+    keys = np.asarray(np_keys, dtype=np.int64)
     return {
         "model": p.model.state_dict(),
         "optimizer": p.optimizer.state_dict(),
+        "scheduler": p.scheduler.state_dict() if p.scheduler is not None else None,
         "epoch": epoch,
         "monitor": p.monitor,
+        "tracker": {"best": tracker.best, "best_epoch": tracker.best_epoch, "stale": tracker.stale},
+        "rng": {
+            "python": random.getstate(),
+            "numpy": [np_name, torch.from_numpy(keys), *np_rest],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "order": order.get_state(),
+        },
+        "config": resolved(p.spec),
     }
+
+
+def restore(p: Prepared, state: Mapping[str, Any], order: torch.Generator, tracker: Tracker) -> int:
+    """Load a checkpoint into the prepared run; returns the epoch it was taken after."""
+    p.model.load_state_dict(state["model"])
+    p.optimizer.load_state_dict(state["optimizer"])
+    if p.scheduler is not None and state.get("scheduler") is not None:
+        p.scheduler.load_state_dict(state["scheduler"])
+    saved = state["tracker"]
+    tracker.best, tracker.best_epoch, tracker.stale = (
+        saved["best"],
+        saved["best_epoch"],
+        saved["stale"],
+    )
+    rng = state["rng"]
+    random.setstate(_tuples(rng["python"]))
+    name, keys, *rest = rng["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    order.set_state(rng["order"])
+    return int(state["epoch"])
+
+
+def _tuples(value: Any) -> Any:
+    """random.setstate wants tuples where a checkpoint may hold lists."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value
 
 
 def predict(p: Prepared, x: np.ndarray) -> np.ndarray:

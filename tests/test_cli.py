@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -73,6 +74,7 @@ def test_train_writes_a_complete_run_folder(runner: CliRunner, tiny: Path, tmp_p
 
     names = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
     assert names == {
+        "preprocessing.json",
         "config.yaml",
         "spec.yaml",
         "run.json",
@@ -315,8 +317,10 @@ def test_ctrl_c_marks_run_interrupted_and_keeps_epochs(
 
     original = nncli.experiment._RunSink.epoch_end
 
-    def epoch_end(self: nncli.experiment._RunSink, row: dict[str, float], *args: object) -> None:
-        original(self, row, *args)  # type: ignore[arg-type]
+    def epoch_end(
+        self: nncli.experiment._RunSink, row: dict[str, float], *args: Any, **kwargs: Any
+    ) -> None:
+        original(self, row, *args, **kwargs)
         if row["epoch"] == 2:
             raise KeyboardInterrupt
 
@@ -335,10 +339,18 @@ def test_runs_in_the_same_second_never_collide(tmp_path: Path) -> None:
     assert len({r.path for r in made}) == 20
 
 
+def needs_absent_files(path: Path) -> bool:
+    """mnist_mlp.yaml reads MNIST's files, which nncli never downloads (see README)."""
+    return "source: mnist" in path.read_text() and not (ROOT / "data" / "mnist").is_dir()
+
+
 def test_experiment_files_all_validate(runner: CliRunner) -> None:
     files = sorted(str(p) for p in EXPERIMENTS.glob("*.yaml"))
-    assert files
-    result = runner.invoke(app, ["validate", "--build", *files])
+    assert len(files) >= 15
+    result = runner.invoke(app, ["validate", *files])
+    assert result.exit_code == 0, result.output
+    buildable = [f for f in files if not needs_absent_files(Path(f))]
+    result = runner.invoke(app, ["validate", "--build", *buildable])
     assert result.exit_code == 0, result.output
 
 
@@ -346,6 +358,8 @@ def test_experiment_files_all_validate(runner: CliRunner) -> None:
 def test_every_experiment_runs_one_smoke_epoch(
     runner: CliRunner, path: Path, tmp_path: Path
 ) -> None:
+    if needs_absent_files(path):
+        pytest.skip(f"{path.name} needs MNIST's files in data/mnist (never downloaded)")
     code, stdout, stderr = train(runner, str(path), "--smoke", "--runs-dir", str(tmp_path), "-q")
     assert code == 0, stdout + stderr
     info = json.loads((Path(stdout.strip()) / "run.json").read_text())
@@ -359,6 +373,3 @@ def test_resolved_config_round_trips_for_every_experiment() -> None:
         from nncli.spec import validate
 
         assert validate(yamlio.loads(yamlio.dump(resolved(spec)))) == spec
-
-
-_ = ROOT

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -297,6 +298,33 @@ def test_step_is_zero_at_zero() -> None:
     module = _build("step", {}, (5,))
     x = torch.tensor([[-2.0, -1e-6, 0.0, 1e-6, 3.0]])
     torch.testing.assert_close(module(x), torch.tensor([[0.0, 0.0, 0.0, 1.0, 1.0]]))
+
+
+def test_step_passes_gradients_straight_through() -> None:
+    """The true derivative is zero; the straight-through backward is the identity, which is
+    what lets the perceptron loss train a step neuron."""
+    module = _build("step", {}, (5,))
+    x = torch.tensor([[-2.0, -1e-6, 0.0, 1e-6, 3.0]], requires_grad=True)
+    upstream = torch.tensor([[0.5, -1.0, 2.0, 3.0, -4.0]])
+    y = module(x)
+    assert y.tolist() == [[0.0, 0.0, 0.0, 1.0, 1.0]]  # exactly the step's values
+    (grad,) = torch.autograd.grad(y, x, upstream)
+    torch.testing.assert_close(grad, upstream)
+
+
+def test_step_exports_as_plain_tensor_operations() -> None:
+    """No Python autograd.Function inside, so exported and saved models keep the step."""
+    model = nn.Sequential(nn.Linear(2, 1), _build("step", {}, (1,)))
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[0].bias.fill_(-1.5)
+    x = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0]])
+    exported = torch.export.export(model, (x,)).module()
+    assert exported(x).tolist() == [[0.0], [0.0], [1.0]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated
+        traced = torch.jit.trace(model, x)  # checks that a second trace gives the same graph
+    assert traced(x).tolist() == [[0.0], [0.0], [1.0]]
 
 
 def test_softmax_rows_sum_to_one() -> None:

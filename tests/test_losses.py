@@ -31,6 +31,13 @@ def _logits(g: torch.Generator) -> Pair:
     ).float()
 
 
+def _steps(g: torch.Generator) -> Pair:
+    """0/1 outputs of a step and 0/1 targets: every combination of right and wrong."""
+    return torch.randint(0, 2, (ROWS, 1), generator=g).float(), torch.randint(
+        0, 2, (ROWS, 1), generator=g
+    ).float()
+
+
 def _class_logits(g: torch.Generator) -> Pair:
     return 2 * torch.randn(ROWS, CLASSES, generator=g), torch.randint(
         0, CLASSES, (ROWS,), generator=g
@@ -161,6 +168,17 @@ CASES: dict[str, tuple[Case, ...]] = {
             (lambda lp, y: -_picked(lp, y).mean(), F.nll_loss),
         ),
     ),
+    # on 0/1 outputs: the fraction misclassified, with gradient (y - t) / n
+    "perceptron": (
+        Case(
+            {},
+            _steps,
+            (
+                lambda y, t: (y - t).abs().mean(),
+                F.l1_loss,
+            ),
+        ),
+    ),
 }
 
 # What each loss declares of its targets and of the model's output (see LossInfo).
@@ -172,6 +190,7 @@ INFO: dict[str, tuple[str, str]] = {
     "bce_with_logits": ("binary", "logits"),
     "cross_entropy": ("index", "logits"),
     "nll": ("index", "log_probabilities"),
+    "perceptron": ("binary", "probabilities"),
 }
 
 LOSS_NAMES = [entry.name for entry in losses]
@@ -274,3 +293,39 @@ def test_aliases_build_the_same_loss(alias: str, name: str) -> None:
     assert entry.name == name
     built = entry.build(entry.params())
     assert type(built) is type(_build(name, {}))
+
+
+def test_perceptron_case_has_right_and_wrong_outputs() -> None:
+    output, target = _steps(torch.Generator().manual_seed(0))
+    assert {(int(y), int(t)) for y, t in zip(output, target, strict=True)} == {
+        (0, 0),
+        (0, 1),
+        (1, 0),
+        (1, 1),
+    }
+
+
+def test_perceptron_loss_through_a_step_is_rosenblatts_rule() -> None:
+    """One SGD step on one sample moves a step neuron by w += lr (t - y) x, b += lr (t - y)."""
+    from nncli.modules import Step
+
+    neuron = nn.Linear(2, 1)
+    model = nn.Sequential(neuron, Step())
+    loss_fn = _build("perceptron", {})
+    lr = 0.5
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    samples = torch.tensor([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
+    with torch.no_grad():  # a neuron that fires everywhere: wrong on the zeros of AND
+        neuron.weight.copy_(torch.tensor([[0.3, -0.2]]))
+        neuron.bias.fill_(0.1)
+    moved = 0
+    for x, t in zip(samples, torch.tensor([[1.0], [0.0], [0.0], [0.0]]), strict=True):
+        w, b = neuron.weight.detach().clone(), neuron.bias.detach().clone()
+        y = model(x[None])
+        optimizer.zero_grad()
+        loss_fn(y, t[None]).backward()
+        optimizer.step()
+        torch.testing.assert_close(neuron.weight.detach(), w + lr * (t - y.detach()) * x)
+        torch.testing.assert_close(neuron.bias.detach(), b + lr * (t - y.detach()).reshape(1))
+        moved += int(not torch.equal(neuron.weight.detach(), w))
+    assert moved >= 1  # some sample was misclassified, so the rule was exercised

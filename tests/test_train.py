@@ -26,11 +26,14 @@ class Rows:
     def __init__(self) -> None:
         self.rows: list[dict[str, float]] = []
 
-    def epoch_end(self, row: Mapping[str, float], improved: bool, state: Any) -> None:
+    def epoch_end(self, row: Mapping[str, float], state: Any, last: bool, best: bool) -> None:
         self.rows.append(dict(row))
 
     def batch_end(self, epoch: int, batch: int, n_batches: int, loss: torch.Tensor) -> None:
         pass
+
+    def note(self, text: str) -> None:
+        raise AssertionError(text)
 
 
 def spec_of(text: str, *overrides: str) -> Spec:

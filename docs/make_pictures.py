@@ -1,0 +1,68 @@
+"""Draws the README's pictures again with the real commands: `python docs/make_pictures.py`.
+
+Each lesson's experiment is trained on the cpu into a temporary runs folder; the figures
+the README shows are copied to docs/lessons/, reduced to a 128-colour palette so each
+stays well under 100 KB (the plots are flat colours: the reduction is not visible).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "docs" / "lessons"
+NNCLI = [sys.executable, "-m", "nncli"]
+MAX_BYTES = 100_000
+
+# experiment -> the figures of its run that the README shows
+LESSONS = {
+    "linear_regression": ["fit"],
+    "logistic_regression": ["decision_boundary"],
+    "perceptron_and": ["decision_boundary"],
+    "xor_perceptron": ["decision_boundary"],
+    "xor_mlp": ["decision_boundary"],
+    "moons_mlp": ["decision_boundary"],
+    "softmax_blobs": ["decision_boundary", "confusion_matrix"],
+    "multilabel": ["accuracy"],
+    "digits_lenet": ["confusion_matrix"],
+}
+
+
+def keep(figure: Path, name: str) -> None:
+    target = OUT / f"{name}.png"
+    with Image.open(figure) as image:
+        image.convert("RGB").quantize(colors=128).save(target, optimize=True)
+    size = target.stat().st_size
+    if size > MAX_BYTES:
+        raise SystemExit(f"{target} is {size} bytes, over {MAX_BYTES}")
+    print(f"{target.relative_to(ROOT)}  {size // 1000} KB")
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = Path(tmp) / "runs"
+        for experiment, figures in LESSONS.items():
+            command = [*NNCLI, "train", f"experiments/{experiment}.yaml", "--runs-dir", str(runs)]
+            command += ["--set", "train.device=cpu", "--quiet"]
+            done = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True)
+            run = Path(done.stdout.strip().splitlines()[-1])  # the last line is the run folder
+            for figure in figures:
+                keep(run / "plots" / f"{figure}.png", f"{experiment}_{figure}")
+        gallery = Path(tmp) / "activations.png"
+        subprocess.run(
+            [*NNCLI, "plot", "activations", "--out", str(gallery)],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+        keep(gallery, "activations")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,545 @@
+"""Data from the user's files: CSV tables, NPZ arrays, IDX files (MNIST's format, also
+gzipped) and the four MNIST files in a folder. Nothing is downloaded."""
+
+from __future__ import annotations
+
+import gzip
+import math
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+
+from pydantic import Field, model_validator
+
+from nncli.data import (
+    Dataset,
+    FileParams,
+    Kind,
+    LossTarget,
+    Scale,
+    Split,
+    datasets,
+    encode_labels,
+    resolve_task,
+    task_field,
+)
+from nncli.data.preprocess import (
+    Feature,
+    Fill,
+    encode,
+    is_text,
+    label_strings,
+    lines,
+    read_csv,
+    sort_labels,
+)
+from nncli.errors import NncliError
+from nncli.registry import closest
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from numpy.typing import NDArray
+
+MAX_IDX_BYTES = 8 * 2**30  # an IDX header claiming more than this is refused, not read
+PathText = Annotated[str, Field(min_length=1)]
+Names = Annotated[list[str], Field(min_length=1)]
+
+
+def _stack(parts: dict[str, Any]) -> tuple[list[Any], dict[str, NDArray[np.int64]]]:
+    """Per-split pieces (train first) in one list, and the rows each held-out file gives."""
+    import numpy as np
+
+    given: dict[str, NDArray[np.int64]] = {}
+    start = 0
+    for name, part in parts.items():
+        if name != "train":
+            given[name] = np.arange(start, start + len(part), dtype=np.int64)
+        start += len(part)
+    return list(parts.values()), given
+
+
+# --- csv ---------------------------------------------------------------------------------
+
+
+class Csv(FileParams):
+    path_fields: ClassVar[tuple[str, ...]] = ("path", "val_path", "test_path")
+    held_out_files: ClassVar[dict[str, str]] = {"val": "val_path", "test": "test_path"}
+
+    path: PathText = Field(description="the CSV file (its train rows, where val/test files exist)")
+    target: str | Names = Field(description="target column, or several (multi-label, multi-output)")
+    features: Names | None = Field(
+        default=None, description="input columns (default: all but the target and exclude)"
+    )
+    exclude: list[str] = Field(default=[], description="columns that are not inputs")
+    categorical: list[str] = Field(
+        default=[], description="numeric columns to one-hot encode as categories"
+    )
+    fill: Fill | None = Field(
+        default=None,
+        description="fill missing inputs with the train split's mean/median, or zero; "
+        "default: missing values are an error",
+    )
+    max_categories: int = Field(default=50, ge=2, description="most values a text column may take")
+    task: Kind | None = task_field()
+    val_path: PathText | None = Field(default=None, description="validation rows (for split.val)")
+    test_path: PathText | None = Field(default=None, description="test rows (for split.test)")
+
+    @property
+    def target_columns(self) -> list[str]:
+        return [self.target] if isinstance(self.target, str) else list(self.target)
+
+
+def _known(names: list[str], columns: list[str], key: str, file: Path) -> None:
+    for name in names:
+        if name not in columns:
+            near = closest(name, columns)
+            hint = f"did you mean '{near}'?" if near else f"its columns: {', '.join(columns)}"
+            raise NncliError(f"{key}: column '{name}' is not in {file} ({hint})")
+
+
+@datasets.register("csv", params=Csv)
+def csv(p: Csv, seed: int, loss_target: LossTarget | None = None) -> Dataset:
+    """A CSV table: a target column (or several) and feature columns (text is one-hot)."""
+    import numpy as np
+    import pandas as pd
+
+    files = {"train": (Path(p.path), "data.path")}
+    for split_name, field_name in p.held_out_files.items():
+        value = getattr(p, field_name)
+        if value is not None:
+            files[split_name] = (Path(value), f"data.{field_name}")
+    frames = {name: read_csv(path, key) for name, (path, key) in files.items()}
+
+    # columns: the target(s), then the inputs, checked by name against the train file
+    train_file = files["train"][0]
+    columns = [str(c) for c in frames["train"].columns]
+    targets = p.target_columns
+    _known(targets, columns, "data.target", train_file)
+    _known(p.features or [], columns, "data.features", train_file)
+    _known(p.exclude, columns, "data.exclude", train_file)
+    _known(p.categorical, columns, "data.categorical", train_file)
+    if p.features is not None:
+        both = [f for f in p.features if f in targets]
+        if both:
+            raise NncliError(f"data.features: '{both[0]}' is the target; it cannot be an input")
+        names = list(p.features)
+    else:
+        names = [c for c in columns if c not in targets and c not in p.exclude]
+    if not names:
+        raise NncliError(f"{train_file} has no input columns besides the target")
+    for split_name, frame in frames.items():
+        absent = [c for c in (*names, *targets) if c not in frame.columns]
+        if absent:
+            path, key = files[split_name]
+            listed = ", ".join(repr(c) for c in absent)
+            raise NncliError(f"{key}: {path} lacks column(s) {listed} that {train_file} has")
+
+    # text columns (and those named categorical) are one-hot over every file's values
+    whole = pd.concat([f[names] for f in frames.values()], ignore_index=True)
+    categories: dict[str, list[str]] = {}
+    for name in names:
+        column = whole[name]
+        if name not in p.categorical and not is_text(column):
+            continue
+        values = sort_labels(sorted(set(label_strings(column).dropna().tolist())))
+        if len(values) > p.max_categories:
+            raise NncliError(
+                f"column '{name}' of {train_file} holds {len(values)} distinct values, "
+                f"more than data.max_categories {p.max_categories}: exclude it (data.exclude), "
+                "or raise max_categories to one-hot encode it"
+            )
+        categories[name] = values
+    features = [Feature(name=n, categories=categories.get(n)) for n in names]
+    xs = [encode(frames[s], features, p.fill, str(files[s][0])) for s in frames]
+    task = resolve_task(p.task, loss_target, len(targets)) or _guess_task(frames["train"], targets)
+    ys, class_names = _targets(frames, files, targets, task)
+    parts, given = _stack(dict(zip(frames, xs, strict=True)))
+    return Dataset(
+        np.concatenate(parts),
+        np.concatenate(ys),
+        task,
+        class_names,
+        target_names=targets,
+        feature_names=names,
+        categories=categories,
+        given=given,
+    )
+
+
+def _guess_task(frame: pd.DataFrame, targets: list[str]) -> Kind:
+    """Without a loss to ask: text, true/false or whole numbers are classes, others values."""
+    import numpy as np
+    import pandas as pd
+
+    if len(targets) > 1:
+        values = frame[targets]
+        binary = all(pd.api.types.is_numeric_dtype(values[c]) for c in targets) and bool(
+            values.isin([0, 1]).all().all()
+        )
+        return "multilabel" if binary else "regression"
+    column = frame[targets[0]].dropna()
+    if is_text(column) or pd.api.types.is_bool_dtype(column):
+        return "classification"
+    whole = np.all(np.mod(column.to_numpy(dtype=np.float64), 1) == 0)
+    return "classification" if whole else "regression"
+
+
+def _targets(
+    frames: dict[str, pd.DataFrame],
+    files: dict[str, tuple[Path, str]],
+    targets: list[str],
+    task: Kind,
+) -> tuple[list[NDArray[Any]], list[str] | None]:
+    """Each file's targets as the task needs them; labels become class indices."""
+    import numpy as np
+    import pandas as pd
+
+    for split_name, frame in frames.items():
+        for name in targets:
+            missing = frame[name].isna().to_numpy()
+            if missing.any():
+                raise NncliError(
+                    f"target column '{name}' of {files[split_name][0]} is empty on "
+                    f"{lines(missing)}; a target cannot be filled in: remove those rows"
+                )
+    if task == "classification":
+        if len(targets) > 1:
+            raise NncliError(
+                f"data.target names {len(targets)} columns but a classification loss takes one "
+                "label column; for several 0/1 labels use loss: bce_with_logits (multi-label)"
+            )
+        labels = pd.concat([f[targets[0]] for f in frames.values()], ignore_index=True)
+        codes, names = encode_labels(labels.to_numpy(), f"target column '{targets[0]}'")
+        sizes = np.cumsum([len(f) for f in frames.values()])[:-1]
+        return list(np.split(codes, sizes)), names
+    ys = []
+    for split_name, frame in frames.items():
+        values = frame[targets]
+        file = files[split_name][0]
+        for name in targets:
+            column = values[name]
+            if is_text(column):
+                text = column.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+                sample = ", ".join(repr(v) for v in column[text].unique()[:3].tolist())
+                use = (
+                    "0/1 values for each label"
+                    if task == "multilabel"
+                    else "numbers (for classes use a classification loss such as cross_entropy)"
+                )
+                raise NncliError(
+                    f"target column '{name}' of {file} holds text ({sample}) on {lines(text)}; "
+                    f"a {task} target needs {use}"
+                )
+        array = values.to_numpy(dtype=np.float32)
+        if task == "multilabel":
+            bad = ~np.isin(array, (0.0, 1.0))
+            if bad.any():
+                col = targets[int(np.flatnonzero(bad.any(axis=0))[0])]
+                raise NncliError(
+                    f"target column '{col}' of {file} holds values other than 0 and 1 on "
+                    f"{lines(np.asarray(bad.any(axis=1)))}; multi-label targets are 0/1 per label"
+                )
+            ys.append(array.astype(np.int64))
+        else:
+            ys.append(array)
+    return ys, (targets if task == "multilabel" else None)
+
+
+# --- npz ---------------------------------------------------------------------------------
+
+
+class Npz(FileParams):
+    path_fields: ClassVar[tuple[str, ...]] = ("path", "val_path", "test_path")
+    held_out_files: ClassVar[dict[str, str]] = {"val": "val_path", "test": "test_path"}
+
+    path: PathText = Field(description="the .npz file (its train rows, where val/test files exist)")
+    x_key: str = Field(default="x", min_length=1, description="the array of inputs, (N, ...)")
+    y_key: str = Field(
+        default="y", min_length=1, description="the array of targets, (N,) or (N, T)"
+    )
+    task: Kind | None = task_field()
+    standardize: bool = Field(
+        default=False, description="zero mean, unit variance per feature (train split stats)"
+    )
+    val_path: PathText | None = Field(default=None, description="validation rows (for split.val)")
+    test_path: PathText | None = Field(default=None, description="test rows (for split.test)")
+
+
+def read_npz(path: Path, keys: dict[str, str]) -> dict[str, NDArray[Any]]:
+    """The arrays `keys` (field -> array name) of an .npz file; nothing is unpickled."""
+    import zipfile
+
+    import numpy as np
+
+    if not path.is_file():
+        raise NncliError(f"{path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {}
+            for key, name in keys.items():
+                if name not in archive.files:
+                    raise NncliError(
+                        f"{path} has no array '{name}' (data.{key}); its arrays: "
+                        f"{', '.join(archive.files) or 'none'}"
+                    )
+                arrays[key] = archive[name]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NncliError(f"{path} cannot be read as .npz arrays: {first}") from None
+    return arrays
+
+
+@datasets.register("npz", params=Npz)
+def npz(p: Npz, seed: int, loss_target: LossTarget | None = None) -> Dataset:
+    """NumPy .npz arrays: inputs (N, ...) and targets (N,) or (N, T), keys x and y."""
+    import numpy as np
+
+    files = {"train": Path(p.path)}
+    for split_name, field_name in p.held_out_files.items():
+        if getattr(p, field_name) is not None:
+            files[split_name] = Path(getattr(p, field_name))
+    xs: dict[str, NDArray[Any]] = {}
+    ys: dict[str, NDArray[Any]] = {}
+    for split_name, path in files.items():
+        arrays = read_npz(path, {"x_key": p.x_key, "y_key": p.y_key})
+        x, y = arrays["x_key"], arrays["y_key"]
+        if x.dtype.kind not in "biuf" or x.ndim < 2:
+            raise NncliError(
+                f"{path}: '{p.x_key}' must hold numbers shaped (samples, features...), "
+                f"got {x.dtype} {x.shape}"
+            )
+        if y.ndim not in (1, 2) or len(y) != len(x):
+            raise NncliError(
+                f"{path}: '{p.y_key}' must be (N,) or (N, T) with N = {len(x)} rows of "
+                f"'{p.x_key}', got shape {y.shape}"
+            )
+        if not np.isfinite(x).all():
+            raise NncliError(f"{path}: '{p.x_key}' holds NaN or infinite values")
+        if xs and x.shape[1:] != xs["train"].shape[1:]:
+            raise NncliError(
+                f"{path}: samples are {x.shape[1:]} but {files['train']} has "
+                f"{xs['train'].shape[1:]}"
+            )
+        xs[split_name], ys[split_name] = x, y
+    y_train = ys["train"]
+    n_targets = 1 if y_train.ndim == 1 else y_train.shape[1]
+    task = resolve_task(p.task, loss_target, n_targets)
+    if task is None:  # without a loss to ask: whole numbers or text are classes
+        whole = y_train.dtype.kind in "biuUS" or bool(np.all(np.mod(y_train, 1) == 0))
+        task = ("multilabel" if n_targets > 1 else "classification") if whole else "regression"
+    parts, given = _stack(xs)
+    y_parts = list(ys.values())
+    class_names = None
+    if task == "classification":
+        if n_targets != 1:
+            raise NncliError(
+                f"{files['train']}: '{p.y_key}' has {n_targets} columns but a classification "
+                "loss takes one label per row; for 0/1 labels use loss: bce_with_logits"
+            )
+        labels = np.concatenate([y.reshape(len(y)) for y in y_parts])
+        y, class_names = encode_labels(labels, f"'{p.y_key}' of {files['train']}")
+    elif y_train.dtype.kind in "US":
+        raise NncliError(f"{files['train']}: '{p.y_key}' holds text; a {task} target needs numbers")
+    else:
+        y = np.concatenate([v.reshape(len(v), -1) for v in y_parts]).astype(np.float32)
+        if task == "multilabel":
+            if not np.isin(y, (0.0, 1.0)).all():
+                raise NncliError(f"{files['train']}: multi-label '{p.y_key}' must hold 0/1 only")
+            y = y.astype(np.int64)
+            class_names = [f"label{i + 1}" for i in range(y.shape[1])]
+    targets = class_names if task == "multilabel" else None
+    if task == "regression":
+        targets = ["y"] if y.shape[1] == 1 else [f"y{i + 1}" for i in range(y.shape[1])]
+    return Dataset(
+        np.concatenate(parts).astype(np.float32),
+        y,
+        task,
+        class_names,
+        target_names=targets or [p.y_key],
+        given=given,
+    )
+
+
+# --- idx (MNIST's format) ----------------------------------------------------------------
+
+_IDX_TYPES = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: Path, key: str) -> NDArray[Any]:
+    """An IDX file (gzipped or not) as an array; `key` names where the path came from."""
+    import numpy as np
+
+    if not path.is_file():
+        raise NncliError(f"{key}: {path} does not exist")
+    try:
+        with path.open("rb") as raw:
+            zipped = raw.read(2) == b"\x1f\x8b"
+        opener: Any = gzip.open if zipped else Path.open
+        with opener(path, "rb") as f:
+            header = f.read(4)
+            if len(header) < 4 or header[:2] != b"\0\0" or header[2] not in _IDX_TYPES:
+                raise NncliError(
+                    f"{key}: {path} is not an IDX file (it should start with two zero bytes, a "
+                    "type code and the number of dimensions)"
+                )
+            ndim = header[3]
+            dims = [int.from_bytes(f.read(4), "big") for _ in range(ndim)]
+            dtype = np.dtype(_IDX_TYPES[header[2]])
+            size = math.prod(dims) * dtype.itemsize
+            if size > MAX_IDX_BYTES:
+                raise NncliError(f"{key}: {path} claims {size:,} bytes of data; too large")
+            data = f.read(size)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise NncliError(f"{key}: {path} cannot be read: {exc}") from None
+    if len(data) < size or ndim == 0:
+        raise NncliError(
+            f"{key}: {path} is truncated: its header promises {'x'.join(map(str, dims))} "
+            f"values ({size:,} bytes) but it holds {len(data):,} bytes"
+        )
+    return np.frombuffer(data, dtype=dtype).reshape(dims)
+
+
+def _idx_dataset(pairs: dict[str, tuple[Path, str, Path, str]]) -> Dataset:
+    """Images and labels of each split (train first), as flat pixel rows and classes."""
+    import numpy as np
+
+    xs: dict[str, NDArray[Any]] = {}
+    ys: dict[str, NDArray[Any]] = {}
+    first: tuple[int, ...] = ()
+    for split_name, (images_path, images_key, labels_path, labels_key) in pairs.items():
+        images = read_idx(images_path, images_key)
+        labels = read_idx(labels_path, labels_key)
+        if labels.ndim != 1 or len(labels) != len(images):
+            raise NncliError(
+                f"{labels_key}: {labels_path} holds labels shaped {labels.shape} but "
+                f"{images_path} has {len(images)} images; they must pair one to one"
+            )
+        if xs and images.shape[1:] != first:
+            raise NncliError(
+                f"{images_key}: {images_path} has images of {images.shape[1:]} but the train "
+                f"images are {first}"
+            )
+        first = images.shape[1:]
+        xs[split_name] = images.reshape(len(images), -1)
+        ys[split_name] = labels
+    parts, given = _stack(xs)
+    y, names = encode_labels(np.concatenate(list(ys.values())), "the labels")
+    width = parts[0].shape[1]
+    return Dataset(
+        np.concatenate(parts).astype(np.float32),
+        y,
+        "classification",
+        names,
+        target_names=["label"],
+        feature_names=[f"pixel{i}" for i in range(width)],
+        given=given,
+    )
+
+
+class Idx(FileParams):
+    path_fields: ClassVar[tuple[str, ...]] = (
+        "images",
+        "labels",
+        "val_images",
+        "val_labels",
+        "test_images",
+        "test_labels",
+    )
+    held_out_files: ClassVar[dict[str, str]] = {"val": "val_images", "test": "test_images"}
+
+    images: PathText = Field(description="IDX file of images (N, H, W), e.g. *-idx3-ubyte(.gz)")
+    labels: PathText = Field(description="IDX file of labels (N,)")
+    val_images: PathText | None = None
+    val_labels: PathText | None = None
+    test_images: PathText | None = None
+    test_labels: PathText | None = None
+    standardize: bool = Field(
+        default=False, description="per-pixel statistics of the train split (usually use scale)"
+    )
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Idx:
+        for split_name in ("val", "test"):
+            images = getattr(self, f"{split_name}_images")
+            labels = getattr(self, f"{split_name}_labels")
+            if (images is None) != (labels is None):
+                raise ValueError(f"give {split_name}_images and {split_name}_labels together")
+        return self
+
+
+@datasets.register("idx", params=Idx)
+def idx(p: Idx, seed: int) -> Dataset:
+    """IDX image and label files (MNIST's format, gzipped or not), as flat pixel rows."""
+    pairs = {"train": (Path(p.images), "data.images", Path(p.labels), "data.labels")}
+    for split_name in ("val", "test"):
+        images = getattr(p, f"{split_name}_images")
+        if images is not None:
+            labels = getattr(p, f"{split_name}_labels")
+            pairs[split_name] = (
+                Path(images),
+                f"data.{split_name}_images",
+                Path(labels),
+                f"data.{split_name}_labels",
+            )
+    return _idx_dataset(pairs)
+
+
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+MNIST_SOURCE = (
+    "nncli downloads nothing: get the four files of the MNIST database "
+    f"({', '.join(n + '.gz' for pair in MNIST_FILES.values() for n in pair)}) from "
+    "http://yann.lecun.com/exdb/mnist/ or one of its mirrors, and put them in"
+)
+
+
+class Mnist(FileParams):
+    path_fields: ClassVar[tuple[str, ...]] = ("folder",)
+
+    folder: PathText = Field(description="folder holding MNIST's four IDX files (gzipped or not)")
+    split: Split = Split(test=0.0)
+    scale: Scale | None = Field(default=1 / 255, gt=0, description="pixels 0..255 -> 0..1")
+    standardize: bool = Field(default=False, description="per-pixel statistics of the train split")
+
+    @model_validator(mode="after")
+    def _test_is_t10k(self) -> Mnist:
+        if self.split.test > 0:
+            if "test" in self.split.model_fields_set:
+                raise ValueError(
+                    "MNIST's test split is its t10k files; hold out validation rows with split.val"
+                )
+            # `split: {val: 0.1}` leaves test at Split's default; here the files give it
+            object.__setattr__(self, "split", self.split.model_copy(update={"test": 0.0}))
+        return self
+
+
+def mnist_file(folder: Path, name: str) -> Path:
+    """`name` in `folder`, gzipped or not (also the `train-images.idx3-ubyte` spelling)."""
+    dotted = name.replace("-idx", ".idx")
+    for candidate in (name, f"{name}.gz", dotted, f"{dotted}.gz"):
+        if (folder / candidate).is_file():
+            return folder / candidate
+    if not folder.is_dir():
+        raise NncliError(f"data.folder: {folder} does not exist; {MNIST_SOURCE} {folder}")
+    raise NncliError(
+        f"data.folder: {folder / name}(.gz) is missing (MNIST needs all four of its files); "
+        f"{MNIST_SOURCE} {folder}"
+    )
+
+
+@datasets.register("mnist", params=Mnist)
+def mnist(p: Mnist, seed: int) -> Dataset:
+    """MNIST: 60,000 + 10,000 handwritten digits, 28x28, from its four files in a folder."""
+    folder = Path(p.folder)
+    pairs = {}
+    for split_name, (images, labels) in MNIST_FILES.items():
+        pairs[split_name] = (
+            mnist_file(folder, images),
+            "data.folder",
+            mnist_file(folder, labels),
+            "data.folder",
+        )
+    return _idx_dataset(pairs)

@@ -1,0 +1,276 @@
+"""Preprocessing that a run learns from its train split and keeps (preprocessing.json):
+table encoding (one-hot categories, missing values), fill, scale, standardise, reshape."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from nncli.errors import NncliError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from numpy.typing import NDArray
+
+Kind = Literal["classification", "regression", "multilabel"]
+Fill = Literal["mean", "median", "zero"]
+SHOWN_LINES = 5  # rows named in a message about missing or unknown values
+FORMAT = 1  # preprocessing.json's layout; bumped when a reader could misread an older one
+
+
+class Feature(BaseModel):
+    """One input column: numeric, or text one-hot encoded over `categories`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    categories: list[str] | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        """Its columns in the encoded matrix: itself, or one per category (`color=red`)."""
+        if self.categories is None:
+            return [self.name]
+        return [f"{self.name}={c}" for c in self.categories]
+
+
+class Preprocessing(BaseModel):
+    """How raw rows become model inputs and targets, and what the train split taught it.
+
+    The layout (features, targets, classes, shape, options) comes from the data source;
+    `fill_values`, `mean` and `std` are fitted on the train split only, and are what
+    predict and eval apply to new rows (never refitted).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: int = FORMAT
+    source: str
+    features: list[Feature]
+    kind: Kind
+    targets: list[str]  # target columns (multilabel: one per label)
+    class_names: list[str] | None = None  # classification: the label of each class index
+    shape: list[int]  # one sample as the model sees it
+    scale: float | None = None
+    standardize: bool = False
+    fill: Fill | None = None
+    fill_values: list[float] | None = None  # per encoded column (fitted)
+    mean: list[float] | None = None  # per encoded column (fitted; 0 for one-hot columns)
+    std: list[float] | None = None  # per encoded column (fitted; 1 for one-hot columns)
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for f in self.features for c in f.columns]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def layout(self) -> dict[str, Any]:
+        """Everything but the fitted statistics: equal layouts encode data the same way."""
+        return self.model_dump(exclude={"fill_values", "mean", "std"})
+
+    def fit(self, x: NDArray[np.float32], train: NDArray[np.int64]) -> Preprocessing:
+        """Fill values and standardisation statistics from the rows `train` of `x` only."""
+        import numpy as np
+
+        rows = x[train]
+        fill_values = None
+        if self.fill is not None:
+            with np.errstate(all="ignore"):
+                if self.fill == "mean":
+                    values = np.nanmean(rows, axis=0, dtype=np.float64)
+                elif self.fill == "median":
+                    values = np.nanmedian(rows.astype(np.float64), axis=0)
+                else:
+                    values = np.zeros(rows.shape[1])
+            # a column empty in every train row: nothing to learn from, so zero
+            fill_values = np.nan_to_num(values, nan=0.0).tolist()
+        mean = std = None
+        if self.standardize:
+            done = self.model_copy(update={"fill_values": fill_values})._filled_scaled(rows)
+            mu = done.mean(axis=0, dtype=np.float64)
+            sd = done.std(axis=0, dtype=np.float64)
+            sd[sd < 1e-12] = 1.0  # a constant column stays constant instead of dividing by 0
+            onehot = np.array([f.categories is not None for f in self.features for _ in f.columns])
+            mu[onehot], sd[onehot] = 0.0, 1.0
+            mean, std = mu.tolist(), sd.tolist()
+        return self.model_copy(update={"fill_values": fill_values, "mean": mean, "std": std})
+
+    def _filled_scaled(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        import numpy as np
+
+        out = np.array(x, dtype=np.float32, copy=True)
+        if self.fill_values is not None:
+            missing = np.isnan(out)
+            if missing.any():
+                out[missing] = np.broadcast_to(
+                    np.asarray(self.fill_values, dtype=np.float32), out.shape
+                )[missing]
+        if self.scale is not None:
+            out *= np.float32(self.scale)
+        return out
+
+    def transform(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+        """Raw encoded rows (N, F) -> model inputs (N, *shape), float32; the same code and
+        numbers at training and at predict time, so both see identical inputs."""
+        import numpy as np
+
+        if self.standardize and (self.mean is None or self.std is None):
+            raise ValueError("fit the preprocessing before transforming")
+        out = self._filled_scaled(x)
+        if self.mean is not None and self.std is not None:
+            out -= np.asarray(self.mean, dtype=np.float32)
+            out /= np.asarray(self.std, dtype=np.float32)
+        return out.reshape(len(out), *self.shape)
+
+    def save(self, path: Path) -> None:
+        """Write preprocessing.json (temporary file, then rename: never half written)."""
+        tmp = path.with_name(f".{path.name}.tmp")
+        # one key a line with its value: a person can read it, and 784 pixels stay short
+        fields = self.model_dump(mode="json")
+        fields["features"] = [
+            {k: v for k, v in f.items() if v is not None} for f in fields["features"]
+        ]
+        body = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in fields.items())
+        tmp.write_text("{\n" + body + "\n}\n", encoding="utf-8")
+        tmp.replace(path)
+
+    @classmethod
+    def read(cls, path: Path) -> Preprocessing:
+        if not path.is_file():
+            raise NncliError(
+                f"{path} is missing: the run was trained by an older nncli or its folder is "
+                "incomplete; train it again to predict with it"
+            )
+        try:
+            pre = cls.model_validate_json(path.read_bytes())
+        except (OSError, ValidationError) as exc:
+            first = str(exc).splitlines()[0]
+            raise NncliError(f"{path} cannot be read: {first}") from None
+        if pre.format > FORMAT:
+            raise NncliError(f"{path} was written by a newer nncli; upgrade nncli to use it")
+        return pre
+
+
+# --- tables ------------------------------------------------------------------------------
+
+
+def lines(rows: NDArray[np.bool_]) -> str:
+    """`lines 3, 7 and 2 more` for row flags of a CSV read with a header (line 1)."""
+    import numpy as np
+
+    where = np.flatnonzero(rows) + 2
+    shown = ", ".join(str(n) for n in where[:SHOWN_LINES])
+    more = len(where) - SHOWN_LINES
+    plural = "s" if len(where) > 1 else ""
+    return f"line{plural} {shown}" + (f" and {more} more" if more > 0 else "")
+
+
+def label_strings(values: pd.Series[Any]) -> pd.Series[Any]:
+    """Labels and categories as text, the same way at training and predict time: whole
+    numbers without a decimal point (1.0 -> '1'), missing values kept missing."""
+    import math
+
+    import pandas as pd
+
+    def one(value: Any) -> Any:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return None
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        return str(value)
+
+    return pd.Series([one(v) for v in values.tolist()], index=values.index, dtype=object)
+
+
+def sort_labels(labels: list[str]) -> list[str]:
+    """Numeric labels in numeric order ('2' before '10'), others alphabetically."""
+    try:
+        return sorted(labels, key=float)
+    except ValueError:
+        return sorted(labels)
+
+
+def is_text(column: pd.Series[Any]) -> bool:
+    import pandas as pd
+
+    return not (pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column))
+
+
+def encode(
+    frame: pd.DataFrame, features: list[Feature], fill: Fill | None, file: str
+) -> NDArray[np.float32]:
+    """The encoded matrix (N, F) of `features` in `frame`; numeric cells left empty stay NaN
+    for `fill`. Missing values without a fill, text in a numeric column and categories not
+    seen in training are errors that name the column and lines of `file`."""
+    import numpy as np
+    import pandas as pd
+
+    absent = [f.name for f in features if f.name not in frame.columns]
+    if absent:
+        names = ", ".join(repr(n) for n in absent)
+        raise NncliError(f"{file} lacks column(s) {names} that the run was trained on")
+    parts: list[NDArray[np.float32]] = []
+    for feature in features:
+        column = frame[feature.name]
+        missing = column.isna().to_numpy()
+        if missing.any() and fill is None:
+            raise NncliError(
+                f"column '{feature.name}' of {file} has missing values on {lines(missing)}; "
+                "fill them in, or set data.fill: mean (or median, zero)"
+            )
+        if feature.categories is None:
+            values = pd.to_numeric(
+                column.astype(float) if pd.api.types.is_bool_dtype(column) else column,
+                errors="coerce",
+            )
+            text = values.isna().to_numpy() & ~missing
+            if text.any():
+                sample = ", ".join(repr(v) for v in column[text].unique()[:3].tolist())
+                raise NncliError(
+                    f"column '{feature.name}' of {file} holds text ({sample}) on {lines(text)}; "
+                    "it is numeric in training"
+                )
+            parts.append(values.to_numpy(dtype=np.float32, na_value=np.nan)[:, None])
+            continue
+        labels = label_strings(column)
+        known = {c: i for i, c in enumerate(feature.categories)}
+        unknown = labels.notna().to_numpy() & ~labels.isin(list(known)).to_numpy()
+        if unknown.any():
+            sample = ", ".join(repr(v) for v in labels[unknown].unique()[:3].tolist())
+            raise NncliError(
+                f"column '{feature.name}' of {file} has value(s) {sample} on {lines(unknown)} "
+                f"that training never saw (known: {', '.join(feature.categories)})"
+            )
+        onehot = np.zeros((len(frame), len(known)), dtype=np.float32)
+        # a missing category (with a fill chosen) encodes as no category at all: all zeros
+        present = labels.notna().to_numpy()
+        onehot[np.flatnonzero(present), labels[present].map(known).to_numpy(dtype=np.int64)] = 1
+        parts.append(onehot)
+    if not parts:
+        return np.zeros((len(frame), 0), dtype=np.float32)
+    return np.concatenate(parts, axis=1)
+
+
+def read_csv(path: Path, key: str) -> pd.DataFrame:
+    """A CSV file with a header line; NncliError naming the file and the key it came from."""
+    import pandas as pd
+
+    if not path.is_file():
+        what = "is a folder, not a file" if path.is_dir() else "does not exist"
+        raise NncliError(f"{key}: {path} {what}")
+    try:
+        frame = pd.read_csv(path, low_memory=False)  # no mixed-type chunk warnings
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NncliError(f"{key}: {path} cannot be read as CSV: {first}") from None
+    except OSError as exc:
+        raise NncliError(f"{key}: {path} cannot be read: {exc.strerror}") from None
+    if len(frame) == 0:
+        raise NncliError(f"{key}: {path} has a header but no rows")
+    return frame

@@ -1,0 +1,124 @@
+"""Guards on the choice of activations and loss: stacks that validate and train, but train
+badly. Each is a Problem at the offending layer or loss (FILE:LINE:COL) with its fix; torch-free."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from nncli import yamlio
+from nncli.errors import Problem
+from nncli.spec import Spec
+
+# layers with weights that compute a linear (affine) map of their input
+WEIGHTED = frozenset({"dense", "conv1d", "conv2d"})
+# layers that keep a stack linear, so weighted layers around them compose into one map
+LINEAR = frozenset({"identity", "dropout", "flatten", "avgpool2d", "batchnorm1d", "batchnorm2d"})
+# layers after the output that leave its meaning alone (for "what does the model end with")
+TRANSPARENT = frozenset({"identity", "dropout", "flatten"})
+# what a logits loss applies itself, by the kind of target it takes
+OWN_SQUASH = {"binary": "sigmoid", "index": "softmax"}
+# activations that squash, with the range they squash into
+RANGE = {"sigmoid": "(0, 1)", "softmax": "(0, 1)", "tanh": "(-1, 1)", "step": "{0, 1}"}
+# what a loss that takes probabilities wants last, and where to go instead
+ENDS_WITH = {
+    "bce": ("sigmoid", "a probability from a final sigmoid", "or use loss: bce_with_logits"),
+    "nll": ("log_softmax", "log-probabilities from a final log_softmax", "or use cross_entropy"),
+    "perceptron": ("step", "0/1 outputs from a final step", None),
+}
+
+
+def check_file(path: Path, spec: Spec, overrides: Sequence[str] = ()) -> list[Problem]:
+    """The warnings of an experiment file already loaded (and validated) as `spec`."""
+    return check(spec, yamlio.load(path), overrides)
+
+
+def check(spec: Spec, doc: yamlio.Document, overrides: Sequence[str] = ()) -> list[Problem]:
+    """Every warning of `spec`, located in `doc` (or at the `--set` that gave the value)."""
+    types = [layer.type for layer in spec.model.layers]
+    found = [*_linear_runs(types), *_output(types, spec)]
+    problems = []
+    for key, message, hint in found:
+        # a loss written as a map is pointed at by its `name:`
+        place = _where(doc, (*key, "name") if key == ("loss",) else key, overrides)
+        problems.append(Problem(place, ".".join(map(str, key)), message, hint))
+    return problems
+
+
+Found = tuple[yamlio.Key, str, str | None]
+
+
+def _linear_runs(types: list[str]) -> list[Found]:
+    """One warning per run of weighted layers with nothing non-linear between them."""
+    runs: list[list[int]] = []
+    current: list[int] = []
+    for i, kind in enumerate(types):
+        if kind in WEIGHTED:
+            current.append(i)
+        elif kind not in LINEAR:
+            current = []
+            continue
+        if len(current) == 2:
+            runs.append(current)
+    found: list[Found] = []
+    for run in runs:
+        named = [f"model.layers.{i} ({types[i]})" for i in run]
+        listed = ", ".join(named[:-1]) + " and " + named[-1]
+        found.append(
+            (
+                ("model", "layers", run[1]),
+                f"no non-linearity between {listed}: linear layers in a row compose into one "
+                "linear map, so together they learn nothing a single layer cannot",
+                "put an activation such as relu or tanh after each hidden layer",
+            )
+        )
+    return found
+
+
+def _output(types: list[str], spec: Spec) -> list[Found]:
+    """The last layer against what the loss expects of the model's output."""
+    last = next((i for i in range(len(types) - 1, -1, -1) if types[i] not in TRANSPARENT), None)
+    if last is None:
+        return []
+    end, loss, info = types[last], spec.loss.name, spec.loss_info
+    where: yamlio.Key = ("model", "layers", last)
+    own = OWN_SQUASH.get(info.target)
+    if info.output == "logits" and end in RANGE and own is not None:
+        effect = {
+            ("sigmoid", "sigmoid"): "every probability lands between 0.5 and 0.73",
+            ("softmax", "softmax"): "class probabilities end up near uniform",
+        }.get((end, own), f"the logits are confined to {RANGE[end]}")
+        keep = "; or keep it and use loss: bce" if end == own == "sigmoid" else ""
+        return [
+            (
+                where,
+                f"{end} before loss '{loss}', which applies {own} itself: the outputs are "
+                f"squashed twice ({effect}), so the loss cannot get confident and gradients "
+                "shrink",
+                f"remove this {end}: {loss} wants the last layer's raw outputs, the logits{keep}",
+            )
+        ]
+    wanted = ENDS_WITH.get(loss)
+    if wanted is not None and end != wanted[0]:
+        want, what, instead = wanted
+        return [
+            (
+                ("loss",),
+                f"loss '{loss}' expects {what}, but the model ends with {end} "
+                f"(model.layers.{last})",
+                f"end the model with {want}" + (f", {instead}" if instead else ""),
+            )
+        ]
+    return []
+
+
+def _where(doc: yamlio.Document, key: yamlio.Key, overrides: Sequence[str]) -> str:
+    """FILE:LINE:COL of `key`, or the `--set` that replaced it (or renamed the entry)."""
+    for setting in overrides:
+        name = setting.partition("=")[0].strip()
+        parts = tuple(int(p) if p.isdigit() else p for p in name.split("."))
+        if len(parts) > 1 and parts[-1] in ("type", "name"):  # `--set loss.name=bce`
+            parts = parts[:-1]
+        if key[: len(parts)] == parts:
+            return f"--set {setting}"
+    return doc.where(key)

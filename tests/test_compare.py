@@ -1,0 +1,441 @@
+"""`nncli compare` and `nncli runs`: three tiny real runs, then broken copies of them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from nncli import compare
+from nncli.cli import app
+from nncli.runs import METRICS, RUN_JSON, direction
+
+CIRCLES = Path(__file__).resolve().parent.parent / "experiments" / "circles.yaml"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+BASE = ["run", "status", "epochs", "params", "duration_s"]
+DIFFERING = ["model.layers.0.units", "optimizer.lr"]
+METRIC_COLUMNS = ["train_loss", "train_accuracy", "test_loss", "test_accuracy"]
+# (learning rate, width of the hidden layer) of the three runs
+SETTINGS = [(0.01, 4), (0.1, 8), (0.1, 4)]
+
+runner = CliRunner()
+
+
+def invoke(*args: str | Path) -> Any:
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Three completed runs of circles that differ in learning rate and width."""
+    root = tmp_path_factory.mktemp("trained")
+    folders = []
+    for lr, units in SETTINGS:
+        result = invoke(
+            "train",
+            CIRCLES,
+            "--runs-dir",
+            root / "runs",
+            "-q",
+            *("--set", f"optimizer.lr={lr}"),
+            *("--set", f"model.layers.0.dense={units}"),
+            *("--set", "train.epochs=3"),
+            *("--set", "data.n_samples=200"),
+            *("--set", "train.device=cpu"),
+        )
+        assert result.exit_code == 0, result.output
+        folders.append(Path(result.stdout.strip().splitlines()[-1]))
+    return folders
+
+
+@pytest.fixture
+def runs(trained: list[Path], tmp_path: Path) -> list[Path]:
+    """Copies of the trained runs in tmp_path/runs, free to break."""
+    copies = []
+    for folder in trained:
+        copy = tmp_path / "runs" / folder.name
+        shutil.copytree(folder, copy)
+        copies.append(copy)
+    return copies
+
+
+def compare_json(*args: str | Path) -> dict[str, Any]:
+    result = invoke("compare", *args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    data: dict[str, Any] = json.loads(result.stdout)
+    return data
+
+
+def best_in_csv(folder: Path, column: str) -> tuple[float, int]:
+    """The best value of a column and the first epoch that reached it, read with csv."""
+    with (folder / METRICS).open(encoding="utf-8", newline="") as f:
+        rows = [(float(r[column]), int(r["epoch"])) for r in csv.DictReader(f)]
+    pick = min if direction(column) == "min" else max
+    value = pick(v for v, _ in rows)
+    return value, next(e for v, e in rows if v == value)
+
+
+def test_differing_keys_are_columns_and_the_rest_is_shown_once(runs: list[Path]) -> None:
+    data = compare_json(*runs, "--out", runs[0].parent.parent / "out")
+
+    columns = list(data["runs"][0])
+    assert columns[:5] == BASE
+    assert columns[5:7] == DIFFERING
+    assert columns[7:] == [c for m in METRIC_COLUMNS for c in (m, f"{m} best", f"{m} best epoch")]
+    assert [(r["optimizer.lr"], r["model.layers.0.units"]) for r in data["runs"]] == SETTINGS
+    assert data["same"]["train.epochs"] == 3
+    assert data["same"]["data.n_samples"] == 200
+    assert data["same"]["optimizer.betas"] == [0.9, 0.999]
+    assert not set(DIFFERING) & set(data["same"])
+    assert {r["status"] for r in data["runs"]} == {"completed"}
+    assert [r["epochs"] for r in data["runs"]] == [3, 3, 3]
+    assert [r["params"] for r in data["runs"]] == [17, 33, 17]
+
+
+def test_best_values_and_epochs_match_metrics_csv(runs: list[Path]) -> None:
+    data = compare_json(*runs, "--out", runs[0].parent.parent / "out")
+
+    for folder, row in zip(runs, data["runs"], strict=True):
+        assert row["run"] == folder.name
+        for column in METRIC_COLUMNS:
+            value, epoch = best_in_csv(folder, column)
+            assert row[f"{column} best"] == pytest.approx(value)
+            assert row[f"{column} best epoch"] == epoch
+
+
+def test_table_shows_the_same_keys_above_the_table(runs: list[Path], tmp_path: Path) -> None:
+    result = invoke("compare", *runs, "--out", tmp_path / "out")
+
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("same in all runs: name=circles, seed=42, ")
+    assert "train.epochs=3" in result.stdout
+    assert "optimizer.lr=" not in result.stdout
+    assert result.stderr == f"summary and figures: {tmp_path / 'out'}\n"
+
+
+def test_sort_is_best_first_and_top_keeps_the_best(runs: list[Path], tmp_path: Path) -> None:
+    losses = [best_in_csv(folder, "test_loss")[0] for folder in runs]
+    accuracies = [best_in_csv(folder, "test_accuracy")[0] for folder in runs]
+    by_loss = [runs[i].name for i in sorted(range(3), key=lambda i: losses[i])]
+    by_accuracy = [runs[i].name for i in sorted(range(3), key=lambda i: -accuracies[i])]
+
+    data = compare_json(*runs, "--sort", "test_loss", "--out", tmp_path / "a")
+    assert [r["run"] for r in data["runs"]] == by_loss
+    data = compare_json(*runs, "--sort", "accuracy", "--out", tmp_path / "b")  # its test split
+    assert [r["run"] for r in data["runs"]] == by_accuracy
+    data = compare_json(*runs, "--sort", "test_loss", "--top", "2", "--out", tmp_path / "c")
+    assert [r["run"] for r in data["runs"]] == by_loss[:2]
+    data = compare_json(*runs, "--top", "1", "--out", tmp_path / "d")  # by the monitored loss
+    assert [r["run"] for r in data["runs"]] == by_loss[:1]
+    data = compare_json(*runs, "--sort", "optimizer.lr", "--out", tmp_path / "e")
+    assert [r["optimizer.lr"] for r in data["runs"]] == [0.01, 0.1, 0.1]
+
+    result = invoke("compare", *runs, "--sort", "nonsense", "--out", tmp_path / "f")
+    assert result.exit_code == 2
+    assert "cannot sort by 'nonsense'" in result.stderr
+
+
+def test_metric_chooses_columns(runs: list[Path], tmp_path: Path) -> None:
+    data = compare_json(*runs, "--metric", "test_accuracy", "-m", "loss", "--out", tmp_path / "a")
+    metric_columns = list(data["runs"][0])[7:]
+    assert metric_columns[::3] == ["train_loss", "test_loss", "test_accuracy"]
+
+    result = invoke("compare", *runs, "--metric", "f1", "--out", tmp_path / "b")
+    assert result.exit_code == 2
+    assert "no run has a metric 'f1'" in result.stderr
+
+
+def test_every_format(runs: list[Path], tmp_path: Path) -> None:
+    result = invoke("compare", *runs, "--format", "csv", "--out", tmp_path / "a")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [r["run"] for r in rows] == [f.name for f in runs]
+    assert [r["optimizer.lr"] for r in rows] == ["0.01", "0.1", "0.1"]
+    assert "same in all runs" not in result.stdout
+
+    result = invoke("compare", *runs, "--format", "markdown", "--out", tmp_path / "b")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(
+        "| run | status | epochs | params | duration_s | model.layers.0.units"
+    )
+    assert lines[1].startswith("|---|")
+    assert len(lines) == 2 + 3
+
+    data = compare_json(*runs, "--out", tmp_path / "c")
+    assert set(data) == {"same", "runs"}
+
+
+def test_out_folder_holds_summary_and_figures(runs: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = invoke("compare", *runs, "--format", "csv", "--out", out)
+    assert result.exit_code == 0, result.output
+
+    assert sorted(p.name for p in out.iterdir()) == ["accuracy.png", "loss.png", "summary.csv"]
+    for figure in ("loss.png", "accuracy.png"):
+        assert (out / figure).read_bytes()[:8] == PNG_SIGNATURE
+    summary = (out / "summary.csv").read_text(encoding="utf-8")
+    assert summary == result.stdout
+    assert len(list(csv.DictReader(io.StringIO(summary)))) == 3
+
+    # an existing folder is never written into
+    again = invoke("compare", *runs, "--out", out)
+    assert again.exit_code == 2
+    assert f"{out} already exists and is not empty" in again.stderr
+
+
+def test_default_out_folder_is_beside_the_runs_folder(runs: list[Path], tmp_path: Path) -> None:
+    result = invoke("compare", runs[0].parent, "--format", "json")
+
+    assert result.exit_code == 0, result.output
+    folder = Path(result.stderr.removeprefix("summary and figures: ").strip())
+    assert folder.parent == tmp_path / "comparisons"
+    assert (folder / "summary.csv").is_file()
+    assert len(json.loads(result.stdout)["runs"]) == 3  # the parent folder gave all three
+
+
+def test_legend_names_runs_by_what_differs(runs: list[Path]) -> None:
+    result = compare.compare(runs)
+    assert result.labels == [
+        "model.layers.0.units=4, optimizer.lr=0.01",
+        "model.layers.0.units=8, optimizer.lr=0.1",
+        "model.layers.0.units=4, optimizer.lr=0.1",
+    ]
+    assert compare.compare(runs[:1]).labels == [runs[0].name]  # nothing differs
+
+
+def test_broken_and_running_runs_do_not_break_the_comparison(
+    runs: list[Path], tmp_path: Path
+) -> None:
+    parent = runs[0].parent
+    running = shutil.copytree(runs[0], parent / "running_copy")
+    info = json.loads((running / RUN_JSON).read_text(encoding="utf-8"))
+    info.update(status="running", epochs_done=2)
+    (running / RUN_JSON).write_text(json.dumps(info), encoding="utf-8")
+    text = (running / METRICS).read_text(encoding="utf-8")
+    (running / METRICS).write_text("".join(text.splitlines(True)[:3]), encoding="utf-8")
+
+    truncated = shutil.copytree(runs[1], parent / "truncated_copy")
+    text = (truncated / METRICS).read_text(encoding="utf-8")
+    (truncated / METRICS).write_text(text[: len(text) - 20], encoding="utf-8")
+
+    bad_json = shutil.copytree(runs[2], parent / "bad_json_copy")
+    (bad_json / RUN_JSON).write_text('{"name": "circles", "status": ', encoding="utf-8")
+
+    bad_yaml = shutil.copytree(runs[2], parent / "bad_yaml_copy")
+    (bad_yaml / "config.yaml").write_text("model: [unclosed\n", encoding="utf-8")
+
+    (parent / "notes.txt").write_text("not a run\n", encoding="utf-8")
+    (parent / "empty_folder").mkdir()
+
+    everything = sorted(parent.iterdir())  # what `nncli compare runs/*` passes
+    result = invoke("compare", *everything, "--format", "json", "--out", tmp_path / "out")
+
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning")]
+    assert len(warnings) == 2, result.stderr
+    assert warnings[0].startswith("warning skipped 2 paths that are not run folders: ")
+    assert "empty_folder" in warnings[0]
+    assert "notes.txt" in warnings[0]
+    assert warnings[1].startswith("warning left out 3 unreadable runs: ")
+    assert f"{bad_json} (run.json: " in warnings[1]
+    assert f"{bad_yaml} (config.yaml: " in warnings[1]
+    assert f"{truncated} (metrics.csv is truncated" in warnings[1]
+    rows = {r["run"]: r for r in json.loads(result.stdout)["runs"]}
+    assert set(rows) == {*(f.name for f in runs), "running_copy"}
+    assert rows["running_copy"]["status"] == "running"
+    assert rows["running_copy"]["epochs"] == 2
+    assert rows["running_copy"]["test_loss best epoch"] in (1, 2)
+
+
+def test_runs_with_different_metrics_show_the_union(runs: list[Path], tmp_path: Path) -> None:
+    folder = runs[0]
+    with (folder / METRICS).open(encoding="utf-8", newline="") as f:
+        kept = [
+            {k: v for k, v in row.items() if not k.endswith("accuracy")}
+            for row in csv.DictReader(f)
+        ]
+    with (folder / METRICS).open("w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(kept[0]))
+        writer.writeheader()
+        writer.writerows(kept)
+
+    data = compare_json(*runs, "--sort", "test_accuracy", "--out", tmp_path / "out")
+
+    assert [r["run"] for r in data["runs"]][-1] == folder.name  # missing the metric: last
+    assert data["runs"][-1]["test_accuracy"] is None
+    assert data["runs"][-1]["test_loss"] is not None
+
+
+def test_a_diverged_run_says_so(runs: list[Path], tmp_path: Path) -> None:
+    lines = (runs[0] / METRICS).read_text(encoding="utf-8").splitlines()
+    header = lines[0].split(",")
+    last = lines[-1].split(",")
+    last[header.index("test_loss")] = "nan"
+    (runs[0] / METRICS).write_text("\n".join([*lines[:-1], ",".join(last)]) + "\n", "utf-8")
+    info = json.loads((runs[0] / RUN_JSON).read_text(encoding="utf-8"))
+    info["final"]["test_loss"] = None  # how run.json stores a NaN
+    (runs[0] / RUN_JSON).write_text(json.dumps(info), encoding="utf-8")
+
+    data = compare_json(*runs, "--out", tmp_path / "out")
+    assert data["runs"][0]["status"] == "completed (diverged)"
+    assert data["runs"][0]["test_loss"] is None
+    assert data["runs"][0]["test_loss best"] is not None
+    assert runs_json(runs[0].parent)[-1]["status"] == "completed (diverged)"
+
+
+def test_no_usable_run_is_an_error(runs: list[Path], tmp_path: Path) -> None:
+    (runs[0] / RUN_JSON).write_text("not json", encoding="utf-8")
+    stray = tmp_path / "notes.txt"
+    stray.write_text("hello", encoding="utf-8")
+
+    result = invoke("compare", runs[0], stray, tmp_path / "missing", "--out", tmp_path / "out")
+
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error no usable run to compare (skipped 2 paths")
+    assert "unreadable run" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_flatten_and_text() -> None:
+    config = {
+        "optimizer": {"lr": 0.01, "betas": [0.9, 0.999]},
+        "model": {"layers": [{"type": "dense", "units": 8}, {"type": "gelu"}]},
+        "metrics": ["accuracy"],
+    }
+    assert compare.flatten(config) == {
+        "optimizer.lr": 0.01,
+        "optimizer.betas": [0.9, 0.999],
+        "model.layers.0.type": "dense",
+        "model.layers.0.units": 8,
+        "model.layers.1.type": "gelu",
+        "metrics": ["accuracy"],
+    }
+    assert [compare.text(v) for v in (True, None, [0.9, 0.999], 1e-08)] == [
+        "true",
+        "null",
+        "[0.9, 0.999]",
+        "1e-08",
+    ]
+
+
+# nncli runs
+
+
+def fake_run(parent: Path, name: str, status: str, started: str, loss: float = 0.5) -> Path:
+    folder = parent / name
+    folder.mkdir(parents=True)
+    info = {
+        "name": "circles",
+        "status": status,
+        "started_at": started,
+        "epochs_done": 3,
+        "duration_s": 1.25,
+        "monitor": "test_loss",
+        "best": {"test_loss": {"value": loss, "epoch": 2}},
+    }
+    (folder / RUN_JSON).write_text(json.dumps(info), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def listing(tmp_path: Path) -> Path:
+    runs = tmp_path / "runs"
+    fake_run(runs, "a_oldest", "completed", "2026-11-25T09:00:00+00:00", 0.3)
+    fake_run(runs, "b_newest", "running", "2026-11-25T11:00:00+00:00", 0.2)
+    fake_run(runs, "c_middle", "failed", "2026-11-25T12:00:00+02:00", 0.1)  # 10:00 UTC
+    fake_run(runs, "d_interrupted", "interrupted", "2026-11-25T08:00:00+00:00")
+    (runs / "notes.txt").write_text("not a run", encoding="utf-8")
+    return runs
+
+
+def runs_json(*args: str | Path) -> list[dict[str, Any]]:
+    result = invoke("runs", *args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    return rows
+
+
+def test_runs_lists_newest_first_with_the_headline(listing: Path) -> None:
+    rows = runs_json(listing)
+
+    assert [r["run"] for r in rows] == ["b_newest", "c_middle", "a_oldest", "d_interrupted"]
+    assert list(rows[0]) == [
+        "run",
+        "status",
+        "started",
+        "epochs",
+        "duration_s",
+        "monitor",
+        "best",
+        "best epoch",
+    ]
+    assert rows[0]["monitor"] == "test_loss"
+    assert rows[0]["best"] == 0.2
+    assert rows[0]["best epoch"] == 2
+
+
+def test_runs_status_filter(listing: Path) -> None:
+    rows = runs_json(listing, "--status", "failed,completed")
+    assert [r["run"] for r in rows] == ["c_middle", "a_oldest"]
+    rows = runs_json(listing, "--status", "running", "--status", "interrupted")
+    assert [r["run"] for r in rows] == ["b_newest", "d_interrupted"]
+
+    result = invoke("runs", listing, "--status", "done")
+    assert result.exit_code == 2
+    assert "unknown status done; choose from running, completed" in result.stderr
+
+
+def test_runs_formats(listing: Path) -> None:
+    result = invoke("runs", listing, "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert rows[0]["run"] == "b_newest"
+    assert float(rows[0]["best"]) == 0.2
+
+    result = invoke("runs", listing, "--format", "markdown")
+    assert result.stdout.splitlines()[0].startswith("| run | status | started |")
+
+    result = invoke("runs", listing)
+    assert result.exit_code == 0, result.output
+    assert "status" in result.stdout  # a Rich table (its cells fold at 80 columns)
+    assert "┏" in result.stdout
+
+
+def test_runs_shows_unreadable_runs(listing: Path) -> None:
+    (listing / "a_oldest" / RUN_JSON).write_text("{", encoding="utf-8")
+    rows = runs_json(listing, "--status", "unreadable")
+    assert [(r["run"], r["status"]) for r in rows] == [("a_oldest", "unreadable")]
+
+
+def test_runs_empty_and_missing_folders(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = invoke("runs", tmp_path / "empty")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"no runs in {tmp_path / 'empty'}; train one with")
+    assert runs_json(tmp_path / "empty") == []
+
+    result = invoke("runs", tmp_path / "missing")
+    assert result.exit_code == 2
+    assert result.stderr == f"error {tmp_path / 'missing'} does not exist; " + (
+        "train a run first or name its runs folder\n"
+    )
+
+
+@pytest.mark.parametrize("command", ["compare", "runs"])
+def test_help(command: str) -> None:
+    result = invoke(command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "--format" in result.stdout
+
+
+def test_compare_help_documents_the_columns() -> None:
+    result = invoke("compare", "--help")
+    assert "test_accuracy best epoch" in result.stdout
+    assert "--sort" in result.stdout
