@@ -7,7 +7,6 @@ import contextlib
 import json
 import math
 import re
-import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,7 +16,16 @@ from typing import Any, Literal
 import yaml
 
 from nncli.errors import NncliError
-from nncli.runs import CONFIG, METRICS, NOT_METRICS, RUN_JSON, STATUSES, direction, is_run
+from nncli.runs import (
+    CONFIG,
+    METRICS,
+    NOT_METRICS,
+    RUN_JSON,
+    STATUSES,
+    direction,
+    is_run,
+    new_folder,
+)
 from nncli.tables import Format, render
 
 BASE_COLUMNS = ("run", "status", "epochs", "params", "duration_s")
@@ -148,23 +156,50 @@ def read_run(path: Path) -> RunData:
         raise NncliError(f"{CONFIG}: {_first_line(exc)}") from None
     if not isinstance(config, dict):
         raise NncliError(f"{CONFIG} does not hold a mapping")
-    header, rows = _read_metrics(path / METRICS)
+    config = _plain(config, [_MAX_CONFIG_VALUES])
+    running = info.get("status") == "running"
+    header, rows = _read_metrics(path / METRICS, running)
     done = info.get("epochs_done") or 0
-    # run.json is rewritten after each row reaches metrics.csv, so fewer rows means lost data
-    if isinstance(done, int) and len(rows) < done:
+    # run.json is rewritten after each row reaches metrics.csv, so fewer rows means lost data;
+    # except while a resumed run trains again the epochs after its checkpoint
+    if isinstance(done, int) and len(rows) < done and not running:
         raise NncliError(f"{METRICS} has {len(rows)} rows but {RUN_JSON} says {done} epochs done")
     columns = [c for c in header if c not in NOT_METRICS]
     return RunData(path, info, flatten(config), rows, columns)
 
 
-def _read_metrics(file: Path) -> tuple[list[str], list[dict[str, float]]]:
-    """Header and rows of metrics.csv; NncliError when a line is cut or not numbers."""
+_MAX_CONFIG_VALUES = 100_000  # a resolved config holds hundreds; aliases could make billions
+_MAX_CONFIG_DEPTH = 64
+
+
+def _plain(value: Any, budget: list[int], depth: int = 0) -> Any:
+    """A copy of a loaded config.yaml made of dicts with text keys, lists and plain values
+    (a date or set becomes its text). NncliError for a file that refers to itself or
+    expands past the budget: aliases are shared when loaded, but copied here and by flatten.
+    """
+    budget[0] -= 1
+    if budget[0] < 0 or depth > _MAX_CONFIG_DEPTH:
+        raise NncliError(f"{CONFIG} nests or repeats too much (aliases?); nncli writes it plain")
+    if isinstance(value, dict):
+        return {str(k): _plain(v, budget, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v, budget, depth + 1) for v in value]
+    if value is None or isinstance(value, str | int | float):
+        return value
+    return str(value)
+
+
+def _read_metrics(file: Path, running: bool = False) -> tuple[list[str], list[dict[str, float]]]:
+    """Header and rows of metrics.csv; NncliError when a line is cut or not numbers (a
+    running run's last line may be one being written: it is left out)."""
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         return [], []  # the run ended (or is) before its first epoch
     except (OSError, ValueError) as exc:
         raise NncliError(f"{METRICS}: {_first_line(exc)}") from None
+    if running:
+        text = text[: text.rfind("\n") + 1]
     if not text:
         return [], []
     # every row is written whole with its newline, so a missing one means the file was cut
@@ -398,17 +433,7 @@ def out_dir(out: Path | None, first_run: Path) -> Path:
     parent = first_run.absolute().parent.parent / COMPARISONS
     with contextlib.suppress(ValueError):  # outside the working folder: keep it absolute
         parent = parent.relative_to(Path.cwd())
-    stamp = datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
-    for _ in range(100):
-        path = parent / f"{stamp}_{secrets.token_hex(2)}"
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            continue
-        except OSError as exc:
-            raise NncliError(f"cannot create {path}: {exc.strerror}") from None
-    raise NncliError(f"could not find a free folder name in {parent}")  # pragma: no cover
+    return new_folder(parent)
 
 
 def write_outputs(comparison: Comparison, folder: Path) -> list[Path]:
@@ -542,8 +567,11 @@ def list_runs(folder: Path, statuses: Sequence[str] | None = None) -> list[dict[
         status = str(info.get("status", "unknown"))
         if wanted and status not in wanted:
             continue
+        # run.json may be edited or damaged by hand: every field is checked before use
         monitor = info.get("monitor")
-        best = (info.get("best") or {}).get(monitor) if monitor else None
+        monitor = monitor if isinstance(monitor, str) else None
+        bests = info.get("best")
+        best = bests.get(monitor) if monitor and isinstance(bests, dict) else None
         best = best if isinstance(best, dict) else {}
         final = info.get("final")
         final = final if isinstance(final, dict) else {}
@@ -554,16 +582,21 @@ def list_runs(folder: Path, statuses: Sequence[str] | None = None) -> list[dict[
         row = {
             "run": path.name,
             "status": f"{status} (diverged)" if diverged else status,
-            "started": info.get("started_at"),
-            "epochs": info.get("epochs_done"),
-            "duration_s": info.get("duration_s"),
+            "started": _scalar(info.get("started_at")),
+            "epochs": _scalar(info.get("epochs_done")),
+            "duration_s": _scalar(info.get("duration_s")),
             "monitor": monitor,
-            "best": best.get("value"),
-            "best epoch": best.get("epoch"),
+            "best": _scalar(best.get("value")),
+            "best epoch": _scalar(best.get("epoch")),
         }
         rows.append((_timestamp(info.get("started_at")), path.name, row))
     rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
     return [r[2] for r in rows]
+
+
+def _scalar(value: Any) -> Any:
+    """A run.json value for a table cell: a plain value as it is, anything else as text."""
+    return value if value is None or isinstance(value, str | int | float) else str(value)
 
 
 def _statuses(statuses: Sequence[str] | None) -> set[str]:

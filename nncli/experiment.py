@@ -5,6 +5,7 @@ Nothing here prints: progress and messages go to a Reporter that the CLI renders
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import signal
@@ -22,7 +23,14 @@ import torch
 
 import nncli
 from nncli import distributed, plots, yamlio
-from nncli.errors import EXIT_INTERNAL, NncliError, RunDiverged, RunInterrupted
+from nncli.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    NncliError,
+    RunDiverged,
+    RunInterrupted,
+)
 from nncli.model import summary
 from nncli.runs import (
     BEST,
@@ -30,16 +38,30 @@ from nncli.runs import (
     CONFIG,
     LAST,
     PLOTS,
+    RUN_JSON,
     Run,
+    WriteError,
+    as_write_error,
     locked,
     now,
     read_info,
     remove_temporaries,
     write_atomic,
+    write_failed,
 )
 from nncli.show import load_checkpoint
 from nncli.spec import Spec, load_spec, resolved
-from nncli.train import FitResult, Prepared, evaluate, fit, predict, predict_classes, prepare
+from nncli.train import (
+    FitResult,
+    Prepared,
+    evaluate,
+    fit,
+    intra_op_threads,
+    predict,
+    predict_classes,
+    prepare,
+    threads_for,
+)
 
 SMOKE_BATCHES = 2
 
@@ -88,23 +110,43 @@ class _RunSink:
 
 @contextmanager
 def deferred_signals() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block ends (they are delivered then)."""
-    held = {signal.SIGINT, signal.SIGTERM}
-    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - not POSIX
-        yield
-        return
-    signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    """Hold Ctrl-C and SIGTERM (as `interrupt` sees them) until the block ends.
+
+    A signal mask would not do: the OS may hand the signal to one of torch's threads.
+    """
+    _held["active"] = True
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+        _held["active"] = False
+    code = _held.pop("pending", 0)
+    if code:
+        raise RunInterrupted(code)
+
+
+_held: dict[str, int] = {"active": 0}
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """Signal handler for training: Ctrl-C or SIGTERM stop the run as `interrupted`."""
+    code = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
+    if _held["active"]:
+        _held["pending"] = code
+        return
+    raise RunInterrupted(code)
 
 
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
-    """torch.save to a temporary file, then rename: a crash leaves the old file whole."""
+    """torch.save to a temporary file, then rename: a crash, or a full disk, leaves the old
+    file whole (WriteError names the file)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    try:
+        torch.save(obj, tmp)
+        tmp.replace(path)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # the partial file only takes the space that ran out
+        raise write_failed(path, exc) from None
 
 
 def git_commit(folder: Path) -> str | None:
@@ -176,10 +218,16 @@ def train_experiment(
     record = os.environ.get(distributed.RUN_RECORD)
     if record:  # tell the launcher which folder to mark failed if a rank dies
         Path(record).write_text(str(run.path), encoding="utf-8")
-    p.dataset.save_preprocessing(run.path)  # what predict and eval apply to new rows
-    for warning in p.dataset.warnings:
-        run.log(f"warning: {warning}")
-        reporter.note(warning)
+    try:
+        p.dataset.save_preprocessing(run.path)  # what predict and eval apply to new rows
+        for warning in p.dataset.warnings:
+            run.log(f"warning: {warning}")
+            reporter.note(warning)
+    except (OSError, WriteError) as exc:
+        failure = as_write_error(exc, run.path)
+        if failure is None:
+            raise
+        raise _stopped_writing(run, failure) from None
     with locked(run.path):
         result = _execute(run, p, reporter, smoke=smoke)
     return run, result
@@ -207,51 +255,74 @@ def _follow(p: Prepared, reporter: Reporter, smoke: bool) -> tuple[Run | None, F
 
 def resume_experiment(
     folder: Path, reporter: Reporter, epochs: int | None = None
-) -> tuple[Run, FitResult]:
+) -> tuple[Run | None, FitResult]:
     """Continue an interrupted, failed or killed run in its own folder from last.pt.
 
     `epochs` extends a run (a completed one too) to that many epochs. A run that is
-    complete, diverged, still running, or whose config.yaml was edited is refused.
+    complete, diverged, still running, or whose config.yaml was edited is refused. Under
+    torch.distributed every rank resumes from the same checkpoint; rank 0 alone checks
+    and writes.
     """
     info = read_info(folder)
-    with locked(folder):
-        status, done = info.get("status"), int(info.get("epochs_done", 0))
-        target = epochs or int(info.get("epochs", 0))
-        if status == "completed" and (epochs is None or target <= done):
-            raise NncliError(
-                f"{folder} is completed ({done} epochs); to train it further give "
-                f"--epochs N with N above {done}"
-            )
-        if status == "diverged":
-            raise NncliError(
-                f"{folder} diverged; resuming would diverge again. Start a new run with a "
-                f"lower learning rate: nncli train {folder / CONFIG} --set optimizer.lr=..."
-            )
-        if epochs is not None and epochs < done:
-            raise NncliError(f"--epochs {epochs} is below the {done} epochs already done")
-
-        overrides = [f"train.epochs={target}"] if epochs is not None else []
-        spec = load_spec(folder / CONFIG, overrides)
-        last = folder / CHECKPOINTS / LAST
+    done = int(info.get("epochs_done", 0))
+    target = epochs or int(info.get("epochs", 0))
+    overrides = [f"train.epochs={target}"] if epochs is not None else []
+    spec = load_spec(folder / CONFIG, overrides)
+    last = folder / CHECKPOINTS / LAST
+    if not distributed.current().main:
+        p = prepare(spec)  # joins the process group
+        if not distributed.share(""):
+            raise RunInterrupted(EXIT_INTERNAL)  # rank 0 refused and says why
         state = load_checkpoint(last) if last.is_file() else None
-        if state is not None:
-            edited = config_changes(state["config"], resolved(spec))
-            if edited:
-                raise NncliError(
-                    f"{folder / CONFIG} was edited after the run started ({'; '.join(edited)}); "
-                    "a resumed run must keep its config. Undo the edit, or start a new run "
-                    f"from it: nncli train {folder / CONFIG}"
-                )
-        p = prepare(spec)
-        run = Run.open(folder)
-        remove_temporaries(folder)
-        if epochs is not None:
-            write_atomic(folder / CONFIG, yamlio.dump(resolved(spec)))
-        start = int(state["epoch"]) if state is not None else 0
-        resumed = [*run.info.get("resumed", []), {"at": now(), "after_epoch": start}]
-        run.write_info(status="running", epochs=target, resumed=resumed, error=None)
-        result = _execute(run, p, reporter, resume=state)
+        return None, fit(p, _Quiet(), None, state)
+
+    shared = False
+    try:
+        with locked(folder):
+            _check_resumable(folder, info, epochs, target, done)
+            state = load_checkpoint(last) if last.is_file() else None
+            if state is not None:
+                edited = config_changes(state["config"], resolved(spec))
+                if edited:
+                    raise NncliError(
+                        f"{folder / CONFIG} was edited after the run started "
+                        f"({'; '.join(edited)}); a resumed run must keep its config. Undo the "
+                        f"edit, or start a new run from it: nncli train {folder / CONFIG}"
+                    )
+            p = prepare(spec)
+            distributed.share(str(folder))
+            shared = True
+            run = Run.open(folder)
+            remove_temporaries(folder)
+            if epochs is not None:
+                write_atomic(folder / CONFIG, yamlio.dump(resolved(spec)))
+            start = int(state["epoch"]) if state is not None else 0
+            resumed = [*run.info.get("resumed", []), {"at": now(), "after_epoch": start}]
+            run.write_info(status="running", epochs=target, resumed=resumed, error=None)
+            result = _execute(run, p, reporter, resume=state)
+    except BaseException:
+        if not shared:
+            distributed.share("")  # the other ranks stop instead of waiting
+        raise
     return run, result
+
+
+def _check_resumable(
+    folder: Path, info: Mapping[str, Any], epochs: int | None, target: int, done: int
+) -> None:
+    status = info.get("status")
+    if status == "completed" and (epochs is None or target <= done):
+        raise NncliError(
+            f"{folder} is completed ({done} epochs); to train it further give "
+            f"--epochs N with N above {done}"
+        )
+    if status == "diverged":
+        raise NncliError(
+            f"{folder} diverged; resuming would diverge again. Start a new run with a "
+            f"lower learning rate: nncli train {folder / CONFIG} --set optimizer.lr=..."
+        )
+    if epochs is not None and epochs < done:
+        raise NncliError(f"--epochs {epochs} is below the {done} epochs already done")
 
 
 def config_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
@@ -300,10 +371,29 @@ def _execute(
         run.finish("diverged", error=str(exc))
         raise
     except BaseException as exc:
-        run.log(traceback.format_exc())
+        failure = as_write_error(exc, run.path)
+        if failure is not None:
+            raise _stopped_writing(run, failure) from None
+        with contextlib.suppress(WriteError):  # a full disk must not hide the real failure
+            run.log(traceback.format_exc())
         run.finish("failed", error=f"{type(exc).__name__}: {exc}")
         raise
     return result
+
+
+def _stopped_writing(run: Run, failure: WriteError) -> WriteError:
+    """The error for a run that could not write its folder (disk full, read-only): it is
+    marked failed where run.json can still be written; its checkpoints stay as the last
+    complete save left them, since each is written aside and renamed."""
+    try:
+        run.finish("failed", error=str(failure))
+        marked = f"the run is marked failed: {run.path}"
+    except (OSError, WriteError):
+        marked = f"{run.path / RUN_JSON} could not be updated either"
+    return WriteError(
+        f"{failure}; {marked}. Its checkpoints are kept as last saved; once there is room, "
+        f"continue it with: nncli resume {run.path}"
+    )
 
 
 def layer_table(p: Prepared) -> list[dict[str, Any]]:
@@ -313,6 +403,13 @@ def layer_table(p: Prepared) -> list[dict[str, Any]]:
 def write_plots(folder: Path, p: Prepared, result: FitResult) -> list[Path]:
     """The run's figures: curves, and per task a confusion matrix, decision boundary or
     predicted-vs-true plot on the first held-out split (train where none is held out)."""
+    # the model runs on a whole split and a 300x300 grid: with fit's thread count (for
+    # circles on a busy 2-core machine, the grid took 0.4 s on 2 threads, 5 ms on 1)
+    with intra_op_threads(threads_for(p)):
+        return _write_plots(folder, p, result)
+
+
+def _write_plots(folder: Path, p: Prepared, result: FitResult) -> list[Path]:
     name = p.spec.name or "run"
     written = plots.plot_curves(result.rows, p.metrics, folder, name)
     split = next((s for s in ("test", "val") if s in p.splits), "train")

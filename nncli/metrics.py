@@ -27,11 +27,14 @@ class Meter:
         else:  # regression: per output, sum |e|, sum e^2, sum y, sum y^2
             size = 4 * task.n_outputs
         self._counts = torch.zeros(size, dtype=dtype, device=device)
-        self._loss = torch.zeros(2, dtype=dtype, device=device)  # loss * n, n
+        self._loss = torch.zeros(1, dtype=dtype, device=device)  # sum of loss * n
+        self._n = 0  # samples seen: a host number, so counting them costs no device op
+        self._ones: dict[int, torch.Tensor] = {}  # index_add_ sources, by batch length
 
     def reset(self) -> None:
         self._counts.zero_()
         self._loss.zero_()
+        self._n = 0
 
     def predict(self, out: torch.Tensor) -> torch.Tensor:
         """Class indices (binary, multiclass) or 0/1 labels (multilabel) of model outputs."""
@@ -41,27 +44,33 @@ class Meter:
 
     def update(self, out: torch.Tensor, target: torch.Tensor, loss: torch.Tensor, n: int) -> None:
         """Add one batch (`loss` is the batch mean); nothing here waits for the device."""
-        self._loss[0] += loss * n
-        self._loss[1] += n
+        self._loss.add_(loss, alpha=n)
+        self._n += n
         if self.kind == "regression":
             err = (out - target).reshape(n, -1)
             y = target.reshape(n, -1)
             sums = torch.stack([err.abs().sum(0), (err * err).sum(0), y.sum(0), (y * y).sum(0)], 1)
             self._counts += sums.reshape(-1).to(self._counts.dtype)
             return
-        pred = self.predict(out)
-        if self.kind == "multilabel":
-            truth = target.long()
-            labels = torch.arange(truth.shape[1], device=truth.device)
-            cells = labels * 4 + truth * 2 + pred
-        else:
-            classes = 2 if self.kind == "binary" else self.task.n_outputs
+        # each sample's confusion cell (true * classes + predicted), counted with index_add_:
+        # fewer small ops than bincount, and on CUDA no host sync (bincount reads the max)
+        if self.kind == "multiclass":
+            cells = target.reshape(-1) * self.task.n_outputs + out.argmax(dim=1)
+        elif self.kind == "binary":
             truth = target.reshape(-1).long()
-            cells = truth * classes + pred
-        self._counts += torch.bincount(cells.reshape(-1), minlength=self._counts.numel())
+            cells = truth * 2 + (out.reshape(-1) > self.task.threshold)
+        else:  # multilabel: 4 cells per label
+            labels = torch.arange(target.shape[1], device=target.device)
+            cells = (labels * 4 + target.long() * 2 + self.predict(out)).reshape(-1)
+        ones = self._ones.get(len(cells))
+        if ones is None:
+            ones = self._ones[len(cells)] = self._counts.new_ones(len(cells))
+        self._counts.index_add_(0, cells, ones)
 
     def totals(self) -> torch.Tensor:
-        return torch.cat([self._loss, self._counts])
+        """[loss * n, n, counts...] in one device tensor (no host sync)."""
+        n = torch.full((1,), self._n, dtype=self._loss.dtype, device=self._loss.device)
+        return torch.cat([self._loss, n, self._counts])
 
     def results(self, values: list[float]) -> dict[str, float]:
         """`{loss: ..., metric: ...}` from this meter's slice of the epoch's totals."""

@@ -39,14 +39,33 @@ def sgd(p: SGD, parameters: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
     """Stochastic gradient descent, with optional (Nesterov) momentum."""
     import torch
 
+    params, fast = fused(parameters)
     return torch.optim.SGD(
-        parameters,
+        params,
         lr=p.lr,
         momentum=p.momentum,
         nesterov=p.nesterov,
         dampening=p.dampening,
         weight_decay=p.weight_decay,
+        **fast,
     )
+
+
+def fused(
+    parameters: Iterable[torch.Tensor], devices: tuple[str, ...] = ("cpu", "cuda")
+) -> tuple[list[torch.Tensor], dict[str, bool]]:
+    """`(parameters, {"fused": True})` where torch has a fused kernel for all of them (float
+    tensors on `devices`), else `(parameters, {})`: one kernel per tensor and step instead of
+    a Python loop of small ops (bench/: the default Adam's loop was 42% of an MLP's CPU time).
+    Fused and looped steps agree to rounding."""
+    import torch
+
+    params = list(parameters)
+    ok = bool(params) and all(
+        isinstance(q, torch.Tensor) and q.is_floating_point() and q.device.type in devices
+        for q in params
+    )
+    return params, {"fused": True} if ok else {}
 
 
 Beta = Annotated[float, Field(ge=0, lt=1)]
@@ -63,13 +82,15 @@ def adam(p: Adam, parameters: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
     """Adam: adaptive moments (weight_decay is L2 added to the gradient)."""
     import torch
 
+    params, fast = fused(parameters)
     return torch.optim.Adam(
-        parameters,
+        params,
         lr=p.lr,
         betas=p.betas,
         eps=p.eps,
         weight_decay=p.weight_decay,
         amsgrad=p.amsgrad,
+        **fast,
     )
 
 
@@ -82,13 +103,15 @@ def adamw(p: AdamW, parameters: Iterable[torch.Tensor]) -> torch.optim.Optimizer
     """Adam with decoupled weight decay."""
     import torch
 
+    params, fast = fused(parameters)
     return torch.optim.AdamW(
-        parameters,
+        params,
         lr=p.lr,
         betas=p.betas,
         eps=p.eps,
         weight_decay=p.weight_decay,
         amsgrad=p.amsgrad,
+        **fast,
     )
 
 
@@ -124,7 +147,8 @@ def adagrad(p: Adagrad, parameters: Iterable[torch.Tensor]) -> torch.optim.Optim
     """Adagrad: per-parameter rates from the sum of squared gradients."""
     import torch
 
-    return torch.optim.Adagrad(parameters, lr=p.lr, eps=p.eps, weight_decay=p.weight_decay)
+    params, fast = fused(parameters, devices=("cpu",))  # torch fuses Adagrad on CPUs only
+    return torch.optim.Adagrad(params, lr=p.lr, eps=p.eps, weight_decay=p.weight_decay, **fast)
 
 
 # --- learning-rate schedulers -------------------------------------------------------------

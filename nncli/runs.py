@@ -9,12 +9,17 @@ run.json is replaced atomically; a metrics.csv row is flushed when its epoch end
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
+import fcntl
 import io
 import json
 import math
 import os
 import secrets
+import shutil
+import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -58,11 +63,52 @@ def columns(splits: list[str], metrics: list[str]) -> list[str]:
     return ["epoch", *per_split, "lr", "time_s"]
 
 
+class WriteError(NncliError):
+    """A file of a run folder could not be written (disk full, read-only, quota...)."""
+
+
+_WRITE_FIXES = {
+    errno.ENOSPC: "the disk is full; free some space",
+    errno.EDQUOT: "the disk quota is used up; free some space",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "the folder is not writable",
+    errno.EPERM: "the folder is not writable",
+    errno.EFBIG: "the file is larger than this process may write (ulimit -f)",
+}
+
+
+def write_failed(path: Path, exc: BaseException) -> WriteError:
+    """The WriteError for `exc` (an OSError, or torch.save's RuntimeError) writing `path`."""
+    code = exc.errno if isinstance(exc, OSError) else None
+    if isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror
+    else:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    fix = _WRITE_FIXES.get(code or 0, "is the disk full or the folder not writable?")
+    return WriteError(f"cannot write {path}: {reason} ({fix})")
+
+
+def as_write_error(exc: BaseException, folder: Path) -> WriteError | None:
+    """`exc` as a WriteError if it is one, or an OSError of a full disk, a read-only or
+    unwritable folder (e.g. from a plot being saved in `folder`); None otherwise."""
+    if isinstance(exc, WriteError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in _WRITE_FIXES:
+        return write_failed(Path(exc.filename) if exc.filename else folder, exc)
+    return None
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Write a file so that a reader (or a crash) sees the old or the new text, never half."""
+    """Write a file so that a reader (or a crash) sees the old or the new text, never half;
+    WriteError if it cannot be written (the old file is then kept as it was)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # a half-written temporary only takes space
+        raise write_failed(path, exc) from None
 
 
 def _json(value: Any) -> Any:
@@ -91,30 +137,20 @@ class Run:
         cls, runs_dir: Path, name: str, spec_text: str, config_text: str, info: dict[str, Any]
     ) -> Run:
         """A new, uniquely named folder under `runs_dir` holding the spec and run.json."""
+        path = new_folder(runs_dir, name)
         try:
-            runs_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise NncliError(f"cannot create the runs folder {runs_dir}: {exc.strerror}") from None
-        stamp = datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
-        for _ in range(100):
-            path = runs_dir / f"{stamp}_{name}_{secrets.token_hex(2)}"
-            try:
-                path.mkdir()
-                break
-            except FileExistsError:
-                continue
-            except OSError as exc:
-                raise NncliError(
-                    f"cannot create a run folder in {runs_dir}: {exc.strerror}"
-                ) from None
-        else:  # pragma: no cover - 100 collisions of a random suffix
-            raise NncliError(f"could not find a free run folder name in {runs_dir}")
-        (path / CHECKPOINTS).mkdir()
-        (path / PLOTS).mkdir()
-        (path / SPEC).write_text(spec_text, encoding="utf-8")
-        (path / CONFIG).write_text(config_text, encoding="utf-8")
-        run = cls(path, {"name": name, "status": "running", "started_at": now(), **info})
-        run.write_info()
+            (path / CHECKPOINTS).mkdir()
+            (path / PLOTS).mkdir()
+            (path / SPEC).write_text(spec_text, encoding="utf-8")
+            (path / CONFIG).write_text(config_text, encoding="utf-8")
+            run = cls(path, {"name": name, "status": "running", "started_at": now(), **info})
+            run.write_info()
+        except (OSError, WriteError) as exc:
+            # nothing has trained yet: a half-made folder would only pass for a run
+            shutil.rmtree(path, ignore_errors=True)
+            if isinstance(exc, WriteError):
+                raise
+            raise write_failed(Path(exc.filename or path), exc) from None
         return run
 
     @classmethod
@@ -128,8 +164,11 @@ class Run:
 
     def log(self, text: str) -> None:
         """Append lines to log.txt (what the console showed)."""
-        with (self.path / LOG).open("a", encoding="utf-8") as f:
-            f.write(text if text.endswith("\n") else text + "\n")
+        try:
+            with (self.path / LOG).open("a", encoding="utf-8") as f:
+                f.write(text if text.endswith("\n") else text + "\n")
+        except OSError as exc:
+            raise write_failed(self.path / LOG, exc) from None
 
     def start_metrics(self, header: list[str], keep_epochs: int = 0) -> None:
         """Open metrics.csv for appending rows, keeping only the complete rows of the first
@@ -151,14 +190,20 @@ class Run:
         csv.writer(text).writerows([header, *kept])
         write_atomic(self.path / METRICS, text.getvalue())
         self._columns = header
-        self._metrics = (self.path / METRICS).open("a", encoding="utf-8", newline="")
+        try:
+            self._metrics = (self.path / METRICS).open("a", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise write_failed(self.path / METRICS, exc) from None
         self._writer = csv.writer(self._metrics)
 
     def log_epoch(self, row: Mapping[str, float]) -> None:
         """Append one epoch's row (flushed) and update the final and best values."""
         assert self._metrics is not None, "start_metrics first"
-        self._writer.writerow([row.get(c, "") for c in self._columns])
-        self._metrics.flush()
+        try:
+            self._writer.writerow([row.get(c, "") for c in self._columns])
+            self._metrics.flush()
+        except OSError as exc:
+            raise write_failed(self.path / METRICS, exc) from None
         best = self.info.setdefault("best", {})
         for col in self._columns:
             if col in NOT_METRICS or col not in row or not math.isfinite(row[col]):
@@ -176,7 +221,9 @@ class Run:
 
     def finish(self, status: str, **updates: Any) -> None:
         if self._metrics is not None:
-            self._metrics.close()
+            # on a full disk the unflushed row fails again here; the status matters more
+            with contextlib.suppress(OSError):
+                self._metrics.close()
             self._metrics = None
         ended = datetime.now(timezone.utc).astimezone()
         started = datetime.fromisoformat(self.info["started_at"])
@@ -202,45 +249,88 @@ def remove_temporaries(path: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+FLOCK = "flock"  # second word of a lock file whose owner holds flock() on it
+
+
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
     """Hold the run folder for this process: a second trainer of the same run is refused.
 
-    The lock file names its process; a lock whose process is gone is stale and taken over.
+    The lock file names its process, which holds an flock() on it while it runs. The kernel
+    drops the flock when the process dies however it ends, so a stale file (SIGKILL, power
+    loss) is taken over, even when its pid has been reused, and two processes that find
+    the same stale file cannot both take it (deleting and re-creating it could).
     """
     lock = path / LOCK
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            break
-        except FileExistsError:
-            pid = _lock_owner(lock)
-            if pid is not None and _alive(pid):
-                raise NncliError(
-                    f"{path} is in use by process {pid} (a train or resume of it is running); "
-                    "wait for it to end, or stop it first"
-                ) from None
-            lock.unlink(missing_ok=True)  # stale: its process is gone
-    else:  # pragma: no cover - another process took the stale lock between our two tries
-        raise NncliError(f"{path} is in use by another process")
-    with os.fdopen(fd, "w") as f:
-        f.write(f"{os.getpid()}\n")
+    fd = _acquire(path, lock)
     try:
         yield
     finally:
-        lock.unlink(missing_ok=True)
+        lock.unlink(missing_ok=True)  # before the flock goes: see the inode check below
+        os.close(fd)
+
+
+def _acquire(path: Path, lock: Path) -> int:
+    """A descriptor of `lock` holding its flock, the file naming this process."""
+    for _ in range(100):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as exc:
+            raise write_failed(lock, exc) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise _in_use(path, _lock_owner(lock)) from None
+        # a finishing owner unlinks the file before its flock goes: ours may be on that
+        # removed file, which would leave the next process free to lock a new one
+        opened = os.fstat(fd)
+        try:
+            current = lock.stat()
+        except FileNotFoundError:
+            current = None
+        if current is None or (current.st_ino, current.st_dev) != (opened.st_ino, opened.st_dev):
+            os.close(fd)
+            continue
+        owner, flocked = _read_lock(lock)
+        if owner is not None and not flocked and _alive(owner):
+            # written without flock (an older nncli): its pid is all there is to go by
+            os.close(fd)
+            raise _in_use(path, owner)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {FLOCK}\n".encode(), 0)
+        return fd
+    raise _in_use(path, None)  # pragma: no cover - the file changed hands 100 times
+
+
+def _in_use(path: Path, pid: int | None) -> NncliError:
+    who = f"process {pid}" if pid is not None else "another process"
+    return NncliError(
+        f"{path} is in use by {who} (a train or resume of it is running); "
+        "wait for it to end, or stop it first"
+    )
+
+
+def _read_lock(lock: Path) -> tuple[int | None, bool]:
+    """(pid, whether it holds an flock) as the lock file says; (None, False) if unreadable."""
+    try:
+        words = lock.read_text().split()
+        return int(words[0]), words[1:2] == [FLOCK]
+    except (OSError, ValueError, IndexError):
+        return None, False
 
 
 def _lock_owner(lock: Path) -> int | None:
-    try:
-        return int(lock.read_text().strip())
-    except (OSError, ValueError):
-        return None
+    return _read_lock(lock)[0]
 
 
 def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # our own earlier lock (e.g. a crash inside this process)
+    # our own pid in a lock is an earlier lock of this process (e.g. after a crash in it)
+    return pid != os.getpid() and process_alive(pid)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (one of another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -250,10 +340,68 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def new_folder(parent: Path, label: str | None = None) -> Path:
+    """A new folder `parent/<timestamp>[_label]_<random>`, never one that exists already
+    (two processes starting in the same second get different suffixes)."""
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NncliError(f"cannot create the folder {parent}: {exc.strerror}") from None
+    stamp = datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
+    middle = f"_{label}" if label else ""
+    for _ in range(100):
+        path = parent / f"{stamp}{middle}_{secrets.token_hex(2)}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise NncliError(f"cannot create a folder in {parent}: {exc.strerror}") from None
+    raise NncliError(f"could not find a free folder name in {parent}")  # pragma: no cover
+
+
 def is_locked(path: Path) -> bool:
     """Whether a live process holds the run (so a 'running' status is true)."""
-    pid = _lock_owner(path / LOCK)
-    return pid is not None and _alive(pid)
+    lock = path / LOCK
+    pid, flocked = _read_lock(lock)
+    if pid is None or not _alive(pid):
+        return False
+    if not flocked:
+        return True
+    # the pid lives, but is it still the owner, or a new process that reused the number?
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops the probe's flock too
+    return False
+
+
+def verify_checkpoint(path: Path) -> None:
+    """NncliError naming `path` unless every entry of the checkpoint matches its CRC-32.
+
+    torch.load reads a checkpoint's zip without checking the checksums torch.save wrote, so
+    a flipped bit in the weights loads as different weights; this reads the file once.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except FileNotFoundError:
+        raise NncliError(f"{path} does not exist") from None
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise NncliError(f"{path} is damaged (not a whole checkpoint: {first})") from None
+    if bad is not None:
+        raise NncliError(
+            f"{path} is damaged: its part '{bad}' fails its checksum (the file was changed "
+            "or corrupted after it was written)"
+        )
 
 
 def is_run(path: Path) -> bool:

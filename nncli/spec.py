@@ -170,12 +170,17 @@ def _range_shorthand(value: Any) -> Any:
     if isinstance(value, str):
         low, _, rest = value.partition(":")
         high, _, log = rest.partition(":")
-        value = [yamlio.parse_value(low), yamlio.parse_value(high), *([log] if log else [])]
+        try:
+            value = [yamlio.parse_value(low), yamlio.parse_value(high), *([log] if log else [])]
+        except SpecError as exc:  # e.g. a 5000-digit number: reported at the range
+            raise PydanticCustomError(
+                "range_form", "{reason}", {"reason": exc.problems[0].message}
+            ) from None
     if isinstance(value, list):
         if len(value) not in (2, 3) or value[2:] not in ([], ["log"]):
             raise PydanticCustomError("range_form", _RANGE_FORM)
         return {"low": value[0], "high": value[1], "log": len(value) == 3}
-    if not isinstance(value, dict):  # e.g. YAML 1.1 reads a bare 10:20 as the number 620
+    if not isinstance(value, dict):  # e.g. a bare number
         raise PydanticCustomError("range_form", _RANGE_FORM)
     return value
 
@@ -396,12 +401,40 @@ def _problems(
         elif err["type"] == "string_pattern_mismatch":
             message = _PATTERN_HELP.get(err.get("ctx", {}).get("pattern", ""), message)
         if err["type"] not in _NO_INPUT and isinstance(err["input"], str | int | float):
-            message = f"{message}, got {err['input']!r}"
+            message = f"{message}, got {_shown(err['input'])}"
+            hint = hint or _yaml_hint(err["type"], err["input"])
         if message.startswith("Value error, "):
             message = message[len("Value error, ") :]
         key = ".".join(str(p) for p in loc)
         problems.append(Problem(where, key, message, hint))
     return problems
+
+
+def _shown(value: str | int | float) -> str:
+    """repr of a bad value, cut short: a 5000-digit number makes no readable message."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:50]}... ({len(text)} characters)"
+
+
+_YAML11_BOOL = re.compile(r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$")
+_YAML11_OCTAL = re.compile(r"^[-+]?0[0-9_]+$")
+_YAML11_BASE60 = re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
+
+
+def _yaml_hint(kind: str, value: object) -> str | None:
+    """The fix for values YAML 1.1 reads differently from nncli (which reads YAML 1.2):
+    `no` is text, not false; `010` is text, not octal 8; `1:30` is text, not 90."""
+    if kind == "bool_type" and isinstance(value, str) and _YAML11_BOOL.match(value):
+        return f"write {'true' if value.lower() in ('y', 'yes', 'on') else 'false'}"
+    if kind in ("int_type", "float_type") and isinstance(value, str):
+        if _YAML11_OCTAL.match(value):
+            digits = value.replace("_", "")
+            return f"write {int(digits)} without the leading zero (YAML 1.1 reads {value} as octal)"
+        if _YAML11_BASE60.match(value):
+            return "write the number itself (YAML 1.1 reads a:b as a*60+b)"
+    if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
+        return f"quote it to make it text: '{value}'"
+    return None
 
 
 def _data_path(data: Any, loc: tuple[str | int, ...]) -> yamlio.Key:
@@ -421,6 +454,7 @@ def _data_path(data: Any, loc: tuple[str | int, ...]) -> yamlio.Key:
 
 # --- overrides ---------------------------------------------------------------------------
 
+_DEFAULT_SECTIONS = {"optimizer": {"name": "adam"}}  # as Spec's default optimizer
 _TAGS = {"model": layers.key, "loss": losses.key, "optimizer": optimizers.key, "data": datasets.key}
 
 
@@ -435,8 +469,8 @@ def _apply(data: dict[str, Any], setting: str) -> yamlio.Key:
     node: Any = data
     for i, part in enumerate(parts[:-1]):
         child = _child(node, part, setting, parts[: i + 1])
-        if child is None:
-            child = {}
+        if child is None:  # a section the file leaves out: its defaults, then the setting
+            child = dict(_DEFAULT_SECTIONS.get(str(part), {})) if i == 0 else {}
             node[part] = child
         elif isinstance(child, str) and isinstance(parts[i + 1], str):
             # a bare name gains parameters: `gelu` -> {type: gelu}, `huber` -> {name: huber}
@@ -452,7 +486,12 @@ def _apply(data: dict[str, Any], setting: str) -> yamlio.Key:
             last = layers.get(last).positional or last  # {type: dense, units: 16} + .dense=32
     else:
         raise SpecError([Problem(f"--set {setting}", key, "cannot set a key inside a plain value")])
-    node[last] = yamlio.parse_value(raw)
+    try:
+        node[last] = yamlio.parse_value(raw)
+    except SpecError as exc:  # past the caps, a duplicate key: located at the setting
+        raise SpecError(
+            [Problem(f"--set {setting}", key, p.message, p.hint) for p in exc.problems]
+        ) from None
     return tuple(parts)
 
 

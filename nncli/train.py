@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -25,13 +27,17 @@ from nncli import distributed
 from nncli.errors import NncliError, RunDiverged
 from nncli.losses import losses
 from nncli.metrics import Meter
-from nncli.model import build_model, count_parameters
+from nncli.model import build_model, count_parameters, describe
 from nncli.optim import optimizers, schedulers
 from nncli.runs import columns, direction
 from nncli.spec import Spec, resolved
 from nncli.task import Task, infer_task
 
 EVAL_BATCH = 4096  # held-out splits are evaluated in chunks of at least this many samples
+# A batch with fewer multiply-adds than this trains on one CPU thread: a second one cannot
+# pay for its fork and join on ops this small (about 50 us of work), and on a busy machine
+# each join waits for a descheduled thread (bench/: circles ran 10x slower with 2 threads).
+ONE_THREAD_MACS = 1 << 20
 
 
 def resolve_device(name: str) -> torch.device:
@@ -59,6 +65,39 @@ def resolve_device(name: str) -> torch.device:
             "train.device is 'mps' but MPS (Apple GPU) is not available here; use auto or cpu"
         )
     return torch.device(name)
+
+
+def batch_macs(model: nn.Sequential, shapes: list[tuple[int, ...]], batch: int) -> int:
+    """Multiply-adds of one batch's forward pass, roughly: each parameter of a layer is used
+    once per position of its output (once for dense layers, once per pixel for convolutions)."""
+    total = 0
+    for layer, shape in zip(model, shapes, strict=True):
+        positions = math.prod(shape[1:]) if len(shape) > 1 else 1
+        total += sum(q.numel() for q in layer.parameters()) * positions
+    return total * batch
+
+
+def threads_for(p: Prepared) -> int | None:
+    """The intra-op thread count to train `p` with: 1 for a small model on a CPU (see
+    ONE_THREAD_MACS); None (torch's own setting) otherwise, or where OMP_NUM_THREADS says."""
+    if p.device.type != "cpu" or "OMP_NUM_THREADS" in os.environ:
+        return None
+    small = batch_macs(p.model, p.shapes, p.spec.train.batch_size) < ONE_THREAD_MACS
+    return 1 if small and torch.get_num_threads() > 1 else None
+
+
+@contextmanager
+def intra_op_threads(n: int | None) -> Iterator[None]:
+    """torch.set_num_threads(n) for the block (nothing when n is None), then back."""
+    if n is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def seed_everything(seed: int) -> None:
@@ -126,7 +165,20 @@ def prepare(spec: Spec, device: str | None = None) -> Prepared:
 
     # model: built layer by layer on a few real samples, so shapes are checked here
     torch.manual_seed(spec.seed)
-    model, shapes = build_model(spec.model.layers, x_all[indices["train"][:2]].to(dev))
+    sample = x_all[indices["train"][:2]].to(dev)
+    try:
+        model, shapes = build_model(spec.model.layers, sample)
+    except (RuntimeError, MemoryError, OverflowError, TypeError) as exc:
+        # a layer too large to allocate: torch says so as RuntimeError (out of memory) or
+        # TypeError (a size past 64 bits), which would read as a bug in nncli
+        if isinstance(exc, TypeError) and "Overflow" not in str(exc):
+            raise
+        raise NncliError(_too_large(spec, sample, exc)) from None
+    if count_parameters(model) == 0:  # the optimizer would refuse it, as if nncli failed
+        raise NncliError(
+            "the model has no weights to train: model.layers holds no layer with parameters "
+            "(dense, conv1d, conv2d, ...); add one, e.g. `- dense: 1`"
+        )
     info = spec.loss_info
     task = infer_task(dataset, spec.loss.name, info, shapes[-1])
 
@@ -147,6 +199,24 @@ def prepare(spec: Spec, device: str | None = None) -> Prepared:
         entry = schedulers.get(spec.scheduler.name)
         p.scheduler = entry.build(spec.scheduler, optimizer, spec.train.epochs, p.n_batches)
     return p
+
+
+def _too_large(spec: Spec, sample: torch.Tensor, exc: BaseException) -> str:
+    """Which layer could not be allocated, found by building the model again on the meta
+    device (shapes only, no memory)."""
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    try:
+        with torch.device("meta"):
+            model, _ = build_model(spec.model.layers, sample.to("meta"))
+    except Exception:  # sizes past what even shapes can hold: say what torch said
+        return f"the model cannot be built: {reason}; is a layer in model.layers too large?"
+    sizes = [count_parameters(m) for m in model]
+    i = max(range(len(sizes)), key=sizes.__getitem__)
+    return (
+        f"model.layers.{i} ({describe(spec.model.layers[i])}) has {sizes[i]:,} parameters "
+        f"({sizes[i] * 4 / 1e9:,.1f} GB as float32), more than this machine can allocate "
+        f"({reason}); make it smaller"
+    )
 
 
 def _check_shares(p: Prepared) -> None:
@@ -234,6 +304,16 @@ def fit(
     `resume` is a checkpoint (see `checkpoint`): training continues after its epoch with
     every random state restored, so the result equals an uninterrupted run.
     """
+    with intra_op_threads(threads_for(p)):
+        return _fit(p, sink, max_batches, resume)
+
+
+def _fit(
+    p: Prepared,
+    sink: Sink,
+    max_batches: int | None,
+    resume: Mapping[str, Any] | None,
+) -> FitResult:
     # set-up
     cfg = p.spec.train
     model, loss_fn, opt, dev, sched = p.model, p.loss_fn, p.optimizer, p.device, p.scheduler
@@ -256,13 +336,16 @@ def fit(
     if p.rank.distributed:  # gradients are averaged over ranks inside backward
         devices = [dev] if dev.type == "cuda" else None
         forward = nn.parallel.DistributedDataParallel(model, device_ids=devices)
-    autocast = torch.autocast(
-        dev.type, dtype=_DTYPES[cfg.precision], enabled=cfg.precision != "fp32"
+    autocast = (
+        torch.autocast(dev.type, dtype=_DTYPES[cfg.precision])
+        if cfg.precision != "fp32"
+        else nullcontext()  # entering a disabled autocast still costs a few us a batch
     )
     scaler = torch.amp.GradScaler(enabled=cfg.precision == "fp16" and dev.type == "cuda")
     step_on = schedulers.get(p.spec.scheduler.name).info.step if p.spec.scheduler else None
     per_batch = step_on == "batch"
     batch_losses = torch.zeros(n_batches, device=dev)  # to name the batch that diverged
+    params = [q for group in opt.param_groups for q in group["params"]]
 
     for epoch in range(start, cfg.epochs + 1):
         started = time.perf_counter()
@@ -287,7 +370,8 @@ def fit(
                 if bool(torch.isfinite(out).all()):
                     raise
                 raise RunDiverged(epoch, i + 1, n_batches, opt.param_groups[0]["lr"]) from None
-            opt.zero_grad(set_to_none=True)
+            for q in params:  # opt.zero_grad(set_to_none=True) without its wrappers
+                q.grad = None
             scaler.scale(loss).backward()
             if cfg.clip_grad_norm or cfg.clip_grad_value:
                 scaler.unscale_(opt)
@@ -299,8 +383,9 @@ def fit(
             scaler.update()
             if per_batch:
                 sched.step()
-            batch_losses[i] = loss.detach()
-            train_meter.update(out.detach().float(), yb, loss.detach(), len(yb))
+            done = loss.detach()
+            batch_losses[i] = done
+            train_meter.update(out.detach().float(), yb, done, len(yb))
             sink.batch_end(epoch, i, n_batches, loss)
 
         # evaluate the held-out splits

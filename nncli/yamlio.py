@@ -4,6 +4,12 @@ The file is composed into nodes, walked once (bounded in node count and depth, s
 bombs are refused), and turned into plain Python values while `dotted.path -> (line, col)`
 is recorded. Duplicate keys and non-scalar keys are errors. Numbers such as `1e-3`, which
 YAML 1.1 reads as strings, are read as floats.
+
+Plain scalars resolve as in YAML 1.2: `no`, `on`, `010`, `1:30` and `2001-12-14` stay the
+text written (YAML 1.1 reads them as false, true, 8, 90 and a date), so a name or a choice
+is what the user typed, and where a bool or a number is meant the strict types refuse the
+text with a hint. Only `true`/`false`, decimal, `0x`/`0b` integers and decimal floats are
+read as bools and numbers.
 """
 
 from __future__ import annotations
@@ -33,13 +39,92 @@ _FLOAT = re.compile(
 )
 
 
+_TOO_DEEP = (
+    f"nested more than {MAX_DEPTH} levels deep",
+    "experiment files are a few levels deep; is it an experiment file?",
+)
+_BRACKETS = re.compile(r"(?:[\[{]\s*)" + f"{{{MAX_DEPTH + 1}}}")  # 65 `[` or `{` in a row
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """A file past the caps (nesting, merged keys), found while composing its nodes."""
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader (no Python tags) that also reads `1e-3` as a float."""
+    """SafeLoader (no Python tags) with YAML 1.2's plain scalars, bounded nesting and merges.
+
+    The composer recurses once per nesting level, so without a cap a file of 100000 `[`
+    exhausts Python's stack before the walker could count anything.
+    """
+
+    # our own table: SafeLoader's holds the YAML 1.1 forms (yes/no, 010, 1:30, dates, `=`)
+    yaml_implicit_resolvers: dict[Any, Any] = {}  # noqa: RUF012
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH + 1:  # the walker allows MAX_DEPTH below the root
+                raise _Refused(
+                    problem=_TOO_DEEP[0],
+                    problem_mark=self.peek_event().start_mark,  # type: ignore[no-untyped-call]
+                    note=_TOO_DEEP[1],
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def flatten_mapping(self, node: Any) -> None:
+        """`<<` merges resolved in place: the merged pairs, in the order written (the walker
+        keeps the first of a key), then the node's own pairs (which override them).
+
+        PyYAML's own version differs between releases in order and de-duplication, and in
+        some copies every merged pair: ten levels of `<<: [*a, *a, ...]` make 10^10.
+        """
+        merged: list[tuple[Any, Any]] = []
+        own: list[tuple[Any, Any]] = []
+        for key, value in node.value:
+            if key.tag != _MERGE:
+                own.append((key, value))
+                continue
+            sources = value.value if isinstance(value, yaml.SequenceNode) else [value]
+            for source in sources:
+                if not isinstance(source, yaml.MappingNode):
+                    raise yaml.constructor.ConstructorError(
+                        "while merging keys (<<)",
+                        node.start_mark,
+                        f"expected a mapping or a list of mappings, but found {source.id}",
+                        source.start_mark,
+                    )
+                self.flatten_mapping(source)
+                if len(merged) + len(source.value) > MAX_NODES:
+                    raise _Refused(
+                        problem=f"merge keys (<<) expand to more than {MAX_NODES} values",
+                        problem_mark=key.start_mark,
+                        note="experiment files are small; remove repeated merges",
+                    )
+                merged.extend(source.value)
+        node.value = merged + own
 
 
+_RESOLVERS: list[tuple[str, str, list[str]]] = [
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    # no leading zeros (YAML 1.1 octal) and no `1:30` (YAML 1.1 base 60)
+    (
+        "int",
+        r"^(?:[-+]?(?:0|[1-9][0-9_]*)|[-+]?0b[01][01_]*|[-+]?0x[0-9a-fA-F][0-9a-fA-F_]*)$",
+        list("-+0123456789"),
+    ),
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("merge", r"^(?:<<)$", ["<"]),
+]
+for _tag, _pattern, _first in _RESOLVERS:
+    _Loader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), _first)
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
 
 
@@ -72,6 +157,7 @@ class _Walker:
         self.positions: dict[Key, tuple[int, int]] = {}
         self.problems: list[Problem] = []
         self.nodes = 0
+        self.merged: dict[int, int] = {}  # id(mapping node) -> pairs its `<<` keys brought in
 
     def value(self, node: yaml.Node, key: Key, depth: int) -> Any:
         self.nodes += 1
@@ -96,19 +182,28 @@ class _Walker:
                 node.start_mark,
             )
         if isinstance(node, yaml.MappingNode):
-            self.loader.flatten_mapping(node)  # resolves `<<: *base` merges
+            if id(node) not in self.merged:  # flattening rewrites the node: count once
+                own = sum(1 for k, _ in node.value if k.tag != _MERGE)
+                self.loader.flatten_mapping(node)  # resolves `<<: *base` merges
+                self.merged[id(node)] = len(node.value) - own
+            merged = self.merged[id(node)]
             out: dict[str, Any] = {}
-            for knode, vnode in node.value:
+            explicit: set[str] = set()
+            for i, (knode, vnode) in enumerate(node.value):
                 if not isinstance(knode, yaml.ScalarNode):
                     self.problems.append(
                         _problem(self.source, knode.start_mark, key, "a key must be a plain name")
                     )
                     continue
-                name = self.loader.construct_object(knode)
+                name = self.scalar(knode, key)
                 if not isinstance(name, str | int) or isinstance(name, bool):
                     name = str(knode.value)
                 name = str(name)
-                if name in out:
+                # merged pairs come first and the first of a key counts (YAML's merge rule);
+                # a key written out overrides them; only a key written twice is a mistake
+                if i < merged and name in out:
+                    continue
+                if i >= merged and name in explicit:
                     first = self.positions[(*key, name)]
                     self.problems.append(
                         _problem(
@@ -120,10 +215,13 @@ class _Walker:
                         )
                     )
                     continue
+                if i >= merged:
+                    explicit.add(name)
                 self.positions[(*key, name)] = (
                     knode.start_mark.line + 1,
                     knode.start_mark.column + 1,
                 )
+                out.pop(name, None)  # an overridden merged key moves to where it is written
                 out[name] = self.value(vnode, (*key, name), depth + 1)
             return out
         if isinstance(node, yaml.SequenceNode):
@@ -132,7 +230,34 @@ class _Walker:
                 self.positions[(*key, i)] = (item.start_mark.line + 1, item.start_mark.column + 1)
                 items.append(self.value(item, (*key, i), depth + 1))
             return items
-        return self.loader.construct_object(node)
+        return self.scalar(node, key)
+
+    def scalar(self, node: yaml.Node, key: Key) -> Any:
+        """A scalar's value; one that cannot be read (`!!int abc`, a 5000-digit number, an
+        impossible date) is a problem at its place, not a crash."""
+        if node.tag == _MERGE:  # `<<` as a value, not a key: the text, as YAML 1.2 reads it
+            return str(node.value)
+        try:
+            return self.loader.construct_object(node)
+        except yaml.YAMLError:
+            raise  # a refused tag: reported with its place by loads
+        except (ValueError, KeyError, AttributeError, TypeError, OverflowError) as exc:
+            kind = str(node.tag).rsplit(":", 1)[-1]
+            text = str(node.value)
+            if "Exceeds the limit" in str(exc):  # Python's int-from-text cap
+                reason = f"a number of {len(text)} digits is too long"
+            else:
+                reason = f"cannot read {_short(text)!r} as {kind}"
+            plain = getattr(node, "style", None) is None
+            implied = self.loader.resolve(yaml.ScalarNode, text, (plain, not plain))  # type: ignore[no-untyped-call]
+            hint = f"fix the value or remove the !!{kind} tag" if node.tag != implied else None
+            self.problems.append(_problem(self.source, node.start_mark, key, reason, hint))
+            return None
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """`text` cut to `limit` characters for a message (`1000…(5001 characters)`)."""
+    return text if len(text) <= limit else f"{text[:limit]}…({len(text)} characters)"
 
 
 def loads(text: str, source: str = "<string>") -> Document:
@@ -150,24 +275,57 @@ def loads(text: str, source: str = "<string>") -> Document:
         )
     if "\x00" in text:
         raise SpecError([Problem(source, "", "file contains NUL bytes", "is it a text file?")])
-    loader = _Loader(text.lstrip("\ufeff"))
+    text = text.lstrip("\ufeff")
     try:
-        node = loader.get_single_node()
+        found, walker = _walk(text, source)
+    except yaml.YAMLError as exc:
+        raise SpecError([_yaml_problem(exc, text, source)]) from None
+    if walker.problems:
+        raise SpecError(walker.problems)
+    data = {} if found is None else found[0]
+    doc = Document(source, text, data, walker.positions)
+    return doc
+
+
+def _walk(text: str, source: str) -> tuple[tuple[Any] | None, _Walker]:
+    """((value,) or None for an empty document, the walker that recorded positions and
+    problems); YAMLError for text that is not YAML or is past the caps."""
+    brackets = _BRACKETS.search(text)
+    if brackets:  # the scanner's look-ahead costs depth squared: refuse before it starts
+        at = len(text[: brackets.end()].rstrip()) - 1  # the 65th bracket
+        line = text.count("\n", 0, at)
+        mark = yaml.Mark(source, at, line, at - text.rfind("\n", 0, at) - 1, None, 0)
+        raise _Refused(problem=_TOO_DEEP[0], problem_mark=mark, note=_TOO_DEEP[1])
+    loader = _Loader(text)  # the reader refuses control characters here already
+    try:
         walker = _Walker(loader, source)
-        data = {} if node is None else walker.value(node, (), 0)
-    except yaml.MarkedYAMLError as exc:
+        node = loader.get_single_node()
+        return (None if node is None else (walker.value(node, (), 0),)), walker
+    finally:
+        loader.dispose()
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str, source: str) -> Problem:
+    """One located problem for a YAML error, worded for someone who did not write PyYAML."""
+    if isinstance(exc, _Refused):
+        return _problem(source, exc.problem_mark, (), str(exc.problem), exc.note)
+    if isinstance(exc, yaml.reader.ReaderError):
+        before = text[: exc.position]
+        where = f"{source}:{before.count(chr(10)) + 1}:{len(before) - before.rfind(chr(10))}"
+        code = exc.character if isinstance(exc.character, int) else 0  # str input: an int
+        escape = f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+        return Problem(
+            where,
+            "",
+            f"character U+{code:04X} is not allowed in YAML",
+            f"delete it, or write it as {escape} in a double-quoted string",
+        )
+    if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         message = " ".join(str(p) for p in (exc.context, exc.problem) if p)
         hint = "remove the tag: experiment files hold plain values" if "tag" in message else None
-        raise SpecError([_problem(source, mark, (), f"not valid YAML: {message}", hint)]) from None
-    except yaml.YAMLError as exc:
-        raise SpecError([Problem(source, "", f"not valid YAML: {exc}")]) from None
-    finally:
-        loader.dispose()
-    if walker.problems:
-        raise SpecError(walker.problems)
-    doc = Document(source, text, data, walker.positions)
-    return doc
+        return _problem(source, mark, (), f"not valid YAML: {message}", hint)
+    return Problem(source, "", f"not valid YAML: {exc}")
 
 
 def load(path: Path, source: str | None = None) -> Document:
@@ -202,11 +360,18 @@ def load(path: Path, source: str | None = None) -> Document:
 
 
 def parse_value(text: str) -> Any:
-    """A `--set key=value` value, read as YAML would read it (`0.01`, `true`, `[8, 4]`)."""
+    """A `--set key=value` value, read as YAML would read it (`0.01`, `true`, `[8, 4]`);
+    text that is not YAML stays text. The file's caps apply: a value past them, or with a
+    duplicate key or an unreadable number, raises SpecError."""
     try:
-        value = yaml.load(text, Loader=_Loader)
+        found, walker = _walk(text, "--set")
+    except _Refused as exc:
+        raise SpecError([_yaml_problem(exc, text, "--set")]) from None
     except yaml.YAMLError:
         return text
+    if walker.problems:
+        raise SpecError(walker.problems)
+    value = None if found is None else found[0]
     return text if value is None and text.strip() not in ("null", "~") else value
 
 

@@ -108,3 +108,38 @@ def test_a_global_batch_that_does_not_split_is_refused(
     assert "train.batch_size 33 (the global batch) does not split over 2 processes" in result.stderr
     assert result.stderr.count("does not split") == 1  # said once, by rank 0
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_resume_under_torchrun_extends_the_run(write: Callable[..., Path], tmp_path: Path) -> None:
+    spec = write(PLAIN, "ddp.yaml")
+    first = nncli("train", str(spec), "--runs-dir", str(tmp_path), "-q", "--nproc-per-node", "2")
+    assert first.returncode == 0, first.stderr
+    folder = Path(first.stdout.strip())
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node=2",
+            "-m",
+            "nncli",
+            "resume",
+            str(folder),
+            "--epochs",
+            "5",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert again.returncode == 0, again.stderr
+    assert [r["epoch"] for r in losses(folder)] == [1, 2, 3, 4, 5]
+    info = json.loads((folder / "run.json").read_text())
+    assert info["status"] == "completed"
+    assert info["epochs_done"] == 5
+    assert len(list(tmp_path.iterdir())) == 2  # the spec file and the one run folder

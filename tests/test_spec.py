@@ -209,3 +209,10 @@ def test_same_padding_needs_stride_one() -> None:
     text = TINY.replace("- dense: 8", "- {type: conv2d, out_channels: 4, padding: same, stride: 2}")
     (found,) = problems(text)
     assert "model.layers.0.conv2d  padding 'same' needs stride 1" in found
+
+
+def test_override_into_an_omitted_optimizer_keeps_its_default() -> None:
+    text = TINY.replace("optimizer: {name: adam, lr: 0.05}\n", "")
+    config = resolved(load_spec_text(text, ("optimizer.lr=0.2",)))  # type: ignore[arg-type]
+    assert config["optimizer"]["name"] == "adam"
+    assert config["optimizer"]["lr"] == 0.2

@@ -1,0 +1,73 @@
+"""`nncli train ...` with timestamps at its phase boundaries (run by bench/processes.py).
+
+    python bench/phases.py T0 experiments/circles.yaml --quiet --runs-dir DIR
+
+T0 is the parent's time.time() just before it started this process. The marks (seconds
+since T0) go as JSON to the file named by $NNCLI_BENCH_PHASES. The CLI itself is unchanged:
+the engine's functions are wrapped, not replaced.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+T0 = float(sys.argv[1])
+marks: dict[str, float] = {"python": time.time() - T0}
+writes = [0.0]  # seconds spent in the sink writing rows and checkpoints during fit
+
+import nncli.cli  # noqa: E402  (typer, rich, the CLI)
+
+marks["cli_imported"] = time.time() - T0
+
+from nncli import experiment  # noqa: E402  (torch and the engine)
+
+marks["engine_imported"] = time.time() - T0
+
+
+def around(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        marks[f"{name}_start"] = time.time() - T0
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            marks[f"{name}_end"] = time.time() - T0
+
+    return wrapper
+
+
+def counted(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            writes[0] += time.perf_counter() - started
+
+    return wrapper
+
+
+experiment.prepare = around("prepare", experiment.prepare)
+experiment.fit = around("fit", experiment.fit)
+experiment.write_plots = around("plots", experiment.write_plots)
+experiment._RunSink.epoch_end = counted(experiment._RunSink.epoch_end)  # type: ignore[method-assign]
+
+sys.argv = ["nncli", "train", *sys.argv[2:]]
+try:
+    nncli.cli.main()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+marks["main_end"] = time.time() - T0
+marks["sink_writes"] = writes[0]
+Path(os.environ["NNCLI_BENCH_PHASES"]).write_text(json.dumps(marks), encoding="utf-8")
+sys.exit(code)

@@ -1,0 +1,169 @@
+"""The benchmark's three workloads: an experiment file for nncli, the same network written
+by hand for the hand-written loops, and the data (W2 and W3 are synthetic, made here)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Workload:
+    key: str  # W1, W2, W3
+    title: str
+    spec_text: str  # the experiment file nncli trains
+    model: Callable[[], nn.Module]  # the same network, written by hand
+    loss: Callable[[], nn.Module]
+    lr: float
+    batch: int
+    epochs: int
+    binary: bool  # sigmoid output + bce (else logits + cross-entropy)
+    seed: int
+
+
+def _circles_model() -> nn.Module:
+    return nn.Sequential(nn.Linear(2, 16), nn.GELU(), nn.Linear(16, 1), nn.Sigmoid())
+
+
+def _mlp_model() -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(784, 256),
+        nn.ReLU(),
+        nn.Dropout(0.2),
+        nn.Linear(256, 128),
+        nn.ReLU(),
+        nn.Dropout(0.2),
+        nn.Linear(128, 10),
+    )
+
+
+def _cnn_model() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 7 * 7, 10),
+    )
+
+
+MLP_SPEC = """\
+name: w2_mlp
+seed: 0
+data: {{source: npz, path: {train}, test_path: {test}}}
+model:
+  layers: [dense: 256, relu, dropout: 0.2, dense: 128, relu, dropout: 0.2, dense: 10]
+loss: cross_entropy
+optimizer: {{name: adam, lr: 0.001}}
+train: {{epochs: 1, batch_size: 64, device: {device}}}
+metrics: [accuracy]
+"""
+
+CNN_SPEC = """\
+name: w3_cnn
+seed: 0
+data: {{source: npz, path: {train}, split: {{test: 0.0}}}}
+model:
+  layers:
+    - {{type: conv2d, out_channels: 16, kernel_size: 3, padding: 1}}
+    - relu
+    - maxpool2d: 2
+    - {{type: conv2d, out_channels: 32, kernel_size: 3, padding: 1}}
+    - relu
+    - maxpool2d: 2
+    - flatten
+    - dense: 10
+loss: cross_entropy
+optimizer: {{name: adam, lr: 0.001}}
+train: {{epochs: 1, batch_size: 64, device: {device}}}
+metrics: [accuracy]
+"""
+
+
+def synthetic(n: int, shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """`n` samples of 10 classes: a fixed random pattern per class plus noise, in 0..1-ish,
+    so a model has something to learn (accuracy climbs within one epoch)."""
+    rng = np.random.default_rng(seed)
+    patterns = rng.random((10, *shape), dtype=np.float32)
+    y = rng.integers(0, 10, n)
+    x = rng.standard_normal((n, *shape), dtype=np.float32)
+    x *= 0.6
+    x += patterns[y]
+    return x, y.astype(np.int64)
+
+
+def _npz(folder: Path, name: str, x: np.ndarray, y: np.ndarray) -> Path:
+    path = folder / f"{name}.npz"
+    np.savez(path, x=x, y=y)
+    return path
+
+
+def circles(device: str) -> Workload:
+    text = (ROOT / "experiments" / "circles.yaml").read_text(encoding="utf-8")
+    return Workload(
+        "W1",
+        "circles 2-16-1 GELU, Adam 3e-2, batch 32, 20 epochs, 700 train / 300 test",
+        text.replace("device: auto", f"device: {device}"),
+        _circles_model,
+        nn.BCELoss,
+        lr=0.03,
+        batch=32,
+        epochs=20,
+        binary=True,
+        seed=42,
+    )
+
+
+def mlp(folder: Path, device: str, n_train: int, n_test: int) -> Workload:
+    x, y = synthetic(n_train + n_test, (784,), seed=1)
+    train = _npz(folder, "w2_train", x[:n_train], y[:n_train])
+    test = _npz(folder, "w2_test", x[n_train:], y[n_train:])
+    return Workload(
+        "W2",
+        f"MLP 784-256-128-10 dropout 0.2, Adam 1e-3, batch 64, 1 epoch of {n_train:,}"
+        f" + test {n_test:,}",
+        MLP_SPEC.format(train=train, test=test, device=device),
+        _mlp_model,
+        nn.CrossEntropyLoss,
+        lr=1e-3,
+        batch=64,
+        epochs=1,
+        binary=False,
+        seed=0,
+    )
+
+
+def cnn(folder: Path, device: str, n_train: int) -> Workload:
+    x, y = synthetic(n_train, (1, 28, 28), seed=2)
+    train = _npz(folder, "w3_train", x, y)
+    return Workload(
+        "W3",
+        f"CNN conv16-pool-conv32-pool-dense10, Adam 1e-3, batch 64, 1 epoch of {n_train:,}",
+        CNN_SPEC.format(train=train, device=device),
+        _cnn_model,
+        nn.CrossEntropyLoss,
+        lr=1e-3,
+        batch=64,
+        epochs=1,
+        binary=False,
+        seed=0,
+    )
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def hand_model(w: Workload, device: torch.device) -> nn.Module:
+    torch.manual_seed(w.seed)
+    return w.model().to(device)

@@ -1,0 +1,392 @@
+"""`nncli sweep`: grids over any dotted key, seeded random draws, every trial checked up
+front, trials as real processes, --fail-fast, Ctrl-C/SIGTERM and --resume."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import yaml
+from conftest import TINY
+from typer.testing import CliRunner
+
+from nncli import sweep as sweeping
+from nncli import yamlio
+from nncli.cli import app
+from nncli.errors import NncliError
+from nncli.runs import read_metrics
+
+# two epochs of 200 samples: a trial is mostly its process starting
+BASE = TINY.replace("epochs: 3", "epochs: 2").replace(
+    "metrics: [accuracy, f1]", "metrics: [accuracy]"
+)
+GRID = (
+    BASE
+    + """\
+sweep:
+  grid:
+    optimizer.lr: [0.1, 0.01]
+    model.layers.0.dense: [4, 8, 16]
+"""
+)
+
+
+def sweep_json(folder: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((folder / "sweep.json").read_text())
+    return data
+
+
+def statuses(folder: Path) -> list[str]:
+    return [t["status"] for t in sweep_json(folder)["trials"]]
+
+
+def run_folders(folder: Path) -> list[Path]:
+    return sorted((folder / "runs").iterdir())
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """A 2 x 3 grid (one key a list item) run two trials at once: its folder and result."""
+    tmp_path = tmp_path_factory.mktemp("grid")
+    exp = tmp_path / "grid.yaml"
+    exp.write_text(GRID)
+    out = tmp_path / "sweep"
+    args = ["sweep", str(exp), "--jobs", "2", "--out", str(out), "--format", "csv"]
+    return out, CliRunner().invoke(app, args)
+
+
+def test_grid_over_a_list_item_with_two_jobs(grid: tuple[Path, Any]) -> None:
+    out, result = grid
+    assert result.exit_code == 0, result.output
+
+    # six completed trials, one run folder each, with the trial's settings in its config
+    assert statuses(out) == ["completed"] * 6
+    trials = sweep_json(out)["trials"]
+    assert len(run_folders(out)) == 6
+    for trial in trials:
+        config = yaml.safe_load((out / trial["run"] / "config.yaml").read_text())
+        assert config["optimizer"]["lr"] == trial["params"]["optimizer.lr"]
+        assert config["model"]["layers"][0]["units"] == trial["params"]["model.layers.0.dense"]
+        assert "sweep" not in config  # a trial's config trains as it is
+    assert [t["params"] for t in trials[:2]] == [
+        {"optimizer.lr": 0.1, "model.layers.0.dense": 4},
+        {"optimizer.lr": 0.1, "model.layers.0.dense": 8},
+    ]
+
+    # a line per start and end as they happen; two at once: trial 2 starts before 1 ends
+    lines = result.stderr.splitlines()
+    starts = [i for i, line in enumerate(lines) if "  started  " in line]
+    ends = [i for i, line in enumerate(lines) if "  completed  " in line]
+    assert len(starts) == len(ends) == 6
+    assert starts[1] < ends[0]
+    assert "trial 1/6  started  optimizer.lr=0.1 model.layers.0.dense=4" in lines
+
+    # the table is ranked by the monitor (val_loss), and best.yaml is the best trial's config
+    best_loss = {
+        t["number"]: min(r["val_loss"] for r in read_metrics(out / t["run"])) for t in trials
+    }
+    best = min(best_loss, key=lambda n: best_loss[n])
+    best_run = out / trials[best - 1]["run"]
+    assert yaml.safe_load((out / "best.yaml").read_text()) == yaml.safe_load(
+        (best_run / "config.yaml").read_text()
+    )
+    assert sweep_json(out)["best"]["trial"] == best
+    assert math.isclose(sweep_json(out)["best"]["value"], best_loss[best])
+    assert f"best: trial {best} " in result.stderr
+    assert result.stdout == (out / "summary.csv").read_text()
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert list(rows[0])[:3] == ["trial", "status", "optimizer.lr"]
+    assert int(rows[0]["trial"]) == best
+    assert [float(r["val_loss best"]) for r in rows] == sorted(best_loss.values())
+    assert sweep_json(out)["status"] == "completed"
+
+
+def test_resume_of_a_finished_sweep_ranks_it_again(
+    grid: tuple[Path, Any], runner: CliRunner
+) -> None:
+    out, _ = grid
+    result = runner.invoke(app, ["sweep", "--resume", str(out), "--metric", "val_accuracy"])
+    assert result.exit_code == 0, result.output
+    assert "6 trials (grid), 0 to run" in result.stderr
+    trials = sweep_json(out)["trials"]
+    accuracy = {
+        t["number"]: max(r["val_accuracy"] for r in read_metrics(out / t["run"])) for t in trials
+    }
+    best = min(accuracy, key=lambda n: (-accuracy[n], n))  # ties: the first trial
+    assert sweep_json(out)["best"]["trial"] == best
+    assert sweep_json(out)["ranked_by"] == "val_accuracy"
+    assert f"trial {best} of 6 ranks first by val_accuracy" in (out / "best.yaml").read_text()
+
+    wrong = runner.invoke(app, ["sweep", "--resume", str(out), "--metric", "val_f1"])
+    assert wrong.exit_code == 2
+    assert "--metric val_f1: no run has a metric 'val_f1'" in wrong.stderr
+    assert sweep_json(out)["best"]["trial"] == best  # unchanged
+
+
+def test_a_killed_sweep_finds_what_its_trials_left(grid: tuple[Path, Any]) -> None:
+    """After SIGKILL, sweep.json still says running; the trials may have gone on alone."""
+    out, _ = grid
+    data = sweep_json(out)
+    left = data["trials"][5]
+    made = left["run"]
+    left.update(status="running", run=None, pid=os.getpid())  # still running: refused
+    (out / "sweep.json").write_text(json.dumps(data))
+    with pytest.raises(
+        NncliError, match=f"trial 6 of .* is still running \\(process {os.getpid()}\\)"
+    ):
+        sweeping.reopen(out, None)
+
+    # its process ended: its run folder is the one its train recorded on creating it
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    left.update(pid=int(dead.stdout))
+    (out / "sweep.json").write_text(json.dumps(data))
+    sweep = sweeping.reopen(out, None)
+    assert sweep.trials[5].status == "completed"
+    assert sweep.trials[5].run == made
+
+
+def dry_run(runner: CliRunner, exp: Path, *args: str) -> list[dict[str, str]]:
+    result = runner.invoke(app, ["sweep", str(exp), "--dry-run", "--format", "csv", *args])
+    assert result.exit_code == 0, result.output
+    return list(csv.DictReader(io.StringIO(result.stdout)))
+
+
+def test_random_search_is_reproducible_from_its_seed(runner: CliRunner, tmp_path: Path) -> None:
+    exp = tmp_path / "random.yaml"
+    exp.write_text(BASE)
+    space = [
+        "--range",
+        "optimizer.lr=1e-4:1e-1:log",
+        "--range",
+        "train.batch_size=8:64",
+        "--choice",
+        "model.layers.1=relu,gelu,tanh",
+        "--trials",
+        "8",
+    ]
+    first = dry_run(runner, exp, *space, "--seed", "3")
+    assert first == dry_run(runner, exp, *space, "--seed", "3")
+    assert first != dry_run(runner, exp, *space, "--seed", "4")
+    assert len(first) == 8
+    for row in first:
+        assert 1e-4 <= float(row["optimizer.lr"]) <= 0.1
+        assert 8 <= int(row["train.batch_size"]) <= 64  # whole numbers: both ends are
+        assert row["model.layers.1"] in ("relu", "gelu", "tanh")
+    # log-uniform: about half the draws lie below the geometric middle (0.00316)
+    assert any(float(r["optimizer.lr"]) < 0.00316 for r in first)
+    assert any(float(r["optimizer.lr"]) > 0.00316 for r in first)
+    assert not (tmp_path / "sweeps").exists()
+
+
+def test_every_trial_is_checked_before_the_first_runs(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    exp = tmp_path / "bad.yaml"
+    exp.write_text(GRID.replace("optimizer.lr: [0.1, 0.01]", "optimizer.lr: [0.1, -1]"))
+    result = runner.invoke(app, ["sweep", str(exp), "--grid", "train.batch_size=16,0"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines() == [
+        "error --grid train.batch_size=16,0  train.batch_size  Input should be greater than 0, "
+        "got 0  (trial 2 of 12: optimizer.lr=0.1 model.layers.0.dense=4 train.batch_size=0; "
+        "5 more trials too)",
+        f"error {exp}:20:25  optimizer.adam.lr  Input should be greater than 0, got -1  "
+        "(trial 7 of 12: optimizer.lr=-1 model.layers.0.dense=4 train.batch_size=16; "
+        "5 more trials too)",
+    ]
+    assert list(tmp_path.iterdir()) == [exp]  # no sweep folder, no run
+
+
+def test_bayes_search_without_optuna_says_how_to_get_it(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "optuna", None)  # `import optuna` fails, installed or not
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(BASE)
+    args = ["sweep", str(exp), "--method", "bayes", "--range", "optimizer.lr=1e-4:0.1:log"]
+    result = runner.invoke(app, [*args, "--trials", "3", "--out", str(tmp_path / "s")])
+    assert result.exit_code == 2, result.output
+    assert result.stderr == (
+        "error bayes search needs Optuna, which is not installed: pip install 'nncli[optuna]' "
+        "(grid and random search need nothing more)\n"
+    )
+    assert not (tmp_path / "s").exists()
+
+
+def test_fail_fast_stops_the_running_trials_and_resume_retries(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(BASE)
+    out = tmp_path / "sweep"
+    # 4 samples validate but leave the val split empty: trial 1 fails as it prepares the
+    # data (exit 2 from train), while trial 2 (80 epochs) is still running
+    args = ["--grid", "data.n_samples=4,200", "--set", "train.epochs=80", "--jobs", "2"]
+    result = runner.invoke(app, ["sweep", str(exp), *args, "--out", str(out), "--fail-fast"])
+    assert result.exit_code == 1, result.output
+    assert statuses(out) == ["failed", "interrupted"]
+    failed = sweep_json(out)["trials"][0]
+    assert failed["exit_code"] == 2
+    assert failed["run"] is None
+    assert failed["error"].startswith("the val split of 4 samples is empty")
+    assert (
+        "trial 1/2  failed  data.n_samples=4" in result.stderr
+        and f"{out}/logs/trial-001.log" in result.stderr
+    )
+    assert "--fail-fast: stopping the running trials (2)" in result.stderr
+
+    # resume: trial 1 is run again (and fails again), trial 2 is finished
+    result = runner.invoke(app, ["sweep", "--resume", str(out), "--jobs", "2", "-f", "csv"])
+    assert result.exit_code == 1, result.output
+    assert statuses(out) == ["failed", "completed"]
+    assert [t["attempts"] for t in sweep_json(out)["trials"]] == [2, 2]
+    assert len(run_folders(out)) == 1
+    assert "1 of 2 trials did not complete (1 failed)" in result.stderr
+    (row,) = csv.DictReader(io.StringIO(result.stdout))  # the table is still printed
+    assert (row["trial"], row["status"], row["data.n_samples"]) == ("2", "completed", "200")
+    assert (out / "best.yaml").is_file()
+
+    # the plan of a sweep is fixed; its experiment file too
+    refused = runner.invoke(app, ["sweep", "--resume", str(out), "--grid", "seed=1,2"])
+    assert refused.exit_code == 2
+    assert "give no --grid with it" in refused.stderr
+    exp.write_text(BASE + "\n")
+    edited = runner.invoke(app, ["sweep", "--resume", str(out)])
+    assert edited.exit_code == 2
+    assert "was edited after the sweep started" in edited.stderr
+
+
+def test_a_stopped_sweep_resumes_only_the_missing_trials(tmp_path: Path) -> None:
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(BASE)
+    out = tmp_path / "sweep"
+    # trial 2 trains long enough to be stopped in the middle
+    args = ["sweep", str(exp), "--grid", "train.epochs=2,60,3", "--out", str(out)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nncli", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        runs = list((out / "runs").glob("*/metrics.csv")) if (out / "runs").is_dir() else []
+        if len(runs) == 2 and any(len(m.read_text().splitlines()) > 3 for m in runs):
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143, stderr
+    assert statuses(out) == ["completed", "interrupted", "pending"]
+    assert sweep_json(out)["status"] == "interrupted"
+    assert f"nncli sweep --resume {out}" in stderr
+    first, second = (out / t["run"] for t in sweep_json(out)["trials"][:2])
+
+    resumed = subprocess.run(
+        [sys.executable, "-m", "nncli", "sweep", "--resume", str(out), "--jobs", "2"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert statuses(out) == ["completed"] * 3
+    assert len(run_folders(out)) == 3  # trial 1 was not run again
+    assert "resumed" not in json.loads((first / "run.json").read_text())
+    second_info = json.loads((second / "run.json").read_text())
+    assert second_info["epochs_done"] == 60
+    assert second_info["resumed"][0]["after_epoch"] >= 3  # continued, not started again
+    assert f"trial 2/3  resuming runs/{second.name}" in resumed.stderr
+    assert "trial 1/3" not in resumed.stderr
+
+
+def test_values_pass_through_set_unchanged() -> None:
+    for value in [0.001, 1e-05, 3, True, None, "relu", "0.1x", [8, 4], {"units": 8}, "yes"]:
+        text = sweeping.value_text(value)
+        parsed = yamlio.parse_value(text)
+        assert parsed == value and type(parsed) is type(value)
+    assert sweeping.value_text("true") == '"true"'  # the string, not the boolean
+
+
+def test_bayes_asks_optuna_and_tells_it_each_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The study wiring, against a stand-in for Optuna's ask-and-tell interface."""
+    told: list[Any] = []
+
+    class Study:
+        def ask(self, distributions: dict[str, Any]) -> Any:
+            return SimpleNamespace(params={"optimizer.lr": 0.0123456, "model.layers.1": "gelu"})
+
+        def tell(self, trial: Any, value: float | None = None, state: Any = None) -> None:
+            told.append(value if state is None else state)
+
+        def add_trial(self, trial: Any) -> None:
+            told.append(("added", trial))
+
+    def distribution(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
+        return (args, kwargs)
+
+    fake = SimpleNamespace(
+        logging=SimpleNamespace(set_verbosity=lambda level: None, WARNING=30),
+        distributions=SimpleNamespace(
+            CategoricalDistribution=distribution,
+            IntDistribution=distribution,
+            FloatDistribution=distribution,
+        ),
+        create_study=lambda **kwargs: Study(),
+        samplers=SimpleNamespace(TPESampler=lambda seed: seed),
+        trial=SimpleNamespace(
+            TrialState=SimpleNamespace(FAIL="FAIL"),
+            create_trial=lambda **kwargs: kwargs,
+        ),
+    )
+    monkeypatch.setitem(sys.modules, "optuna", fake)
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(BASE)
+    options = sweeping.Options(
+        choice=["model.layers.1=relu,gelu"], range=["optimizer.lr=1e-4:0.1:log"], n_trials=2
+    )
+    options.method = "bayes"
+    plan = sweeping.plan(exp, [], options)
+    assert plan.trials == []
+    sweep = sweeping.create(plan, tmp_path / "sweep")
+    search = sweeping._Bayes(sweep)
+    first = search.ask()
+    assert first is not None
+    assert first.params == {"model.layers.1": "gelu", "optimizer.lr": 0.01235}
+    first.status, first.value = "completed", 0.5
+    search.tell(first)
+    second = search.ask()
+    assert second is not None and search.ask() is None  # n_trials reached
+    second.status = "failed"
+    search.tell(second)
+    assert told == [0.5, "FAIL"]
+    # a resumed sweep gives the study what it has finished
+    told.clear()
+    sweeping._Bayes(sweep)
+    assert told == [
+        (
+            "added",
+            {
+                "params": {"model.layers.1": "gelu", "optimizer.lr": 0.01235},
+                "distributions": search.distributions,
+                "value": 0.5,
+            },
+        )
+    ]
