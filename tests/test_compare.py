@@ -284,10 +284,12 @@ def test_a_diverged_run_says_so(runs: list[Path], tmp_path: Path) -> None:
     (runs[0] / RUN_JSON).write_text(json.dumps(info), encoding="utf-8")
 
     data = compare_json(*runs, "--out", tmp_path / "out")
-    assert data["runs"][0]["status"] == "completed (diverged)"
-    assert data["runs"][0]["test_loss"] is None
-    assert data["runs"][0]["test_loss best"] is not None
-    assert runs_json(runs[0].parent)[-1]["status"] == "completed (diverged)"
+    row = next(r for r in data["runs"] if r["run"] == runs[0].name)
+    assert row["status"] == "completed (diverged)"
+    assert row["test_loss"] is None
+    assert row["test_loss best"] is not None
+    listed = {r["run"]: r["status"] for r in runs_json(runs[0].parent)}
+    assert listed[runs[0].name] == "completed (diverged)"
 
 
 def test_no_usable_run_is_an_error(runs: list[Path], tmp_path: Path) -> None:
