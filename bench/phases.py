@@ -1,9 +1,9 @@
 """`nncli train ...` with timestamps at its phase boundaries (run by bench/processes.py).
 
-    python bench/phases.py T0 experiments/circles.yaml --quiet --runs-dir DIR
+    python bench/measure.py OUT python bench/phases.py experiments/circles.yaml --quiet ...
 
-T0 is the parent's time.time() just before it started this process. The marks (seconds
-since T0) go as JSON to the file named by $NNCLI_BENCH_PHASES. The CLI itself is unchanged:
+The marks, in seconds since bench/measure.py started the process ($NNCLI_BENCH_T0), go
+as JSON to the file named by $NNCLI_BENCH_PHASES. The CLI itself is unchanged:
 the engine's functions are wrapped, not replaced.
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-T0 = float(sys.argv[1])
+T0 = float(os.environ["NNCLI_BENCH_T0"])
 marks: dict[str, float] = {"python": time.time() - T0}
 writes = [0.0]  # seconds spent in the sink writing rows and checkpoints during fit
 
@@ -60,7 +60,7 @@ experiment.fit = around("fit", experiment.fit)
 experiment.write_plots = around("plots", experiment.write_plots)
 experiment._RunSink.epoch_end = counted(experiment._RunSink.epoch_end)  # type: ignore[method-assign]
 
-sys.argv = ["nncli", "train", *sys.argv[2:]]
+sys.argv = ["nncli", "train", *sys.argv[1:]]
 try:
     nncli.cli.main()
 except SystemExit as exc:

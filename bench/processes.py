@@ -9,7 +9,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,17 +20,19 @@ HEAVY = ("torch", "pandas", "matplotlib", "sklearn", "scipy")
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one process; it must succeed."""
-    with tempfile.TemporaryFile() as out:
-        started = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=out, cwd=ROOT, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
+    """Wall seconds and peak RSS (MB) of one process (through bench/measure.py); it must
+    succeed. `cmd[0]` is an absolute path."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryDirectory() as tmp:
+        record = Path(tmp) / "measure.json"
+        launcher = [sys.executable, "-S", str(BENCH / "measure.py"), str(record)]
+        done = subprocess.run(
+            [*launcher, *cmd], stdout=out, stderr=out, cwd=ROOT, env=env, check=False
+        )
+        result = json.loads(record.read_text(encoding="utf-8")) if record.exists() else {}
+        if done.returncode != 0 or result.get("code") != 0:
             out.seek(0)
             raise SystemExit(f"{' '.join(cmd)} failed:\n{out.read().decode(errors='replace')}")
-    return wall, usage.ru_maxrss / 1024
+    return float(result["wall_s"]), result["max_rss_kb"] / 1024
 
 
 def imported(args: list[str]) -> list[str]:
@@ -88,8 +89,7 @@ def bench_cli(folder: Path, repeats: int) -> dict[str, Any]:
             wall, rss = run(cmd)
             (tutorial_s if name == "tutorial" else train_s).append(wall)
             (tutorial_rss if name == "tutorial" else train_rss).append(rss)
-        started = time.time()
-        phase_cmd = [sys.executable, str(BENCH / "phases.py"), repr(started), *train_cmd[2:]]
+        phase_cmd = [sys.executable, str(BENCH / "phases.py"), *train_cmd[2:]]
         wall, _ = run(phase_cmd, env)
         split.append(phases(json.loads(marks_file.read_text(encoding="utf-8")), wall))
     keys = split[0].keys()

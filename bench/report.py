@@ -26,20 +26,26 @@ def _rows(result: dict[str, Any]) -> list[list[str]]:
                     key,
                     name,
                     f"{entry['median_s']:.3f}",
+                    f"{entry['min_s']:.3f}",
                     f"{entry['samples_per_s']:,.0f}",
                     f"{acc:.3f}" if acc is not None else "",
                 ]
             )
         s = w["engine_settings"]
-        rows.append(
-            [
-                key,
-                f"c/a {w['c/a']:.2f}x  c/b {w['c/b']:.2f}x  c/b* {w['c/b*']:.2f}x",
-                f"{w['overhead_us_per_batch']:+.0f} us/batch",
-                f"engine: {s['threads']} thread(s)",
-                "fused" if s["fused"] else "foreach" if s["foreach"] else "for-loop",
-            ]
-        )
+        for suffix in ("", " (min)"):
+            rows.append(
+                [
+                    key,
+                    f"c/a {w['c/a' + suffix]:.2f}x  c/b {w['c/b' + suffix]:.2f}x  "
+                    f"c/b* {w['c/b*' + suffix]:.2f}x{suffix}",
+                    f"{w['overhead_us_per_batch' + suffix]:+.0f} us/batch",
+                    "",
+                    f"engine: {s['threads']} thread(s)" if not suffix else "",
+                    ("fused" if s["fused"] else "foreach" if s["foreach"] else "for-loop")
+                    if not suffix
+                    else "",
+                ]
+            )
     return rows
 
 
@@ -92,7 +98,9 @@ def _machine(result: dict[str, Any]) -> str:
     load = "/".join(f"{x:.1f}" for x in result["load_before"][:1] + result["load_after"][:1])
     return (
         f"{result['date'][:10]}, {m['nproc']} cores ({m['cpu']}), torch {m['torch']}, "
-        f"{m['threads']} intra-op threads, device {result['device']}, load average "
+        f"{m['threads']} intra-op threads"
+        + (" (--threads, every loop)" if result.get("threads_option") else "")
+        + f", device {result['device']}, load average "
         f"{load} (before/after), median of {result['repeats']}"
         + (" (--quick)" if result["quick"] else "")
     )
@@ -101,7 +109,7 @@ def _machine(result: dict[str, Any]) -> str:
 def table(result: dict[str, Any]) -> str:
     parts = [_machine(result), ""]
     if result["workloads"]:
-        header = ["", "loop", "median s", "samples/s", "accuracy"]
+        header = ["", "loop", "median s", "min s", "samples/s", "accuracy"]
         parts.append(_grid(header, _rows(result)))
     cli = _cli_rows(result)
     if cli:
@@ -114,17 +122,20 @@ def markdown(result: dict[str, Any]) -> str:
     if result["workloads"]:
         lines += [
             "| workload | (a) tutorial | (b) tight | (b*) tight, engine's settings | (c) nncli "
-            "| c/a | c/b | engine overhead per batch |",
-            "|---|---|---|---|---|---|---|---|",
+            "| c/a | c/b | c/b* | engine overhead per batch |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for key, w in result["workloads"].items():
             cells = [
                 f"{w['loops'][loop]['median_s']:.3f} s ({w['loops'][loop]['samples_per_s']:,.0f}/s)"
                 for loop in ("tutorial", "tight", "tight*", "engine")
             ]
+            ratios = " | ".join(
+                f"{w[r]:.2f}x ({w[r + ' (min)']:.2f}x)" for r in ("c/a", "c/b", "c/b*")
+            )
             lines.append(
-                f"| {key} | {' | '.join(cells)} | {w['c/a']:.2f}x | {w['c/b']:.2f}x "
-                f"| {w['overhead_us_per_batch']:+.0f} µs |"
+                f"| {key} | {' | '.join(cells)} | {ratios} "
+                f"| {w['overhead_us_per_batch']:+.0f} µs ({w['overhead_us_per_batch (min)']:+.0f} µs) |"
             )
     cli = _cli_rows(result)
     if cli:

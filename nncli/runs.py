@@ -392,9 +392,10 @@ def verify_checkpoint(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
+            infos = archive.infolist()
     except FileNotFoundError:
         raise NncliError(f"{path} does not exist") from None
-    except (OSError, zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as exc:
+    except Exception as exc:  # a damaged zip raises anything from BadZipFile to zlib.error
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise NncliError(f"{path} is damaged (not a whole checkpoint: {first})") from None
     if bad is not None:
@@ -402,6 +403,13 @@ def verify_checkpoint(path: Path) -> None:
             f"{path} is damaged: its part '{bad}' fails its checksum (the file was changed "
             "or corrupted after it was written)"
         )
+    # outside the checksums: torch's reader takes an entry marked a folder (MS-DOS bit 0x10,
+    # or a Unix folder mode) for one, and loads other tensors than were saved
+    folders = [
+        i.filename for i in infos if i.external_attr & 0x10 or (i.external_attr >> 16) & 0o040000
+    ]
+    if folders:
+        raise NncliError(f"{path} is damaged: its part '{folders[0]}' is marked as a folder")
 
 
 def is_run(path: Path) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 
 from nncli import yamlio
 from nncli.errors import NncliError
-from nncli.runs import BEST, CHECKPOINTS, CONFIG, LAST, read_info
+from nncli.runs import BEST, CHECKPOINTS, CONFIG, LAST, read_info, verify_checkpoint
 from nncli.tables import Format, render
 
 
@@ -21,6 +21,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise NncliError(
             f"{path} does not exist; the run saved no checkpoint (did it finish an epoch?)"
         )
+    verify_checkpoint(path)  # torch.load does not check the zip's checksums
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt files raise anything from IndexError to BadZipFile

@@ -33,12 +33,13 @@ def render(
     """A Rich Table for `table`, else the text of the csv, json or markdown form."""
     if fmt is Format.table:
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title=title, header_style="bold")
         for col in columns:
             table.add_column(col, overflow="fold")
-        for row in rows:
-            table.add_row(*(cell(row.get(c)) for c in columns))
+        for row in rows:  # Text: a value such as "[/x]" is shown, not read as markup
+            table.add_row(*(Text(cell(row.get(c))) for c in columns))
         return table
     if fmt is Format.csv:
         out = io.StringIO()

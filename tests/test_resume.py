@@ -254,7 +254,7 @@ def test_a_checkpoint_carrying_code_is_refused_and_not_run(
     (folder / "checkpoints" / "last.pt").write_bytes(b"\x80\x02truncated")
     result = runner.invoke(app, ["resume", str(folder)])
     assert result.exit_code == 2
-    assert "last.pt is not a checkpoint nncli can load safely" in result.stderr
+    assert "last.pt is damaged (not a whole checkpoint" in result.stderr
 
 
 def test_divergence_stops_with_exit_3_and_saves_no_bad_weights(

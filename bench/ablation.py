@@ -1,0 +1,69 @@
+"""What each of the engine's choices buys, one at a time, on the tight loop (bench/loops.py):
+torch's defaults, then + fused Adam, + gradients cleared by hand and batches gathered with
+index_select, + one intra-op thread. Interleaved repeats, medians.
+
+    .venv/bin/python bench/ablation.py [--repeats 5] [--n 12000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import loops
+import torch
+import workloads
+from run import threads
+
+from nncli import train as engine_mod
+from nncli import yamlio
+from nncli.spec import validate
+
+STEPS = (
+    ("torch defaults", False, False, None),
+    ("+ fused Adam", True, False, None),
+    ("+ zero_grad by hand, index_select", True, True, None),
+    ("+ 1 intra-op thread", True, True, 1),
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--n", type=int, default=12_000, help="W2 training samples")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads by default")
+    with tempfile.TemporaryDirectory() as tmp:
+        for w in (workloads.circles("cpu"), workloads.mlp(Path(tmp), "cpu", args.n, args.n // 6)):
+            p = engine_mod.prepare(validate(yamlio.loads(w.spec_text, f"{w.key}.yaml")))
+            train, test = p.splits["train"], p.splits.get("test")
+            times: dict[str, list[float]] = {name: [] for name, *_ in STEPS}
+            for r in range(args.repeats + 1):  # the first round warms up
+                for name, fused, bare, n_threads in STEPS[r % 4 :] + STEPS[: r % 4]:
+                    model = workloads.hand_model(w, p.device)
+                    opt = torch.optim.Adam(model.parameters(), lr=w.lr, fused=fused or None)
+                    with threads(n_threads or torch.get_num_threads()):
+                        gc.collect()
+                        started = time.perf_counter()
+                        loops.tight(
+                            model, opt, w.loss(), train, test, w.epochs, w.batch, w.binary,
+                            w.seed, bare=bare,
+                        )  # fmt: skip
+                        if r:
+                            times[name].append(time.perf_counter() - started)
+            base = statistics.median(times[STEPS[0][0]])
+            print(f"\n{w.key}: {w.title}")
+            for name, *_ in STEPS:
+                median = statistics.median(times[name])
+                print(f"  {name:38s} {median:7.3f} s  {base / median:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
