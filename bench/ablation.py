@@ -1,8 +1,9 @@
 """What each of the engine's choices buys, one at a time, on the tight loop (bench/loops.py):
-torch's defaults, then + fused Adam, + gradients cleared by hand and batches gathered with
-index_select, + one intra-op thread. Interleaved repeats, medians.
+torch's defaults; then one intra-op thread (--threads); then + fused Adam; then + gradients
+cleared by hand and batches gathered with index_select (the last two at --threads, where a
+busy machine disturbs the timings least). Interleaved repeats, medians.
 
-    .venv/bin/python bench/ablation.py [--repeats 5] [--n 12000]
+    .venv/bin/python bench/ablation.py [--repeats 5] [--n 12000] [--threads 1]
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from nncli import train as engine_mod
 from nncli import yamlio
 from nncli.spec import validate
 
-STEPS = (
-    ("torch defaults", False, False, None),
-    ("+ fused Adam", True, False, None),
-    ("+ zero_grad by hand, index_select", True, True, None),
-    ("+ 1 intra-op thread", True, True, 1),
+STEPS = (  # name, fused Adam, bare loop, use --threads
+    ("torch defaults", False, False, False),
+    ("--threads intra-op threads", False, False, True),
+    ("+ fused Adam", True, False, True),
+    ("+ zero_grad by hand, index_select", True, True, True),
 )
 
 
@@ -38,7 +39,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--n", type=int, default=12_000, help="W2 training samples")
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    default_threads = torch.get_num_threads()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads by default")
     with tempfile.TemporaryDirectory() as tmp:
         for w in (workloads.circles("cpu"), workloads.mlp(Path(tmp), "cpu", args.n, args.n // 6)):
@@ -46,10 +49,10 @@ def main() -> None:
             train, test = p.splits["train"], p.splits.get("test")
             times: dict[str, list[float]] = {name: [] for name, *_ in STEPS}
             for r in range(args.repeats + 1):  # the first round warms up
-                for name, fused, bare, n_threads in STEPS[r % 4 :] + STEPS[: r % 4]:
+                for name, fused, bare, ours in STEPS[r % 4 :] + STEPS[: r % 4]:
                     model = workloads.hand_model(w, p.device)
                     opt = torch.optim.Adam(model.parameters(), lr=w.lr, fused=fused or None)
-                    with threads(n_threads or torch.get_num_threads()):
+                    with threads(args.threads if ours else default_threads):
                         gc.collect()
                         started = time.perf_counter()
                         loops.tight(
@@ -62,7 +65,8 @@ def main() -> None:
             print(f"\n{w.key}: {w.title}")
             for name, *_ in STEPS:
                 median = statistics.median(times[name])
-                print(f"  {name:38s} {median:7.3f} s  {base / median:5.2f}x")
+                shown = name.replace("--threads", str(args.threads))
+                print(f"  {shown:38s} {median:7.3f} s  {base / median:5.2f}x")
 
 
 if __name__ == "__main__":

@@ -121,8 +121,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [f"Measured {_machine(result)}.", ""]
     if result["workloads"]:
         lines += [
-            "| workload | (a) tutorial | (b) tight | (b*) tight, engine's settings | (c) nncli "
-            "| c/a | c/b | c/b* | engine overhead per batch |",
+            "| workload | (a) tutorial | (b) tight | (b\\*) tight, engine's settings | (c) nncli "
+            "| c/a | c/b | c/b\\* | engine overhead per batch |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for key, w in result["workloads"].items():
