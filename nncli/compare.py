@@ -24,6 +24,7 @@ from nncli.runs import (
     STATUSES,
     direction,
     is_run,
+    json_safe,
     new_folder,
 )
 from nncli.tables import Format, render
@@ -114,8 +115,8 @@ class Comparison:
 
     def json(self) -> str:
         """`{"same": {...}, "runs": [...]}`; NaN and infinity as null."""
-        runs = [{c: _finite(row.get(c)) for c in self.columns} for row in self.rows]
-        return json.dumps({"same": _finite(self.same), "runs": runs}, indent=2)
+        runs = [{c: json_safe(row.get(c)) for c in self.columns} for row in self.rows]
+        return json.dumps({"same": json_safe(self.same), "runs": runs}, indent=2)
 
 
 # reading
@@ -622,16 +623,6 @@ def _timestamp(started: Any) -> float:
 def _metric(column: str) -> str:
     """`test_accuracy` -> `accuracy` (columns are `<split>_<metric>`)."""
     return column.split("_", 1)[-1]
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
 
 
 def _first_line(exc: BaseException) -> str:

@@ -111,14 +111,14 @@ def write_atomic(path: Path, text: str) -> None:
         raise write_failed(path, exc) from None
 
 
-def _json(value: Any) -> Any:
-    """NaN and infinity as null: run.json stays strict JSON."""
+def json_safe(value: Any) -> Any:
+    """NaN and infinity as null, so run.json, sweep.json and --format json stay strict JSON."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -160,7 +160,7 @@ class Run:
 
     def write_info(self, **updates: Any) -> None:
         self.info.update(updates)
-        write_atomic(self.path / RUN_JSON, json.dumps(_json(self.info), indent=2) + "\n")
+        write_atomic(self.path / RUN_JSON, json.dumps(json_safe(self.info), indent=2) + "\n")
 
     def log(self, text: str) -> None:
         """Append lines to log.txt (what the console showed)."""

@@ -52,6 +52,7 @@ from nncli.runs import (
     direction,
     is_locked,
     is_run,
+    json_safe,
     locked,
     new_folder,
     now,
@@ -450,7 +451,7 @@ class Sweep:
             "best": self.best,
             "trials": [asdict(t) for t in self.trials],
         }
-        write_atomic(self.folder / SWEEP_JSON, json.dumps(_finite(data), indent=2) + "\n")
+        write_atomic(self.folder / SWEEP_JSON, json.dumps(json_safe(data), indent=2) + "\n")
 
     @classmethod
     def load(cls, folder: Path) -> Sweep:
@@ -1035,14 +1036,3 @@ def summarize(sweep: Sweep, metric: str | None = None) -> Summary:
     summary = Summary(comparison, trial_of, keys, metric, best, best_value, best_file, warnings)
     write_atomic(sweep.folder / SUMMARY, summary.table(Format.csv) + "\n")
     return summary
-
-
-def _finite(value: Any) -> Any:
-    """NaN and infinity as null: sweep.json stays strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value

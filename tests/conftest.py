@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -30,6 +31,22 @@ optimizer: {name: adam, lr: 0.05}
 train: {epochs: 3, batch_size: 32, device: cpu}
 metrics: [accuracy, f1]
 """
+
+
+class Rows:
+    """A training sink (nncli.train.Sink) that keeps each epoch's row in memory."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def epoch_end(self, row: Mapping[str, float], state: Any, last: bool, best: bool) -> None:
+        self.rows.append(dict(row))
+
+    def batch_end(self, epoch: int, batch: int, n_batches: int, loss: Any) -> None:
+        pass
+
+    def note(self, text: str) -> None:
+        raise AssertionError(text)
 
 
 @pytest.fixture

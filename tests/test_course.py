@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from conftest import EXPERIMENTS, ROOT
+from conftest import EXPERIMENTS, ROOT, Rows
 from typer.testing import CliRunner
 
 from nncli.cli import app
@@ -20,22 +18,6 @@ from nncli.train import Prepared, fit, predict_classes, prepare
 
 # the inputs of the logic-gate data sets, in the order their truth tables are written
 CORNERS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
-
-
-class Rows:
-    """A Sink that keeps each epoch's row in memory."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, float]] = []
-
-    def epoch_end(self, row: Mapping[str, float], state: Any, last: bool, best: bool) -> None:
-        self.rows.append(dict(row))
-
-    def batch_end(self, epoch: int, batch: int, n_batches: int, loss: torch.Tensor) -> None:
-        pass
-
-    def note(self, text: str) -> None:
-        raise AssertionError(text)
 
 
 def train(name: str) -> tuple[Prepared, list[dict[str, float]]]:

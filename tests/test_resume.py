@@ -373,7 +373,7 @@ def test_onecycle_and_plateau(runner: CliRunner, tiny: Path, tmp_path: Path) -> 
 
 
 def test_gradient_clipping_bounds_each_step(write: Callable[..., Path]) -> None:
-    from test_train import Rows
+    from conftest import Rows
 
     from nncli import yamlio
     from nncli.spec import validate
@@ -398,7 +398,7 @@ def test_gradient_clipping_bounds_each_step(write: Callable[..., Path]) -> None:
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_reduced_precision_runs_under_autocast(precision: str) -> None:
-    from test_train import Rows
+    from conftest import Rows
 
     from nncli import yamlio
     from nncli.spec import validate

@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from conftest import EXPERIMENTS, TINY
+from conftest import EXPERIMENTS, TINY, Rows
 from sklearn import metrics as skm
 
 from nncli import data as datamod
@@ -18,22 +16,6 @@ from nncli.metrics import Meter
 from nncli.spec import Spec, load_spec, validate
 from nncli.task import Task, infer_task
 from nncli.train import fit, prepare
-
-
-class Rows:
-    """A Sink that keeps rows in memory."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict[str, float]] = []
-
-    def epoch_end(self, row: Mapping[str, float], state: Any, last: bool, best: bool) -> None:
-        self.rows.append(dict(row))
-
-    def batch_end(self, epoch: int, batch: int, n_batches: int, loss: torch.Tensor) -> None:
-        pass
-
-    def note(self, text: str) -> None:
-        raise AssertionError(text)
 
 
 def spec_of(text: str, *overrides: str) -> Spec:
