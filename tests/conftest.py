@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from nncli.cli import app
+
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ROOT / "experiments"
 
@@ -69,3 +71,26 @@ def write(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture
 def tiny(write: Callable[..., Path]) -> Path:
     return write(TINY, "tiny.yaml")
+
+
+def interrupted_run(
+    runner: CliRunner, spec: Path, runs_dir: Path, monkeypatch: pytest.MonkeyPatch, at: int = 1
+) -> Path:
+    """The folder of a run of `spec` stopped by Ctrl-C after epoch `at` (in-process)."""
+    import nncli.experiment
+
+    original = nncli.experiment._RunSink.epoch_end
+
+    def epoch_end(
+        self: nncli.experiment._RunSink, row: dict[str, float], *args: object, **kw: object
+    ) -> None:
+        original(self, row, *args, **kw)  # type: ignore[arg-type]
+        if row["epoch"] == at:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(nncli.experiment._RunSink, "epoch_end", epoch_end)
+        result = runner.invoke(app, ["train", str(spec), "--runs-dir", str(runs_dir), "-q"])
+    assert result.exit_code == 130, result.output
+    (folder,) = runs_dir.iterdir()
+    return folder

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, interrupted_run
 from typer.testing import CliRunner
 
 from nncli import compare, runs
@@ -67,29 +67,6 @@ def dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
-
-
-def interrupted(
-    runner: CliRunner, spec: Path, runs_dir: Path, monkeypatch: pytest.MonkeyPatch, at: int = 1
-) -> Path:
-    """A run of `spec` stopped by Ctrl-C after epoch `at`, in-process."""
-    import nncli.experiment
-
-    original = nncli.experiment._RunSink.epoch_end
-
-    def epoch_end(
-        self: nncli.experiment._RunSink, row: dict[str, float], *args: object, **kw: object
-    ) -> None:
-        original(self, row, *args, **kw)  # type: ignore[arg-type]
-        if row["epoch"] == at:
-            raise KeyboardInterrupt
-
-    with monkeypatch.context() as m:
-        m.setattr(nncli.experiment._RunSink, "epoch_end", epoch_end)
-        result = runner.invoke(app, ["train", str(spec), "--runs-dir", str(runs_dir), "-q"])
-    assert result.exit_code == 130, result.output
-    (folder,) = runs_dir.iterdir()
-    return folder
 
 
 # --- many writers ---------------------------------------------------------------------------
@@ -201,7 +178,7 @@ def test_compare_and_runs_never_fail_while_runs_are_written(tmp_path: Path) -> N
 def test_two_resumes_at_once_the_second_is_refused(
     runner: CliRunner, write: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = interrupted(runner, write(LONG, "long.yaml"), tmp_path / "runs", monkeypatch)
+    folder = interrupted_run(runner, write(LONG, "long.yaml"), tmp_path / "runs", monkeypatch)
     # as a scheduler's SIGKILL leaves it: the lock of a process that is gone
     (folder / LOCK).write_text(f"{dead_pid()} flock\n")
     first, second = nncli("resume", str(folder), "-q"), nncli("resume", str(folder), "-q")

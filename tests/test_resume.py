@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY
+from conftest import TINY, interrupted_run
 from typer.testing import CliRunner
 
 from nncli import runs
@@ -131,35 +131,10 @@ def test_sigterm_marks_interrupted_and_resume_finishes(slow: Path, tmp_path: Pat
     assert [int(r["epoch"]) for r in rows_without_time(folder)] == list(range(1, 8))
 
 
-def interrupted_run(
-    runner: CliRunner, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at: int = 2
-) -> Path:
-    """A tiny run stopped by Ctrl-C after epoch `at` (of 3)."""
-    import nncli.experiment
-
-    original = nncli.experiment._RunSink.epoch_end
-
-    def epoch_end(
-        self: nncli.experiment._RunSink, row: dict[str, float], *args: object, **kw: object
-    ) -> None:
-        original(self, row, *args, **kw)  # type: ignore[arg-type]
-        if row["epoch"] == at:
-            raise KeyboardInterrupt
-
-    with monkeypatch.context() as m:
-        m.setattr(nncli.experiment._RunSink, "epoch_end", epoch_end)
-        result = runner.invoke(
-            app, ["train", str(tiny), "--runs-dir", str(tmp_path / "runs"), "-q"]
-        )
-    assert result.exit_code == 130
-    (folder,) = (tmp_path / "runs").iterdir()
-    return folder
-
-
 def test_resume_drops_a_half_written_line_and_temporaries(
     runner: CliRunner, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = interrupted_run(runner, tiny, tmp_path, monkeypatch)
+    folder = interrupted_run(runner, tiny, tmp_path / "runs", monkeypatch, at=2)
     with (folder / "metrics.csv").open("a") as f:
         f.write("3,0.61,0.7")  # a row cut off by the kill
     (folder / "checkpoints" / ".last.pt.99999.tmp").write_bytes(b"partial")
@@ -173,7 +148,7 @@ def test_resume_drops_a_half_written_line_and_temporaries(
 def test_train_dash_dash_resume_is_the_same_command(
     runner: CliRunner, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = interrupted_run(runner, tiny, tmp_path, monkeypatch)
+    folder = interrupted_run(runner, tiny, tmp_path / "runs", monkeypatch, at=2)
     result = runner.invoke(app, ["train", "--resume", str(folder)])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip().splitlines()[-1] == str(folder)
@@ -205,7 +180,7 @@ def test_not_a_run_and_edited_config_are_refused(
     assert refused.exit_code == 2
     assert "is not a run folder: it has no run.json" in refused.stderr
 
-    folder = interrupted_run(runner, tiny, tmp_path, monkeypatch)
+    folder = interrupted_run(runner, tiny, tmp_path / "runs", monkeypatch, at=2)
     config = folder / "config.yaml"
     config.write_text(config.read_text().replace("lr: 0.05", "lr: 0.5"))
     refused = runner.invoke(app, ["resume", str(folder)])
@@ -217,7 +192,7 @@ def test_not_a_run_and_edited_config_are_refused(
 def test_a_live_lock_refuses_and_a_stale_lock_is_taken_over(
     runner: CliRunner, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = interrupted_run(runner, tiny, tmp_path, monkeypatch)
+    folder = interrupted_run(runner, tiny, tmp_path / "runs", monkeypatch, at=2)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         (folder / runs.LOCK).write_text(f"{sleeper.pid}\n")
@@ -243,7 +218,7 @@ class _Payload:
 def test_a_checkpoint_carrying_code_is_refused_and_not_run(
     runner: CliRunner, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    folder = interrupted_run(runner, tiny, tmp_path, monkeypatch)
+    folder = interrupted_run(runner, tiny, tmp_path / "runs", monkeypatch, at=2)
     marker = tmp_path / "pwned"
     torch.save({"model": _Payload(marker)}, folder / "checkpoints" / "last.pt")
     for args in (["resume", str(folder)], ["show", str(folder), "--weights"]):
