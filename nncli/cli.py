@@ -953,8 +953,18 @@ def _sweep_event(event: Any) -> None:
 def main() -> None:
     import gc
 
+    from nncli import distributed
+
+    if distributed.current().distributed:
+        import faulthandler
+
+        faulthandler.enable()  # a rank killed by a C++ abort shows where it was
     try:
         app()
+    except SystemExit as exc:
+        if distributed.current().distributed:
+            distributed.exit_now(exc.code)
+        raise
     finally:
         # the process ends here: spare it the final collection of the objects torch and
         # matplotlib built (0.3-0.8 s of `nncli train`'s wall time; see bench/)

@@ -7,11 +7,12 @@ summed across ranks once per epoch; rank 0 alone creates and writes the run fold
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
     import torch
@@ -58,6 +59,20 @@ def finish() -> None:
 
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def exit_now(code: int | str | None) -> NoReturn:
+    """End a rank of the job once its command is done (its files written and closed, its
+    process group destroyed) without the interpreter's teardown: there, gloo's threads can
+    abort a process whose work is complete (SIGABRT, "terminate called without an active
+    exception"), and torchrun then fails the whole job."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    if isinstance(code, str):  # sys.exit("message") prints it and exits 1
+        print(code, file=sys.stderr, flush=True)
+        code = 1
+    os._exit(code or 0)
 
 
 def all_sum(values: torch.Tensor) -> torch.Tensor:

@@ -92,8 +92,9 @@ def test_a_failing_rank_stops_the_job_and_fails_the_run(
     (folder,) = (tmp_path / "runs").iterdir()
     info = json.loads((folder / "run.json").read_text())
     assert info["status"] == "failed"
-    # rank 0 sees its peer vanish (gloo), or the launcher marks the run when it stops rank 0
-    assert "closed by peer" in info["error"] or "a process of the job failed" in info["error"]
+    # rank 0 sees its peer vanish (gloo: connection closed or reset by peer), or the
+    # launcher marks the run when it stops rank 0
+    assert "by peer" in info["error"] or "a process of the job failed" in info["error"]
 
 
 @pytest.mark.slow
@@ -143,3 +144,19 @@ def test_resume_under_torchrun_extends_the_run(write: Callable[..., Path], tmp_p
     assert info["status"] == "completed"
     assert info["epochs_done"] == 5
     assert len(list(tmp_path.iterdir())) == 2  # the spec file and the one run folder
+
+
+@pytest.mark.parametrize(("code", "rc", "stderr"), [(None, 0, ""), (3, 3, ""), ("bad", 1, "bad\n")])
+def test_a_rank_ends_with_its_exit_code_and_its_output_flushed(
+    code: int | str | None, rc: int, stderr: str
+) -> None:
+    script = (
+        "import sys\n"
+        "from nncli.distributed import exit_now\n"
+        "sys.stdout.write('written, not yet flushed')\n"
+        f"exit_now({code!r})\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (rc, "written, not yet flushed", stderr)
