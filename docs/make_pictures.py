@@ -28,7 +28,7 @@ LESSONS = {
     "xor_mlp": ["decision_boundary"],
     "moons_mlp": ["decision_boundary"],
     "softmax_blobs": ["decision_boundary", "confusion_matrix"],
-    "multilabel": ["accuracy"],
+    "multilabel": ["accuracy", "label_scores"],
     "digits_lenet": ["confusion_matrix"],
 }
 

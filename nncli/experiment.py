@@ -401,8 +401,8 @@ def layer_table(p: Prepared) -> list[dict[str, Any]]:
 
 
 def write_plots(folder: Path, p: Prepared, result: FitResult) -> list[Path]:
-    """The run's figures: curves, and per task a confusion matrix, decision boundary or
-    predicted-vs-true plot on the first held-out split (train where none is held out)."""
+    """The run's figures: curves, and per task a confusion matrix, decision boundary, scores
+    per label or predicted-vs-true plot on the first held-out split (train where none is held out)."""
     # the model runs on a whole split and a 300x300 grid: with fit's thread count (for
     # circles on a busy 2-core machine, the grid took 0.4 s on 2 threads, 5 ms on 1)
     with intra_op_threads(threads_for(p)):
@@ -441,6 +441,11 @@ def _write_plots(folder: Path, p: Prepared, result: FitResult) -> list[Path]:
                     title,
                 )
             )
+    elif p.task.kind == "multilabel":
+        names = p.task.class_names or [f"label {i}" for i in range(p.task.n_outputs)]
+        written.append(
+            plots.plot_label_scores(meter.label_scores(), names, folder / "label_scores.png", title)
+        )
     elif p.task.kind == "regression":
         written.append(
             plots.plot_predictions(y_host, predict(p, x_host), folder / "predictions.png", title)

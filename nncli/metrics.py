@@ -7,6 +7,7 @@ batch by batch in device tensors; `totals()` of every meter are read in one host
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -86,6 +87,10 @@ class Meter:
             out.update(from_confusion(confusion(counts, classes)))
         return {k: v for k, v in out.items() if k == "loss" or k in self.metrics}
 
+    def label_scores(self) -> list[dict[str, float]]:
+        """A multilabel split's scores per label (see `label_scores`); reads the device."""
+        return label_scores(self._counts.tolist(), self.task.n_outputs)
+
     def confusion(self) -> list[list[int]]:
         """This split's confusion matrix (rows true, columns predicted); reads the device."""
         classes = 2 if self.kind == "binary" else self.task.n_outputs
@@ -123,13 +128,23 @@ def _multilabel(counts: list[float], labels: int) -> dict[str, float]:
     correct = sum(counts[4 * i] + counts[4 * i + 3] for i in range(labels))
     out = {"accuracy": _ratio(correct, cells)}
     # macro over labels of each label's positive-class precision/recall/f1
+    scores = label_scores(counts, labels)
     for name in ("precision", "recall", "f1"):
-        values = []
-        for i in range(labels):
-            c = counts[4 * i : 4 * i + 4]  # tn, fp, fn, tp
-            p, r = _ratio(c[3], c[3] + c[1]), _ratio(c[3], c[3] + c[2])
-            values.append({"precision": p, "recall": r, "f1": _ratio(2 * p * r, p + r)}[name])
-        out[name] = sum(values) / labels
+        out[name] = sum(s[name] for s in scores) / labels
+    return out
+
+
+def label_scores(counts: Sequence[float], labels: int) -> list[dict[str, float]]:
+    """Each label's precision, recall, f1 (of its "yes") and support (its true "yes"
+    count) from a multilabel meter's counts: tn, fp, fn, tp per label."""
+    out = []
+    for i in range(labels):
+        tn, fp, fn, tp = counts[4 * i : 4 * i + 4]
+        p, r = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
+        f1 = _ratio(2 * p * r, p + r)
+        out.append(
+            {"precision": p, "recall": r, "f1": f1, "support": tp + fn, "n": tn + fp + fn + tp}
+        )
     return out
 
 

@@ -1,5 +1,5 @@
-"""Matplotlib figures: a run's learning curves, decision boundary, confusion matrix, regression
-predictions and fit, and the activation gallery; headless (Agg) 150 dpi PNGs, lazy imports."""
+"""Matplotlib figures: a run's learning curves, decision boundary, confusion matrix, scores
+per label, regression predictions and fit, and the activation gallery; headless (Agg) 150 dpi PNGs, lazy imports."""
 
 from __future__ import annotations
 
@@ -294,6 +294,59 @@ def plot_confusion_matrix(
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
         ax.set_title(f"{title}: confusion matrix{accuracy}")
+        return _save(fig, out)
+    finally:
+        plt.close(fig)
+
+
+LABEL_SCORES: tuple[str, ...] = ("precision", "recall", "f1")
+LABEL_SCORE_COLOURS: dict[str, str] = {"precision": "#1f77b4", "recall": "#ff7f0e", "f1": "#2ca02c"}
+
+
+def label_scores_figsize(n_labels: int) -> tuple[float, float]:
+    """Figure size (inches) of the per-label scores of ``n_labels`` labels."""
+    return (6.4, max(3.0, 0.55 * n_labels + 1.5))
+
+
+def plot_label_scores(
+    scores: Sequence[Mapping[str, float]], label_names: Sequence[str], out: Path, title: str
+) -> Path:
+    """A multilabel model's precision, recall and f1 for each label (its "yes" answers), one
+    group of bars per label; each label's name says how many samples truly carry it."""
+    if not scores:
+        raise ValueError("no labels to plot")
+    n = len(scores)
+    names = [label_names[i] if i < len(label_names) else str(i) for i in range(n)]
+    macro = sum(s["f1"] for s in scores) / n
+
+    _use_agg()
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=label_scores_figsize(n))
+    try:
+        height = 0.8 / len(LABEL_SCORES)
+        rows = np.arange(n)
+        for k, score in enumerate(LABEL_SCORES):
+            ax.barh(
+                rows + (k - 1) * height,
+                [s[score] for s in scores],
+                height=height,
+                color=LABEL_SCORE_COLOURS[score],
+                label=score,
+            )
+        ax.set_yticks(
+            rows,
+            labels=[
+                f"{name} ({int(s['support'])} yes)" for name, s in zip(names, scores, strict=True)
+            ],
+        )
+        ax.invert_yaxis()  # the first label on top
+        ax.set_xlim(0.0, 1.0)
+        ax.set_xlabel("score of the label's yes answers")
+        ax.grid(axis="x", alpha=0.3)
+        # in a row under the axis: inside, it would hide bars near 1.0
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize="small")
+        ax.set_title(f"{title}: scores per label, macro f1 {macro:.3f}")
         return _save(fig, out)
     finally:
         plt.close(fig)

@@ -24,6 +24,17 @@ optimizer: {name: sgd, lr: 0.1}
 train: {epochs: 5, batch_size: 16, device: cpu}
 """
 
+LABELS = """\
+name: labels
+seed: 3
+data: {source: make_multilabel_classification, n_samples: 120, n_classes: 3, split: {test: 0.25}}
+model: {layers: [dense: 3, sigmoid]}
+loss: bce
+optimizer: {name: adam, lr: 0.01}
+train: {epochs: 3, batch_size: 16, device: cpu}
+metrics: [accuracy]
+"""
+
 
 def pixels(path: Path) -> tuple[int, ...]:
     image = matplotlib.image.imread(path)
@@ -116,8 +127,9 @@ def trained(runner: CliRunner, path: Path, runs: Path) -> Path:
     [
         (TINY, ["loss", "accuracy", "f1", "confusion_matrix", "decision_boundary"]),
         (LINE, ["loss", "mae", "rmse", "r2", "predictions", "fit"]),
+        (LABELS, ["loss", "accuracy", "label_scores"]),
     ],
-    ids=["binary", "regression"],
+    ids=["binary", "regression", "multilabel"],
 )
 def test_plot_run_draws_the_same_figures_again(
     runner: CliRunner, write: Callable[..., Path], tmp_path: Path, text: str, figures: list[str]

@@ -240,6 +240,22 @@ def test_plot_confusion_matrix_rejects_non_square(tmp_path: Path) -> None:
         plots.plot_confusion_matrix(np.zeros((2, 3)), ["a", "b"], tmp_path / "x.png", "x")
 
 
+@pytest.mark.parametrize("n_labels", [1, 4, 30])
+def test_plot_label_scores(tmp_path: Path, n_labels: int) -> None:
+    scores = [
+        {"precision": 0.9, "recall": i / n_labels, "f1": 0.5, "support": 10 + i}
+        for i in range(n_labels)
+    ]
+    out = tmp_path / "labels" / "label_scores.png"
+    assert plots.plot_label_scores(scores, ["spam", "urgent"], out, "labels") == out
+    assert_png(out, plots.label_scores_figsize(n_labels))
+
+
+def test_plot_label_scores_needs_labels(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no labels"):
+        plots.plot_label_scores([], [], tmp_path / "x.png", "x")
+
+
 @pytest.mark.parametrize("shape", [(60,), (60, 1)])
 def test_plot_predictions(tmp_path: Path, shape: tuple[int, ...]) -> None:
     rng = np.random.default_rng(2)

@@ -149,6 +149,23 @@ def test_multilabel_metrics_match_sklearn() -> None:
     assert got["f1"] == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0))
 
 
+def test_multilabel_scores_per_label_match_sklearn() -> None:
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(60, 4, generator=g)
+    target = torch.randint(0, 2, (60, 4), generator=g).float()
+    meter = Meter(Task("multilabel", 4, "logits"), ["f1"], torch.device("cpu"))
+    meter.update(logits, target, torch.tensor(0.5), len(logits))
+    y, pred = target.numpy().astype(int), (logits.numpy() > 0).astype(int)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        y, pred, average=None, zero_division=0
+    )
+    got = meter.label_scores()
+    assert [s["precision"] for s in got] == pytest.approx(precision.tolist())
+    assert [s["recall"] for s in got] == pytest.approx(recall.tolist())
+    assert [s["f1"] for s in got] == pytest.approx(f1.tolist())
+    assert [s["support"] for s in got] == support.tolist()
+
+
 def test_regression_metrics_match_sklearn() -> None:
     g = torch.Generator().manual_seed(3)
     target = torch.randn(80, 2, generator=g)
