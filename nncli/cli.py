@@ -634,7 +634,12 @@ CheckpointOption = Annotated[
 def predict(
     run: Annotated[Path, typer.Argument(help="A run folder.", show_default=False)],
     input_file: Annotated[
-        Path, typer.Argument(metavar="INPUT", help="CSV of rows to predict.", show_default=False)
+        Path,
+        typer.Argument(
+            metavar="INPUT",
+            help="CSV of rows to predict, or .npz arrays for a run of numeric inputs.",
+            show_default=False,
+        ),
     ],
     out_file: Annotated[
         Path | None,
@@ -647,10 +652,12 @@ def predict(
     """Predict new rows with a trained run, through the preprocessing it learned.
 
     \b
-    The input needs the columns the run trained on (others are kept). The output is the
-    input rows plus, for classification, `prediction` (the class label) and `probability`
-    (of that class); for regression `prediction` (or `prediction_<target>` per target);
-    for multi-label `prediction_<label>` (0/1) and `probability_<label>`.
+    A CSV needs the columns the run trained on (others are kept); a .npz file needs the
+    inputs under the run's `x_key` (default x), one sample per row of the array, and
+    gives a `row` column (its index). The output is the rows plus, for classification,
+    `prediction` (the class label) and `probability` (of that class); for regression
+    `prediction` (or `prediction_<target>` per target); for multi-label
+    `prediction_<label>` (0/1) and `probability_<label>`.
     """
     from nncli.predict import predict_file
 
@@ -675,8 +682,9 @@ def eval_(
         Path | None,
         typer.Option(
             "--data",
-            help="Labelled CSV with the run's input and target columns (default: a split "
-            "of the run's own data).",
+            help="Labelled CSV with the run's input and target columns, or .npz arrays "
+            "(x_key, y_key) for a run of numeric inputs (default: a split of the run's "
+            "own data).",
             show_default=False,
         ),
     ] = None,

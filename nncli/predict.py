@@ -123,10 +123,17 @@ def prediction_columns(t: Trained, out: torch.Tensor) -> dict[str, list[Any]]:
 
 
 def predict_file(run: Path, input_file: Path, checkpoint: Checkpoint = "best") -> pd.DataFrame:
-    """The rows of `input_file` (CSV) with the run's predictions as extra columns."""
+    """The rows of `input_file` with the run's predictions as extra columns: a CSV's rows
+    as they are, or for .npz arrays a `row` column (the sample's index in the array)."""
+    import pandas as pd
+
     t = load_trained(run, checkpoint)
-    frame = read_csv(input_file, "input")
-    x = t.pre.transform(encode(frame, t.pre.features, t.pre.fill, str(input_file)))
+    if input_file.suffix == ".npz":
+        x, _ = _npz_rows(t, input_file, targets=False)
+        frame = pd.DataFrame({"row": np.arange(len(x))})
+    else:
+        frame = read_csv(input_file, "input")
+        x = t.pre.transform(encode(frame, t.pre.features, t.pre.fill, str(input_file)))
     columns = prediction_columns(t, outputs(t.model, x))
     clash = [c for c in columns if c in frame.columns]
     if clash:
@@ -137,6 +144,44 @@ def predict_file(run: Path, input_file: Path, checkpoint: Checkpoint = "best") -
     for name, values in columns.items():
         out[name] = values
     return out
+
+
+def _npz_rows(
+    t: Trained, path: Path, targets: bool
+) -> tuple[NDArray[np.float32], NDArray[Any] | None]:
+    """Inputs (and with `targets`, targets) of a .npz file for a run of numeric inputs, read
+    from the arrays the run's data named (x and y by default) and prepared as in training."""
+    encoded = [f.name for f in t.pre.features if f.categories is not None]
+    if encoded:
+        raise NncliError(
+            f"{path}: {t.run} one-hot encodes the text column(s) "
+            f"{', '.join(repr(c) for c in encoded)}; give its rows as a CSV with the columns "
+            f"{', '.join(t.pre.input_names[:5])}{', ...' if len(t.pre.features) > 5 else ''}"
+        )
+    keys = {"x_key": str(getattr(t.spec.data, "x_key", "x"))}
+    if targets:
+        keys["y_key"] = str(getattr(t.spec.data, "y_key", "y"))
+    arrays = read_npz(path, keys)
+    x_raw = arrays["x_key"]
+    width = len(t.pre.columns)
+    if x_raw.dtype.kind not in "biuf" or x_raw.ndim < 1 or x_raw[:1].size not in (0, width):
+        raise NncliError(
+            f"{path}: '{keys['x_key']}' is {x_raw.dtype} shaped {x_raw.shape}; {t.run} takes "
+            f"samples of {width} numbers (shaped {tuple(t.pre.shape)}), one per row"
+        )
+    x = t.pre.transform(x_raw.reshape(len(x_raw), width).astype(np.float32))
+    if not targets:
+        return x, None
+    import pandas as pd
+
+    y_raw = arrays["y_key"].reshape(len(arrays["y_key"]), -1)
+    if y_raw.shape[1] != len(t.pre.targets) or len(y_raw) != len(x):
+        raise NncliError(
+            f"{path}: '{keys['y_key']}' is shaped {arrays['y_key'].shape}; the run needs "
+            f"{len(x)} rows of {len(t.pre.targets)} target(s)"
+        )
+    frame = pd.DataFrame({name: y_raw[:, i] for i, name in enumerate(t.pre.targets)})
+    return x, _targets(frame, t.pre, str(path))
 
 
 @dataclass
@@ -203,25 +248,9 @@ def _split_rows(t: Trained, split: str | None) -> tuple[NDArray[np.float32], NDA
 def _file_rows(t: Trained, path: Path) -> tuple[NDArray[np.float32], NDArray[Any]]:
     """Inputs and targets of a labelled file, encoded as the run's data was."""
     if path.suffix == ".npz":
-        if t.pre.source != "npz":
-            raise NncliError(
-                f"{path}: --data takes a CSV file with the run's columns (NPZ only for runs "
-                "trained on npz)"
-            )
-        import pandas as pd
-
-        keys = {"x_key": str(getattr(t.spec.data, "x_key", "x"))}
-        keys["y_key"] = str(getattr(t.spec.data, "y_key", "y"))
-        arrays = read_npz(path, keys)
-        x = arrays["x_key"].reshape(len(arrays["x_key"]), -1).astype(np.float32)
-        y_raw = arrays["y_key"].reshape(len(arrays["y_key"]), -1)
-        if y_raw.shape[1] != len(t.pre.targets) or len(y_raw) != len(x):
-            raise NncliError(
-                f"{path}: '{keys['y_key']}' is shaped {arrays['y_key'].shape}; the run needs "
-                f"{len(x)} rows of {len(t.pre.targets)} target(s)"
-            )
-        frame = pd.DataFrame({name: y_raw[:, i] for i, name in enumerate(t.pre.targets)})
-        return t.pre.transform(x), _targets(frame, t.pre, str(path))
+        x, y = _npz_rows(t, path, targets=True)
+        assert y is not None
+        return x, y
     frame = read_csv(path, "--data")
     absent = [c for c in t.pre.targets if c not in frame.columns]
     if absent:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_data_sources import spec_text
+from test_data_sources import spec_text, tiny_images
 from typer.testing import CliRunner
 
 from nncli import data as datamod
@@ -284,3 +284,64 @@ def test_multilabel_predicts_each_label(tmp_path: Path) -> None:
     code, stdout, _ = eval_(str(run), "--data", str(tmp_path / "m.csv"), "-f", "json")
     assert code == 0
     assert {r["metric"] for r in json.loads(stdout)} == {"loss", "accuracy"}
+
+
+def test_images_in_npz_arrays_are_predicted_and_evaluated(tmp_path: Path) -> None:
+    images, labels = tiny_images(n=80, side=12, seed=0)
+    np.savez(tmp_path / "train.npz", pixels=images, digit=labels)
+    (tmp_path / "cnn.yaml").write_text(
+        "seed: 0\n"
+        "data: {source: npz, path: train.npz, x_key: pixels, y_key: digit, scale: 1/255,\n"
+        "       shape: [1, 12, 12], split: {test: 0.25}}\n"
+        "model: {layers: [{type: conv2d, out_channels: 4, kernel_size: 3}, relu, flatten, dense: 2]}\n"
+        "loss: cross_entropy\n"
+        "optimizer: {name: adam, lr: 0.03}\n"
+        "train: {epochs: 20, batch_size: 16, device: cpu}\n"
+    )
+    trained = runner.invoke(app, ["train", str(tmp_path / "cnn.yaml"), "--runs-dir", str(tmp_path)])
+    assert trained.exit_code == 0, trained.output
+    run = Path(trained.stdout.strip().splitlines()[-1])
+    new, truth = tiny_images(n=12, side=12, seed=9)
+    np.savez(tmp_path / "new.npz", pixels=new, digit=truth)
+
+    code, stdout, stderr = predict(str(run), str(tmp_path / "new.npz"))
+    assert code == 0, stderr
+    out = pd.read_csv(io.StringIO(stdout))
+    assert list(out.columns) == ["row", "prediction", "probability"]
+    assert out["row"].tolist() == list(range(12))
+    # the same as the model on the images scaled as in training
+    t = load_trained(run)
+    with torch.no_grad():
+        probs = t.model(torch.as_tensor(new / 255.0, dtype=torch.float32)[:, None]).softmax(1)
+    assert out["prediction"].tolist() == probs.argmax(1).tolist()
+    np.testing.assert_allclose(out["probability"], probs.max(1).values.numpy(), rtol=1e-5)
+    assert (out["prediction"] == truth).mean() >= 0.9
+
+    code, stdout, stderr = eval_(str(run), "--data", str(tmp_path / "new.npz"), "-f", "json")
+    assert code == 0, stderr
+    metrics = {r["metric"]: r["value"] for r in json.loads(stdout)}
+    assert metrics["accuracy"] == pytest.approx((out["prediction"] == truth).mean())
+
+    np.savez(tmp_path / "wide.npz", pixels=np.zeros((3, 13, 13)))
+    code, _, stderr = predict(str(run), str(tmp_path / "wide.npz"))
+    assert code == 2
+    assert stderr.strip() == (
+        f"error {tmp_path / 'wide.npz'}: 'pixels' is float64 shaped (3, 13, 13); {run} takes "
+        "samples of 144 numbers (shaped (1, 12, 12)), one per row"
+    )
+    np.savez(tmp_path / "unnamed.npz", x=new)
+    code, _, stderr = predict(str(run), str(tmp_path / "unnamed.npz"))
+    assert code == 2
+    assert stderr.strip() == (
+        f"error {tmp_path / 'unnamed.npz'} has no array 'pixels' (data.x_key); its arrays: x"
+    )
+
+
+def test_npz_rows_need_a_run_without_text_columns(classifier: Path, tmp_path: Path) -> None:
+    np.savez(tmp_path / "pets.npz", x=np.zeros((2, 2)))
+    code, _, stderr = predict(str(classifier), str(tmp_path / "pets.npz"))
+    assert code == 2
+    assert stderr.strip() == (
+        f"error {tmp_path / 'pets.npz'}: {classifier} one-hot encodes the text column(s) "
+        "'colour'; give its rows as a CSV with the columns weight, colour"
+    )
