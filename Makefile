@@ -33,6 +33,7 @@ test: setup lint typecheck
 
 bench: setup
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/bench_memory.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

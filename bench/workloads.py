@@ -32,7 +32,7 @@ def _circles_model() -> nn.Module:
     return nn.Sequential(nn.Linear(2, 16), nn.GELU(), nn.Linear(16, 1), nn.Sigmoid())
 
 
-def _mlp_model() -> nn.Module:
+def mlp_model() -> nn.Module:
     return nn.Sequential(
         nn.Linear(784, 256),
         nn.ReLU(),
@@ -133,7 +133,7 @@ def mlp(folder: Path, device: str, n_train: int, n_test: int) -> Workload:
         f"MLP 784-256-128-10 dropout 0.2, Adam 1e-3, batch 64, 1 epoch of {n_train:,}"
         f" + test {n_test:,}",
         MLP_SPEC.format(train=train, test=test, device=device),
-        _mlp_model,
+        mlp_model,
         nn.CrossEntropyLoss,
         lr=1e-3,
         batch=64,

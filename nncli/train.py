@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -187,6 +187,10 @@ def prepare(spec: Spec, device: str | None = None) -> Prepared:
         name: (x_all[idx].to(dev), _targets(dataset.y[idx], task, dev))
         for name, idx in indices.items()
     }
+    # the splits hold every row now: keep the dataset's layout without a second copy of
+    # its rows (the whole data set on the host for the length of the run)
+    del x_all
+    dataset = replace(dataset, x=dataset.x[:0].copy(), y=dataset.y[:0].copy())
     loss_fn = losses.get(spec.loss.name).build(spec.loss).to(dev)
     _check_probabilities(spec, loss_fn)
     optimizer = optimizers.get(spec.optimizer.name).build(spec.optimizer, model.parameters())

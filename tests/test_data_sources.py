@@ -173,6 +173,30 @@ def test_shape_that_does_not_hold_the_features_is_an_error() -> None:
     )
 
 
+def test_transform_overwrites_only_when_asked_and_allowed(tmp_path: Path) -> None:
+    path = write_table(tmp_path / "t.csv", n=40)
+    p = params(f"source: csv\npath: {path}\ntarget: kind\nsplit: {{test: 0.5}}")
+    dataset, _ = datamod.prepare(p, 3)
+    pre = dataset.preprocessing
+    assert pre is not None and pre.mean is not None
+    raw = datamod.load(p, 3).x
+    kept = raw.copy()
+    expected = pre.transform(raw)  # a new array; raw as it was
+    np.testing.assert_array_equal(raw, kept)
+    np.testing.assert_allclose(expected, dataset.x)
+    in_place = pre.transform(raw, overwrite=True)  # the same numbers, in raw's own memory
+    assert np.shares_memory(in_place, raw)
+    np.testing.assert_array_equal(in_place, expected)
+    frozen = kept.copy()
+    frozen.flags.writeable = False  # e.g. read straight from a file's buffer: copied
+    out = pre.transform(frozen, overwrite=True)
+    assert not np.shares_memory(out, frozen)
+    np.testing.assert_array_equal(out, expected)
+    # nothing to fit: the layout comes back as it is, without copying the train rows
+    plain = pre.model_copy(update={"standardize": False, "mean": None, "std": None})
+    assert plain.fit(raw, np.arange(10)) is plain
+
+
 def test_standardisation_uses_the_train_split_only(tmp_path: Path) -> None:
     path = write_table(tmp_path / "t.csv", n=60)
     p = params(f"source: csv\npath: {path}\ntarget: kind\nsplit: {{test: 0.5}}")

@@ -149,6 +149,18 @@ def test_multilabel_metrics_match_sklearn() -> None:
     assert got["f1"] == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0))
 
 
+def test_prepare_keeps_one_copy_of_the_rows() -> None:
+    """The splits hold every row; the dataset keeps its layout but not a second copy."""
+    spec = validate(yamlio.loads(TINY, "t.yaml"))
+    p = prepare(spec)
+    raw, indices = datamod.prepare(spec.data, spec.seed, spec.loss_info.target)
+    assert p.dataset.x.shape == (0, *raw.x.shape[1:])
+    assert len(p.dataset.y) == 0
+    assert p.dataset.preprocessing == raw.preprocessing
+    for name, idx in indices.items():
+        np.testing.assert_array_equal(p.splits[name][0].numpy(), raw.x[idx])
+
+
 def test_multilabel_scores_per_label_match_sklearn() -> None:
     g = torch.Generator().manual_seed(4)
     logits = torch.randn(60, 4, generator=g)

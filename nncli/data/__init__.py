@@ -300,7 +300,7 @@ def prepare(
         )
     assert dataset.preprocessing is not None  # load lays it out
     fitted = dataset.preprocessing.fit(dataset.x, indices["train"])
-    x = fitted.transform(dataset.x)
+    x = fitted.transform(dataset.x, overwrite=True)  # `load` made this x: ours to change
     return replace(dataset, x=x, preprocessing=fitted, warnings=warnings), indices
 
 

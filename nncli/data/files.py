@@ -351,8 +351,10 @@ def npz(p: Npz, seed: int, loss_target: LossTarget | None = None) -> Dataset:
     targets = class_names if task == "multilabel" else None
     if task == "regression":
         targets = ["y"] if y.shape[1] == 1 else [f"y{i + 1}" for i in range(y.shape[1])]
+    # float32 as it is stacked: one copy of the inputs at a time beside the files' arrays
+    x = parts[0] if len(parts) == 1 else np.concatenate(parts, dtype=np.float32)
     return Dataset(
-        np.concatenate(parts).astype(np.float32),
+        np.asarray(x, dtype=np.float32),
         y,
         task,
         class_names,
@@ -426,8 +428,10 @@ def _idx_dataset(pairs: dict[str, tuple[Path, str, Path, str]]) -> Dataset:
     parts, given = _stack(xs)
     y, names = encode_labels(np.concatenate(list(ys.values())), "the labels")
     width = parts[0].shape[1]
+    # float32 as it is stacked: one copy of the inputs at a time beside the files' arrays
+    x = parts[0] if len(parts) == 1 else np.concatenate(parts, dtype=np.float32)
     return Dataset(
-        np.concatenate(parts).astype(np.float32),
+        np.asarray(x, dtype=np.float32),
         y,
         "classification",
         names,

@@ -78,6 +78,8 @@ class Preprocessing(BaseModel):
         """Fill values and standardisation statistics from the rows `train` of `x` only."""
         import numpy as np
 
+        if self.fill is None and not self.standardize:
+            return self  # nothing to learn (and no copy of the train rows to make)
         rows = x[train]
         fill_values = None
         if self.fill is not None:
@@ -101,10 +103,14 @@ class Preprocessing(BaseModel):
             mean, std = mu.tolist(), sd.tolist()
         return self.model_copy(update={"fill_values": fill_values, "mean": mean, "std": std})
 
-    def _filled_scaled(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+    def _filled_scaled(
+        self, x: NDArray[np.float32], overwrite: bool = False
+    ) -> NDArray[np.float32]:
         import numpy as np
 
-        out = np.array(x, dtype=np.float32, copy=True)
+        out = np.asarray(x, dtype=np.float32) if overwrite else np.array(x, dtype=np.float32)
+        if not out.flags.writeable:  # e.g. read straight from a file's buffer
+            out = out.copy()
         if self.fill_values is not None:
             missing = np.isnan(out)
             if missing.any():
@@ -115,14 +121,15 @@ class Preprocessing(BaseModel):
             out *= np.float32(self.scale)
         return out
 
-    def transform(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
+    def transform(self, x: NDArray[np.float32], overwrite: bool = False) -> NDArray[np.float32]:
         """Raw encoded rows (N, F) -> model inputs (N, *shape), float32; the same code and
-        numbers at training and at predict time, so both see identical inputs."""
+        numbers at training and at predict time, so both see identical inputs. With
+        `overwrite`, a float32 `x` is transformed in place (no second copy of the data)."""
         import numpy as np
 
         if self.standardize and (self.mean is None or self.std is None):
             raise ValueError("fit the preprocessing before transforming")
-        out = self._filled_scaled(x)
+        out = self._filled_scaled(x, overwrite)
         if self.mean is not None and self.std is not None:
             out -= np.asarray(self.mean, dtype=np.float32)
             out /= np.asarray(self.std, dtype=np.float32)
