@@ -373,10 +373,20 @@ def show(
 
 
 def _print(item: Any) -> None:
+    """Text as it is; a table folded to the terminal's width, or at its full width where
+    stdout is a file or a pipe (no screen to fit; a folded table would not read there)."""
     if isinstance(item, str):
         out.print(item, soft_wrap=True, markup=False)
-    else:
+    elif out.is_terminal:
         out.print(item)
+    else:  # (print's own width= is capped at the console's)
+        wide = Console(file=out.file, width=max(out.width, _natural_width(item)), highlight=False)
+        wide.print(item)
+
+
+def _natural_width(item: Any) -> int:
+    """The width a table takes when nothing is folded."""
+    return out.measure(item, options=out.options.update_width(10_000)).maximum
 
 
 TABLE_ROWS = 50  # compare's terminal table; summary.csv and other formats have every run
@@ -470,21 +480,20 @@ def compare(
     else:
         if fmt is Format.table and result.same:
             same = ", ".join(f"{k}={comparing.text(v)}" for k, v in result.same.items())
-            out.print(f"same in all runs: {same}", soft_wrap=False, markup=False)
+            out.print(f"same in all runs: {same}", soft_wrap=True, markup=False)
         rows = result.text_rows()
         # a terminal table of hundreds of runs is unreadable and slow to lay out
         shown = rows[:TABLE_ROWS] if fmt is Format.table and top is None else rows
         rendered = render(shown, result.columns, fmt, title="runs")
         _print(rendered)
-        if fmt is Format.table and result.metric_columns:
-            natural = out.measure(rendered, options=out.options.update_width(10_000)).maximum
-            if natural > out.width:
-                out.print(
-                    "the table is folded to fit the terminal; show fewer columns with --metric "
-                    f"(e.g. --metric {result.metric_columns[-1]}) or all with --format csv",
-                    soft_wrap=True,
-                    markup=False,
-                )
+        folded = fmt is Format.table and out.is_terminal and _natural_width(rendered) > out.width
+        if folded and result.metric_columns:
+            out.print(
+                "the table is folded to fit the terminal; show fewer columns with --metric "
+                f"(e.g. --metric {result.metric_columns[-1]}) or all with --format csv",
+                soft_wrap=True,
+                markup=False,
+            )
         if len(shown) < len(rows):
             out.print(
                 f"showing {len(shown)} of {len(rows)} runs; all are in {folder}/summary.csv "

@@ -4,6 +4,7 @@ of what it expects (input shape, preprocessing) and gives (logits, probabilities
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import warnings
 from pathlib import Path
@@ -13,6 +14,7 @@ from nncli.errors import NncliError
 from nncli.runs import BEST, CHECKPOINTS, CONFIG, LAST, read_info
 
 FORMATS = ("state_dict", "exported", "torchscript", "onnx")
+ONNX_INLINE_BYTES = 1_500_000_000  # larger weights go to model.onnx.data (protobuf's 2 GB cap)
 FILES = {
     "state_dict": "model_state_dict.pt",
     "exported": "model.pt2",
@@ -100,8 +102,29 @@ def _onnx(model: Any, sample: Any, target: Path) -> None:
     if missing:
         raise NncliError(
             f"ONNX export needs the {' and '.join(missing)} package(s), which are not installed: "
-            "pip install onnx onnxscript; or export another format (exported, torchscript, state_dict)"
+            "pip install 'nncli[onnx]' (or: pip install onnx onnxscript); or export another "
+            "format (exported, torchscript, state_dict)"
         )
-    torch.onnx.export(
-        model, (sample,), str(target), input_names=["x"], dynamic_shapes=({0: "batch"},)
-    )
+    # one self-contained file where protobuf allows it (under 2 GB), quietly: the command's
+    # stdout lists the files written and nothing else
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    # torch's exporter logs that torchvision's ops are skipped and warns about its own
+    # internals: nothing a user of nncli can act on
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                model,
+                (sample,),
+                str(target),
+                input_names=["x"],
+                dynamic_shapes=({0: "batch"},),
+                external_data=weights > ONNX_INLINE_BYTES,
+                verbose=False,
+            )
+    finally:
+        registration.setLevel(level)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -198,6 +199,34 @@ def test_default_out_folder_is_beside_the_runs_folder(runs: list[Path], tmp_path
     assert folder.parent == tmp_path / "comparisons"
     assert (folder / "summary.csv").is_file()
     assert len(json.loads(result.stdout)["runs"]) == 3  # the parent folder gave all three
+
+
+def test_a_table_is_folded_to_a_terminal_only(
+    runs: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # into a pipe or a file (as here): every cell on one line, however wide the table
+    piped = invoke("compare", *runs, "--out", tmp_path / "piped")
+    assert piped.exit_code == 0, piped.output
+    lines = piped.stdout.splitlines()
+    assert all(any(run.name in line for line in lines) for run in runs)
+    header = next(line for line in lines if "train_accuracy best epoch" in line)
+    assert len(header) > 200
+    assert "folded" not in piped.stdout
+    # on an 80-column terminal: folded to fit, with the way to see it whole
+    from rich.console import Console
+
+    from nncli import cli
+
+    monkeypatch.setattr(cli, "out", Console(force_terminal=True, width=80, highlight=False))
+    shown = invoke("compare", *runs, "--out", tmp_path / "terminal")
+    assert shown.exit_code == 0, shown.output
+    text = re.sub(r"\x1b\[[0-9;]*m", "", shown.stdout)  # the terminal's styles
+    table = [line for line in text.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table and max(len(line) for line in table) <= 80
+    assert not any(run.name in text for run in runs)  # names folded over lines
+    assert "the table is folded to fit the terminal; show fewer columns with --metric" in (
+        " ".join(text.split())
+    )
 
 
 def test_legend_names_runs_by_what_differs(runs: list[Path]) -> None:

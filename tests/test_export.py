@@ -87,11 +87,50 @@ def test_state_dict_export(runner: CliRunner, trained: Path, tmp_path: Path) -> 
     assert [layer["type"] for layer in meta["layers"]] == ["dense", "gelu", "dense", "sigmoid"]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("onnx") is not None, reason="onnx is installed")
-def test_onnx_without_its_packages_says_so(runner: CliRunner, trained: Path) -> None:
+def test_onnx_model_runs_in_onnxruntime(runner: CliRunner, trained: Path, tmp_path: Path) -> None:
+    """Loaded by onnxruntime alone (neither torch nor nncli), any batch size, same outputs."""
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxruntime")
+    result = runner.invoke(app, ["export", str(trained), "-f", "onnx", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        str(tmp_path / name) for name in ("model.onnx", "preprocessing.json", "model.json")
+    ]  # the files, and none of torch's progress lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "model.json",
+        "model.onnx",
+        "preprocessing.json",
+    ]  # one self-contained file: no model.onnx.data beside it
+    points = [[0.0, 0.0], [1.0, 0.0], [0.3, -0.2], [-0.5, 0.5], [0.9, 0.9]]
+    code = (
+        "import sys, numpy as np, onnxruntime as ort\n"
+        f"s = ort.InferenceSession({str(tmp_path / 'model.onnx')!r})\n"
+        f"x = np.array({points!r}, dtype=np.float32)\n"
+        "print(repr(s.run(None, {'x': x})[0].ravel().tolist()))\n"
+        "print(repr(s.run(None, {'x': x[:1]})[0].ravel().tolist()))\n"
+        "assert 'torch' not in sys.modules and 'nncli' not in sys.modules\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    many, one = (torch.tensor(eval(line)) for line in out.stdout.splitlines())
+    want = reference(trained, torch.tensor(points)).flatten()
+    torch.testing.assert_close(many, want)
+    torch.testing.assert_close(one, want[:1])
+
+
+def test_onnx_without_its_packages_says_so(
+    runner: CliRunner, trained: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name in ("onnx", "onnxscript") else find_spec(name, *args),
+    )
     result = runner.invoke(app, ["export", str(trained), "-f", "onnx"])
     assert result.exit_code == 2
     assert "ONNX export needs the onnx and onnxscript package(s)" in result.stderr
+    assert "pip install 'nncli[onnx]'" in result.stderr
+    assert not (trained / "export" / "onnx" / "model.json").exists()
 
 
 def test_bad_format_and_not_a_run(runner: CliRunner, trained: Path, tmp_path: Path) -> None:

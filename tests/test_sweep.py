@@ -390,3 +390,41 @@ def test_bayes_asks_optuna_and_tells_it_each_result(
             },
         )
     ]
+
+
+@pytest.mark.slow
+def test_bayes_search_with_optuna_itself(tmp_path: Path) -> None:
+    """The real library (the `optuna` extra, in dev): asked, told, seeded, and resumed."""
+    pytest.importorskip("optuna")
+    exp = tmp_path / "bayes.yaml"
+    exp.write_text(BASE)
+    out = tmp_path / "sweep"
+    space = ["--method", "bayes", "--range", "optimizer.lr=1e-3:0.3:log", "--seed", "5"]
+    space += ["--choice", "model.layers.1=relu,tanh", "--metric", "test_accuracy"]
+    args = ["sweep", str(exp), *space, "--trials", "4", "--jobs", "2", "--out", str(out)]
+    result = CliRunner().invoke(app, [*args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    trials = sweep_json(out)["trials"]
+    assert [t["status"] for t in trials] == ["completed"] * 4
+    for t in trials:
+        assert 1e-3 <= t["params"]["optimizer.lr"] <= 0.3
+        assert t["params"]["model.layers.1"] in ("relu", "tanh")
+        metrics = read_metrics(out / t["run"])
+        assert t["value"] == max(r["test_accuracy"] for r in metrics)
+    best = max(trials, key=lambda t: t["value"])
+    chosen = yaml.safe_load((out / "best.yaml").read_text())
+    assert chosen["optimizer"]["lr"] == best["params"]["optimizer.lr"]
+
+    # a resumed sweep's study starts from what the trials scored
+    study = sweeping._Bayes(sweeping.reopen(out, None)).study
+    assert sorted(t.value for t in study.trials) == sorted(t["value"] for t in trials)
+    # the seed fixes what the sampler asks first
+    options = sweeping.Options(range=["optimizer.lr=1e-3:0.3:log"], method="bayes", seed=5)
+    options.n_trials = 2
+    asked = []
+    for name in ("a", "b"):
+        search = sweeping._Bayes(sweeping.create(sweeping.plan(exp, [], options), tmp_path / name))
+        first = search.ask()
+        assert first is not None
+        asked.append(first.params)
+    assert asked[0] == asked[1]
