@@ -213,7 +213,8 @@ def _run_training(start: Callable[[Any], tuple[Any, Any]], quiet: bool) -> None:
     from nncli.console import ConsoleReporter
     from nncli.errors import RunDiverged
 
-    rank = distributed.current()
+    with user_errors():
+        rank = distributed.current()
     if not rank.main:  # rank 0 speaks for the job; the others show only their own failures
         quiet = True
         err.quiet = True
@@ -972,14 +973,15 @@ def main() -> None:
 
     from nncli import distributed
 
-    if distributed.current().distributed:
+    rank = distributed.is_rank()
+    if rank:
         import faulthandler
 
         faulthandler.enable()  # a rank killed by a C++ abort shows where it was
     try:
         app()
     except SystemExit as exc:
-        if distributed.current().distributed:
+        if rank:
             distributed.exit_now(exc.code)
         raise
     finally:

@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NoReturn
 
+from nncli.errors import NncliError
+
 if TYPE_CHECKING:
     import torch
 
@@ -40,10 +42,27 @@ class Rank:
 
 def current() -> Rank:
     """The rank torchrun gave this process (from its environment variables)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Rank()
-    return Rank(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    env = os.environ
+    try:
+        world = int(env.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return Rank()
+        return Rank(int(env["RANK"]), world, int(env.get("LOCAL_RANK", "0")))
+    except (KeyError, ValueError):
+        raise NncliError(
+            f"WORLD_SIZE={env.get('WORLD_SIZE')!r}, RANK={env.get('RANK')!r} and "
+            f"LOCAL_RANK={env.get('LOCAL_RANK')!r} do not name a process of a job; start the "
+            "processes with torchrun (or nncli train --nproc-per-node N), or unset WORLD_SIZE"
+        ) from None
+
+
+def is_rank() -> bool:
+    """Whether this process is one of several of a job (False where the variables that
+    would say so are malformed: the command that needs them says why)."""
+    try:
+        return current().distributed
+    except NncliError:
+        return False
 
 
 def init(rank: Rank, device_type: str) -> None:
@@ -69,6 +88,10 @@ def exit_now(code: int | str | None) -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
+    with contextlib.suppress(Exception):  # C stdio too: what gloo or NCCL printed
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)
     if isinstance(code, str):  # sys.exit("message") prints it and exits 1
         print(code, file=sys.stderr, flush=True)
         code = 1

@@ -442,7 +442,7 @@ def _write_plots(folder: Path, p: Prepared, result: FitResult) -> list[Path]:
                 )
             )
     elif p.task.kind == "multilabel":
-        names = p.task.class_names or [f"label {i}" for i in range(p.task.n_outputs)]
+        names = p.task.class_names or []  # (the figure numbers nameless labels from 1)
         written.append(
             plots.plot_label_scores(meter.label_scores(), names, folder / "label_scores.png", title)
         )

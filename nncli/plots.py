@@ -301,23 +301,30 @@ def plot_confusion_matrix(
 
 LABEL_SCORES: tuple[str, ...] = ("precision", "recall", "f1")
 LABEL_SCORE_COLOURS: dict[str, str] = {"precision": "#1f77b4", "recall": "#ff7f0e", "f1": "#2ca02c"}
+MAX_LABELS_SHOWN = 40  # beyond this, the labels with the lowest f1 (the ones to look at)
 
 
 def label_scores_figsize(n_labels: int) -> tuple[float, float]:
     """Figure size (inches) of the per-label scores of ``n_labels`` labels."""
-    return (6.4, max(3.0, 0.55 * n_labels + 1.5))
+    return (7.4, max(3.0, 0.55 * min(n_labels, MAX_LABELS_SHOWN) + 1.5))
 
 
 def plot_label_scores(
     scores: Sequence[Mapping[str, float]], label_names: Sequence[str], out: Path, title: str
 ) -> Path:
     """A multilabel model's precision, recall and f1 for each label (its "yes" answers), one
-    group of bars per label; each label's name says how many samples truly carry it."""
+    group of bars per label; each label's name says how many samples truly carry it. Past
+    MAX_LABELS_SHOWN labels, those with the lowest f1 are drawn."""
     if not scores:
         raise ValueError("no labels to plot")
     n = len(scores)
-    names = [label_names[i] if i < len(label_names) else str(i) for i in range(n)]
+    names = [label_names[i] if i < len(label_names) else f"label{i + 1}" for i in range(n)]
     macro = sum(s["f1"] for s in scores) / n
+    shown = list(range(n))
+    heading = f"{title}: scores per label, macro f1 {macro:.3f}"
+    if n > MAX_LABELS_SHOWN:
+        shown = sorted(shown, key=lambda i: (scores[i]["f1"], i))[:MAX_LABELS_SHOWN]
+        heading += f"\nthe {MAX_LABELS_SHOWN} of {n} labels with the lowest f1"
 
     _use_agg()
     import matplotlib.pyplot as plt
@@ -325,28 +332,23 @@ def plot_label_scores(
     fig, ax = plt.subplots(figsize=label_scores_figsize(n))
     try:
         height = 0.8 / len(LABEL_SCORES)
-        rows = np.arange(n)
+        rows = np.arange(len(shown))
         for k, score in enumerate(LABEL_SCORES):
             ax.barh(
                 rows + (k - 1) * height,
-                [s[score] for s in scores],
+                [scores[i][score] for i in shown],
                 height=height,
                 color=LABEL_SCORE_COLOURS[score],
                 label=score,
             )
-        ax.set_yticks(
-            rows,
-            labels=[
-                f"{name} ({int(s['support'])} yes)" for name, s in zip(names, scores, strict=True)
-            ],
-        )
-        ax.invert_yaxis()  # the first label on top
+        ax.set_yticks(rows, labels=[f"{names[i]} ({int(scores[i]['support'])} yes)" for i in shown])
+        ax.set_ylim(len(shown) - 0.5, -0.5)  # the first label on top, no empty margins
         ax.set_xlim(0.0, 1.0)
         ax.set_xlabel("score of the label's yes answers")
         ax.grid(axis="x", alpha=0.3)
-        # in a row under the axis: inside, it would hide bars near 1.0
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize="small")
-        ax.set_title(f"{title}: scores per label, macro f1 {macro:.3f}")
+        # beside the axes, at their top: inside, it would hide bars near 1.0
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+        ax.set_title(heading)
         return _save(fig, out)
     finally:
         plt.close(fig)

@@ -25,6 +25,8 @@ from nncli.task import Task, infer_task
 from nncli.train import EVAL_BATCH, evaluate
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pandas as pd
     from numpy.typing import NDArray
 
@@ -128,7 +130,7 @@ def predict_file(run: Path, input_file: Path, checkpoint: Checkpoint = "best") -
     import pandas as pd
 
     t = load_trained(run, checkpoint)
-    if input_file.suffix == ".npz":
+    if is_npz(input_file):
         x, _ = _npz_rows(t, input_file, targets=False)
         frame = pd.DataFrame({"row": np.arange(len(x))})
     else:
@@ -146,42 +148,79 @@ def predict_file(run: Path, input_file: Path, checkpoint: Checkpoint = "best") -
     return out
 
 
+def is_npz(path: Path) -> bool:
+    return path.suffix.lower() == ".npz"
+
+
 def _npz_rows(
     t: Trained, path: Path, targets: bool
 ) -> tuple[NDArray[np.float32], NDArray[Any] | None]:
     """Inputs (and with `targets`, targets) of a .npz file for a run of numeric inputs, read
-    from the arrays the run's data named (x and y by default) and prepared as in training."""
+    from the arrays the run's data named (x and y by default) and prepared as in training:
+    each sample's numbers in the order of the run's inputs (for a CSV-trained run, its
+    columns' order)."""
     encoded = [f.name for f in t.pre.features if f.categories is not None]
     if encoded:
         raise NncliError(
             f"{path}: {t.run} one-hot encodes the text column(s) "
             f"{', '.join(repr(c) for c in encoded)}; give its rows as a CSV with the columns "
-            f"{', '.join(t.pre.input_names[:5])}{', ...' if len(t.pre.features) > 5 else ''}"
+            f"{_first_names(t.pre.input_names)}"
         )
     keys = {"x_key": str(getattr(t.spec.data, "x_key", "x"))}
     if targets:
         keys["y_key"] = str(getattr(t.spec.data, "y_key", "y"))
     arrays = read_npz(path, keys)
-    x_raw = arrays["x_key"]
+    x_raw, x_key = arrays["x_key"], keys["x_key"]
     width = len(t.pre.columns)
-    if x_raw.dtype.kind not in "biuf" or x_raw.ndim < 1 or x_raw[:1].size not in (0, width):
-        raise NncliError(
-            f"{path}: '{keys['x_key']}' is {x_raw.dtype} shaped {x_raw.shape}; {t.run} takes "
-            f"samples of {width} numbers (shaped {tuple(t.pre.shape)}), one per row"
+    if x_raw.dtype.kind not in "biuf" or x_raw.ndim < 1 or x_raw[:1].size != width:
+        if x_raw.ndim >= 1 and len(x_raw) == 0:
+            raise NncliError(f"{path}: '{x_key}' has no rows")
+        order = (
+            f" in the order of its columns {_first_names(t.pre.input_names)}"
+            if t.pre.source == "csv"
+            else ""
         )
-    x = t.pre.transform(x_raw.reshape(len(x_raw), width).astype(np.float32))
+        one = (
+            f"; for one sample, save x[None] (shaped (1, {width}))"
+            if x_raw.ndim == 1 and x_raw.size == width
+            else ""
+        )
+        raise NncliError(
+            f"{path}: '{x_key}' is {x_raw.dtype} shaped {x_raw.shape}; {t.run} takes "
+            f"samples of {width} numbers (shaped {tuple(t.pre.shape)}){order}, one per row{one}"
+        )
+    flat = x_raw.reshape(len(x_raw), width)
+    bad = ~np.isfinite(flat) if t.pre.fill is None else np.isinf(flat)
+    if bad.any():
+        which = "NaN or infinite values" if t.pre.fill is None else "infinite values"
+        fix = "; the run has no data.fill to fill NaN" if t.pre.fill is None else ""
+        raise NncliError(
+            f"{path}: '{x_key}' holds {which} on {_rows(bad.any(axis=1))}{fix}; give finite numbers"
+        )
+    x = t.pre.transform(flat.astype(np.float32))
     if not targets:
         return x, None
     import pandas as pd
 
-    y_raw = arrays["y_key"].reshape(len(arrays["y_key"]), -1)
-    if y_raw.shape[1] != len(t.pre.targets) or len(y_raw) != len(x):
+    y_all, y_key = arrays["y_key"], keys["y_key"]
+    n_targets = len(t.pre.targets)
+    if y_all.ndim == 0 or len(y_all) != len(x) or y_all[:1].size not in (0, n_targets):
         raise NncliError(
-            f"{path}: '{keys['y_key']}' is shaped {arrays['y_key'].shape}; the run needs "
-            f"{len(x)} rows of {len(t.pre.targets)} target(s)"
+            f"{path}: '{y_key}' is shaped {y_all.shape}; the run needs {len(x)} rows of "
+            f"{n_targets} target(s), one row per row of '{x_key}'"
         )
+    y_raw = y_all.reshape(len(y_all), n_targets)
     frame = pd.DataFrame({name: y_raw[:, i] for i, name in enumerate(t.pre.targets)})
-    return x, _targets(frame, t.pre, str(path))
+    return x, _targets(frame, t.pre, f"'{y_key}' of {path}", _rows)
+
+
+def _first_names(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+
+def _rows(flags: NDArray[np.bool_]) -> str:
+    """`rows 0, 4 and 2 more`: rows of an array, counted from 0."""
+    return lines(flags, first=0, word="row")
 
 
 @dataclass
@@ -247,7 +286,7 @@ def _split_rows(t: Trained, split: str | None) -> tuple[NDArray[np.float32], NDA
 
 def _file_rows(t: Trained, path: Path) -> tuple[NDArray[np.float32], NDArray[Any]]:
     """Inputs and targets of a labelled file, encoded as the run's data was."""
-    if path.suffix == ".npz":
+    if is_npz(path):
         x, y = _npz_rows(t, path, targets=True)
         assert y is not None
         return x, y
@@ -260,33 +299,46 @@ def _file_rows(t: Trained, path: Path) -> tuple[NDArray[np.float32], NDArray[Any
     return x, _targets(frame, t.pre, str(path))
 
 
-def _targets(frame: pd.DataFrame, pre: Preprocessing, file: str) -> NDArray[Any]:
-    """The target columns of `frame` as training encoded them (labels by class name)."""
+def _targets(
+    frame: pd.DataFrame,
+    pre: Preprocessing,
+    source: str,
+    where: Callable[[NDArray[np.bool_]], str] | None = None,
+) -> NDArray[Any]:
+    """The target columns of `frame` as training encoded them (labels by class name).
+    `source` names them in errors: `the CSV file`, or `'y' of the .npz file`; `where`
+    names rows (default: a CSV's lines)."""
     import pandas as pd
 
+    where = where or lines
+    csv = where is lines
     for name in pre.targets:
         missing = frame[name].isna().to_numpy()
         if missing.any():
-            raise NncliError(f"target column '{name}' of {file} is empty on {lines(missing)}")
+            what = f"target column '{name}' of {source}" if csv else source
+            raise NncliError(f"{what} is empty on {where(missing)}")
     if pre.kind == "classification":
         names = pre.class_names or []
         labels = label_strings(frame[pre.targets[0]])
         unknown = ~labels.isin(names).to_numpy()
         if unknown.any():
             sample = ", ".join(repr(v) for v in labels[unknown].unique()[:3].tolist())
+            what = f"target column '{pre.targets[0]}' of {source}" if csv else source
             raise NncliError(
-                f"target column '{pre.targets[0]}' of {file} has label(s) {sample} on "
-                f"{lines(unknown)} that the run does not know (its classes: {', '.join(names)})"
+                f"{what} has label(s) {sample} on {where(unknown)} that the run does not "
+                f"know (its classes: {', '.join(names)})"
             )
         index = {name: i for i, name in enumerate(names)}
         return np.asarray(labels.map(index), dtype=np.int64)
     values = frame[pre.targets].apply(pd.to_numeric, errors="coerce")
     bad = values.isna().to_numpy().any(axis=1)
     if bad.any():
-        raise NncliError(f"the target columns of {file} hold text on {lines(bad)}")
+        what = f"the target columns of {source}" if csv else source
+        raise NncliError(f"{what} hold text on {where(bad)}")
     array: NDArray[np.float32] = np.asarray(values, dtype=np.float32)
     if pre.kind == "multilabel":
         if not np.isin(array, (0.0, 1.0)).all():
-            raise NncliError(f"the label columns of {file} must hold 0/1 only")
+            what = f"the label columns of {source}" if csv else source
+            raise NncliError(f"{what} must hold 0/1 only")
         return np.asarray(array, dtype=np.int64)
     return array

@@ -160,3 +160,18 @@ def test_a_rank_ends_with_its_exit_code_and_its_output_flushed(
         [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60
     )
     assert (done.returncode, done.stdout, done.stderr) == (rc, "written, not yet flushed", stderr)
+
+
+def test_a_half_set_torchrun_environment_is_named(tmp_path: Path) -> None:
+    half = {"WORLD_SIZE": "2"}  # as if torchrun had set one variable of three
+    version = nncli("--version", env=half)
+    assert version.returncode == 0, version.stderr  # commands that train nothing still work
+    circles = Path(__file__).resolve().parent.parent / "experiments" / "circles.yaml"
+    trained = nncli("train", str(circles), "--runs-dir", str(tmp_path), env=half)
+    assert trained.returncode == 2
+    assert trained.stderr.strip() == (
+        "error WORLD_SIZE='2', RANK=None and LOCAL_RANK=None do not name a process of a job; "
+        "start the processes with torchrun (or nncli train --nproc-per-node N), or unset "
+        "WORLD_SIZE"
+    )
+    assert not any(tmp_path.iterdir())

@@ -240,7 +240,7 @@ def test_plot_confusion_matrix_rejects_non_square(tmp_path: Path) -> None:
         plots.plot_confusion_matrix(np.zeros((2, 3)), ["a", "b"], tmp_path / "x.png", "x")
 
 
-@pytest.mark.parametrize("n_labels", [1, 4, 30])
+@pytest.mark.parametrize("n_labels", [1, 4, 30, 100])
 def test_plot_label_scores(tmp_path: Path, n_labels: int) -> None:
     scores = [
         {"precision": 0.9, "recall": i / n_labels, "f1": 0.5, "support": 10 + i}

@@ -345,3 +345,70 @@ def test_npz_rows_need_a_run_without_text_columns(classifier: Path, tmp_path: Pa
         f"error {tmp_path / 'pets.npz'}: {classifier} one-hot encodes the text column(s) "
         "'colour'; give its rows as a CSV with the columns weight, colour"
     )
+
+
+def test_npz_rows_that_cannot_be_read_are_named(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(60, 3))
+    np.savez(tmp_path / "train.npz", x=x, y=(x[:, 0] > 0).astype(int))
+    run = train(tmp_path, "source: npz\npath: train.npz", "cross_entropy", 2)
+
+    def refused(name: str, **arrays: np.ndarray) -> str:
+        np.savez(tmp_path / name, **arrays)
+        code, _, stderr = predict(str(run), str(tmp_path / name))
+        assert code == 2, stderr
+        code_eval, _, stderr_eval = eval_(str(run), "--data", str(tmp_path / name))
+        assert code_eval == 2, stderr_eval
+        return stderr.strip()
+
+    assert refused("empty.npz", x=np.zeros((0, 3)), y=np.zeros(0, int)) == (
+        f"error {tmp_path / 'empty.npz'}: 'x' has no rows"
+    )
+    nan = x[:4].copy()
+    nan[2, 1] = np.nan
+    assert refused("nan.npz", x=nan, y=np.zeros(4, int)) == (
+        f"error {tmp_path / 'nan.npz'}: 'x' holds NaN or infinite values on row 2; the run "
+        "has no data.fill to fill NaN; give finite numbers"
+    )
+    assert refused("one.npz", x=x[0], y=np.zeros(1, int)) == (
+        f"error {tmp_path / 'one.npz'}: 'x' is float64 shaped (3,); {run} takes samples of 3 "
+        "numbers (shaped (3,)), one per row; for one sample, save x[None] (shaped (1, 3))"
+    )
+    np.savez(tmp_path / "scalar.npz", x=x[:2], y=np.array(1))
+    code, _, stderr = eval_(str(run), "--data", str(tmp_path / "scalar.npz"))
+    assert code == 2
+    assert stderr.strip() == (
+        f"error {tmp_path / 'scalar.npz'}: 'y' is shaped (); the run needs 2 rows of 1 "
+        "target(s), one row per row of 'x'"
+    )
+    np.savez(tmp_path / "labels.npz", x=x[:5], y=np.array([0, 1, 7, 1, 9]))
+    code, _, stderr = eval_(str(run), "--data", str(tmp_path / "labels.npz"))
+    assert code == 2
+    assert stderr.strip() == (
+        f"error 'y' of {tmp_path / 'labels.npz'} has label(s) '7', '9' on rows 2, 4 that the "
+        "run does not know (its classes: 0, 1)"
+    )
+    # the suffix in capitals is still an .npz file
+    np.savez(tmp_path / "upper.npz", x=x[:3])
+    (tmp_path / "upper.npz").rename(tmp_path / "UPPER.NPZ")
+    code, stdout, stderr = predict(str(run), str(tmp_path / "UPPER.NPZ"))
+    assert code == 0, stderr
+    assert pd.read_csv(io.StringIO(stdout))["row"].tolist() == [0, 1, 2]
+
+
+def test_npz_rows_of_a_csv_run_follow_its_columns(regressor: Path, tmp_path: Path) -> None:
+    np.savez(tmp_path / "ab.npz", x=np.array([[0.0, 0.0], [1.0, -1.0]]))
+    code, stdout, stderr = predict(str(regressor), str(tmp_path / "ab.npz"))
+    assert code == 0, stderr
+    (tmp_path / "ab.csv").write_text("a,b\n0,0\n1,-1\n")
+    _, from_csv, _ = predict(str(regressor), str(tmp_path / "ab.csv"))
+    assert pd.read_csv(io.StringIO(stdout))["prediction"].tolist() == pytest.approx(
+        pd.read_csv(io.StringIO(from_csv))["prediction"].tolist()
+    )
+    np.savez(tmp_path / "abc.npz", x=np.zeros((2, 3)))
+    code, _, stderr = predict(str(regressor), str(tmp_path / "abc.npz"))
+    assert code == 2
+    assert stderr.strip() == (
+        f"error {tmp_path / 'abc.npz'}: 'x' is float64 shaped (2, 3); {regressor} takes "
+        "samples of 2 numbers (shaped (2,)) in the order of its columns a, b, one per row"
+    )

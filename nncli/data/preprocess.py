@@ -167,15 +167,16 @@ class Preprocessing(BaseModel):
 # --- tables ------------------------------------------------------------------------------
 
 
-def lines(rows: NDArray[np.bool_]) -> str:
-    """`lines 3, 7 and 2 more` for row flags of a CSV read with a header (line 1)."""
+def lines(rows: NDArray[np.bool_], first: int = 2, word: str = "line") -> str:
+    """`lines 3, 7 and 2 more` for row flags of a CSV read with a header (line 1); with
+    `first=0, word="row"`, rows of an array counted from 0."""
     import numpy as np
 
-    where = np.flatnonzero(rows) + 2
+    where = np.flatnonzero(rows) + first
     shown = ", ".join(str(n) for n in where[:SHOWN_LINES])
     more = len(where) - SHOWN_LINES
     plural = "s" if len(where) > 1 else ""
-    return f"line{plural} {shown}" + (f" and {more} more" if more > 0 else "")
+    return f"{word}{plural} {shown}" + (f" and {more} more" if more > 0 else "")
 
 
 def label_strings(values: pd.Series[Any]) -> pd.Series[Any]:
