@@ -337,11 +337,18 @@ def test_images_in_npz_arrays_are_predicted_and_evaluated(tmp_path: Path) -> Non
     )
 
 
+def refused(run: Path, file: Path, **arrays: np.ndarray) -> str:
+    """What predict and eval --data say of these arrays saved as `file` (both refuse)."""
+    np.savez(file, **arrays)
+    code, _, stderr = predict(str(run), str(file))
+    assert code == 2, stderr
+    code_eval, _, stderr_eval = eval_(str(run), "--data", str(file))
+    assert code_eval == 2, stderr_eval
+    return stderr.strip()
+
+
 def test_npz_rows_need_a_run_without_text_columns(classifier: Path, tmp_path: Path) -> None:
-    np.savez(tmp_path / "pets.npz", x=np.zeros((2, 2)))
-    code, _, stderr = predict(str(classifier), str(tmp_path / "pets.npz"))
-    assert code == 2
-    assert stderr.strip() == (
+    assert refused(classifier, tmp_path / "pets.npz", x=np.zeros((2, 2))) == (
         f"error {tmp_path / 'pets.npz'}: {classifier} one-hot encodes the text column(s) "
         "'colour'; give its rows as a CSV with the columns weight, colour"
     )
@@ -352,25 +359,16 @@ def test_npz_rows_that_cannot_be_read_are_named(tmp_path: Path) -> None:
     x = rng.normal(size=(60, 3))
     np.savez(tmp_path / "train.npz", x=x, y=(x[:, 0] > 0).astype(int))
     run = train(tmp_path, "source: npz\npath: train.npz", "cross_entropy", 2)
-
-    def refused(name: str, **arrays: np.ndarray) -> str:
-        np.savez(tmp_path / name, **arrays)
-        code, _, stderr = predict(str(run), str(tmp_path / name))
-        assert code == 2, stderr
-        code_eval, _, stderr_eval = eval_(str(run), "--data", str(tmp_path / name))
-        assert code_eval == 2, stderr_eval
-        return stderr.strip()
-
-    assert refused("empty.npz", x=np.zeros((0, 3)), y=np.zeros(0, int)) == (
+    assert refused(run, tmp_path / "empty.npz", x=np.zeros((0, 3)), y=np.zeros(0, int)) == (
         f"error {tmp_path / 'empty.npz'}: 'x' has no rows"
     )
     nan = x[:4].copy()
     nan[2, 1] = np.nan
-    assert refused("nan.npz", x=nan, y=np.zeros(4, int)) == (
+    assert refused(run, tmp_path / "nan.npz", x=nan, y=np.zeros(4, int)) == (
         f"error {tmp_path / 'nan.npz'}: 'x' holds NaN or infinite values on row 2; the run "
         "has no data.fill to fill NaN; give finite numbers"
     )
-    assert refused("one.npz", x=x[0], y=np.zeros(1, int)) == (
+    assert refused(run, tmp_path / "one.npz", x=x[0], y=np.zeros(1, int)) == (
         f"error {tmp_path / 'one.npz'}: 'x' is float64 shaped (3,); {run} takes samples of 3 "
         "numbers (shaped (3,)), one per row; for one sample, save x[None] (shaped (1, 3))"
     )
@@ -405,10 +403,7 @@ def test_npz_rows_of_a_csv_run_follow_its_columns(regressor: Path, tmp_path: Pat
     assert pd.read_csv(io.StringIO(stdout))["prediction"].tolist() == pytest.approx(
         pd.read_csv(io.StringIO(from_csv))["prediction"].tolist()
     )
-    np.savez(tmp_path / "abc.npz", x=np.zeros((2, 3)))
-    code, _, stderr = predict(str(regressor), str(tmp_path / "abc.npz"))
-    assert code == 2
-    assert stderr.strip() == (
+    assert refused(regressor, tmp_path / "abc.npz", x=np.zeros((2, 3))) == (
         f"error {tmp_path / 'abc.npz'}: 'x' is float64 shaped (2, 3); {regressor} takes "
         "samples of 2 numbers (shaped (2,)) in the order of its columns a, b, one per row"
     )
