@@ -402,7 +402,8 @@ def layer_table(p: Prepared) -> list[dict[str, Any]]:
 
 def write_plots(folder: Path, p: Prepared, result: FitResult) -> list[Path]:
     """The run's figures: curves, and per task a confusion matrix, decision boundary, scores
-    per label or predicted-vs-true plot on the first held-out split (train where none is held out)."""
+    per label or predicted-vs-true plot on the first held-out split (train where none is
+    held out)."""
     # the model runs on a whole split and a 300x300 grid: with fit's thread count (for
     # circles on a busy 2-core machine, the grid took 0.4 s on 2 threads, 5 ms on 1)
     with intra_op_threads(threads_for(p)):

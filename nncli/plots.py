@@ -1,5 +1,6 @@
 """Matplotlib figures: a run's learning curves, decision boundary, confusion matrix, scores
-per label, regression predictions and fit, and the activation gallery; headless (Agg) 150 dpi PNGs, lazy imports."""
+per label, regression predictions and fit, and the activation gallery; headless (Agg)
+150 dpi PNGs, lazy imports."""
 
 from __future__ import annotations
 

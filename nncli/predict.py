@@ -25,8 +25,6 @@ from nncli.task import Task, infer_task
 from nncli.train import EVAL_BATCH, evaluate
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     import pandas as pd
     from numpy.typing import NDArray
 
@@ -211,7 +209,7 @@ def _npz_rows(
         )
     y_raw = y_all.reshape(len(y_all), n_targets)
     frame = pd.DataFrame({name: y_raw[:, i] for i, name in enumerate(t.pre.targets)})
-    return x, _targets(frame, t.pre, f"'{y_key}' of {path}", _rows)
+    return x, _targets(frame, t.pre, str(path), array=y_key)
 
 
 def _first_names(names: list[str], shown: int = 5) -> str:
@@ -300,45 +298,39 @@ def _file_rows(t: Trained, path: Path) -> tuple[NDArray[np.float32], NDArray[Any
 
 
 def _targets(
-    frame: pd.DataFrame,
-    pre: Preprocessing,
-    source: str,
-    where: Callable[[NDArray[np.bool_]], str] | None = None,
+    frame: pd.DataFrame, pre: Preprocessing, file: str, array: str | None = None
 ) -> NDArray[Any]:
     """The target columns of `frame` as training encoded them (labels by class name).
-    `source` names them in errors: `the CSV file`, or `'y' of the .npz file`; `where`
-    names rows (default: a CSV's lines)."""
+    Errors name a CSV's columns and lines, or the .npz file's `array` and its rows."""
     import pandas as pd
 
-    where = where or lines
-    csv = where is lines
+    def subject(columns: str) -> str:
+        return f"'{array}' of {file}" if array else f"{columns} of {file}"
+
+    where = _rows if array else lines
     for name in pre.targets:
         missing = frame[name].isna().to_numpy()
         if missing.any():
-            what = f"target column '{name}' of {source}" if csv else source
-            raise NncliError(f"{what} is empty on {where(missing)}")
+            raise NncliError(f"{subject(f'target column {name!r}')} is empty on {where(missing)}")
     if pre.kind == "classification":
         names = pre.class_names or []
         labels = label_strings(frame[pre.targets[0]])
         unknown = ~labels.isin(names).to_numpy()
         if unknown.any():
             sample = ", ".join(repr(v) for v in labels[unknown].unique()[:3].tolist())
-            what = f"target column '{pre.targets[0]}' of {source}" if csv else source
             raise NncliError(
-                f"{what} has label(s) {sample} on {where(unknown)} that the run does not "
-                f"know (its classes: {', '.join(names)})"
+                f"{subject(f'target column {pre.targets[0]!r}')} has label(s) {sample} on "
+                f"{where(unknown)} that the run does not know (its classes: {', '.join(names)})"
             )
         index = {name: i for i, name in enumerate(names)}
         return np.asarray(labels.map(index), dtype=np.int64)
     values = frame[pre.targets].apply(pd.to_numeric, errors="coerce")
     bad = values.isna().to_numpy().any(axis=1)
     if bad.any():
-        what = f"the target columns of {source}" if csv else source
-        raise NncliError(f"{what} hold text on {where(bad)}")
-    array: NDArray[np.float32] = np.asarray(values, dtype=np.float32)
+        raise NncliError(f"{subject('the target columns')} hold text on {where(bad)}")
+    numbers: NDArray[np.float32] = np.asarray(values, dtype=np.float32)
     if pre.kind == "multilabel":
-        if not np.isin(array, (0.0, 1.0)).all():
-            what = f"the label columns of {source}" if csv else source
-            raise NncliError(f"{what} must hold 0/1 only")
-        return np.asarray(array, dtype=np.int64)
-    return array
+        if not np.isin(numbers, (0.0, 1.0)).all():
+            raise NncliError(f"{subject('the label columns')} must hold 0/1 only")
+        return np.asarray(numbers, dtype=np.int64)
+    return numbers
