@@ -23,9 +23,9 @@ import torch
 import workloads
 from run import threads
 
-from nncli import train as engine_mod
-from nncli import yamlio
-from nncli.spec import validate
+from nncli.config import yamlio
+from nncli.config.spec import validate
+from nncli.engine import train as engine_mod
 
 STEPS = (  # name, fused Adam, bare loop, use --threads
     ("torch defaults", False, False, False),

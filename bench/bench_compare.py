@@ -17,8 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from nncli import compare
-from nncli.runs import CONFIG, METRICS, RUN_JSON, columns
+from nncli.runs.folder import CONFIG, METRICS, RUN_JSON, columns, compare
 
 CONFIG_TEMPLATE = """\
 name: circles

@@ -33,9 +33,9 @@ import torch
 import workloads
 from torch import nn
 
-from nncli import train as engine_mod
-from nncli import yamlio
-from nncli.spec import validate
+from nncli.config import yamlio
+from nncli.config.spec import validate
+from nncli.engine import train as engine_mod
 
 Split = tuple[torch.Tensor, torch.Tensor]
 SIDES = ("tight", "engine", "lightning", "keras")

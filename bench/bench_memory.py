@@ -46,14 +46,14 @@ NNCLI = """\
 import sys
 sys.path.insert(0, {bench!r})
 import loops
-from nncli import yamlio
-from nncli.spec import validate
-from nncli.train import prepare
+from nncli.config import yamlio
+from nncli.config.spec import validate
+from nncli.engine.train import prepare
 spec = validate(yamlio.loads({spec!r}, "w2.yaml"))
 loops.engine(prepare(spec))
 """
 
-FLOOR = "import torch\nimport nncli.train\n"
+FLOOR = "import torch\nimport nncli.engine.train\n"
 
 
 def main() -> None:

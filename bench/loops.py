@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from nncli.train import EVAL_BATCH, Prepared, fit
+from nncli.engine.train import EVAL_BATCH, Prepared, fit
 
 Split = tuple[torch.Tensor, torch.Tensor]
 

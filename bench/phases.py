@@ -22,11 +22,11 @@ T0 = float(os.environ["NNCLI_BENCH_T0"])
 marks: dict[str, float] = {"python": time.time() - T0}
 writes = [0.0]  # seconds spent in the sink writing rows and checkpoints during fit
 
-import nncli.cli  # noqa: E402  (typer, rich, the CLI)
+import nncli.cli.app  # noqa: E402  (typer, rich, the CLI)
 
 marks["cli_imported"] = time.time() - T0
 
-from nncli import experiment  # noqa: E402  (torch and the engine)
+from nncli.engine import experiment  # noqa: E402  (torch and the engine)
 
 marks["engine_imported"] = time.time() - T0
 
@@ -62,7 +62,7 @@ experiment._RunSink.epoch_end = counted(experiment._RunSink.epoch_end)  # type: 
 
 sys.argv = ["nncli", "train", *sys.argv[1:]]
 try:
-    nncli.cli.main()
+    nncli.cli.app.main()
 except SystemExit as exc:
     code = exc.code
 else:

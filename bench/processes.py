@@ -38,7 +38,7 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float
 def imported(args: list[str]) -> list[str]:
     """Which heavy packages `nncli ARGS` imports (run in a fresh interpreter)."""
     code = (
-        "import sys\nfrom nncli.cli import main\n"
+        "import sys\nfrom nncli.cli.app import main\n"
         f"sys.argv = ['nncli', *{args!r}]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         f"print('HEAVY', [m for m in {HEAVY!r} if m in sys.modules], file=sys.stderr)\n"

@@ -23,9 +23,9 @@ import torch
 import workloads
 from torch.profiler import ProfilerActivity, profile
 
-from nncli import train as engine_mod
-from nncli import yamlio
-from nncli.spec import validate
+from nncli.config import yamlio
+from nncli.config.spec import validate
+from nncli.engine import train as engine_mod
 
 
 def make(key: str, folder: Path) -> workloads.Workload:
@@ -65,7 +65,7 @@ def profile_loop(key: str, loop: str, rows: int) -> None:
 
 
 def profile_train(rows: int) -> None:
-    from nncli.cli import main
+    from nncli.cli.app import main
 
     with tempfile.TemporaryDirectory() as tmp:
         sys.argv = [

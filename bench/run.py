@@ -39,9 +39,9 @@ import torch
 import workloads
 from report import markdown, table
 
-from nncli import train as engine_mod
-from nncli import yamlio
-from nncli.spec import validate
+from nncli.config import yamlio
+from nncli.config.spec import validate
+from nncli.engine import train as engine_mod
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOOPS = ("tutorial", "tight", "tight*", "engine")

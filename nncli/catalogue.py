@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from nncli.config.spec import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from nncli.data import datasets
 from nncli.layers import ACTIVATIONS, layers
 from nncli.losses import losses
 from nncli.optim import optimizers
 from nncli.registry import Registry
-from nncli.spec import CLASSIFICATION_METRICS, REGRESSION_METRICS
 
 METRIC_NOTES = {
     "accuracy": "share of correct predictions (multilabel: of correct label decisions)",

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from nncli.cli import app
+from nncli.cli.app import app
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ROOT / "experiments"
@@ -36,7 +36,7 @@ metrics: [accuracy, f1]
 
 
 class Rows:
-    """A training sink (nncli.train.Sink) that keeps each epoch's row in memory."""
+    """A training sink (nncli.engine.train.Sink) that keeps each epoch's row in memory."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, float]] = []
@@ -77,19 +77,19 @@ def interrupted_run(
     runner: CliRunner, spec: Path, runs_dir: Path, monkeypatch: pytest.MonkeyPatch, at: int = 1
 ) -> Path:
     """The folder of a run of `spec` stopped by Ctrl-C after epoch `at` (in-process)."""
-    import nncli.experiment
+    import nncli.engine.experiment
 
-    original = nncli.experiment._RunSink.epoch_end
+    original = nncli.engine.experiment._RunSink.epoch_end
 
     def epoch_end(
-        self: nncli.experiment._RunSink, row: dict[str, float], *args: object, **kw: object
+        self: nncli.engine.experiment._RunSink, row: dict[str, float], *args: object, **kw: object
     ) -> None:
         original(self, row, *args, **kw)  # type: ignore[arg-type]
         if row["epoch"] == at:
             raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(nncli.experiment._RunSink, "epoch_end", epoch_end)
+        m.setattr(nncli.engine.experiment._RunSink, "epoch_end", epoch_end)
         result = runner.invoke(app, ["train", str(spec), "--runs-dir", str(runs_dir), "-q"])
     assert result.exit_code == 130, result.output
     (folder,) = runs_dir.iterdir()

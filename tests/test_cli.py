@@ -13,9 +13,9 @@ import torch
 from conftest import EXPERIMENTS, ROOT, TINY
 from typer.testing import CliRunner
 
-from nncli import runs
-from nncli.cli import app
-from nncli.spec import load_spec, resolved
+from nncli.cli.app import app
+from nncli.config.spec import load_spec, resolved
+from nncli.runs import folder as runs
 
 
 def train(runner: CliRunner, *args: str) -> tuple[int, str, str]:
@@ -47,7 +47,7 @@ def test_top_level_help_and_version(runner: CliRunner) -> None:
 def test_help_and_validate_do_not_import_torch(tiny: Path) -> None:
     code = (
         "import sys\n"
-        "from nncli.cli import main\n"
+        "from nncli.cli.app import main\n"
         f"sys.argv = ['nncli', 'validate', {str(tiny)!r}]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "heavy = sorted(m for m in ('torch', 'pandas', 'matplotlib', 'sklearn') if m in sys.modules)\n"
@@ -291,12 +291,12 @@ def test_show_refuses_a_non_run(runner: CliRunner, tmp_path: Path) -> None:
 def test_internal_failure_marks_run_failed(
     runner: CliRunner, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import nncli.experiment
+    import nncli.engine.experiment
 
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("plotting exploded")
 
-    monkeypatch.setattr(nncli.experiment, "write_plots", broken)
+    monkeypatch.setattr(nncli.engine.experiment, "write_plots", broken)
     code, _stdout, stderr = train(runner, str(tiny), "--runs-dir", str(tmp_path / "runs"))
     assert code == 1
     assert "internal error RuntimeError: plotting exploded" in stderr
@@ -313,18 +313,18 @@ def test_internal_failure_marks_run_failed(
 def test_ctrl_c_marks_run_interrupted_and_keeps_epochs(
     runner: CliRunner, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import nncli.experiment
+    import nncli.engine.experiment
 
-    original = nncli.experiment._RunSink.epoch_end
+    original = nncli.engine.experiment._RunSink.epoch_end
 
     def epoch_end(
-        self: nncli.experiment._RunSink, row: dict[str, float], *args: Any, **kwargs: Any
+        self: nncli.engine.experiment._RunSink, row: dict[str, float], *args: Any, **kwargs: Any
     ) -> None:
         original(self, row, *args, **kwargs)
         if row["epoch"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(nncli.experiment._RunSink, "epoch_end", epoch_end)
+    monkeypatch.setattr(nncli.engine.experiment._RunSink, "epoch_end", epoch_end)
     code, _, stderr = train(runner, str(tiny), "--runs-dir", str(tmp_path / "runs"))
     assert code == 130
     assert "interrupted" in stderr
@@ -369,7 +369,7 @@ def test_every_experiment_runs_one_smoke_epoch(
 def test_resolved_config_round_trips_for_every_experiment() -> None:
     for path in EXPERIMENTS.glob("*.yaml"):
         spec = load_spec(path)
-        from nncli import yamlio
-        from nncli.spec import validate
+        from nncli.config import yamlio
+        from nncli.config.spec import validate
 
         assert validate(yamlio.loads(yamlio.dump(resolved(spec)))) == spec

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from nncli import compare
-from nncli.cli import app
-from nncli.runs import METRICS, RUN_JSON, direction
+from nncli.cli.app import app
+from nncli.runs import compare
+from nncli.runs.folder import METRICS, RUN_JSON, direction
 
 CIRCLES = Path(__file__).resolve().parent.parent / "experiments" / "circles.yaml"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -215,7 +215,7 @@ def test_a_table_is_folded_to_a_terminal_only(
     # on an 80-column terminal: folded to fit, with the way to see it whole
     from rich.console import Console
 
-    from nncli import cli
+    from nncli.cli import app as cli
 
     monkeypatch.setattr(cli, "out", Console(force_terminal=True, width=80, highlight=False))
     shown = invoke("compare", *runs, "--out", tmp_path / "terminal")

@@ -12,9 +12,9 @@ import torch
 from conftest import EXPERIMENTS, ROOT, Rows
 from typer.testing import CliRunner
 
-from nncli.cli import app
-from nncli.spec import load_spec
-from nncli.train import Prepared, fit, predict_classes, prepare
+from nncli.cli.app import app
+from nncli.config.spec import load_spec
+from nncli.engine.train import Prepared, fit, predict_classes, prepare
 
 # the inputs of the logic-gate data sets, in the order their truth tables are written
 CORNERS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)

@@ -9,7 +9,7 @@ import pytest
 from conftest import EXPERIMENTS
 from typer.testing import CliRunner
 
-from nncli.cli import app
+from nncli.cli.app import app
 
 FIGURES = {  # experiment: (metric in run.json's final row, the least it must reach)
     "digits_mlp": ("test_accuracy", 0.95),

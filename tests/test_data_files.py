@@ -13,7 +13,7 @@ from test_data_sources import params, spec_text, tiny_images, write_idx, write_m
 from typer.testing import CliRunner
 
 from nncli import data as datamod
-from nncli.cli import app
+from nncli.cli.app import app
 from nncli.errors import NncliError, SpecError
 
 

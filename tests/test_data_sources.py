@@ -15,11 +15,11 @@ import pytest
 from typer.testing import CliRunner
 
 from nncli import data as datamod
-from nncli import yamlio
-from nncli.cli import app
+from nncli.cli.app import app
+from nncli.config import yamlio
+from nncli.config.spec import load_spec, validate
 from nncli.data import datasets
 from nncli.errors import NncliError, SpecError
-from nncli.spec import load_spec, validate
 
 SPEC = """\
 seed: 3
@@ -326,7 +326,7 @@ def test_validate_imports_neither_pandas_nor_sklearn(tmp_path: Path) -> None:
     )
     code = (
         "import sys\n"
-        "from nncli.cli import main\n"
+        "from nncli.cli.app import main\n"
         f"sys.argv = ['nncli', 'validate', {str(path)!r}]\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "heavy = sorted(m for m in ('torch', 'pandas', 'matplotlib', 'sklearn') if m in sys.modules)\n"

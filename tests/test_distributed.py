@@ -70,12 +70,12 @@ def test_a_failing_rank_stops_the_job_and_fails_the_run(
     (hooks / "sitecustomize.py").write_text(
         "import os\n"
         "if os.environ.get('RANK') == '1':\n"
-        "    import nncli.train\n"
+        "    import nncli.engine.train\n"
         "    def broken(*args, **kwargs):\n"
         "        raise RuntimeError('rank 1 exploded')\n"
-        "    nncli.train.fit = broken\n"
-        "    import nncli.experiment\n"
-        "    nncli.experiment.fit = broken\n"
+        "    nncli.engine.train.fit = broken\n"
+        "    import nncli.engine.experiment\n"
+        "    nncli.engine.experiment.fit = broken\n"
     )
     spec = write(PLAIN, "ddp.yaml")
     result = nncli(
@@ -152,7 +152,7 @@ def test_a_rank_ends_with_its_exit_code_and_its_output_flushed(
 ) -> None:
     script = (
         "import sys\n"
-        "from nncli.distributed import exit_now\n"
+        "from nncli.engine.distributed import exit_now\n"
         "sys.stdout.write('written, not yet flushed')\n"
         f"exit_now({code!r})\n"
     )

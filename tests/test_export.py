@@ -10,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from nncli.cli import app
+from nncli.cli.app import app
 
 LOAD = {
     "state_dict": "",
@@ -41,9 +41,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def reference(run: Path, x: torch.Tensor) -> torch.Tensor:
-    from nncli.model import build_model
-    from nncli.show import load_checkpoint
-    from nncli.spec import load_spec
+    from nncli.config.spec import load_spec
+    from nncli.engine.model import build_model
+    from nncli.trained.show import load_checkpoint
 
     model, _ = build_model(load_spec(run / "config.yaml").model.layers, x)
     model.load_state_dict(load_checkpoint(run / "checkpoints" / "last.pt")["model"])

@@ -13,7 +13,7 @@ import torch
 from conftest import TINY
 from typer.testing import CliRunner
 
-from nncli.cli import app
+from nncli.cli.app import app
 
 
 def refused(runner: CliRunner, path: Path, tmp_path: Path, *args: str) -> str:

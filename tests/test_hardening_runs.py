@@ -23,10 +23,19 @@ import torch
 from conftest import TINY, interrupted_run
 from typer.testing import CliRunner
 
-from nncli import compare, runs
-from nncli.cli import app
+from nncli.cli.app import app
 from nncli.errors import NncliError
-from nncli.runs import LOCK, STATUSES, Run, WriteError, is_locked, locked, verify_checkpoint
+from nncli.runs import compare
+from nncli.runs import folder as runs
+from nncli.runs.folder import (
+    LOCK,
+    STATUSES,
+    Run,
+    WriteError,
+    is_locked,
+    locked,
+    verify_checkpoint,
+)
 
 # circles as in the issue: small enough that eight processes train it on two cores
 QUICK = TINY.replace("epochs: 3", "epochs: 2")
@@ -100,7 +109,7 @@ def test_eight_trains_started_at_once_make_eight_complete_folders(
 WRITER = """\
 import random, sys, time
 from pathlib import Path
-from nncli import runs
+from nncli.runs import folder as runs
 
 root, seed, until = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
 rng = random.Random(seed)

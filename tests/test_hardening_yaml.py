@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from nncli import yamlio
-from nncli.cli import app
+from nncli.cli.app import app
+from nncli.config import yamlio
+from nncli.config.spec import Spec, load_spec, resolved, validate
 from nncli.errors import NncliError, SpecError
-from nncli.spec import Spec, load_spec, resolved, validate
 
 
 def problems(text: str, overrides: tuple[str, ...] = ()) -> list[str]:

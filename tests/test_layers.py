@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nncli import spec as nspec
-from nncli import yamlio
+from nncli.config import spec as nspec
+from nncli.config import yamlio
+from nncli.config.spec import LayerSpec
+from nncli.engine.model import ShapeError, build_model
 from nncli.errors import NncliError
 from nncli.layers import ACTIVATIONS, LayerShapeError, layers
-from nncli.model import ShapeError, build_model
-from nncli.spec import LayerSpec
 
 Shape = tuple[int, ...]
 Reference = Callable[[nn.Module, torch.Tensor], torch.Tensor]

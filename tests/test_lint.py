@@ -10,9 +10,10 @@ from conftest import EXPERIMENTS, TINY
 from rich.console import Console
 from typer.testing import CliRunner
 
-from nncli import cli, lint, yamlio
-from nncli.cli import app
-from nncli.spec import validate
+from nncli.cli import app as cli
+from nncli.cli.app import app
+from nncli.config import lint, yamlio
+from nncli.config.spec import validate
 
 SOFTMAX_CE = """\
 data: {source: blobs, centers: 3}
@@ -230,5 +231,5 @@ def test_a_clean_file_prints_no_warning(runner: CliRunner, write: Callable[..., 
 
 
 def test_lint_imports_no_torch() -> None:
-    code = "import sys, nncli.lint; assert 'torch' not in sys.modules, 'torch'"
+    code = "import sys, nncli.config.lint; assert 'torch' not in sys.modules, 'torch'"
     subprocess.run([sys.executable, "-c", code], check=True)

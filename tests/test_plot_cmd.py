@@ -10,8 +10,8 @@ import pytest
 from conftest import TINY
 from typer.testing import CliRunner
 
-from nncli import plots
-from nncli.cli import app
+from nncli.cli.app import app
+from nncli.figures import plots
 from nncli.layers import ACTIVATIONS
 
 LINE = """\

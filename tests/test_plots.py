@@ -9,7 +9,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from nncli import plots
+from nncli.figures import plots
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -70,7 +70,7 @@ def test_split_colours() -> None:
 
 def test_module_import_does_not_load_matplotlib_or_torch() -> None:
     code = (
-        "import sys, nncli.plots; "
+        "import sys, nncli.figures.plots; "
         "assert 'matplotlib' not in sys.modules, 'matplotlib'; "
         "assert 'torch' not in sys.modules, 'torch'"
     )

@@ -16,11 +16,11 @@ from test_data_sources import spec_text, tiny_images
 from typer.testing import CliRunner
 
 from nncli import data as datamod
-from nncli.cli import app
-from nncli.predict import load_trained
-from nncli.runs import PREPROCESSING
-from nncli.spec import load_spec
-from nncli.train import prepare
+from nncli.cli.app import app
+from nncli.config.spec import load_spec
+from nncli.engine.train import prepare
+from nncli.runs.folder import PREPROCESSING
+from nncli.trained.predict import load_trained
 
 runner = CliRunner()
 

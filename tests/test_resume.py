@@ -18,8 +18,8 @@ import torch
 from conftest import TINY, interrupted_run
 from typer.testing import CliRunner
 
-from nncli import runs
-from nncli.cli import app
+from nncli.cli.app import app
+from nncli.runs import folder as runs
 
 # long enough epochs (225 batches) that a kill lands between epochs, not after the run
 SLOW = """\
@@ -350,9 +350,9 @@ def test_onecycle_and_plateau(runner: CliRunner, tiny: Path, tmp_path: Path) -> 
 def test_gradient_clipping_bounds_each_step(write: Callable[..., Path]) -> None:
     from conftest import Rows
 
-    from nncli import yamlio
-    from nncli.spec import validate
-    from nncli.train import fit, prepare
+    from nncli.config import yamlio
+    from nncli.config.spec import validate
+    from nncli.engine.train import fit, prepare
 
     text = TINY.replace("{name: adam, lr: 0.05}", "{name: sgd, lr: 1.0}")
     for setting, bound in (
@@ -375,9 +375,9 @@ def test_gradient_clipping_bounds_each_step(write: Callable[..., Path]) -> None:
 def test_reduced_precision_runs_under_autocast(precision: str) -> None:
     from conftest import Rows
 
-    from nncli import yamlio
-    from nncli.spec import validate
-    from nncli.train import fit, prepare
+    from nncli.config import yamlio
+    from nncli.config.spec import validate
+    from nncli.engine.train import fit, prepare
 
     losses = {}
     for mode in ("fp32", precision):
@@ -410,16 +410,16 @@ def test_compile_falls_back_with_a_warning(
 def test_checkpoint_every_skips_last_but_not_best_or_the_end(
     runner: CliRunner, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import nncli.experiment
+    import nncli.engine.experiment
 
     saved: list[tuple[str, int]] = []
-    real = nncli.experiment.save_atomic
+    real = nncli.engine.experiment.save_atomic
 
     def spy(obj: dict[str, object], path: Path) -> None:
         saved.append((path.name, int(obj["epoch"])))  # type: ignore[call-overload]
         real(obj, path)
 
-    monkeypatch.setattr(nncli.experiment, "save_atomic", spy)
+    monkeypatch.setattr(nncli.engine.experiment, "save_atomic", spy)
     result = runner.invoke(
         app,
         [

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from conftest import TINY
 
-from nncli import yamlio
+from nncli.config import yamlio
+from nncli.config.spec import load_spec, resolved, schema
 from nncli.errors import SpecError
-from nncli.spec import load_spec, resolved, schema
 
 
 def problems(text: str, overrides: tuple[str, ...] = ()) -> list[str]:
@@ -18,7 +18,7 @@ def problems(text: str, overrides: tuple[str, ...] = ()) -> list[str]:
 
 
 def load_spec_text(text: str, overrides: tuple[str, ...] = ()) -> object:
-    from nncli.spec import validate
+    from nncli.config.spec import validate
 
     return validate(yamlio.loads(text, "exp.yaml"), overrides)
 

@@ -21,11 +21,11 @@ import yaml
 from conftest import TINY
 from typer.testing import CliRunner
 
-from nncli import sweep as sweeping
-from nncli import yamlio
-from nncli.cli import app
+from nncli.cli.app import app
+from nncli.config import yamlio
 from nncli.errors import NncliError
-from nncli.runs import read_metrics
+from nncli.runs.folder import read_metrics
+from nncli.sweep import core as sweeping
 
 # two epochs of 200 samples: a trial is mostly its process starting
 BASE = TINY.replace("epochs: 3", "epochs: 2").replace(

@@ -9,13 +9,13 @@ from conftest import EXPERIMENTS, TINY, Rows
 from sklearn import metrics as skm
 
 from nncli import data as datamod
-from nncli import yamlio
+from nncli.config import yamlio
+from nncli.config.spec import Spec, load_spec, validate
+from nncli.engine.meter import Meter
+from nncli.engine.task import Task, infer_task
+from nncli.engine.train import fit, prepare
 from nncli.errors import NncliError
 from nncli.losses import losses
-from nncli.metrics import Meter
-from nncli.spec import Spec, load_spec, validate
-from nncli.task import Task, infer_task
-from nncli.train import fit, prepare
 
 
 def spec_of(text: str, *overrides: str) -> Spec:

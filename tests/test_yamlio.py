@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from nncli import yamlio
+from nncli.config import yamlio
 from nncli.errors import SpecError
 
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 
 from nncli.errors import NncliError
-from nncli.runs import (
+from nncli.runs.folder import (
     CONFIG,
     METRICS,
     NOT_METRICS,
@@ -455,7 +455,7 @@ def plot_overlays(comparison: Comparison, folder: Path) -> list[Path]:
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
-    from nncli.plots import CURVE_FIGSIZE, DPI
+    from nncli.figures.plots import CURVE_FIGSIZE, DPI
 
     runs = comparison.runs
     colours = _colours(len(runs))

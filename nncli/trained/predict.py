@@ -12,17 +12,17 @@ import torch
 from torch import nn
 
 from nncli import data as datamod
+from nncli.config.spec import Spec, load_spec
 from nncli.data.files import read_npz
 from nncli.data.preprocess import Preprocessing, encode, label_strings, lines, read_csv
+from nncli.engine.meter import Meter
+from nncli.engine.model import build_model
+from nncli.engine.task import Task, infer_task
+from nncli.engine.train import EVAL_BATCH, evaluate
 from nncli.errors import NncliError
 from nncli.losses import losses
-from nncli.metrics import Meter
-from nncli.model import build_model
-from nncli.runs import BEST, CHECKPOINTS, CONFIG, LAST, PREPROCESSING, read_info
-from nncli.show import load_checkpoint
-from nncli.spec import Spec, load_spec
-from nncli.task import Task, infer_task
-from nncli.train import EVAL_BATCH, evaluate
+from nncli.runs.folder import BEST, CHECKPOINTS, CONFIG, LAST, PREPROCESSING, read_info
+from nncli.trained.show import load_checkpoint
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -22,7 +22,21 @@ import numpy as np
 import torch
 
 import nncli
-from nncli import distributed, plots, yamlio
+from nncli.config import yamlio
+from nncli.config.spec import Spec, load_spec, resolved
+from nncli.engine import distributed
+from nncli.engine.model import summary
+from nncli.engine.train import (
+    FitResult,
+    Prepared,
+    evaluate,
+    fit,
+    intra_op_threads,
+    predict,
+    predict_classes,
+    prepare,
+    threads_for,
+)
 from nncli.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -31,8 +45,8 @@ from nncli.errors import (
     RunDiverged,
     RunInterrupted,
 )
-from nncli.model import summary
-from nncli.runs import (
+from nncli.figures import plots
+from nncli.runs.folder import (
     BEST,
     CHECKPOINTS,
     CONFIG,
@@ -49,19 +63,7 @@ from nncli.runs import (
     write_atomic,
     write_failed,
 )
-from nncli.show import load_checkpoint
-from nncli.spec import Spec, load_spec, resolved
-from nncli.train import (
-    FitResult,
-    Prepared,
-    evaluate,
-    fit,
-    intra_op_threads,
-    predict,
-    predict_classes,
-    prepare,
-    threads_for,
-)
+from nncli.trained.show import load_checkpoint
 
 SMOKE_BATCHES = 2
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
-from nncli.task import Task
+from nncli.engine.task import Task
 
 
 class Meter:

@@ -12,9 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from nncli.config.spec import LayerSpec
 from nncli.errors import NncliError
 from nncli.layers import LayerShapeError, layers
-from nncli.spec import LayerSpec
 
 
 class ShapeError(NncliError):

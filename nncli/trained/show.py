@@ -7,9 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from nncli import yamlio
+from nncli.config import yamlio
 from nncli.errors import NncliError
-from nncli.runs import BEST, CHECKPOINTS, CONFIG, LAST, read_info, verify_checkpoint
+from nncli.runs.folder import BEST, CHECKPOINTS, CONFIG, LAST, read_info, verify_checkpoint
 from nncli.tables import Format, render
 
 

@@ -35,9 +35,9 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from nncli import yamlio
-from nncli.compare import BEST, BEST_EPOCH, Comparison, compare
-from nncli.distributed import RUN_RECORD
+from nncli.config import yamlio
+from nncli.config.spec import MONITOR_PATTERN, Spec, SweepRange, SweepSpec, load_spec, validate
+from nncli.engine.distributed import RUN_RECORD
 from nncli.errors import (
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
@@ -46,7 +46,8 @@ from nncli.errors import (
     RunInterrupted,
     SpecError,
 )
-from nncli.runs import (
+from nncli.runs.compare import BEST, BEST_EPOCH, Comparison, compare
+from nncli.runs.folder import (
     CONFIG,
     RUN_JSON,
     direction,
@@ -59,7 +60,6 @@ from nncli.runs import (
     process_alive,
     write_atomic,
 )
-from nncli.spec import MONITOR_PATTERN, Spec, SweepRange, SweepSpec, load_spec, validate
 from nncli.tables import Format, render
 
 SWEEPS = "sweeps"  # default parent of sweep folders, beside runs/

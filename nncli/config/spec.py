@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_
 from pydantic import BaseModel, BeforeValidator, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from nncli import yamlio
+from nncli.config import yamlio
 from nncli.data import DataParams, FileParams, datasets
 from nncli.errors import Problem, SpecError
 from nncli.layers import layers

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from nncli import yamlio
+from nncli.config import yamlio
+from nncli.config.spec import Spec
 from nncli.errors import Problem
-from nncli.spec import Spec
 
 # layers with weights that compute a linear (affine) map of their input
 WEIGHTED = frozenset({"dense", "conv1d", "conv2d"})

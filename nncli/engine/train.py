@@ -23,15 +23,15 @@ import torch
 from torch import nn
 
 from nncli import data as datamod
-from nncli import distributed
+from nncli.config.spec import Spec, resolved
+from nncli.engine import distributed
+from nncli.engine.meter import Meter
+from nncli.engine.model import build_model, count_parameters, describe
+from nncli.engine.task import Task, infer_task
 from nncli.errors import NncliError, RunDiverged
 from nncli.losses import losses
-from nncli.metrics import Meter
-from nncli.model import build_model, count_parameters, describe
 from nncli.optim import optimizers, schedulers
-from nncli.runs import columns, direction
-from nncli.spec import Spec, resolved
-from nncli.task import Task, infer_task
+from nncli.runs.folder import columns, direction
 
 EVAL_BATCH = 4096  # held-out splits are evaluated in chunks of at least this many samples
 # A batch with fewer multiply-adds than this trains on one CPU thread: a second one cannot

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nncli.errors import NncliError
-from nncli.runs import BEST, CHECKPOINTS, CONFIG, LAST, read_info
+from nncli.runs.folder import BEST, CHECKPOINTS, CONFIG, LAST, read_info
 
 FORMATS = ("state_dict", "exported", "torchscript", "onnx")
 ONNX_INLINE_BYTES = 1_500_000_000  # larger weights go to model.onnx.data (protobuf's 2 GB cap)
@@ -35,9 +35,9 @@ def export_run(
     """Write the run's model in `fmt` and model.json into `out` (default RUN/export/FMT)."""
     import torch
 
-    from nncli.model import build_model
-    from nncli.show import load_checkpoint
-    from nncli.spec import load_spec, resolved
+    from nncli.config.spec import load_spec, resolved
+    from nncli.engine.model import build_model
+    from nncli.trained.show import load_checkpoint
 
     info = read_info(run)
     if fmt not in FORMATS:

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import torch
 
+from nncli.config.spec import load_spec
+from nncli.engine.experiment import write_plots
+from nncli.engine.meter import Meter
+from nncli.engine.train import FitResult, evaluate, prepare
 from nncli.errors import NncliError
-from nncli.experiment import write_plots
-from nncli.metrics import Meter
-from nncli.runs import CHECKPOINTS, CONFIG, LAST, PLOTS, read_info, read_metrics
-from nncli.show import load_checkpoint
-from nncli.spec import load_spec
-from nncli.train import FitResult, evaluate, prepare
+from nncli.runs.folder import CHECKPOINTS, CONFIG, LAST, PLOTS, read_info, read_metrics
+from nncli.trained.show import load_checkpoint
 
 
 def replot(run: Path, out: Path | None = None) -> list[Path]:

@@ -130,7 +130,7 @@ def train(
             markup=True,
         )
         raise typer.Exit(2)
-    from nncli import yamlio
+    from nncli.config import yamlio
 
     overrides = list(set_ or [])
     if smoke:
@@ -140,7 +140,7 @@ def train(
         _warn(file, spec, overrides)
         text = yamlio.load(file).text
 
-    from nncli.experiment import train_experiment
+    from nncli.engine.experiment import train_experiment
 
     _run_training(
         lambda reporter: train_experiment(spec, file, text, runs_dir, reporter, smoke=smoke), quiet
@@ -159,7 +159,7 @@ def resume(
     quiet: QuietOption = False,
 ) -> None:
     """Continue an interrupted, failed or killed run in its folder, from its last checkpoint."""
-    from nncli.experiment import resume_experiment
+    from nncli.engine.experiment import resume_experiment
 
     _run_training(lambda reporter: resume_experiment(run, reporter, epochs), quiet)
 
@@ -171,7 +171,8 @@ def _launch(nproc: int) -> None:
     """
     import tempfile
 
-    from nncli import distributed, runs
+    from nncli.engine import distributed
+    from nncli.runs import folder as runs
 
     args = _without_nproc(sys.argv[1:])
     with tempfile.TemporaryDirectory() as tmp:
@@ -209,9 +210,9 @@ def _run_training(start: Callable[[Any], tuple[Any, Any]], quiet: bool) -> None:
     Ctrl-C and SIGTERM mark the run interrupted (exit 130/143), a non-finite loss marks it
     diverged (exit 3), anything unexpected marks it failed (exit 1).
     """
-    from nncli import distributed
-    from nncli.console import ConsoleReporter
+    from nncli.engine import distributed
     from nncli.errors import RunDiverged
+    from nncli.loggers.console import ConsoleReporter
 
     with user_errors():
         rank = distributed.current()
@@ -219,7 +220,7 @@ def _run_training(start: Callable[[Any], tuple[Any, Any]], quiet: bool) -> None:
         quiet = True
         err.quiet = True
     reporter = ConsoleReporter(out, quiet=quiet)
-    from nncli.experiment import interrupt
+    from nncli.engine.experiment import interrupt
 
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     run = None
@@ -274,7 +275,7 @@ def _internal(exc: BaseException, folder: Path | None) -> None:
 
 
 def _load(file: Path, overrides: list[str]) -> Any:
-    from nncli.spec import load_spec
+    from nncli.config.spec import load_spec
 
     return load_spec(file, overrides)
 
@@ -301,7 +302,7 @@ def validate(
                 _warn(file, spec, list(set_ or []))
                 detail = ""
                 if build:
-                    from nncli.train import prepare
+                    from nncli.engine.train import prepare
 
                     p = prepare(
                         spec.model_copy(
@@ -348,7 +349,7 @@ def schema(
     ] = None,
 ) -> None:
     """Print the JSON Schema of experiment files (for editor completion and checking)."""
-    from nncli.spec import schema as make_schema
+    from nncli.config.spec import schema as make_schema
 
     text = json.dumps(make_schema(), indent=2)
     if out_file is None:
@@ -366,7 +367,7 @@ def show(
     ] = False,
 ) -> None:
     """Summarise a run: config, model (with parameter counts), final and best metrics."""
-    from nncli.show import describe_run
+    from nncli.trained.show import describe_run
 
     with user_errors():
         for item in describe_run(run, weights):
@@ -467,7 +468,7 @@ def compare(
     """
     from rich.markup import escape
 
-    from nncli import compare as comparing
+    from nncli.runs import compare as comparing
 
     names = [n.strip() for item in metric or [] for n in item.split(",") if n.strip()]
     with user_errors():
@@ -524,7 +525,7 @@ def runs(
     The headline is the monitored column (the first held-out split's loss, the one that
     picks checkpoints/best.pt) with its best value and epoch.
     """
-    from nncli.compare import RUNS_COLUMNS, list_runs
+    from nncli.runs.compare import RUNS_COLUMNS, list_runs
 
     with user_errors():
         rows = list_runs(folder, status)
@@ -542,7 +543,7 @@ def _warn(file: Path, spec: Any, overrides: list[str]) -> None:
     """The file's activation/loss guards in yellow on stderr; the exit code stays as it is."""
     from rich.markup import escape
 
-    from nncli.lint import check_file
+    from nncli.config.lint import check_file
 
     for problem in check_file(file, spec, overrides):
         err.print(f"[yellow]warning[/yellow] {escape(str(problem))}", markup=True, soft_wrap=True)
@@ -583,12 +584,12 @@ def plot(
     """
     with user_errors():
         if target == "activations":
-            from nncli import plots
+            from nncli.figures import plots
 
             figure = out_path or Path("activations.png")
             written = [plots.plot_activations(plots.activation_curves(), figure)]
         else:
-            from nncli.replot import replot
+            from nncli.trained.replot import replot
 
             written = replot(Path(target), out_path)
     for path in written:
@@ -614,7 +615,7 @@ def export(
 ) -> None:
     """Export a trained model to a file that loads without nncli, with a model.json that
     says its input shape, output and preprocessing."""
-    from nncli.export import export_run
+    from nncli.trained.export import export_run
 
     with user_errors():
         if checkpoint not in ("last", "best"):
@@ -669,7 +670,7 @@ def predict(
     `prediction` (or `prediction_<target>` per target); for multi-label
     `prediction_<label>` (0/1) and `probability_<label>`.
     """
-    from nncli.predict import predict_file
+    from nncli.trained.predict import predict_file
 
     with user_errors():
         if out_file is not None and out_file.resolve() == input_file.resolve():
@@ -706,7 +707,7 @@ def eval_(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Print a run's loss and metrics on one of its splits or on a new labelled file."""
-    from nncli.predict import evaluate_run
+    from nncli.trained.predict import evaluate_run
 
     with user_errors():
         if split is not None and split not in ("train", "val", "test"):
@@ -838,7 +839,7 @@ def sweep(
     """
     from rich.markup import escape
 
-    from nncli import sweep as sweeping
+    from nncli.sweep import core as sweeping
 
     options = sweeping.Options(
         grid or [], choice or [], range_ or [], method, n_trials, seed, metric
@@ -920,7 +921,7 @@ def sweep(
 
 def _sweep_plan(plan: Any, fmt: Format) -> Any:
     """--dry-run: the trials' settings (bayes: the search space, its trials come later)."""
-    from nncli.sweep import value_text
+    from nncli.sweep.core import value_text
 
     space = plan.space
     if space.method == "bayes":
@@ -971,7 +972,7 @@ def _sweep_event(event: Any) -> None:
 def main() -> None:
     import gc
 
-    from nncli import distributed
+    from nncli.engine import distributed
 
     rank = distributed.is_rank()
     if rank:
