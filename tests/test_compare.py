@@ -215,9 +215,12 @@ def test_a_table_is_folded_to_a_terminal_only(
     # on an 80-column terminal: folded to fit, with the way to see it whole
     from rich.console import Console
 
-    from nncli.cli import app as cli
+    from nncli.cli import common
+    from nncli.cli import runs as runs_cli
 
-    monkeypatch.setattr(cli, "out", Console(force_terminal=True, width=80, highlight=False))
+    terminal = Console(force_terminal=True, width=80, highlight=False)
+    for module in (common, runs_cli):  # where tables are printed, and compare's own lines
+        monkeypatch.setattr(module, "out", terminal)
     shown = invoke("compare", *runs, "--out", tmp_path / "terminal")
     assert shown.exit_code == 0, shown.output
     text = re.sub(r"\x1b\[[0-9;]*m", "", shown.stdout)  # the terminal's styles

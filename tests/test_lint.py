@@ -10,7 +10,7 @@ from conftest import EXPERIMENTS, TINY
 from rich.console import Console
 from typer.testing import CliRunner
 
-from nncli.cli import app as cli
+from nncli.cli import common
 from nncli.cli.app import app
 from nncli.config import lint, yamlio
 from nncli.config.spec import validate
@@ -199,7 +199,7 @@ def test_validate_prints_warnings_in_yellow_and_still_succeeds(
 ) -> None:
     path = write(SOFTMAX_CE, "exp.yaml")
     with monkeypatch.context() as patch:
-        patch.setattr(cli, "err", Console(stderr=True, force_terminal=True, highlight=False))
+        patch.setattr(common, "err", Console(stderr=True, force_terminal=True, highlight=False))
         result = runner.invoke(app, ["validate", str(path)])
     assert result.exit_code == 0, result.output
     assert result.stderr.startswith("\x1b[33mwarning\x1b[0m ")

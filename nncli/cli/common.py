@@ -1,0 +1,101 @@
+"""What every command shares: the consoles, the options, the error-to-exit mapping and
+how tables are printed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from nncli.errors import NncliError, SpecError
+from nncli.tables import Format
+
+out = Console(highlight=False)
+
+
+err = Console(stderr=True, highlight=False)
+
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        "-s",
+        help="Override a key: --set optimizer.lr=0.01 (repeatable).",
+        metavar="KEY=VALUE",
+    ),
+]
+
+
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run folder.")]
+
+
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """NncliError -> its message in red on stderr and exit code 2; no traceback.
+
+    Messages are escaped: Rich would read `nncli[optuna]` or `[key]` as markup.
+    """
+    from rich.markup import escape
+
+    try:
+        yield
+    except SpecError as exc:
+        for problem in exc.problems:
+            err.print(f"[red]error[/red] {escape(str(problem))}", markup=True, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except NncliError as exc:
+        err.print(f"[red]error[/red] {escape(str(exc))}", markup=True, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+
+
+def print_item(item: Any) -> None:
+    """Text as it is; a table folded to the terminal's width, or at its full width where
+    stdout is a file or a pipe (no screen to fit; a folded table would not read there)."""
+    if isinstance(item, str):
+        out.print(item, soft_wrap=True, markup=False)
+    elif out.is_terminal:
+        out.print(item)
+    else:  # (print's own width= is capped at the console's)
+        wide = Console(file=out.file, width=max(out.width, natural_width(item)), highlight=False)
+        wide.print(item)
+
+
+def natural_width(item: Any) -> int:
+    """The width a table takes when nothing is folded."""
+    return out.measure(item, options=out.options.update_width(10_000)).maximum
+
+
+def warn_lint(file: Path, spec: Any, overrides: list[str]) -> None:
+    """The file's activation/loss guards in yellow on stderr; the exit code stays as it is."""
+    from rich.markup import escape
+
+    from nncli.config.lint import check_file
+
+    for problem in check_file(file, spec, overrides):
+        err.print(f"[yellow]warning[/yellow] {escape(str(problem))}", markup=True, soft_wrap=True)
+
+
+class CheckpointChoice(str, Enum):
+    best = "best"
+    last = "last"
+
+
+CheckpointOption = Annotated[
+    CheckpointChoice,
+    typer.Option("--checkpoint", help="Weights to use: best.pt (the monitored best) or last.pt."),
+]
+
+
+def load_spec_file(file: Path, overrides: list[str]) -> Any:
+    from nncli.config.spec import load_spec
+
+    return load_spec(file, overrides)

@@ -1,0 +1,263 @@
+"""`nncli sweep`: plan, run and rank a search, with a line per trial on stderr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from nncli.cli.common import (
+    FormatOption,
+    SetOption,
+    err,
+    print_item,
+    user_errors,
+)
+from nncli.errors import NncliError, RunInterrupted
+from nncli.tables import Format, render
+
+
+def sweep(
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Experiment file (YAML): its `sweep:` section and/or --grid, --choice, --range.",
+            show_default=False,
+        ),
+    ] = None,
+    grid: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--grid",
+            metavar="KEY=V1,V2,...",
+            help="Try each value, in every combination with the other grids (repeatable).",
+        ),
+    ] = None,
+    choice: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--choice",
+            metavar="KEY=V1,V2,...",
+            help="Random/bayes: each trial picks one of the values (repeatable).",
+        ),
+    ] = None,
+    range_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--range",
+            metavar="KEY=LOW:HIGH[:log]",
+            help="Random/bayes: each trial draws a number, log-uniform with :log; whole "
+            "numbers when LOW and HIGH are (repeatable).",
+        ),
+    ] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            "--method",
+            help="grid, random or bayes (needs: pip install 'nncli[optuna]') "
+            "[default: grid for grids, else random]",
+            show_default=False,
+        ),
+    ] = None,
+    n_trials: Annotated[
+        int | None,
+        typer.Option("--trials", "-n", min=1, help="How many trials random or bayes search runs."),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            min=0,
+            help="Seed of the draws [default: sweep.seed, else 0]; each run keeps the file's "
+            "seed (sweep it with --grid seed=0,1,2).",
+            show_default=False,
+        ),
+    ] = None,
+    metric: Annotated[
+        str | None,
+        typer.Option(
+            "--metric",
+            "-m",
+            metavar="SPLIT_METRIC",
+            help="Ranks the trials by its best value: val_loss, val_accuracy, ... "
+            "[default: sweep.metric, else train.monitor]",
+            show_default=False,
+        ),
+    ] = None,
+    set_: SetOption = None,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, help="Trials at once, each its own process.")
+    ] = 1,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            metavar="DIR",
+            help="New or empty sweep folder [default: sweeps/<time>_<name>_<id>]",
+            show_default=False,
+        ),
+    ] = None,
+    resume_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            metavar="SWEEP_DIR",
+            help="Continue a sweep: completed trials are kept, interrupted ones resumed, "
+            "failed ones run again.",
+            show_default=False,
+        ),
+    ] = None,
+    fail_fast: Annotated[
+        bool,
+        typer.Option("--fail-fast", help="Stop at the first failed trial, and the running ones."),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check every trial and list them; run nothing.")
+    ] = False,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Search over settings: each trial a run folder, then the trials ranked by a metric.
+
+    \b
+    Every trial's config is checked before the first one starts. Each trial is
+    `nncli train FILE --set KEY=VALUE ...` in a process of its own (--jobs at once), its
+    run folder in SWEEP/runs. SWEEP/sweep.json holds every trial's settings, status, run
+    folder and metric; a line on stderr reports each start and end. At the end the trials
+    are compared (ranked by the metric's best value) on stdout, and the best completed
+    trial's config.yaml is copied to SWEEP/best.yaml.
+    Exit 0 when every trial completed, 1 when any did not (failed, diverged), 2 for
+    mistakes in the input, 130 on Ctrl-C (running trials are marked interrupted;
+    --resume finishes them).
+    """
+    from rich.markup import escape
+
+    from nncli.sweep import core as sweeping
+
+    options = sweeping.Options(
+        grid or [], choice or [], range_ or [], method, n_trials, seed, metric
+    )
+    with user_errors():
+        if resume_dir is not None:
+            refused = options.given() + [
+                flag
+                for flag, given in (("--set", set_), ("--out", out_dir), ("--dry-run", dry_run))
+                if given
+            ]
+            if refused:
+                raise NncliError(
+                    f"--resume continues a sweep as it was planned; give no {', '.join(refused)} "
+                    "with it (--metric, --jobs and --fail-fast may change)"
+                )
+            state = sweeping.reopen(resume_dir, file)
+        else:
+            if file is None:
+                raise NncliError(
+                    "missing FILE: the experiment file to sweep (or --resume SWEEP_DIR)"
+                )
+            plan = sweeping.plan(file, list(set_ or []), options)
+            if dry_run:
+                print_item(_sweep_plan(plan, fmt))
+                return
+            state = sweeping.create(plan, out_dir)
+
+    space = state.space
+    left = sum(t.status in sweeping.RETRIED for t in state.trials)
+    left += space.n_trials - len(state.trials)  # bayes: the trials not asked for yet
+    err.print(
+        f"sweep {state.folder}: {space.n_trials} trials ({space.method}), {left} to run, "
+        f"{jobs} at once",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
+    try:
+        with user_errors():
+            sweeping.run(state, jobs, fail_fast, _sweep_event)
+    except RunInterrupted as exc:
+        err.print(
+            "interrupted: the running trials are marked interrupted; finish the sweep with: "
+            f"nncli sweep --resume {state.folder}",
+            soft_wrap=True,
+            markup=False,
+        )
+        raise typer.Exit(exc.exit_code) from None
+
+    with user_errors():
+        # a new sweep's --metric is in its plan; with --resume it re-ranks the trials
+        summary = sweeping.summarize(state, metric if resume_dir is not None else None)
+    for warning in summary.warnings:
+        err.print(f"[yellow]warning[/yellow] {escape(warning)}", markup=True, soft_wrap=True)
+    table = summary.table(fmt)
+    if table is not None:
+        print_item(table)
+    if summary.best is not None:
+        err.print(
+            f"best: trial {summary.best.number} ({' '.join(summary.best.settings)}), "
+            f"{summary.metric} {summary.best_value:.4g}; its config: {summary.best_file}",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
+    unfinished = [t for t in state.trials if t.status != "completed"]
+    if unfinished:
+        err.print(
+            f"{len(unfinished)} of {space.n_trials} trials did not complete "
+            f"({', '.join(f'{t.number} {t.status}' for t in unfinished)}); run them again "
+            f"with: nncli sweep --resume {state.folder}",
+            soft_wrap=True,
+            markup=False,
+            highlight=False,
+        )
+        raise typer.Exit(1)
+
+
+def _sweep_plan(plan: Any, fmt: Format) -> Any:
+    """--dry-run: the trials' settings (bayes: the search space, its trials come later)."""
+    from nncli.sweep.core import value_text
+
+    space = plan.space
+    if space.method == "bayes":
+        rows = [
+            {
+                "key": p.key,
+                "kind": p.kind,
+                "values": ", ".join(value_text(v) for v in p.values)
+                if p.bounds is None
+                else f"{p.bounds.low} to {p.bounds.high}{' (log)' if p.bounds.log else ''}",
+            }
+            for p in space.params
+        ]
+        title = f"bayes search: {space.n_trials} trials picked as results come in"
+        return render(rows, ["key", "kind", "values"], fmt, title=title)
+    keys = [p.key for p in space.params]
+    rows = [
+        {"trial": n, **{k: value_text(v) for k, v in params.items()}}
+        for n, params in enumerate(plan.trials, start=1)
+    ]
+    return render(rows, ["trial", *keys], fmt, title=f"{space.method} search")
+
+
+def _sweep_event(event: Any) -> None:
+    """One line on stderr per trial start and end (and for notes), as they happen."""
+    from rich.markup import escape
+
+    if event.kind == "note":
+        err.print(f"[yellow]{escape(event.text)}[/yellow]", markup=True, soft_wrap=True)
+        return
+    trial = event.trial
+    head = f"trial {trial.number}/{event.total}"
+    what = escape(" ".join(trial.settings))
+    if event.kind == "start":
+        verb = f"resuming {trial.run}" if event.resumed else "started"
+        err.print(f"{head}  {verb}  {what}", markup=True, soft_wrap=True, highlight=False)
+        return
+    colour = {"completed": "green", "interrupted": "yellow"}.get(trial.status, "red")
+    parts = [head, f"[{colour}]{trial.status}[/{colour}]", what]
+    if trial.value is not None:
+        parts.append(f"{trial.metric} {trial.value:.4g}")
+    parts.append(f"{trial.duration_s:.1f}s")
+    if trial.status in ("failed", "diverged"):
+        parts.append(f"exit {trial.exit_code}: {escape(trial.error or '')}  (log: {event.log})")
+    err.print("  ".join(parts), markup=True, soft_wrap=True, highlight=False)

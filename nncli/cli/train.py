@@ -1,0 +1,214 @@
+"""`nncli train` and `nncli resume`: a run with console progress, the torchrun launcher,
+and how a run's end maps to messages and exit codes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from nncli.cli.common import (
+    QuietOption,
+    SetOption,
+    err,
+    load_spec_file,
+    out,
+    user_errors,
+    warn_lint,
+)
+from nncli.errors import EXIT_INTERNAL, RunInterrupted
+
+
+def train(
+    file: Annotated[
+        Path | None, typer.Argument(help="Experiment file (YAML).", show_default=False)
+    ] = None,
+    set_: SetOption = None,
+    runs_dir: Annotated[
+        Path, typer.Option("--runs-dir", help="Parent folder of run folders.")
+    ] = Path("runs"),
+    smoke: Annotated[
+        bool,
+        typer.Option(
+            "--smoke", help="CI profile: cpu, one epoch of at most two batches, every file written."
+        ),
+    ] = False,
+    resume_run: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Continue this run folder instead (as `nncli resume`)."),
+    ] = None,
+    quiet: QuietOption = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            "--nproc-per-node",
+            min=1,
+            help="Train as N processes (torch.distributed; one GPU each on cuda, gloo on cpu).",
+        ),
+    ] = 1,
+) -> None:
+    """Train an experiment file into a new run folder (its path is the last line printed)."""
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        _launch(nproc)
+    if resume_run is not None:
+        if file is not None or set_ or smoke:
+            err.print(
+                "[red]error[/red] --resume continues a run as it was configured; give no FILE, --set or --smoke with it",
+                markup=True,
+            )
+            raise typer.Exit(2)
+        resume(resume_run, None, quiet)
+        return
+    if file is None:
+        err.print(
+            "[red]error[/red] missing FILE: the experiment file to train (or --resume RUN)",
+            markup=True,
+        )
+        raise typer.Exit(2)
+    from nncli.config import yamlio
+
+    overrides = list(set_ or [])
+    if smoke:
+        overrides += ["train.epochs=1", "train.device=cpu"]
+    with user_errors():
+        spec = load_spec_file(file, overrides)
+        warn_lint(file, spec, overrides)
+        text = yamlio.load(file).text
+
+    from nncli.engine.experiment import train_experiment
+
+    _run_training(
+        lambda reporter: train_experiment(spec, file, text, runs_dir, reporter, smoke=smoke), quiet
+    )
+
+
+def resume(
+    run: Annotated[Path, typer.Argument(help="The run folder to continue.", show_default=False)],
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--epochs", min=1, help="Train to this many epochs (extends a completed run)."
+        ),
+    ] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Continue an interrupted, failed or killed run in its folder, from its last checkpoint."""
+    from nncli.engine.experiment import resume_experiment
+
+    _run_training(lambda reporter: resume_experiment(run, reporter, epochs), quiet)
+
+
+def _launch(nproc: int) -> None:
+    """Re-run this command as `nproc` processes under torch.distributed.run; exit with its code.
+
+    If a rank dies, the job stops; the run it had created is then marked failed here.
+    """
+    import tempfile
+
+    from nncli.engine import distributed
+    from nncli.runs import folder as runs
+
+    args = _without_nproc(sys.argv[1:])
+    with tempfile.TemporaryDirectory() as tmp:
+        record = Path(tmp) / "run"
+        code = distributed.launch(nproc, args, str(record))
+        folder = Path(record.read_text()) if record.is_file() else None
+    if code != 0 and folder is not None and runs.is_run(folder):
+        info = runs.read_info(folder)
+        if info.get("status") in ("running", "interrupted"):
+            run = runs.Run(folder, info)
+            run.finish(
+                "failed",
+                error=f"a process of the job failed (exit code {code}); see its error above",
+            )
+            err.print(f"the run is marked failed: {folder}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _without_nproc(args: list[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--nproc-per-node":
+            skip = True
+        elif not arg.startswith("--nproc-per-node="):
+            out.append(arg)
+    return out
+
+
+def _run_training(start: Callable[[Any], tuple[Any, Any]], quiet: bool) -> None:
+    """Run a training call with console progress; map how it ends to messages and exit codes.
+
+    Ctrl-C and SIGTERM mark the run interrupted (exit 130/143), a non-finite loss marks it
+    diverged (exit 3), anything unexpected marks it failed (exit 1).
+    """
+    from nncli.engine import distributed
+    from nncli.errors import RunDiverged
+    from nncli.loggers.console import ConsoleReporter
+
+    with user_errors():
+        rank = distributed.current()
+    if not rank.main:  # rank 0 speaks for the job; the others show only their own failures
+        quiet = True
+        err.quiet = True
+    reporter = ConsoleReporter(out, quiet=quiet)
+    from nncli.engine.experiment import interrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    run = None
+    try:
+        with user_errors():
+            run, _ = start(reporter)
+        reporter.stop()
+        if run is not None:
+            reporter.summary(run)
+    except (RunInterrupted, RunDiverged) as exc:
+        reporter.stop()
+        folder = reporter.run.path if reporter.run else None
+        if isinstance(exc, RunDiverged):
+            err.print(f"[red]diverged[/red] {exc}", markup=True, soft_wrap=True)
+        else:
+            err.print(
+                f"interrupted: the run is marked interrupted; finished epochs are kept in "
+                f"{folder} (continue it with: nncli resume {folder})",
+                soft_wrap=True,
+            )
+        if folder:
+            out.print(str(folder), soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except (typer.Exit, SystemExit):
+        reporter.stop()
+        raise
+    except Exception as exc:
+        reporter.stop()
+        err.quiet = False  # a rank's own failure is always shown
+        _internal(exc, reporter.run.path if reporter.run else None)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        distributed.finish()
+    if run is not None:
+        out.print(str(run.path), soft_wrap=True)
+
+
+def _internal(exc: BaseException, folder: Path | None) -> None:
+    """An unexpected failure: one paragraph on the console, the traceback in the run's log."""
+    where = f" The run is marked failed; the traceback is in {folder}/log.txt." if folder else ""
+    err.print(
+        f"[red]internal error[/red] {type(exc).__name__}: {exc}.{where} "
+        "This is a bug in nncli or a resource problem (memory, disk); "
+        "please report it with the log.",
+        markup=True,
+        soft_wrap=True,
+    )
+    if os.environ.get("NNCLI_DEBUG"):
+        traceback.print_exc()
+    raise typer.Exit(EXIT_INTERNAL)

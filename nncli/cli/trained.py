@@ -1,0 +1,175 @@
+"""`nncli plot`, `nncli export`, `nncli predict` and `nncli eval`: a trained run's model
+put to use."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nncli.cli.common import (
+    CheckpointChoice,
+    CheckpointOption,
+    FormatOption,
+    err,
+    out,
+    print_item,
+    user_errors,
+)
+from nncli.errors import NncliError
+from nncli.tables import Format, render
+
+
+def plot(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="A run folder, or `activations` for the activation gallery.",
+            show_default=False,
+            metavar="RUN|activations",
+        ),
+    ],
+    out_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="activations: the PNG to write [default: activations.png]; "
+            "a run: the folder for its figures [default: RUN/plots].",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Draw figures: a run's plots again from its folder, or every activation function.
+
+    \b
+    nncli plot RUN            loss and metric curves, and per task the decision
+                              boundary (2-D inputs), confusion matrix, predicted vs
+                              true and fit (1-D inputs), from config.yaml,
+                              metrics.csv and checkpoints/last.pt (on the cpu)
+    nncli plot activations    every registered activation over [-5, 5], its
+                              derivative dashed
+    The paths written are printed, one a line. (A run folder named `activations`
+    is reached as ./activations.)
+    """
+    with user_errors():
+        if target == "activations":
+            from nncli.figures import plots
+
+            figure = out_path or Path("activations.png")
+            written = [plots.plot_activations(plots.activation_curves(), figure)]
+        else:
+            from nncli.trained.replot import replot
+
+            written = replot(Path(target), out_path)
+    for path in written:
+        out.print(str(path), soft_wrap=True, markup=False)
+
+
+def export(
+    run: Annotated[Path, typer.Argument(help="A run folder.", show_default=False)],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="state_dict, exported (torch.export), torchscript, or onnx (needs onnx, onnxscript).",
+        ),
+    ] = "exported",
+    out_dir: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder to write to [default: RUN/export/FORMAT]."),
+    ] = None,
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="last or best.")] = "last",
+) -> None:
+    """Export a trained model to a file that loads without nncli, with a model.json that
+    says its input shape, output and preprocessing."""
+    from nncli.trained.export import export_run
+
+    with user_errors():
+        if checkpoint not in ("last", "best"):
+            raise NncliError(f"--checkpoint is '{checkpoint}'; use last or best")
+        for path in export_run(run, fmt, out_dir, checkpoint):
+            out.print(str(path), soft_wrap=True)
+
+
+def predict(
+    run: Annotated[Path, typer.Argument(help="A run folder.", show_default=False)],
+    input_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT",
+            help="CSV of rows to predict, or .npz arrays for a run of numeric inputs.",
+            show_default=False,
+        ),
+    ],
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Write the CSV here instead of stdout.", show_default=False
+        ),
+    ] = None,
+    checkpoint: CheckpointOption = CheckpointChoice.best,
+) -> None:
+    """Predict new rows with a trained run, through the preprocessing it learned.
+
+    \b
+    A CSV needs the columns the run trained on (others are kept); a .npz file needs the
+    inputs under the run's `x_key` (default x), one sample per row of the array, and
+    gives a `row` column (its index). The output is the rows plus, for classification,
+    `prediction` (the class label) and `probability` (of that class); for regression
+    `prediction` (or `prediction_<target>` per target); for multi-label
+    `prediction_<label>` (0/1) and `probability_<label>`.
+    """
+    from nncli.trained.predict import predict_file
+
+    with user_errors():
+        if out_file is not None and out_file.resolve() == input_file.resolve():
+            raise NncliError(f"--out {out_file} is the input file; write to another file")
+        frame = predict_file(run, input_file, checkpoint.value)
+        if out_file is None:
+            sys.stdout.write(frame.to_csv(index=False))
+            return
+        try:
+            frame.to_csv(out_file, index=False)
+        except OSError as exc:
+            raise NncliError(f"cannot write {out_file}: {exc.strerror}") from None
+    err.print(f"wrote {len(frame)} predictions to {out_file}", soft_wrap=True, markup=False)
+
+
+def eval_(
+    run: Annotated[Path, typer.Argument(help="A run folder.", show_default=False)],
+    data_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Labelled CSV with the run's input and target columns, or .npz arrays "
+            "(x_key, y_key) for a run of numeric inputs (default: a split of the run's "
+            "own data).",
+            show_default=False,
+        ),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option("--split", help="train, val or test [default: test, else val, else train]"),
+    ] = None,
+    checkpoint: CheckpointOption = CheckpointChoice.best,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Print a run's loss and metrics on one of its splits or on a new labelled file."""
+    from nncli.trained.predict import evaluate_run
+
+    with user_errors():
+        if split is not None and split not in ("train", "val", "test"):
+            raise NncliError(f"--split is '{split}'; use train, val or test")
+        result = evaluate_run(run, data_file, split, checkpoint.value)
+    rows = [{"metric": k, "value": v} for k, v in result.metrics.items()]
+    if fmt is Format.table:
+        out.print(
+            f"{run}: {result.rows}, {result.n} rows, {result.checkpoint.name}",
+            soft_wrap=True,
+            markup=False,
+        )
+    print_item(render(rows, ["metric", "value"], fmt))
