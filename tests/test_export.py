@@ -43,7 +43,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def reference(run: Path, x: torch.Tensor) -> torch.Tensor:
     from nncli.config.spec import load_spec
     from nncli.engine.model import build_model
-    from nncli.trained.show import load_checkpoint
+    from nncli.engine.state import load_checkpoint
 
     model, _ = build_model(load_spec(run / "config.yaml").model.layers, x)
     model.load_state_dict(load_checkpoint(run / "checkpoints" / "last.pt")["model"])

@@ -24,6 +24,7 @@ from conftest import TINY, interrupted_run
 from typer.testing import CliRunner
 
 from nncli.cli.app import app
+from nncli.engine.state import verify_checkpoint
 from nncli.errors import NncliError
 from nncli.runs import compare
 from nncli.runs import folder as runs
@@ -34,7 +35,6 @@ from nncli.runs.folder import (
     WriteError,
     is_locked,
     locked,
-    verify_checkpoint,
 )
 
 # circles as in the issue: small enough that eight processes train it on two cores

@@ -26,6 +26,7 @@ from nncli.config import yamlio
 from nncli.config.spec import Spec, load_spec, resolved
 from nncli.engine import distributed
 from nncli.engine.model import summary
+from nncli.engine.state import load_checkpoint, save_atomic
 from nncli.engine.train import (
     FitResult,
     Prepared,
@@ -61,9 +62,7 @@ from nncli.runs.folder import (
     read_info,
     remove_temporaries,
     write_atomic,
-    write_failed,
 )
-from nncli.trained.show import load_checkpoint
 
 SMOKE_BATCHES = 2
 
@@ -136,19 +135,6 @@ def interrupt(signum: int, frame: object) -> None:
         _held["pending"] = code
         return
     raise RunInterrupted(code)
-
-
-def save_atomic(obj: dict[str, Any], path: Path) -> None:
-    """torch.save to a temporary file, then rename: a crash, or a full disk, leaves the old
-    file whole (WriteError names the file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(obj, tmp)
-        tmp.replace(path)
-    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)  # the partial file only takes the space that ran out
-        raise write_failed(path, exc) from None
 
 
 def git_commit(folder: Path) -> str | None:

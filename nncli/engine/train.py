@@ -23,10 +23,11 @@ import torch
 from torch import nn
 
 from nncli import data as datamod
-from nncli.config.spec import Spec, resolved
+from nncli.config.spec import Spec
 from nncli.engine import distributed
 from nncli.engine.meter import Meter
 from nncli.engine.model import build_model, count_parameters, describe
+from nncli.engine.state import checkpoint, restore
 from nncli.engine.task import Task, infer_task
 from nncli.errors import NncliError, RunDiverged
 from nncli.losses import losses
@@ -513,57 +514,6 @@ def evaluate(
         xb, yb = x[lo : lo + chunk], y[lo : lo + chunk]
         out = model(xb).float()
         meter.update(out, yb, loss_fn(out, yb), len(xb))
-
-
-def checkpoint(p: Prepared, epoch: int, order: torch.Generator, tracker: Tracker) -> dict[str, Any]:
-    """The whole training state after `epoch`: plain tensors and numbers only, so it loads
-    with weights_only=True and nothing in it can execute."""
-    np_name, np_keys, *np_rest = np.random.get_state(legacy=True)
-    keys = np.asarray(np_keys, dtype=np.int64)
-    return {
-        "model": p.model.state_dict(),
-        "optimizer": p.optimizer.state_dict(),
-        "scheduler": p.scheduler.state_dict() if p.scheduler is not None else None,
-        "epoch": epoch,
-        "monitor": p.monitor,
-        "tracker": {"best": tracker.best, "best_epoch": tracker.best_epoch, "stale": tracker.stale},
-        "rng": {
-            "python": random.getstate(),
-            "numpy": [np_name, torch.from_numpy(keys), *np_rest],
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "order": order.get_state(),
-        },
-        "config": resolved(p.spec),
-    }
-
-
-def restore(p: Prepared, state: Mapping[str, Any], order: torch.Generator, tracker: Tracker) -> int:
-    """Load a checkpoint into the prepared run; returns the epoch it was taken after."""
-    p.model.load_state_dict(state["model"])
-    p.optimizer.load_state_dict(state["optimizer"])
-    if p.scheduler is not None and state.get("scheduler") is not None:
-        p.scheduler.load_state_dict(state["scheduler"])
-    saved = state["tracker"]
-    tracker.best, tracker.best_epoch, tracker.stale = (
-        saved["best"],
-        saved["best_epoch"],
-        saved["stale"],
-    )
-    rng = state["rng"]
-    random.setstate(_tuples(rng["python"]))
-    name, keys, *rest = rng["numpy"]
-    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
-    torch.set_rng_state(rng["torch"])
-    if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    order.set_state(rng["order"])
-    return int(state["epoch"])
-
-
-def _tuples(value: Any) -> Any:
-    """random.setstate wants tuples where a checkpoint may hold lists."""
-    return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value
 
 
 def predict(p: Prepared, x: np.ndarray) -> np.ndarray:

@@ -19,7 +19,6 @@ import math
 import os
 import secrets
 import shutil
-import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -381,35 +380,6 @@ def is_locked(path: Path) -> bool:
     finally:
         os.close(fd)  # closing drops the probe's flock too
     return False
-
-
-def verify_checkpoint(path: Path) -> None:
-    """NncliError naming `path` unless every entry of the checkpoint matches its CRC-32.
-
-    torch.load reads a checkpoint's zip without checking the checksums torch.save wrote, so
-    a flipped bit in the weights loads as different weights; this reads the file once.
-    """
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-            infos = archive.infolist()
-    except FileNotFoundError:
-        raise NncliError(f"{path} does not exist") from None
-    except Exception as exc:  # a damaged zip raises anything from BadZipFile to zlib.error
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise NncliError(f"{path} is damaged (not a whole checkpoint: {first})") from None
-    if bad is not None:
-        raise NncliError(
-            f"{path} is damaged: its part '{bad}' fails its checksum (the file was changed "
-            "or corrupted after it was written)"
-        )
-    # outside the checksums: torch's reader takes an entry marked a folder (MS-DOS bit 0x10,
-    # or a Unix folder mode) for one, and loads other tensors than were saved
-    folders = [
-        i.filename for i in infos if i.external_attr & 0x10 or (i.external_attr >> 16) & 0o040000
-    ]
-    if folders:
-        raise NncliError(f"{path} is damaged: its part '{folders[0]}' is marked as a folder")
 
 
 def is_run(path: Path) -> bool:

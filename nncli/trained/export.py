@@ -37,7 +37,7 @@ def export_run(
 
     from nncli.config.spec import load_spec, resolved
     from nncli.engine.model import build_model
-    from nncli.trained.show import load_checkpoint
+    from nncli.engine.state import load_checkpoint
 
     info = read_info(run)
     if fmt not in FORMATS:

@@ -8,28 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from nncli.config import yamlio
+from nncli.engine.state import load_checkpoint
 from nncli.errors import NncliError
-from nncli.runs.folder import BEST, CHECKPOINTS, CONFIG, LAST, read_info, verify_checkpoint
+from nncli.runs.folder import BEST, CHECKPOINTS, CONFIG, LAST, read_info
 from nncli.tables import Format, render
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint, loaded with weights_only=True: nothing in it is executed."""
-    import torch
-
-    if not path.is_file():
-        raise NncliError(
-            f"{path} does not exist; the run saved no checkpoint (did it finish an epoch?)"
-        )
-    verify_checkpoint(path)  # torch.load does not check the zip's checksums
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt files raise anything from IndexError to BadZipFile
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise NncliError(f"{path} is not a checkpoint nncli can load safely: {first}") from None
-    if not isinstance(data, dict) or "model" not in data:
-        raise NncliError(f"{path} is not an nncli checkpoint (no 'model' entry)")
-    return data
 
 
 def equation(state: dict[str, Any]) -> str | None:

@@ -1,0 +1,134 @@
+"""A run's training state on disk: checkpoints written atomically, verified and loaded
+(the one place nncli calls torch.load), and the state a resumed run continues from."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from nncli.config.spec import resolved
+from nncli.errors import NncliError
+from nncli.runs.folder import write_failed
+
+if TYPE_CHECKING:
+    from nncli.engine.train import Prepared, Tracker
+
+
+def checkpoint(p: Prepared, epoch: int, order: torch.Generator, tracker: Tracker) -> dict[str, Any]:
+    """The whole training state after `epoch`: plain tensors and numbers only, so it loads
+    with weights_only=True and nothing in it can execute."""
+    np_name, np_keys, *np_rest = np.random.get_state(legacy=True)
+    keys = np.asarray(np_keys, dtype=np.int64)
+    return {
+        "model": p.model.state_dict(),
+        "optimizer": p.optimizer.state_dict(),
+        "scheduler": p.scheduler.state_dict() if p.scheduler is not None else None,
+        "epoch": epoch,
+        "monitor": p.monitor,
+        "tracker": {"best": tracker.best, "best_epoch": tracker.best_epoch, "stale": tracker.stale},
+        "rng": {
+            "python": random.getstate(),
+            "numpy": [np_name, torch.from_numpy(keys), *np_rest],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "order": order.get_state(),
+        },
+        "config": resolved(p.spec),
+    }
+
+
+def restore(p: Prepared, state: Mapping[str, Any], order: torch.Generator, tracker: Tracker) -> int:
+    """Load a checkpoint into the prepared run; returns the epoch it was taken after."""
+    p.model.load_state_dict(state["model"])
+    p.optimizer.load_state_dict(state["optimizer"])
+    if p.scheduler is not None and state.get("scheduler") is not None:
+        p.scheduler.load_state_dict(state["scheduler"])
+    saved = state["tracker"]
+    tracker.best, tracker.best_epoch, tracker.stale = (
+        saved["best"],
+        saved["best_epoch"],
+        saved["stale"],
+    )
+    rng = state["rng"]
+    random.setstate(_tuples(rng["python"]))
+    name, keys, *rest = rng["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    order.set_state(rng["order"])
+    return int(state["epoch"])
+
+
+def _tuples(value: Any) -> Any:
+    """random.setstate wants tuples where a checkpoint may hold lists."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value
+
+
+def save_atomic(obj: dict[str, Any], path: Path) -> None:
+    """torch.save to a temporary file, then rename: a crash, or a full disk, leaves the old
+    file whole (WriteError names the file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(obj, tmp)
+        tmp.replace(path)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # the partial file only takes the space that ran out
+        raise write_failed(path, exc) from None
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint, loaded with weights_only=True: nothing in it is executed."""
+    import torch
+
+    if not path.is_file():
+        raise NncliError(
+            f"{path} does not exist; the run saved no checkpoint (did it finish an epoch?)"
+        )
+    verify_checkpoint(path)  # torch.load does not check the zip's checksums
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt files raise anything from IndexError to BadZipFile
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NncliError(f"{path} is not a checkpoint nncli can load safely: {first}") from None
+    if not isinstance(data, dict) or "model" not in data:
+        raise NncliError(f"{path} is not an nncli checkpoint (no 'model' entry)")
+    return data
+
+
+def verify_checkpoint(path: Path) -> None:
+    """NncliError naming `path` unless every entry of the checkpoint matches its CRC-32.
+
+    torch.load reads a checkpoint's zip without checking the checksums torch.save wrote, so
+    a flipped bit in the weights loads as different weights; this reads the file once.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+            infos = archive.infolist()
+    except FileNotFoundError:
+        raise NncliError(f"{path} does not exist") from None
+    except Exception as exc:  # a damaged zip raises anything from BadZipFile to zlib.error
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise NncliError(f"{path} is damaged (not a whole checkpoint: {first})") from None
+    if bad is not None:
+        raise NncliError(
+            f"{path} is damaged: its part '{bad}' fails its checksum (the file was changed "
+            "or corrupted after it was written)"
+        )
+    # outside the checksums: torch's reader takes an entry marked a folder (MS-DOS bit 0x10,
+    # or a Unix folder mode) for one, and loads other tensors than were saved
+    folders = [
+        i.filename for i in infos if i.external_attr & 0x10 or (i.external_attr >> 16) & 0o040000
+    ]
+    if folders:
+        raise NncliError(f"{path} is damaged: its part '{folders[0]}' is marked as a folder")
