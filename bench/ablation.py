@@ -25,7 +25,7 @@ from run import threads
 
 from nncli.config import yamlio
 from nncli.config.spec import validate
-from nncli.engine import train as engine_mod
+from nncli.engine import prepare as engine_mod
 
 STEPS = (  # name, fused Adam, bare loop, use --threads
     ("torch defaults", False, False, False),

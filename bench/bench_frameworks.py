@@ -35,7 +35,7 @@ from torch import nn
 
 from nncli.config import yamlio
 from nncli.config.spec import validate
-from nncli.engine import train as engine_mod
+from nncli.engine import prepare as engine_mod
 
 Split = tuple[torch.Tensor, torch.Tensor]
 SIDES = ("tight", "engine", "lightning", "keras")

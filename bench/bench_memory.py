@@ -48,12 +48,12 @@ sys.path.insert(0, {bench!r})
 import loops
 from nncli.config import yamlio
 from nncli.config.spec import validate
-from nncli.engine.train import prepare
+from nncli.engine.prepare import prepare
 spec = validate(yamlio.loads({spec!r}, "w2.yaml"))
 loops.engine(prepare(spec))
 """
 
-FLOOR = "import torch\nimport nncli.engine.train\n"
+FLOOR = "import torch\nimport nncli.engine.fit\n"
 
 
 def main() -> None:

@@ -20,7 +20,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from nncli.engine.train import EVAL_BATCH, Prepared, fit
+from nncli.engine.fit import fit
+from nncli.engine.inference import EVAL_BATCH
+from nncli.engine.prepare import Prepared
 
 Split = tuple[torch.Tensor, torch.Tensor]
 

@@ -25,7 +25,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from nncli.config import yamlio
 from nncli.config.spec import validate
-from nncli.engine import train as engine_mod
+from nncli.engine import prepare as engine_mod
 
 
 def make(key: str, folder: Path) -> workloads.Workload:

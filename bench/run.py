@@ -41,7 +41,7 @@ from report import markdown, table
 
 from nncli.config import yamlio
 from nncli.config.spec import validate
-from nncli.engine import train as engine_mod
+from nncli.engine import prepare as engine_mod
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOOPS = ("tutorial", "tight", "tight*", "engine")

@@ -36,7 +36,7 @@ metrics: [accuracy, f1]
 
 
 class Rows:
-    """A training sink (nncli.engine.train.Sink) that keeps each epoch's row in memory."""
+    """A training sink (nncli.engine.fit.Sink) that keeps each epoch's row in memory."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, float]] = []

@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 
 from nncli.cli.app import app
 from nncli.config.spec import load_spec
-from nncli.engine.train import Prepared, fit, predict_classes, prepare
+from nncli.engine.fit import fit
+from nncli.engine.inference import predict_classes
+from nncli.engine.prepare import Prepared, prepare
 
 # the inputs of the logic-gate data sets, in the order their truth tables are written
 CORNERS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)

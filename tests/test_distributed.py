@@ -70,10 +70,10 @@ def test_a_failing_rank_stops_the_job_and_fails_the_run(
     (hooks / "sitecustomize.py").write_text(
         "import os\n"
         "if os.environ.get('RANK') == '1':\n"
-        "    import nncli.engine.train\n"
+        "    import nncli.engine.fit\n"
         "    def broken(*args, **kwargs):\n"
         "        raise RuntimeError('rank 1 exploded')\n"
-        "    nncli.engine.train.fit = broken\n"
+        "    nncli.engine.fit.fit = broken\n"
         "    import nncli.engine.experiment\n"
         "    nncli.engine.experiment.fit = broken\n"
     )

@@ -352,7 +352,8 @@ def test_gradient_clipping_bounds_each_step(write: Callable[..., Path]) -> None:
 
     from nncli.config import yamlio
     from nncli.config.spec import validate
-    from nncli.engine.train import fit, prepare
+    from nncli.engine.fit import fit
+    from nncli.engine.prepare import prepare
 
     text = TINY.replace("{name: adam, lr: 0.05}", "{name: sgd, lr: 1.0}")
     for setting, bound in (
@@ -377,7 +378,8 @@ def test_reduced_precision_runs_under_autocast(precision: str) -> None:
 
     from nncli.config import yamlio
     from nncli.config.spec import validate
-    from nncli.engine.train import fit, prepare
+    from nncli.engine.fit import fit
+    from nncli.engine.prepare import prepare
 
     losses = {}
     for mode in ("fp32", precision):

@@ -11,9 +11,10 @@ from sklearn import metrics as skm
 from nncli import data as datamod
 from nncli.config import yamlio
 from nncli.config.spec import Spec, load_spec, validate
+from nncli.engine.fit import fit
 from nncli.engine.meter import Meter
+from nncli.engine.prepare import prepare
 from nncli.engine.task import Task, infer_task
-from nncli.engine.train import fit, prepare
 from nncli.errors import NncliError
 from nncli.losses import losses
 

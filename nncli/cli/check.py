@@ -44,7 +44,7 @@ def validate(
                 warn_lint(file, spec, list(set_ or []))
                 detail = ""
                 if build:
-                    from nncli.engine.train import prepare
+                    from nncli.engine.prepare import prepare
 
                     p = prepare(
                         spec.model_copy(

@@ -25,19 +25,12 @@ import nncli
 from nncli.config import yamlio
 from nncli.config.spec import Spec, load_spec, resolved
 from nncli.engine import distributed
+from nncli.engine.devices import intra_op_threads, threads_for
+from nncli.engine.fit import FitResult, fit
+from nncli.engine.inference import evaluate, predict, predict_classes
 from nncli.engine.model import summary
+from nncli.engine.prepare import Prepared, prepare
 from nncli.engine.state import load_checkpoint, save_atomic
-from nncli.engine.train import (
-    FitResult,
-    Prepared,
-    evaluate,
-    fit,
-    intra_op_threads,
-    predict,
-    predict_classes,
-    prepare,
-    threads_for,
-)
 from nncli.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,

@@ -19,7 +19,8 @@ from nncli.errors import NncliError
 from nncli.runs.folder import write_failed
 
 if TYPE_CHECKING:
-    from nncli.engine.train import Prepared, Tracker
+    from nncli.engine.fit import Tracker
+    from nncli.engine.prepare import Prepared
 
 
 def checkpoint(p: Prepared, epoch: int, order: torch.Generator, tracker: Tracker) -> dict[str, Any]:

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     import torch
     from rich.progress import Progress, TaskID
 
-    from nncli.engine.train import Prepared
+    from nncli.engine.prepare import Prepared
     from nncli.runs.folder import Run
 
 REFRESH_S = 0.25  # how often the batch bar reads the current loss (a host sync)

@@ -15,11 +15,11 @@ from nncli import data as datamod
 from nncli.config.spec import Spec, load_spec
 from nncli.data.files import read_npz
 from nncli.data.preprocess import Preprocessing, encode, label_strings, lines, read_csv
+from nncli.engine.inference import EVAL_BATCH, evaluate
 from nncli.engine.meter import Meter
 from nncli.engine.model import build_model
 from nncli.engine.state import load_checkpoint
 from nncli.engine.task import Task, infer_task
-from nncli.engine.train import EVAL_BATCH, evaluate
 from nncli.errors import NncliError
 from nncli.losses import losses
 from nncli.runs.folder import BEST, CHECKPOINTS, CONFIG, LAST, PREPROCESSING, read_info

@@ -9,9 +9,11 @@ import torch
 
 from nncli.config.spec import load_spec
 from nncli.engine.experiment import write_plots
+from nncli.engine.fit import FitResult
+from nncli.engine.inference import evaluate
 from nncli.engine.meter import Meter
+from nncli.engine.prepare import prepare
 from nncli.engine.state import load_checkpoint
-from nncli.engine.train import FitResult, evaluate, prepare
 from nncli.errors import NncliError
 from nncli.runs.folder import CHECKPOINTS, CONFIG, LAST, PLOTS, read_info, read_metrics
 

@@ -1,0 +1,205 @@
+"""Prepare: everything that can fail on the user's input, before any run folder exists:
+the device, the data on it, the model built on real samples, the loss and optimizer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nncli import data as datamod
+from nncli.config.spec import Spec
+from nncli.engine import distributed
+from nncli.engine.devices import resolve_device, seed_everything
+from nncli.engine.model import build_model, count_parameters, describe
+from nncli.engine.task import Task, infer_task
+from nncli.errors import NncliError
+from nncli.losses import losses
+from nncli.optim import optimizers, schedulers
+from nncli.runs.folder import columns, direction
+
+
+@dataclass
+class Prepared:
+    """A validated experiment, ready to train: data on the device, model, loss, optimizer."""
+
+    spec: Spec
+    device: torch.device
+    dataset: datamod.Dataset
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    model: nn.Sequential
+    shapes: list[tuple[int, ...]]
+    task: Task
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    metrics: list[str] = field(default_factory=list)
+    scheduler: Any = None
+    monitor: str = "train_loss"  # the column that picks best.pt, early stopping, plateaus
+    mode: str = "min"
+    rank: distributed.Rank = field(default_factory=distributed.Rank)
+
+    @property
+    def n_params(self) -> int:
+        return count_parameters(self.model)
+
+    @property
+    def n_batches(self) -> int:
+        """Batches per epoch (the last one may be smaller)."""
+        n = len(self.splits["train"][0])
+        return -(-n // min(self.spec.train.batch_size, n))
+
+    def columns(self) -> list[str]:
+        return columns(list(self.splits), self.metrics)
+
+
+def _targets(y: np.ndarray, task: Task, device: torch.device) -> torch.Tensor:
+    """Targets in the form the loss takes: class indices, or float rows shaped like the output."""
+    if task.kind == "multiclass":
+        return torch.as_tensor(y, dtype=torch.long, device=device)
+    values = torch.as_tensor(y, dtype=torch.float32, device=device)
+    return values.reshape(len(values), -1)
+
+
+def prepare(spec: Spec, device: str | None = None) -> Prepared:
+    """Device, data, model, loss and optimizer of `spec`; user mistakes raise NncliError."""
+    rank = distributed.current()
+    dev = resolve_device(device or spec.train.device)
+    if rank.distributed and dev.type == "cuda":
+        dev = torch.device("cuda", rank.local_rank)  # one GPU per process on its node
+    distributed.init(rank, dev.type)
+    seed_everything(spec.seed)
+
+    # data: generated or read on the host, split, preprocessed with statistics of the train
+    # split only, then moved to the device once
+    dataset, indices = datamod.prepare(
+        spec.data, spec.seed, spec.loss_info.target, spec.train.batch_size
+    )
+    x_all = torch.as_tensor(dataset.x, dtype=torch.float32)
+
+    # model: built layer by layer on a few real samples, so shapes are checked here
+    torch.manual_seed(spec.seed)
+    sample = x_all[indices["train"][:2]].to(dev)
+    try:
+        model, shapes = build_model(spec.model.layers, sample)
+    except (RuntimeError, MemoryError, OverflowError, TypeError, IndexError, ValueError) as exc:
+        # what build_model does not name: a layer too large to allocate (RuntimeError, or
+        # TypeError for a size past 64 bits) or a forward pass torch refuses with IndexError
+        # (`log_softmax: {dim: 7}`); left as they are, they would read as bugs in nncli
+        if isinstance(exc, TypeError) and "Overflow" not in str(exc):
+            raise
+        raise NncliError(_model_problem(spec, sample, exc)) from None
+    if count_parameters(model) == 0:  # the optimizer would refuse it, as if nncli failed
+        raise NncliError(
+            "the model has no weights to train: model.layers holds no layer with parameters "
+            "(dense, conv1d, conv2d, ...); add one, e.g. `- dense: 1`"
+        )
+    info = spec.loss_info
+    task = infer_task(dataset, spec.loss.name, info, shapes[-1])
+
+    splits = {
+        name: (x_all[idx].to(dev), _targets(dataset.y[idx], task, dev))
+        for name, idx in indices.items()
+    }
+    # the splits hold every row now: keep the dataset's layout without a second copy of
+    # its rows (the whole data set on the host for the length of the run)
+    del x_all
+    dataset = replace(dataset, x=dataset.x[:0].copy(), y=dataset.y[:0].copy())
+    loss_fn = losses.get(spec.loss.name).build(spec.loss).to(dev)
+    _check_probabilities(spec, loss_fn)
+    optimizer = optimizers.get(spec.optimizer.name).build(spec.optimizer, model.parameters())
+    p = Prepared(
+        spec, dev, dataset, splits, model, shapes, task, loss_fn, optimizer, spec.metric_names
+    )
+    p.monitor, p.mode = _monitor(spec, list(splits))
+    p.rank = rank
+    if rank.distributed:
+        _check_shares(p)
+    if spec.scheduler is not None:
+        entry = schedulers.get(spec.scheduler.name)
+        p.scheduler = entry.build(spec.scheduler, optimizer, spec.train.epochs, p.n_batches)
+    return p
+
+
+def _model_problem(spec: Spec, sample: torch.Tensor, exc: BaseException) -> str:
+    """The message for a model that failed to build: the layer and its input shape, found
+    by building ever longer prefixes of the stack (on the meta device, without memory,
+    where the failure was an allocation)."""
+    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    text = str(exc)
+    if isinstance(exc, MemoryError | OverflowError | TypeError) or "allocate" in text:
+        return _too_large(spec, sample, reason)
+    specs = spec.model.layers
+    shape = tuple(sample.shape[1:])
+    for i in range(len(specs)):
+        try:
+            _, shapes = build_model(specs[: i + 1], sample)
+        except Exception:
+            return f"model.layers.{i} ({describe(specs[i])}) cannot take input of shape {shape}: {reason}"
+        shape = shapes[-1]
+    return f"the model cannot be built: {reason}"  # pragma: no cover - it failed above
+
+
+BOUNDED = ("sigmoid", "softmax", "step")  # layers whose outputs stay within 0..1
+PASS_THROUGH = ("identity", "flatten")  # layers that leave the values as they are
+
+
+def _check_probabilities(spec: Spec, loss_fn: nn.Module) -> None:
+    """torch's BCELoss raises at the first output outside 0..1, mid-run, as if nncli failed:
+    a model that does not end in a layer bounded to 0..1 is refused before it starts. (lint
+    warns about such ends for every loss; for this one they are fatal, not just slow.)"""
+    if not isinstance(loss_fn, nn.BCELoss):
+        return
+    types = [layer.type for layer in spec.model.layers]
+    last = next(i for i in range(len(types) - 1, -1, -1) if types[i] not in PASS_THROUGH or i == 0)
+    if types[last] not in BOUNDED:
+        raise NncliError(
+            f"loss '{spec.loss.name}' takes probabilities, and torch stops a run at the first "
+            f"output outside 0..1; the model ends with {types[last]} (model.layers.{last}), "
+            "whose outputs can leave that range (end the model with sigmoid, or use loss: "
+            "bce_with_logits)"
+        )
+
+
+def _too_large(spec: Spec, sample: torch.Tensor, reason: str) -> str:
+    """Which layer could not be allocated, found by building the model again on the meta
+    device (shapes only, no memory)."""
+    try:
+        with torch.device("meta"):
+            model, _ = build_model(spec.model.layers, sample.to("meta"))
+    except Exception:  # sizes past what even shapes can hold: say what torch said
+        return f"the model cannot be built: {reason}; is a layer in model.layers too large?"
+    sizes = [count_parameters(m) for m in model]
+    i = max(range(len(sizes)), key=sizes.__getitem__)
+    return (
+        f"model.layers.{i} ({describe(spec.model.layers[i])}) has {sizes[i]:,} parameters "
+        f"({sizes[i] * 4 / 1e9:,.1f} GB as float32), more than this machine can allocate "
+        f"({reason}); make it smaller"
+    )
+
+
+def _check_shares(p: Prepared) -> None:
+    """Every process needs a share of every batch: the global batch must split evenly."""
+    world, batch = p.rank.world, p.spec.train.batch_size
+    n = len(p.splits["train"][0])
+    if batch % world or 0 < n % batch < world:
+        raise NncliError(
+            f"train.batch_size {batch} (the global batch) does not split over {world} "
+            f"processes for {n} training samples; use a multiple of {world}"
+        )
+
+
+def _monitor(spec: Spec, splits: list[str]) -> tuple[str, str]:
+    """train.monitor (default: the first held-out split's loss) and its direction."""
+    held_out = [s for s in ("val", "test") if s in splits]
+    monitor = spec.train.monitor or f"{held_out[0] if held_out else 'train'}_loss"
+    split = monitor.split("_", 1)[0]
+    if split not in splits:
+        raise NncliError(
+            f"train.monitor is '{monitor}' but the data has no {split} split; "
+            f"set data.split.{split} (e.g. 0.2) or monitor one of {', '.join(splits)}"
+        )
+    mode = spec.train.mode if spec.train.mode != "auto" else direction(monitor)
+    return monitor, mode
