@@ -6,22 +6,23 @@ Torch-free: `nncli validate` and `nncli schema` import this and nothing heavier.
 from __future__ import annotations
 
 import re
-import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, Field, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from nncli.config import yamlio
+from nncli.config.locate import problems
+from nncli.config.overrides import apply
 from nncli.data import DataParams, FileParams, datasets
 from nncli.errors import Problem, SpecError
 from nncli.layers import layers
 from nncli.losses import CLASSIFY, LossInfo, losses
 from nncli.optim import optimizers, schedulers
-from nncli.registry import Params, Registry, UnknownName, closest
+from nncli.registry import Params, Registry, UnknownName
 
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1")
 REGRESSION_METRICS = ("mae", "rmse", "r2")
@@ -29,6 +30,11 @@ Metric = Literal["accuracy", "precision", "recall", "f1", "mae", "rmse", "r2"]
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
 MONITOR_PATTERN = r"^(train|val|test)_(loss|accuracy|precision|recall|f1|mae|rmse|r2)$"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,79}$"
+
+PATTERN_HELP = {
+    NAME_PATTERN: "a run name holds letters, digits and _ . + - only (no path separators)",
+    DEVICE_PATTERN: "expected auto, cpu, cuda, cuda:N or mps",
+}
 
 
 def _shorthand(registry: Registry[Any]) -> Callable[[Any], Any]:
@@ -305,226 +311,6 @@ class Spec(Params):
         return list(self.metrics or [])
 
 
-# --- locating errors -------------------------------------------------------------------
-
-
-def _unwrap(annotation: Any) -> Any:
-    while get_origin(annotation) is Annotated:
-        annotation = get_args(annotation)[0]
-    return annotation
-
-
-def _models(annotation: Any) -> list[type[BaseModel]]:
-    """The models an annotation may hold (unions, Optional and Annotated opened)."""
-    annotation = _unwrap(annotation)
-    if get_origin(annotation) in (Union, types.UnionType):
-        return [m for a in get_args(annotation) for m in _models(a)]
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return []
-
-
-def _tag(model: type[BaseModel]) -> Any:
-    return next(
-        (model.model_fields[k].default for k in _TAGS.values() if k in model.model_fields), None
-    )
-
-
-def _valid_keys(loc: tuple[str | int, ...]) -> list[str]:
-    """The field names allowed at `loc` (a pydantic error location), for suggestions."""
-    annotation: Any = Spec
-    for part in loc:
-        models = _models(annotation)
-        tagged = [m for m in models if _tag(m) == part]
-        if tagged:  # a discriminated union's tag in the location: that member
-            annotation = tagged[0]
-            continue
-        if len(models) == 1:
-            field = models[0].model_fields.get(str(part))
-            if field is None:
-                return []
-            annotation = field.annotation
-        elif get_origin(_unwrap(annotation)) is list and isinstance(part, int):
-            annotation = get_args(_unwrap(annotation))[0]
-        else:
-            return []
-    models = _models(annotation)
-    return list(models[0].model_fields) if len(models) == 1 else []
-
-
-_PATTERN_HELP = {
-    NAME_PATTERN: "a run name holds letters, digits and _ . + - only (no path separators)",
-    DEVICE_PATTERN: "expected auto, cpu, cuda, cuda:N or mps",
-}
-_NO_INPUT = (
-    "monitor_metric",
-    "missing",
-    "extra_forbidden",
-    "unknown_name",
-    "bad_shorthand",
-    "no_positional",
-    "metric_task",
-)
-
-
-def _problems(
-    exc: ValidationError, doc: yamlio.Document, overridden: dict[yamlio.Key, str]
-) -> list[Problem]:
-    problems = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
-        path = _data_path(doc.data, loc)
-        if err["type"] == "unknown_name":  # point at the `name:` inside a map, if any
-            path = next(
-                (k for k in ((*path, t) for t in _TAGS.values()) if k in doc.positions), path
-            )
-        setting = next((text for key, text in overridden.items() if path[: len(key)] == key), None)
-        where = f"--set {setting}" if setting else doc.where(path)
-        message, hint = err["msg"], None
-        if err["type"] == "extra_forbidden":
-            name = str(loc[-1])
-            valid = [k for k in _valid_keys(loc[:-1]) if k not in ("type", "name", "source")]
-            message = f"unknown key '{name}'"
-            near = closest(name, valid)
-            hint = (
-                f"did you mean '{near}'?"
-                if near
-                else (f"valid: {', '.join(valid)}" if valid else None)
-            )
-        elif err["type"] == "missing":
-            message = "required key is missing"
-        elif err["type"] == "unknown_name":
-            message, _, rest = message.partition(" (")
-            hint = rest.rstrip(")") or None
-        elif err["type"] == "union_tag_not_found":
-            message = "say which entry this is"
-        elif err["type"] == "string_pattern_mismatch":
-            message = _PATTERN_HELP.get(err.get("ctx", {}).get("pattern", ""), message)
-        if err["type"] not in _NO_INPUT and isinstance(err["input"], str | int | float):
-            message = f"{message}, got {_shown(err['input'])}"
-            hint = hint or _yaml_hint(err["type"], err["input"])
-        if message.startswith("Value error, "):
-            message = message[len("Value error, ") :]
-        key = ".".join(str(p) for p in loc)
-        problems.append(Problem(where, key, message, hint))
-    return problems
-
-
-def _shown(value: str | int | float) -> str:
-    """repr of a bad value, cut short: a 5000-digit number makes no readable message."""
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:50]}... ({len(text)} characters)"
-
-
-_YAML11_BOOL = re.compile(r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$")
-_YAML11_OCTAL = re.compile(r"^[-+]?0[0-9_]+$")
-_YAML11_BASE60 = re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
-
-
-def _yaml_hint(kind: str, value: object) -> str | None:
-    """The fix for values YAML 1.1 reads differently from nncli (which reads YAML 1.2):
-    `no` is text, not false; `010` is text, not octal 8; `1:30` is text, not 90."""
-    if kind == "bool_type" and isinstance(value, str) and _YAML11_BOOL.match(value):
-        return f"write {'true' if value.lower() in ('y', 'yes', 'on') else 'false'}"
-    if kind in ("int_type", "float_type") and isinstance(value, str):
-        if _YAML11_OCTAL.match(value):
-            digits = value.replace("_", "")
-            return f"write {int(digits)} without the leading zero (YAML 1.1 reads {value} as octal)"
-        if _YAML11_BASE60.match(value):
-            return "write the number itself (YAML 1.1 reads a:b as a*60+b)"
-    if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
-        return f"quote it to make it text: '{value}'"
-    return None
-
-
-def _data_path(data: Any, loc: tuple[str | int, ...]) -> yamlio.Key:
-    """The part of an error location that exists in the file (union tags are skipped)."""
-    path: list[str | int] = []
-    node = data
-    for part in loc:
-        in_dict = isinstance(node, dict) and part in node
-        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
-        if in_dict or in_list:
-            node = node[part]
-        else:
-            continue
-        path.append(part)
-    return tuple(path)
-
-
-# --- overrides ---------------------------------------------------------------------------
-
-_DEFAULT_SECTIONS = {"optimizer": {"name": "adam"}}  # as Spec's default optimizer
-_TAGS = {"model": layers.key, "loss": losses.key, "optimizer": optimizers.key, "data": datasets.key}
-
-
-def _apply(data: dict[str, Any], setting: str) -> yamlio.Key:
-    """Apply one `dotted.key=value` to the file's values; the key's path is returned."""
-    key, sep, raw = setting.partition("=")
-    if not sep or not key.strip():
-        raise SpecError(
-            [Problem(f"--set {setting}", "", "expected KEY=VALUE", "e.g. --set optimizer.lr=0.01")]
-        )
-    parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
-    node: Any = data
-    for i, part in enumerate(parts[:-1]):
-        child = _child(node, part, setting, parts[: i + 1])
-        if child is None:  # a section the file leaves out: its defaults, then the setting
-            child = dict(_DEFAULT_SECTIONS.get(str(part), {})) if i == 0 else {}
-            node[part] = child
-        elif isinstance(child, str) and isinstance(parts[i + 1], str):
-            # a bare name gains parameters: `gelu` -> {type: gelu}, `huber` -> {name: huber}
-            child = {_TAGS.get(str(parts[0]), "type"): child}
-            node[part] = child
-        node = child
-    last = parts[-1]
-    if isinstance(node, list):
-        _child(node, last, setting, parts)
-    elif isinstance(node, dict) and isinstance(last, str):
-        tag = node.get("type")
-        if tag is not None and last not in node and len(parts) >= 2 and _is_layer(tag, last):
-            last = layers.get(last).positional or last  # {type: dense, units: 16} + .dense=32
-    else:
-        raise SpecError([Problem(f"--set {setting}", key, "cannot set a key inside a plain value")])
-    try:
-        node[last] = yamlio.parse_value(raw)
-    except SpecError as exc:  # past the caps, a duplicate key: located at the setting
-        raise SpecError(
-            [Problem(f"--set {setting}", key, p.message, p.hint) for p in exc.problems]
-        ) from None
-    return tuple(parts)
-
-
-def _is_layer(tag: Any, name: str) -> bool:
-    try:
-        return layers.canonical(str(tag)) == layers.canonical(name)
-    except UnknownName:
-        return False
-
-
-def _child(node: Any, part: str | int, setting: str, path: list[str | int]) -> Any:
-    dotted = ".".join(str(p) for p in path)
-    if isinstance(node, list):
-        if not isinstance(part, int) or not 0 <= part < len(node):
-            raise SpecError(
-                [
-                    Problem(
-                        f"--set {setting}",
-                        dotted,
-                        f"no item {part}: the list has {len(node)} item(s)",
-                        "count from 0",
-                    )
-                ]
-            )
-        return node[part]
-    if isinstance(node, dict):
-        return node.get(str(part)) if isinstance(part, int) else node.get(part)
-    raise SpecError([Problem(f"--set {setting}", dotted, "cannot set a key inside a plain value")])
-
-
-# --- loading -----------------------------------------------------------------------------
-
-
 def validate(doc: yamlio.Document, overrides: list[str] | tuple[str, ...] = ()) -> Spec:
     """Validate a parsed file (after applying overrides); every problem in one SpecError."""
     if not isinstance(doc.data, dict):
@@ -541,11 +327,11 @@ def validate(doc: yamlio.Document, overrides: list[str] | tuple[str, ...] = ()) 
     data = doc.data
     overridden: dict[yamlio.Key, str] = {}
     for setting in overrides:
-        overridden[_apply(data, setting)] = setting
+        overridden[apply(data, setting)] = setting
     try:
         return Spec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(_problems(exc, doc, overridden)) from None
+        raise SpecError(problems(exc, doc, overridden, Spec, PATTERN_HELP)) from None
 
 
 def load_spec(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Spec:

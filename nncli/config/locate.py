@@ -1,0 +1,166 @@
+"""Where a validation error is in the file: pydantic's error locations mapped to the
+file's line and column (or the `--set` that gave the value), with a message and a fix."""
+
+from __future__ import annotations
+
+import re
+import types
+from collections.abc import Mapping
+from typing import Annotated, Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from nncli.config import yamlio
+from nncli.config.overrides import TAGS
+from nncli.errors import Problem
+from nncli.registry import closest
+
+
+def _unwrap(annotation: Any) -> Any:
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation
+
+
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The models an annotation may hold (unions, Optional and Annotated opened)."""
+    annotation = _unwrap(annotation)
+    if get_origin(annotation) in (Union, types.UnionType):
+        return [m for a in get_args(annotation) for m in _models(a)]
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return []
+
+
+def _tag(model: type[BaseModel]) -> Any:
+    return next(
+        (model.model_fields[k].default for k in TAGS.values() if k in model.model_fields), None
+    )
+
+
+def _valid_keys(root: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
+    """The field names allowed at `loc` (a pydantic error location), for suggestions."""
+    annotation: Any = root
+    for part in loc:
+        models = _models(annotation)
+        tagged = [m for m in models if _tag(m) == part]
+        if tagged:  # a discriminated union's tag in the location: that member
+            annotation = tagged[0]
+            continue
+        if len(models) == 1:
+            field = models[0].model_fields.get(str(part))
+            if field is None:
+                return []
+            annotation = field.annotation
+        elif get_origin(_unwrap(annotation)) is list and isinstance(part, int):
+            annotation = get_args(_unwrap(annotation))[0]
+        else:
+            return []
+    models = _models(annotation)
+    return list(models[0].model_fields) if len(models) == 1 else []
+
+
+_NO_INPUT = (
+    "monitor_metric",
+    "missing",
+    "extra_forbidden",
+    "unknown_name",
+    "bad_shorthand",
+    "no_positional",
+    "metric_task",
+)
+
+
+def problems(
+    exc: ValidationError,
+    doc: yamlio.Document,
+    overridden: dict[yamlio.Key, str],
+    root: type[BaseModel],
+    pattern_help: Mapping[str, str],
+) -> list[Problem]:
+    """One Problem per error of validating `doc` against `root`; a string that does not
+    match its pattern is explained by `pattern_help[pattern]`."""
+    found = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        path = _data_path(doc.data, loc)
+        if err["type"] == "unknown_name":  # point at the `name:` inside a map, if any
+            path = next(
+                (k for k in ((*path, t) for t in TAGS.values()) if k in doc.positions), path
+            )
+        setting = next((text for key, text in overridden.items() if path[: len(key)] == key), None)
+        where = f"--set {setting}" if setting else doc.where(path)
+        message, hint = err["msg"], None
+        if err["type"] == "extra_forbidden":
+            name = str(loc[-1])
+            valid = [k for k in _valid_keys(root, loc[:-1]) if k not in ("type", "name", "source")]
+            message = f"unknown key '{name}'"
+            near = closest(name, valid)
+            hint = (
+                f"did you mean '{near}'?"
+                if near
+                else (f"valid: {', '.join(valid)}" if valid else None)
+            )
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        elif err["type"] == "unknown_name":
+            message, _, rest = message.partition(" (")
+            hint = rest.rstrip(")") or None
+        elif err["type"] == "union_tag_not_found":
+            message = "say which entry this is"
+        elif err["type"] == "string_pattern_mismatch":
+            message = pattern_help.get(err.get("ctx", {}).get("pattern", ""), message)
+        if err["type"] not in _NO_INPUT and isinstance(err["input"], str | int | float):
+            message = f"{message}, got {_shown(err['input'])}"
+            hint = hint or _yaml_hint(err["type"], err["input"])
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+        key = ".".join(str(p) for p in loc)
+        found.append(Problem(where, key, message, hint))
+    return found
+
+
+def _shown(value: str | int | float) -> str:
+    """repr of a bad value, cut short: a 5000-digit number makes no readable message."""
+    text = repr(value)
+    return text if len(text) <= 60 else f"{text[:50]}... ({len(text)} characters)"
+
+
+_YAML11_BOOL = re.compile(r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|on|On|ON|off|Off|OFF)$")
+
+
+_YAML11_OCTAL = re.compile(r"^[-+]?0[0-9_]+$")
+
+
+_YAML11_BASE60 = re.compile(r"^[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?$")
+
+
+def _yaml_hint(kind: str, value: object) -> str | None:
+    """The fix for values YAML 1.1 reads differently from nncli (which reads YAML 1.2):
+    `no` is text, not false; `010` is text, not octal 8; `1:30` is text, not 90."""
+    if kind == "bool_type" and isinstance(value, str) and _YAML11_BOOL.match(value):
+        return f"write {'true' if value.lower() in ('y', 'yes', 'on') else 'false'}"
+    if kind in ("int_type", "float_type") and isinstance(value, str):
+        if _YAML11_OCTAL.match(value):
+            digits = value.replace("_", "")
+            return f"write {int(digits)} without the leading zero (YAML 1.1 reads {value} as octal)"
+        if _YAML11_BASE60.match(value):
+            return "write the number itself (YAML 1.1 reads a:b as a*60+b)"
+    if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
+        return f"quote it to make it text: '{value}'"
+    return None
+
+
+def _data_path(data: Any, loc: tuple[str | int, ...]) -> yamlio.Key:
+    """The part of an error location that exists in the file (union tags are skipped)."""
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
+            node = node[part]
+        else:
+            continue
+        path.append(part)
+    return tuple(path)
