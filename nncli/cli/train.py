@@ -160,7 +160,7 @@ def _run_training(start: Callable[[Any], tuple[Any, Any]], quiet: bool) -> None:
         quiet = True
         err.quiet = True
     reporter = ConsoleReporter(out, quiet=quiet)
-    from nncli.engine.experiment import interrupt
+    from nncli.engine.signals import interrupt
 
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     run = None

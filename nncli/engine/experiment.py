@@ -8,13 +8,10 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import signal
 import subprocess
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -30,18 +27,16 @@ from nncli.engine.fit import FitResult, fit
 from nncli.engine.inference import evaluate, predict, predict_classes
 from nncli.engine.model import summary
 from nncli.engine.prepare import Prepared, prepare
-from nncli.engine.state import load_checkpoint, save_atomic
+from nncli.engine.state import load_checkpoint
 from nncli.errors import (
     EXIT_INTERNAL,
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
     NncliError,
     RunDiverged,
     RunInterrupted,
 )
 from nncli.figures import plots
+from nncli.loggers.run_folder import _RunSink
 from nncli.runs.folder import (
-    BEST,
     CHECKPOINTS,
     CONFIG,
     LAST,
@@ -70,64 +65,6 @@ class Reporter(Protocol):
     def epoch(self, row: Mapping[str, float], improved: bool) -> None: ...
 
     def note(self, text: str) -> None: ...
-
-
-@dataclass
-class _RunSink:
-    """Writes each epoch to the run folder (row, last.pt, best.pt), then tells the reporter."""
-
-    run: Run
-    reporter: Reporter
-
-    def epoch_end(
-        self, row: Mapping[str, float], state: Callable[[], dict[str, Any]], last: bool, best: bool
-    ) -> None:
-        # Ctrl-C and SIGTERM wait until the row and its checkpoints are written, so an
-        # interrupted run's last row and last.pt agree. The row goes first: a SIGKILL before
-        # the checkpoint leaves a row past last.pt, which resume drops and trains again.
-        with deferred_signals():
-            self.run.log_epoch(row)
-            if last or best:
-                checkpoint = state()
-                if last:
-                    save_atomic(checkpoint, self.run.checkpoint_path(LAST))
-                if best:
-                    save_atomic(checkpoint, self.run.checkpoint_path(BEST))
-        self.reporter.epoch(row, best)
-
-    def note(self, text: str) -> None:
-        self.reporter.note(text)
-
-    def batch_end(self, epoch: int, batch: int, n_batches: int, loss: torch.Tensor) -> None:
-        self.reporter.batch(epoch, batch, n_batches, loss)
-
-
-@contextmanager
-def deferred_signals() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM (as `interrupt` sees them) until the block ends.
-
-    A signal mask would not do: the OS may hand the signal to one of torch's threads.
-    """
-    _held["active"] = True
-    try:
-        yield
-    finally:
-        _held["active"] = False
-    code = _held.pop("pending", 0)
-    if code:
-        raise RunInterrupted(code)
-
-
-_held: dict[str, int] = {"active": 0}
-
-
-def interrupt(signum: int, frame: object) -> None:
-    """Signal handler for training: Ctrl-C or SIGTERM stop the run as `interrupted`."""
-    code = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
-    if _held["active"]:
-        _held["pending"] = code
-        return
-    raise RunInterrupted(code)
 
 
 def git_commit(folder: Path) -> str | None:
