@@ -27,6 +27,7 @@ import nncli.cli.app  # noqa: E402  (typer, rich, the CLI)
 marks["cli_imported"] = time.time() - T0
 
 from nncli.engine import experiment  # noqa: E402  (torch and the engine)
+from nncli.loggers.run_folder import RunFolderLogger  # noqa: E402
 
 marks["engine_imported"] = time.time() - T0
 
@@ -58,7 +59,7 @@ def counted(fn: Callable[..., Any]) -> Callable[..., Any]:
 experiment.prepare = around("prepare", experiment.prepare)
 experiment.fit = around("fit", experiment.fit)
 experiment.write_plots = around("plots", experiment.write_plots)
-experiment._RunSink.epoch_end = counted(experiment._RunSink.epoch_end)  # type: ignore[method-assign]
+RunFolderLogger.epoch = counted(RunFolderLogger.epoch)  # type: ignore[method-assign]
 
 sys.argv = ["nncli", "train", *sys.argv[1:]]
 try:

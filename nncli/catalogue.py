@@ -4,22 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from nncli.config.spec import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from nncli.data import datasets
-from nncli.layers import ACTIVATIONS, layers
+from nncli.layers import layers
 from nncli.losses import losses
+from nncli.metrics import metrics
 from nncli.optim import optimizers
 from nncli.registry import Registry
-
-METRIC_NOTES = {
-    "accuracy": "share of correct predictions (multilabel: of correct label decisions)",
-    "precision": "macro average over classes of TP / (TP + FP)",
-    "recall": "macro average over classes of TP / (TP + FN)",
-    "f1": "macro average over classes of the harmonic mean of precision and recall",
-    "mae": "mean absolute error",
-    "rmse": "root mean squared error",
-    "r2": "coefficient of determination (1 is perfect; averaged over outputs)",
-}
 
 
 def _entries(registry: Registry[Any], kind_of: Any = None) -> list[dict[str, Any]]:
@@ -39,7 +29,7 @@ def _entries(registry: Registry[Any], kind_of: Any = None) -> list[dict[str, Any
 
 def catalogue(kind: str) -> list[dict[str, Any]]:
     if kind == "layers":
-        return _entries(layers, lambda e: "activation" if e.name in ACTIVATIONS else "layer")
+        return _entries(layers, lambda e: "activation" if e.info.activation else "layer")
     if kind == "losses":
         return _entries(losses, lambda e: f"{e.info.target} targets, {e.info.output} in")
     if kind == "optimizers":
@@ -48,9 +38,10 @@ def catalogue(kind: str) -> list[dict[str, Any]]:
         return _entries(datasets)
     return [
         {
-            "name": m,
-            "task": "classification" if m in CLASSIFICATION_METRICS else "regression",
-            "summary": METRIC_NOTES[m],
+            "name": e.name,
+            "task": e.info.task,
+            "better": "higher" if e.info.better == "max" else "lower",
+            "summary": e.summary,
         }
-        for m in (*CLASSIFICATION_METRICS, *REGRESSION_METRICS)
+        for e in metrics.in_order()
     ]

@@ -12,6 +12,11 @@ EXIT_TERMINATED = 143
 EXIT_DIVERGED = 3
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message, its first line only (its type's name where it has none)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
 class NncliError(Exception):
     """A mistake in the user's input: the CLI prints the message and exits with 2."""
 

@@ -3,7 +3,8 @@ shape of one input sample (without the batch dimension)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -17,11 +18,33 @@ if TYPE_CHECKING:
 
 Shape = tuple[int, ...]
 
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A layer's traits: what the lint, the checks before training, `nncli list` and the
+    activation gallery need to know of it, so that none of them keeps a list of names."""
+
+    activation: bool = False  # an activation function (the gallery draws it)
+    affine: bool = False  # a linear map with weights (dense, conv): stacked, they compose
+    keeps_linear: bool = False  # a linear map through it stays linear (pooling by average...)
+    passes: Literal["values", "meaning"] | None = None  # leaves values (or their sense) as is
+    output_range: str | None = None  # the range it squashes into, e.g. "(0, 1)"
+    probabilities: bool = False  # its outputs stay within 0..1, as bce needs
+    normalisation: bool = False  # normalises its input (batch or layer statistics)
+
+
 layers: Registry[Callable[..., nn.Module]] = Registry("layer", key="type")
 
-# Activations are layers too; this set lets `nncli plot activations` and the lint on
-# missing non-linearities find them.
-ACTIVATIONS: list[str] = []
+
+def info(name: str) -> LayerInfo:
+    """The traits of a registered layer (or alias)."""
+    found: LayerInfo = layers.get(name).info
+    return found
+
+
+def activations() -> list[str]:
+    """The registered activations, in registration order."""
+    return [e.name for e in layers.in_order() if e.info.activation]
 
 
 class LayerShapeError(NncliError):
@@ -36,11 +59,16 @@ def _dims(kind: str, shape: Shape, n: int, fix: str) -> None:
 
 
 def activation(
-    name: str, *aliases: str, params: type[Params] | None = None, positional: str | None = None
+    name: str,
+    *aliases: str,
+    params: type[Params] | None = None,
+    positional: str | None = None,
+    **traits: Any,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Register an activation: a layer that keeps the shape of its input."""
-    ACTIVATIONS.append(name)
-    return layers.register(name, *aliases, params=params, positional=positional)
+    return layers.register(
+        name, *aliases, params=params, positional=positional, info=LayerInfo(True, **traits)
+    )
 
 
 # --- weighted layers --------------------------------------------------------------------
@@ -51,7 +79,7 @@ class Dense(Params):
     bias: bool = True
 
 
-@layers.register("dense", "linear", params=Dense, positional="units")
+@layers.register("dense", "linear", params=Dense, positional="units", info=LayerInfo(affine=True))
 def dense(p: Dense, shape: Shape) -> nn.Module:
     """Fully connected layer: y = x W^T + b (input size inferred)."""
     from torch import nn
@@ -77,7 +105,7 @@ class Conv(Params):
         return self
 
 
-@layers.register("conv1d", params=Conv, positional="out_channels")
+@layers.register("conv1d", params=Conv, positional="out_channels", info=LayerInfo(affine=True))
 def conv1d(p: Conv, shape: Shape) -> nn.Module:
     """1-D convolution over (channels, length) samples."""
     from torch import nn
@@ -88,7 +116,7 @@ def conv1d(p: Conv, shape: Shape) -> nn.Module:
     )
 
 
-@layers.register("conv2d", params=Conv, positional="out_channels")
+@layers.register("conv2d", params=Conv, positional="out_channels", info=LayerInfo(affine=True))
 def conv2d(p: Conv, shape: Shape) -> nn.Module:
     """2-D convolution over (channels, height, width) samples."""
     from torch import nn
@@ -105,7 +133,7 @@ class Pool(Params):
     padding: int = Field(default=0, ge=0)
 
 
-@layers.register("maxpool2d", params=Pool, positional="kernel_size")
+@layers.register("maxpool2d", params=Pool, positional="kernel_size", info=LayerInfo())
 def maxpool2d(p: Pool, shape: Shape) -> nn.Module:
     """2-D max pooling."""
     from torch import nn
@@ -114,7 +142,9 @@ def maxpool2d(p: Pool, shape: Shape) -> nn.Module:
     return nn.MaxPool2d(p.kernel_size, p.stride, p.padding)
 
 
-@layers.register("avgpool2d", params=Pool, positional="kernel_size")
+@layers.register(
+    "avgpool2d", params=Pool, positional="kernel_size", info=LayerInfo(keeps_linear=True)
+)
 def avgpool2d(p: Pool, shape: Shape) -> nn.Module:
     """2-D average pooling."""
     from torch import nn
@@ -123,7 +153,7 @@ def avgpool2d(p: Pool, shape: Shape) -> nn.Module:
     return nn.AvgPool2d(p.kernel_size, p.stride, p.padding)
 
 
-@layers.register("flatten")
+@layers.register("flatten", info=LayerInfo(keeps_linear=True, passes="values"))
 def flatten(p: NoParams, shape: Shape) -> nn.Module:
     """Flattens each sample to a vector (for dense layers after convolutions)."""
     from torch import nn
@@ -135,7 +165,12 @@ class Dropout(Params):
     p: float = Field(default=0.5, ge=0.0, lt=1.0, description="probability of zeroing")
 
 
-@layers.register("dropout", params=Dropout, positional="p")
+@layers.register(
+    "dropout",
+    params=Dropout,
+    positional="p",
+    info=LayerInfo(keeps_linear=True, passes="meaning"),
+)
 def dropout(p: Dropout, shape: Shape) -> nn.Module:
     """Zeroes inputs with probability p while training (scaled by 1/(1-p))."""
     from torch import nn
@@ -148,7 +183,9 @@ class BatchNorm(Params):
     momentum: float = Field(default=0.1, gt=0, le=1)
 
 
-@layers.register("batchnorm1d", params=BatchNorm)
+@layers.register(
+    "batchnorm1d", params=BatchNorm, info=LayerInfo(keeps_linear=True, normalisation=True)
+)
 def batchnorm1d(p: BatchNorm, shape: Shape) -> nn.Module:
     """Batch normalisation over features (or channels of 1-D signals)."""
     from torch import nn
@@ -158,7 +195,9 @@ def batchnorm1d(p: BatchNorm, shape: Shape) -> nn.Module:
     return nn.BatchNorm1d(shape[0], eps=p.eps, momentum=p.momentum)
 
 
-@layers.register("batchnorm2d", params=BatchNorm)
+@layers.register(
+    "batchnorm2d", params=BatchNorm, info=LayerInfo(keeps_linear=True, normalisation=True)
+)
 def batchnorm2d(p: BatchNorm, shape: Shape) -> nn.Module:
     """Batch normalisation over the channels of images."""
     from torch import nn
@@ -172,7 +211,7 @@ class LayerNorm(Params):
     elementwise_affine: bool = True
 
 
-@layers.register("layernorm", params=LayerNorm)
+@layers.register("layernorm", params=LayerNorm, info=LayerInfo(normalisation=True))
 def layernorm(p: LayerNorm, shape: Shape) -> nn.Module:
     """Layer normalisation over the last dimension."""
     from torch import nn
@@ -183,7 +222,7 @@ def layernorm(p: LayerNorm, shape: Shape) -> nn.Module:
 # --- activations ------------------------------------------------------------------------
 
 
-@activation("identity")
+@activation("identity", keeps_linear=True, passes="values")
 def identity(p: NoParams, shape: Shape) -> nn.Module:
     """f(x) = x: the linear output of a regression neuron."""
     from torch import nn
@@ -191,7 +230,7 @@ def identity(p: NoParams, shape: Shape) -> nn.Module:
     return nn.Identity()
 
 
-@activation("step")
+@activation("step", output_range="{0, 1}", probabilities=True)
 def step(p: NoParams, shape: Shape) -> nn.Module:
     """Heaviside step: 1 where x > 0, else 0; the perceptron's output (straight-through
     gradient, so the `perceptron` loss trains it by Rosenblatt's rule)."""
@@ -200,7 +239,7 @@ def step(p: NoParams, shape: Shape) -> nn.Module:
     return Step()
 
 
-@activation("sigmoid")
+@activation("sigmoid", output_range="(0, 1)", probabilities=True)
 def sigmoid(p: NoParams, shape: Shape) -> nn.Module:
     """Logistic sigmoid 1/(1+e^-x): a probability for bce."""
     from torch import nn
@@ -208,7 +247,7 @@ def sigmoid(p: NoParams, shape: Shape) -> nn.Module:
     return nn.Sigmoid()
 
 
-@activation("tanh")
+@activation("tanh", output_range="(-1, 1)")
 def tanh(p: NoParams, shape: Shape) -> nn.Module:
     """Hyperbolic tangent, in (-1, 1)."""
     from torch import nn
@@ -272,7 +311,7 @@ class Softmax(Params):
     dim: int = Field(default=-1, description="dimension that sums to one")
 
 
-@activation("softmax", params=Softmax, positional="dim")
+@activation("softmax", params=Softmax, positional="dim", output_range="(0, 1)", probabilities=True)
 def softmax(p: Softmax, shape: Shape) -> nn.Module:
     """e^x_i / sum_j e^x_j: class probabilities (cross_entropy wants logits instead)."""
     from torch import nn

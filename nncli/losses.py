@@ -21,6 +21,10 @@ class LossInfo:
     target: Literal["index", "binary", "value"]
     # what the last layer must produce for this loss
     output: Literal["logits", "probabilities", "log_probabilities", "values"]
+    # a logits loss: the squashing it applies itself (so the model must not)
+    applies: str | None = None
+    # a loss that wants a particular last layer: (that layer, what it gives, another way)
+    ends_with: tuple[str, str, str | None] | None = None
 
 
 losses: Registry[Callable[..., nn.Module]] = Registry("loss", key="name")
@@ -56,7 +60,18 @@ def huber(p: Huber) -> nn.Module:
     return nn.HuberLoss(delta=p.delta)
 
 
-@losses.register("bce", info=LossInfo("binary", "probabilities"))
+@losses.register(
+    "bce",
+    info=LossInfo(
+        "binary",
+        "probabilities",
+        ends_with=(
+            "sigmoid",
+            "a probability from a final sigmoid",
+            "or use loss: bce_with_logits",
+        ),
+    ),
+)
 def bce(p: NoParams) -> nn.Module:
     """Binary cross-entropy of probabilities (end the model with sigmoid)."""
     from torch import nn
@@ -68,7 +83,11 @@ class BCEWithLogits(Params):
     pos_weight: float | None = Field(default=None, gt=0, description="weight of positives")
 
 
-@losses.register("bce_with_logits", params=BCEWithLogits, info=LossInfo("binary", "logits"))
+@losses.register(
+    "bce_with_logits",
+    params=BCEWithLogits,
+    info=LossInfo("binary", "logits", applies="sigmoid"),
+)
 def bce_with_logits(p: BCEWithLogits) -> nn.Module:
     """Binary cross-entropy from logits (no final sigmoid; numerically stable)."""
     import torch
@@ -82,7 +101,12 @@ class CrossEntropy(Params):
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
 
 
-@losses.register("cross_entropy", "ce", params=CrossEntropy, info=LossInfo("index", "logits"))
+@losses.register(
+    "cross_entropy",
+    "ce",
+    params=CrossEntropy,
+    info=LossInfo("index", "logits", applies="softmax"),
+)
 def cross_entropy(p: CrossEntropy) -> nn.Module:
     """Softmax cross-entropy from logits and integer class labels (no final softmax)."""
     from torch import nn
@@ -90,7 +114,18 @@ def cross_entropy(p: CrossEntropy) -> nn.Module:
     return nn.CrossEntropyLoss(label_smoothing=p.label_smoothing)
 
 
-@losses.register("nll", info=LossInfo("index", "log_probabilities"))
+@losses.register(
+    "nll",
+    info=LossInfo(
+        "index",
+        "log_probabilities",
+        ends_with=(
+            "log_softmax",
+            "log-probabilities from a final log_softmax",
+            "or use cross_entropy",
+        ),
+    ),
+)
 def nll(p: NoParams) -> nn.Module:
     """Negative log-likelihood of log-probabilities (end the model with log_softmax)."""
     from torch import nn
@@ -98,7 +133,12 @@ def nll(p: NoParams) -> nn.Module:
     return nn.NLLLoss()
 
 
-@losses.register("perceptron", info=LossInfo("binary", "probabilities"))
+@losses.register(
+    "perceptron",
+    info=LossInfo(
+        "binary", "probabilities", ends_with=("step", "0/1 outputs from a final step", None)
+    ),
+)
 def perceptron(p: NoParams) -> nn.Module:
     """Rosenblatt's perceptron rule for a step output: the fraction misclassified."""
     from nncli.modules import PerceptronLoss

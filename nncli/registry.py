@@ -75,13 +75,15 @@ class Entry(Generic[B]):
 
 @dataclass
 class Registry(Generic[B]):
-    """Entries of one kind (layer, loss, optimizer, dataset), looked up by lowercase name."""
+    """Entries of one kind (layer, loss, optimizer, metric, dataset, logger), looked up by
+    lowercase name; `info` carries each entry's traits (what its users need to know)."""
 
     kind: str
     key: str = "type"  # the field that names the entry in the experiment file
     base: type[Params] = Params
     _entries: dict[str, Entry[B]] = field(default_factory=dict)
     _aliases: dict[str, str] = field(default_factory=dict)
+    _listeners: list[Callable[[], None]] = field(default_factory=list)
 
     def register(
         self,
@@ -110,9 +112,16 @@ class Registry(Generic[B]):
             self._entries[name] = Entry(name, model, build, aliases, positional, summary, info)
             for n in (name, *aliases):
                 self._aliases[n] = name
+            for listener in self._listeners:
+                listener()
             return build
 
         return decorate
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after each later registration (the spec rebuilds its unions, so
+        an entry registered at any time is valid in experiment files)."""
+        self._listeners.append(listener)
 
     def canonical(self, name: str) -> str:
         """The registered name for `name` or one of its aliases; UnknownName otherwise."""
@@ -124,6 +133,19 @@ class Registry(Generic[B]):
     def get(self, name: str) -> Entry[B]:
         return self._entries[self.canonical(name)]
 
+    def find(self, name: str) -> Entry[B] | None:
+        """The entry for `name` or an alias, or None (no error)."""
+        found = self._aliases.get(name.lower())
+        return None if found is None else self._entries[found]
+
+    def names(self) -> list[str]:
+        """Every name and alias, sorted (what the file may say)."""
+        return sorted(self._aliases)
+
+    def in_order(self) -> list[Entry[B]]:
+        """The entries in the order they were registered."""
+        return list(self._entries.values())
+
     def __iter__(self) -> Iterator[Entry[B]]:
         return iter(sorted(self._entries.values(), key=lambda e: e.name))
 
@@ -133,6 +155,8 @@ class Registry(Generic[B]):
     def union(self) -> Any:
         """One discriminated union of every entry's parameters model, on `self.key`."""
         models = tuple(e.params for e in self)
+        if not models:  # nothing registered yet: every name is refused before this
+            return self.base
         if len(models) == 1:
             return models[0]
         return Annotated[Union[models], Field(discriminator=self.key)]  # noqa: UP007

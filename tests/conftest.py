@@ -77,19 +77,22 @@ def interrupted_run(
     runner: CliRunner, spec: Path, runs_dir: Path, monkeypatch: pytest.MonkeyPatch, at: int = 1
 ) -> Path:
     """The folder of a run of `spec` stopped by Ctrl-C after epoch `at` (in-process)."""
-    import nncli.engine.experiment
+    import nncli.loggers.run_folder
 
-    original = nncli.engine.experiment._RunSink.epoch_end
+    original = nncli.loggers.run_folder.RunFolderLogger.epoch
 
     def epoch_end(
-        self: nncli.engine.experiment._RunSink, row: dict[str, float], *args: object, **kw: object
+        self: nncli.loggers.run_folder.RunFolderLogger,
+        row: dict[str, float],
+        *args: object,
+        **kw: object,
     ) -> None:
         original(self, row, *args, **kw)  # type: ignore[arg-type]
         if row["epoch"] == at:
             raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(nncli.engine.experiment._RunSink, "epoch_end", epoch_end)
+        m.setattr(nncli.loggers.run_folder.RunFolderLogger, "epoch", epoch_end)
         result = runner.invoke(app, ["train", str(spec), "--runs-dir", str(runs_dir), "-q"])
     assert result.exit_code == 130, result.output
     (folder,) = runs_dir.iterdir()

@@ -313,18 +313,21 @@ def test_internal_failure_marks_run_failed(
 def test_ctrl_c_marks_run_interrupted_and_keeps_epochs(
     runner: CliRunner, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import nncli.engine.experiment
+    import nncli.loggers.run_folder
 
-    original = nncli.engine.experiment._RunSink.epoch_end
+    original = nncli.loggers.run_folder.RunFolderLogger.epoch
 
     def epoch_end(
-        self: nncli.engine.experiment._RunSink, row: dict[str, float], *args: Any, **kwargs: Any
+        self: nncli.loggers.run_folder.RunFolderLogger,
+        row: dict[str, float],
+        *args: Any,
+        **kwargs: Any,
     ) -> None:
         original(self, row, *args, **kwargs)
         if row["epoch"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(nncli.engine.experiment._RunSink, "epoch_end", epoch_end)
+    monkeypatch.setattr(nncli.loggers.run_folder.RunFolderLogger, "epoch", epoch_end)
     code, _, stderr = train(runner, str(tiny), "--runs-dir", str(tmp_path / "runs"))
     assert code == 130
     assert "interrupted" in stderr

@@ -16,7 +16,7 @@ from nncli.config import yamlio
 from nncli.config.spec import LayerSpec
 from nncli.engine.model import ShapeError, build_model
 from nncli.errors import NncliError
-from nncli.layers import ACTIVATIONS, LayerShapeError, layers
+from nncli.layers import LayerShapeError, activations, layers
 
 Shape = tuple[int, ...]
 Reference = Callable[[nn.Module, torch.Tensor], torch.Tensor]
@@ -259,7 +259,7 @@ def test_layer_matches_torch(name: str) -> None:
         torch.testing.assert_close(got, expected, msg=_prefixed(f"{name} ({case.label or i})"))
 
 
-@pytest.mark.parametrize("name", ACTIVATIONS)
+@pytest.mark.parametrize("name", activations())
 def test_activations_keep_the_shape(name: str) -> None:
     assert name in LAYER_NAMES
     x = _batch((3, 4))

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from nncli.cli.app import app
 from nncli.figures import plots
-from nncli.layers import ACTIVATIONS
+from nncli.layers import activations
 
 LINE = """\
 name: line
@@ -50,7 +50,7 @@ def test_plot_activations_writes_one_figure(runner: CliRunner, tmp_path: Path) -
     result = runner.invoke(app, ["plot", "activations", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{out}\n"
-    rows = -(-len(ACTIVATIONS) // plots.ACTIVATIONS_COLUMNS)
+    rows = -(-len(activations()) // plots.ACTIVATIONS_COLUMNS)
     width = plots.ACTIVATION_PANEL[0] * plots.ACTIVATIONS_COLUMNS
     height = plots.ACTIVATION_PANEL[1] * rows + 0.5
     assert pixels(out) == (round(height * plots.DPI), round(width * plots.DPI))
@@ -80,7 +80,7 @@ def test_every_activation_has_a_titled_gridded_panel(
     plots.plot_activations(plots.activation_curves(), tmp_path / "a.png")
     (fig,) = seen
     axes = [ax for ax in fig.axes if ax.get_visible()]  # type: ignore[attr-defined]
-    assert [ax.get_title().split("\n")[0] for ax in axes] == ACTIVATIONS
+    assert [ax.get_title().split("\n")[0] for ax in axes] == activations()
     for ax in axes:
         styles = [line.get_linestyle() for line in ax.get_lines() if line.get_label() != ""]
         assert styles[-2:] == ["-", "--"], ax.get_title()  # the function, its derivative
@@ -90,7 +90,7 @@ def test_every_activation_has_a_titled_gridded_panel(
 
 def test_activation_curves_and_their_derivatives() -> None:
     curves = {c.name: c for c in plots.activation_curves()}
-    assert list(curves) == ACTIVATIONS
+    assert list(curves) == activations()
     x = curves["sigmoid"].x
     sigmoid = 1 / (1 + np.exp(-x))
     np.testing.assert_allclose(curves["sigmoid"].y, sigmoid, atol=1e-6)

@@ -84,7 +84,7 @@ def train(
     from nncli.engine.experiment import train_experiment
 
     _run_training(
-        lambda reporter: train_experiment(spec, file, text, runs_dir, reporter, smoke=smoke), quiet
+        lambda console: train_experiment(spec, file, text, runs_dir, console, smoke=smoke), quiet
     )
 
 
@@ -101,7 +101,7 @@ def resume(
     """Continue an interrupted, failed or killed run in its folder, from its last checkpoint."""
     from nncli.engine.experiment import resume_experiment
 
-    _run_training(lambda reporter: resume_experiment(run, reporter, epochs), quiet)
+    _run_training(lambda console: resume_experiment(run, console, epochs), quiet)
 
 
 def _launch(nproc: int) -> None:
@@ -152,27 +152,27 @@ def _run_training(start: Callable[[Any], tuple[Any, Any]], quiet: bool) -> None:
     """
     from nncli.engine import distributed
     from nncli.errors import RunDiverged
-    from nncli.loggers.console import ConsoleReporter
+    from nncli.loggers.console import ConsoleLogger
 
     with user_errors():
         rank = distributed.current()
     if not rank.main:  # rank 0 speaks for the job; the others show only their own failures
         quiet = True
         err.quiet = True
-    reporter = ConsoleReporter(out, quiet=quiet)
+    console = ConsoleLogger(out, quiet=quiet)
     from nncli.engine.signals import interrupt
 
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     run = None
     try:
         with user_errors():
-            run, _ = start(reporter)
-        reporter.stop()
+            run, _ = start(console)
+        console.stop()
         if run is not None:
-            reporter.summary(run)
+            console.summary(run)
     except (RunInterrupted, RunDiverged) as exc:
-        reporter.stop()
-        folder = reporter.run.path if reporter.run else None
+        console.stop()
+        folder = console.run.path if console.run else None
         if isinstance(exc, RunDiverged):
             err.print(f"[red]diverged[/red] {exc}", markup=True, soft_wrap=True)
         else:
@@ -185,12 +185,12 @@ def _run_training(start: Callable[[Any], tuple[Any, Any]], quiet: bool) -> None:
             out.print(str(folder), soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except (typer.Exit, SystemExit):
-        reporter.stop()
+        console.stop()
         raise
     except Exception as exc:
-        reporter.stop()
+        console.stop()
         err.quiet = False  # a rank's own failure is always shown
-        _internal(exc, reporter.run.path if reporter.run else None)
+        _internal(exc, console.run.path if console.run else None)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -9,23 +9,7 @@ from pathlib import Path
 from nncli.config import yamlio
 from nncli.config.spec import Spec
 from nncli.errors import Problem
-
-# layers with weights that compute a linear (affine) map of their input
-WEIGHTED = frozenset({"dense", "conv1d", "conv2d"})
-# layers that keep a stack linear, so weighted layers around them compose into one map
-LINEAR = frozenset({"identity", "dropout", "flatten", "avgpool2d", "batchnorm1d", "batchnorm2d"})
-# layers after the output that leave its meaning alone (for "what does the model end with")
-TRANSPARENT = frozenset({"identity", "dropout", "flatten"})
-# what a logits loss applies itself, by the kind of target it takes
-OWN_SQUASH = {"binary": "sigmoid", "index": "softmax"}
-# activations that squash, with the range they squash into
-RANGE = {"sigmoid": "(0, 1)", "softmax": "(0, 1)", "tanh": "(-1, 1)", "step": "{0, 1}"}
-# what a loss that takes probabilities wants last, and where to go instead
-ENDS_WITH = {
-    "bce": ("sigmoid", "a probability from a final sigmoid", "or use loss: bce_with_logits"),
-    "nll": ("log_softmax", "log-probabilities from a final log_softmax", "or use cross_entropy"),
-    "perceptron": ("step", "0/1 outputs from a final step", None),
-}
+from nncli.layers import info
 
 
 def check_file(path: Path, spec: Spec, overrides: Sequence[str] = ()) -> list[Problem]:
@@ -53,9 +37,9 @@ def _linear_runs(types: list[str]) -> list[Found]:
     runs: list[list[int]] = []
     current: list[int] = []
     for i, kind in enumerate(types):
-        if kind in WEIGHTED:
+        if info(kind).affine:
             current.append(i)
-        elif kind not in LINEAR:
+        elif not info(kind).keeps_linear:
             current = []
             continue
         if len(current) == 2:
@@ -77,17 +61,17 @@ def _linear_runs(types: list[str]) -> list[Found]:
 
 def _output(types: list[str], spec: Spec) -> list[Found]:
     """The last layer against what the loss expects of the model's output."""
-    last = next((i for i in range(len(types) - 1, -1, -1) if types[i] not in TRANSPARENT), None)
+    last = next((i for i in range(len(types) - 1, -1, -1) if info(types[i]).passes is None), None)
     if last is None:
         return []
-    end, loss, info = types[last], spec.loss.name, spec.loss_info
+    end, loss, loss_info = types[last], spec.loss.name, spec.loss_info
     where: yamlio.Key = ("model", "layers", last)
-    own = OWN_SQUASH.get(info.target)
-    if info.output == "logits" and end in RANGE and own is not None:
+    own, squash = loss_info.applies, info(end).output_range
+    if loss_info.output == "logits" and squash is not None and own is not None:
         effect = {
             ("sigmoid", "sigmoid"): "every probability lands between 0.5 and 0.73",
             ("softmax", "softmax"): "class probabilities end up near uniform",
-        }.get((end, own), f"the logits are confined to {RANGE[end]}")
+        }.get((end, own), f"the logits are confined to {squash}")
         keep = "; or keep it and use loss: bce" if end == own == "sigmoid" else ""
         return [
             (
@@ -98,7 +82,7 @@ def _output(types: list[str], spec: Spec) -> list[Found]:
                 f"remove this {end}: {loss} wants the last layer's raw outputs, the logits{keep}",
             )
         ]
-    wanted = ENDS_WITH.get(loss)
+    wanted = loss_info.ends_with
     if wanted is not None and end != wanted[0]:
         want, what, instead = wanted
         return [

@@ -9,7 +9,7 @@ import re
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Union
 
 from pydantic import BeforeValidator, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
@@ -20,20 +20,22 @@ from nncli.config.overrides import apply
 from nncli.data import DataParams, FileParams, datasets
 from nncli.errors import Problem, SpecError
 from nncli.layers import layers
+from nncli.loggers.base import loggers
 from nncli.losses import CLASSIFY, LossInfo, losses
+from nncli.metrics import Task as MetricTask
+from nncli.metrics import for_task, metrics
+from nncli.metrics import info as metric_info
 from nncli.optim import optimizers, schedulers
 from nncli.registry import Params, Registry, UnknownName
 
-CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1")
-REGRESSION_METRICS = ("mae", "rmse", "r2")
-Metric = Literal["accuracy", "precision", "recall", "f1", "mae", "rmse", "r2"]
 DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
-MONITOR_PATTERN = r"^(train|val|test)_(loss|accuracy|precision|recall|f1|mae|rmse|r2)$"
+MONITOR_PATTERN = r"^(train|val|test)_[a-z][a-z0-9_]*$"  # split_metric; the metric is checked
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,79}$"
 
 PATTERN_HELP = {
     NAME_PATTERN: "a run name holds letters, digits and _ . + - only (no path separators)",
     DEVICE_PATTERN: "expected auto, cpu, cuda, cuda:N or mps",
+    MONITOR_PATTERN: "expected a split and a metric, like val_loss or val_accuracy",
 }
 
 
@@ -42,7 +44,7 @@ def _shorthand(registry: Registry[Any]) -> Callable[[Any], Any]:
     key = registry.key
 
     def unknown(name: object) -> PydanticCustomError:
-        err = UnknownName(registry.kind, str(name), sorted(registry._aliases))
+        err = UnknownName(registry.kind, str(name), registry.names())
         return PydanticCustomError(
             "unknown_name", "{reason} ({hint})", {"reason": err.reason, "hint": err.hint}
         )
@@ -85,11 +87,43 @@ def _shorthand(registry: Registry[Any]) -> Callable[[Any], Any]:
 
 def _entry(registry: Registry[Any]) -> Any:
     """The annotation of one registry item in the file: shorthand in, tagged union out."""
-    names = sorted(registry._aliases)
-    shorthand = Union[Literal[tuple(names)], dict[str, Any], registry.union()]  # type: ignore[valid-type]  # noqa: UP007
+    names = Literal[tuple(registry.names())] if len(registry) else str
+    shorthand = Union[names, dict[str, Any], registry.union()]  # type: ignore[valid-type]  # noqa: UP007
     return Annotated[
         registry.union(), BeforeValidator(_shorthand(registry), json_schema_input_type=shorthand)
     ]
+
+
+def _name(registry: Registry[Any]) -> Any:
+    """The annotation of a bare registered name (a metric): checked, made canonical."""
+
+    def check(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value  # the str type reports it
+        try:
+            return registry.canonical(value)
+        except UnknownName as exc:
+            raise PydanticCustomError(
+                "unknown_name", "{reason} ({hint})", {"reason": exc.reason, "hint": exc.hint}
+            ) from None
+
+    names = Literal[tuple(registry.names())] if len(registry) else str
+    return Annotated[str, BeforeValidator(check, json_schema_input_type=names)]
+
+
+def _split_metric(value: Any) -> Any:
+    """`val_accuracy`: a split and a registered metric (or loss), checked by name."""
+    if isinstance(value, str) and re.match(MONITOR_PATTERN, value):
+        metric = value.split("_", 1)[1]
+        if metric != "loss" and metrics.find(metric) is None:
+            exc = UnknownName("metric", metric, ["loss", *metrics.names()])
+            raise PydanticCustomError(
+                "unknown_name", "{reason} ({hint})", {"reason": exc.reason, "hint": exc.hint}
+            )
+    return value
+
+
+SplitMetric = Annotated[str, BeforeValidator(_split_metric), Field(pattern=MONITOR_PATTERN)]
 
 
 if TYPE_CHECKING:  # what type checkers see of the generated unions
@@ -106,12 +140,19 @@ if TYPE_CHECKING:  # what type checkers see of the generated unions
     class DataSpec(DataParams):
         source: str
 
+    class LoggerSpec(Params):
+        type: str
+
+    MetricName = str
+
 else:
     LayerSpec = _entry(layers)
     LossSpec = _entry(losses)
     OptimizerSpec = _entry(optimizers)
     SchedulerSpec = _entry(schedulers)
     DataSpec = _entry(datasets)
+    LoggerSpec = _entry(loggers)
+    MetricName = _name(metrics)
 
 
 class ModelSpec(Params):
@@ -137,9 +178,8 @@ class TrainSpec(Params):
     device: str = Field(
         default="auto", pattern=DEVICE_PATTERN, description="auto, cpu, cuda, cuda:N or mps"
     )
-    monitor: str | None = Field(
+    monitor: SplitMetric | None = Field(
         default=None,
-        pattern=MONITOR_PATTERN,
         description="split_metric that picks best.pt, early stopping and plateaus; "
         "default: the first held-out split's loss",
     )
@@ -240,9 +280,8 @@ class SweepSpec(Params):
     )
     n_trials: int | None = Field(default=None, gt=0, description="trials of random or bayes")
     seed: int = Field(default=0, ge=0, lt=2**32, description="seed of the draws, not of training")
-    metric: str | None = Field(
+    metric: SplitMetric | None = Field(
         default=None,
-        pattern=MONITOR_PATTERN,
         description="split_metric that ranks the trials; default: train.monitor",
     )
 
@@ -265,8 +304,12 @@ class Spec(Params):
     optimizer: OptimizerSpec = Field(default_factory=_default_optimizer)
     scheduler: SchedulerSpec | None = None
     train: TrainSpec = TrainSpec()
-    metrics: list[Metric] | None = Field(
-        default=None, description="default: accuracy or mae, rmse, r2"
+    metrics: list[MetricName] | None = Field(
+        default=None, description="default: accuracy or mae, rmse, r2 (see nncli list metrics)"
+    )
+    loggers: list[LoggerSpec] = Field(
+        default_factory=list,
+        description="where else the run is logged, besides its folder and the console",
     )
     # Left out of config.yaml: a trial's resolved config is that trial alone, trainable as is
     sweep: SweepSpec | None = Field(default=None, exclude=True, description="for nncli sweep")
@@ -279,8 +322,9 @@ class Spec(Params):
     @model_validator(mode="after")
     def _metrics_fit_the_loss(self) -> Spec:
         classify = self.loss_info.target in CLASSIFY
+        task: MetricTask = "classification" if classify else "regression"
         if self.metrics is None:
-            default = ["accuracy"] if classify else ["mae", "rmse", "r2"]
+            default = [m for m in for_task(task) if metric_info(m).default]
             object.__setattr__(self, "metrics", default)
         monitor = self.train.monitor
         if monitor is not None and monitor.split("_", 1)[1] not in ("loss", *self.metric_names):
@@ -289,10 +333,9 @@ class Spec(Params):
                 "train.monitor '{monitor}' is not logged; add '{metric}' to metrics or monitor a loss",
                 {"monitor": monitor, "metric": monitor.split("_", 1)[1]},
             )
-        allowed = CLASSIFICATION_METRICS if classify else REGRESSION_METRICS
+        allowed = for_task(task)
         wrong = [m for m in self.metric_names if m not in allowed]
         if wrong:
-            task = "classification" if classify else "regression"
             raise PydanticCustomError(
                 "metric_task",
                 "{wrong} do(es) not apply to loss '{loss}' ({task}); use any of {allowed}",
@@ -309,6 +352,28 @@ class Spec(Params):
     def metric_names(self) -> list[str]:
         """The metrics to log besides the loss (defaults filled by validation)."""
         return list(self.metrics or [])
+
+
+def _refresh() -> None:
+    """Rebuild the models' unions after a registration, so that an entry registered at any
+    time (by a plugin, or a test) is valid in experiment files and in the schema."""
+    annotations: dict[tuple[type[Params], str], Any] = {
+        (ModelSpec, "layers"): list[_entry(layers)],  # type: ignore[misc]
+        (Spec, "data"): _entry(datasets),
+        (Spec, "loss"): _entry(losses),
+        (Spec, "optimizer"): _entry(optimizers),
+        (Spec, "scheduler"): Optional[_entry(schedulers)],  # noqa: UP045
+        (Spec, "metrics"): Optional[list[_name(metrics)]],  # type: ignore[misc]  # noqa: UP045
+        (Spec, "loggers"): list[_entry(loggers)],  # type: ignore[misc]
+    }
+    for (model, name), annotation in annotations.items():
+        model.model_fields[name].annotation = annotation
+    ModelSpec.model_rebuild(force=True)
+    Spec.model_rebuild(force=True)
+
+
+for _registry in (layers, datasets, losses, optimizers, schedulers, metrics, loggers):
+    _registry.on_change(_refresh)
 
 
 def validate(doc: yamlio.Document, overrides: list[str] | tuple[str, ...] = ()) -> Spec:

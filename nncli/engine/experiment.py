@@ -1,11 +1,13 @@
 """One `nncli train`: prepare, create the run folder, fit, plot, and record how it ended.
 
-Nothing here prints: progress and messages go to a Reporter that the CLI renders.
+Nothing here prints: progress and messages go to the run's loggers (nncli/loggers/): the
+run folder's, the console's the CLI passes in, and those the file names under `loggers:`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import subprocess
@@ -13,7 +15,7 @@ import sys
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,7 +37,8 @@ from nncli.errors import (
     RunInterrupted,
 )
 from nncli.figures import plots
-from nncli.loggers.run_folder import _RunSink
+from nncli.loggers.base import Logger, Loggers, loggers
+from nncli.loggers.run_folder import RunFolderLogger
 from nncli.runs.folder import (
     CHECKPOINTS,
     CONFIG,
@@ -53,18 +56,6 @@ from nncli.runs.folder import (
 )
 
 SMOKE_BATCHES = 2
-
-
-class Reporter(Protocol):
-    """What the CLI shows while a run trains."""
-
-    def start(self, run: Run, p: Prepared) -> None: ...
-
-    def batch(self, epoch: int, batch: int, n_batches: int, loss: torch.Tensor) -> None: ...
-
-    def epoch(self, row: Mapping[str, float], improved: bool) -> None: ...
-
-    def note(self, text: str) -> None: ...
 
 
 def git_commit(folder: Path) -> str | None:
@@ -96,7 +87,7 @@ def train_experiment(
     spec_file: Path,
     spec_text: str,
     runs_dir: Path,
-    reporter: Reporter,
+    console: Logger,
     smoke: bool = False,
 ) -> tuple[Run | None, FitResult]:
     """Train `spec` into a new run folder under `runs_dir` (None on ranks other than 0).
@@ -126,7 +117,7 @@ def train_experiment(
     }
     assert spec.name is not None  # load_spec fills it
     if not p.rank.main:
-        return _follow(p, reporter, smoke)
+        return _follow(p, console, smoke)
     try:
         run = Run.create(runs_dir, spec.name, spec_text, yamlio.dump(resolved(spec)), info)
     except BaseException:
@@ -140,39 +131,26 @@ def train_experiment(
         p.dataset.save_preprocessing(run.path)  # what predict and eval apply to new rows
         for warning in p.dataset.warnings:
             run.log(f"warning: {warning}")
-            reporter.note(warning)
+            console.note(warning)
     except (OSError, WriteError) as exc:
         failure = as_write_error(exc, run.path)
         if failure is None:
             raise
         raise _stopped_writing(run, failure) from None
     with locked(run.path):
-        result = _execute(run, p, reporter, smoke=smoke)
+        result = _execute(run, p, console, smoke=smoke)
     return run, result
 
 
-class _Quiet:
-    """The sink of ranks other than 0: they train and write nothing."""
-
-    def epoch_end(self, row: Mapping[str, float], state: Any, last: bool, best: bool) -> None:
-        pass
-
-    def batch_end(self, epoch: int, batch: int, n_batches: int, loss: torch.Tensor) -> None:
-        pass
-
-    def note(self, text: str) -> None:
-        pass
-
-
-def _follow(p: Prepared, reporter: Reporter, smoke: bool) -> tuple[Run | None, FitResult]:
+def _follow(p: Prepared, console: Logger, smoke: bool) -> tuple[Run | None, FitResult]:
     """A rank other than 0: wait for rank 0's run folder, then train along, writing nothing."""
     if not distributed.share(""):
         raise RunInterrupted(EXIT_INTERNAL)  # rank 0 could not create the folder and says why
-    return None, fit(p, _Quiet(), SMOKE_BATCHES if smoke else None)
+    return None, fit(p, Loggers([]), SMOKE_BATCHES if smoke else None)  # writes nothing
 
 
 def resume_experiment(
-    folder: Path, reporter: Reporter, epochs: int | None = None
+    folder: Path, console: Logger, epochs: int | None = None
 ) -> tuple[Run | None, FitResult]:
     """Continue an interrupted, failed or killed run in its own folder from last.pt.
 
@@ -192,7 +170,7 @@ def resume_experiment(
         if not distributed.share(""):
             raise RunInterrupted(EXIT_INTERNAL)  # rank 0 refused and says why
         state = load_checkpoint(last) if last.is_file() else None
-        return None, fit(p, _Quiet(), None, state)
+        return None, fit(p, Loggers([]), None, state)
 
     shared = False
     try:
@@ -217,7 +195,7 @@ def resume_experiment(
             start = int(state["epoch"]) if state is not None else 0
             resumed = [*run.info.get("resumed", []), {"at": now(), "after_epoch": start}]
             run.write_info(status="running", epochs=target, resumed=resumed, error=None)
-            result = _execute(run, p, reporter, resume=state)
+            result = _execute(run, p, console, resume=state)
     except BaseException:
         if not shared:
             distributed.share("")  # the other ranks stop instead of waiting
@@ -267,26 +245,24 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 def _execute(
     run: Run,
     p: Prepared,
-    reporter: Reporter,
+    console: Logger,
     smoke: bool = False,
     resume: Mapping[str, Any] | None = None,
 ) -> FitResult:
     """Fit into an open run folder and record how it ended (the one place statuses are set)."""
+    out = Loggers([RunFolderLogger(run), console])
     try:
-        reporter.start(run, p)
-        run.start_metrics(p.columns(), keep_epochs=int(resume["epoch"]) if resume else 0)
-        result = fit(p, _RunSink(run, reporter), SMOKE_BATCHES if smoke else None, resume)
-        write_plots(run.path / PLOTS, p, result)
-        run.finish(
-            "completed",
-            best_checkpoint={"epoch": result.best_epoch, p.monitor: result.best_value},
-            stopped_early=result.stopped_early,
-        )
+        for entry in p.spec.loggers:
+            out.add(entry.type, functools.partial(loggers.get(entry.type).build, entry, run.path))
+        out.start(run, p, int(resume["epoch"]) if resume else 0)
+        result = fit(p, out, SMOKE_BATCHES if smoke else None, resume)
+        out.artifacts(write_plots(run.path / PLOTS, p, result))
+        out.finish("completed", result, None)
     except (KeyboardInterrupt, RunInterrupted) as exc:
-        run.finish("interrupted")
+        out.finish("interrupted", None, None)
         raise exc if isinstance(exc, RunInterrupted) else RunInterrupted() from None
     except RunDiverged as exc:
-        run.finish("diverged", error=str(exc))
+        out.finish("diverged", None, str(exc))
         raise
     except BaseException as exc:
         failure = as_write_error(exc, run.path)
@@ -294,7 +270,7 @@ def _execute(
             raise _stopped_writing(run, failure) from None
         with contextlib.suppress(WriteError):  # a full disk must not hide the real failure
             run.log(traceback.format_exc())
-        run.finish("failed", error=f"{type(exc).__name__}: {exc}")
+        out.finish("failed", None, f"{type(exc).__name__}: {exc}")
         raise
     return result
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from nncli.engine.task import Task
+from nncli.metrics import ClassCounts, ErrorSums, metrics, precision_recall_f1
 
 
 class Meter:
@@ -74,18 +75,36 @@ class Meter:
         return torch.cat([self._loss, n, self._counts])
 
     def results(self, values: list[float]) -> dict[str, float]:
-        """`{loss: ..., metric: ...}` from this meter's slice of the epoch's totals."""
+        """`{loss: ..., metric: ...}` from this meter's slice of the epoch's totals; each
+        metric is its registry entry applied to the counts."""
         loss_sum, n = values[0], values[1]
-        counts = values[2:]
         out = {"loss": loss_sum / n if n else math.nan}
+        stats = self.stats(values[2:], int(n))
+        for name in self.metrics:
+            out[name] = metrics.get(name).build(stats)
+        return out
+
+    def stats(self, counts: list[float], n: int) -> ClassCounts | ErrorSums:
+        """What the metrics are computed from: per-class counts, or per-output error sums."""
+        outputs = self.task.n_outputs
         if self.kind == "regression":
-            out.update(_regression(counts, int(n), self.task.n_outputs))
-        elif self.kind == "multilabel":
-            out.update(_multilabel(counts, self.task.n_outputs))
-        else:
-            classes = 2 if self.kind == "binary" else self.task.n_outputs
-            out.update(from_confusion(confusion(counts, classes)))
-        return {k: v for k, v in out.items() if k == "loss" or k in self.metrics}
+            rows = [counts[4 * j : 4 * j + 4] for j in range(outputs)]
+            return ErrorSums(n, [(r[0], r[1], r[2], r[3]) for r in rows])
+        if self.kind == "multilabel":  # tn, fp, fn, tp of each label
+            cells = [counts[4 * i : 4 * i + 4] for i in range(outputs)]
+            return ClassCounts(
+                [(tp, fp, fn) for _, fp, fn, tp in cells],
+                correct=sum(tn + tp for tn, _, _, tp in cells),
+                total=sum(counts),
+            )
+        cm = confusion(counts, 2 if self.kind == "binary" else outputs)
+        tp = [cm[c][c] for c in range(len(cm))]
+        predicted = [sum(row[c] for row in cm) for c in range(len(cm))]
+        return ClassCounts(
+            [(tp[c], predicted[c] - tp[c], sum(cm[c]) - tp[c]) for c in range(len(cm))],
+            correct=sum(tp),
+            total=sum(map(sum, cm)),
+        )
 
     def label_scores(self) -> list[dict[str, float]]:
         """A multilabel split's scores per label (see `label_scores`); reads the device."""
@@ -101,61 +120,14 @@ def confusion(counts: list[float], classes: int) -> list[list[int]]:
     return [[int(counts[t * classes + p]) for p in range(classes)] for t in range(classes)]
 
 
-def _ratio(a: float, b: float) -> float:
-    return a / b if b else 0.0
-
-
-def from_confusion(cm: list[list[int]]) -> dict[str, float]:
-    """Accuracy and macro precision, recall, F1 (a class never predicted scores 0)."""
-    classes = len(cm)
-    total = sum(map(sum, cm))
-    tp = [cm[c][c] for c in range(classes)]
-    predicted = [sum(cm[t][c] for t in range(classes)) for c in range(classes)]
-    actual = [sum(cm[c]) for c in range(classes)]
-    precision = [_ratio(tp[c], predicted[c]) for c in range(classes)]
-    recall = [_ratio(tp[c], actual[c]) for c in range(classes)]
-    f1 = [_ratio(2 * p * r, p + r) for p, r in zip(precision, recall, strict=True)]
-    return {
-        "accuracy": _ratio(sum(tp), total),
-        "precision": sum(precision) / classes,
-        "recall": sum(recall) / classes,
-        "f1": sum(f1) / classes,
-    }
-
-
-def _multilabel(counts: list[float], labels: int) -> dict[str, float]:
-    cells = sum(counts)
-    correct = sum(counts[4 * i] + counts[4 * i + 3] for i in range(labels))
-    out = {"accuracy": _ratio(correct, cells)}
-    # macro over labels of each label's positive-class precision/recall/f1
-    scores = label_scores(counts, labels)
-    for name in ("precision", "recall", "f1"):
-        out[name] = sum(s[name] for s in scores) / labels
-    return out
-
-
 def label_scores(counts: Sequence[float], labels: int) -> list[dict[str, float]]:
     """Each label's precision, recall, f1 (of its "yes") and support (its true "yes"
     count) from a multilabel meter's counts: tn, fp, fn, tp per label."""
     out = []
     for i in range(labels):
         tn, fp, fn, tp = counts[4 * i : 4 * i + 4]
-        p, r = _ratio(tp, tp + fp), _ratio(tp, tp + fn)
-        f1 = _ratio(2 * p * r, p + r)
+        p, r, f1 = precision_recall_f1(tp, fp, fn)
         out.append(
             {"precision": p, "recall": r, "f1": f1, "support": tp + fn, "n": tn + fp + fn + tp}
         )
     return out
-
-
-def _regression(counts: list[float], n: int, outputs: int) -> dict[str, float]:
-    if n == 0:
-        return {"mae": math.nan, "rmse": math.nan, "r2": math.nan}
-    rows = [counts[4 * j : 4 * j + 4] for j in range(outputs)]
-    mae = sum(r[0] for r in rows) / (n * outputs)
-    rmse = math.sqrt(sum(r[1] for r in rows) / (n * outputs))
-    r2s = []
-    for _, sq_sum, y_sum, y2_sum in rows:
-        total = y2_sum - y_sum * y_sum / n
-        r2s.append(1.0 - sq_sum / total if total > 0 else math.nan)
-    return {"mae": mae, "rmse": rmse, "r2": sum(r2s) / outputs}

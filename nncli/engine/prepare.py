@@ -17,6 +17,7 @@ from nncli.engine.devices import resolve_device, seed_everything
 from nncli.engine.model import build_model, count_parameters, describe
 from nncli.engine.task import Task, infer_task
 from nncli.errors import NncliError
+from nncli.layers import info as layer_info
 from nncli.losses import losses
 from nncli.optim import optimizers, schedulers
 from nncli.runs.folder import columns, direction
@@ -142,10 +143,6 @@ def _model_problem(spec: Spec, sample: torch.Tensor, exc: BaseException) -> str:
     return f"the model cannot be built: {reason}"  # pragma: no cover - it failed above
 
 
-BOUNDED = ("sigmoid", "softmax", "step")  # layers whose outputs stay within 0..1
-PASS_THROUGH = ("identity", "flatten")  # layers that leave the values as they are
-
-
 def _check_probabilities(spec: Spec, loss_fn: nn.Module) -> None:
     """torch's BCELoss raises at the first output outside 0..1, mid-run, as if nncli failed:
     a model that does not end in a layer bounded to 0..1 is refused before it starts. (lint
@@ -153,8 +150,13 @@ def _check_probabilities(spec: Spec, loss_fn: nn.Module) -> None:
     if not isinstance(loss_fn, nn.BCELoss):
         return
     types = [layer.type for layer in spec.model.layers]
-    last = next(i for i in range(len(types) - 1, -1, -1) if types[i] not in PASS_THROUGH or i == 0)
-    if types[last] not in BOUNDED:
+    # the last layer that changes the values (identity and flatten leave them as they are)
+    last = next(
+        i
+        for i in range(len(types) - 1, -1, -1)
+        if layer_info(types[i]).passes != "values" or i == 0
+    )
+    if not layer_info(types[last]).probabilities:
         raise NncliError(
             f"loss '{spec.loss.name}' takes probabilities, and torch stops a run at the first "
             f"output outside 0..1; the model ends with {types[last]} (model.layers.{last}), "

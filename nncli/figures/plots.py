@@ -481,13 +481,13 @@ def activation_curves(
     """
     import torch
 
-    from nncli.layers import ACTIVATIONS, layers
+    from nncli.layers import activations, layers
 
     x = np.linspace(lo, hi, n)
     pair = torch.zeros(n, 2, dtype=torch.float64)
     pair[:, 0] = torch.as_tensor(x)
     curves = []
-    for name in names if names is not None else ACTIVATIONS:
+    for name in names if names is not None else activations():
         entry = layers.get(name)
         module = entry.build(entry.params(), (2,)).double().eval()
         with torch.no_grad():

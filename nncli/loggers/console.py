@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from nncli.loggers.base import Checkpoint, Logger
+
 if TYPE_CHECKING:
     import torch
     from rich.progress import Progress, TaskID
@@ -32,8 +34,8 @@ def epoch_line(row: Mapping[str, float], epochs: int) -> str:
     return f"epoch {int(row['epoch']):>{width}}/{epochs}  {metrics}  ({row['time_s']:.2f}s)"
 
 
-class ConsoleReporter:
-    """Implements experiment.Reporter for the terminal."""
+class ConsoleLogger(Logger):
+    """The run on the terminal: a line per epoch (a progress bar on a terminal)."""
 
     def __init__(self, console: Console, quiet: bool = False) -> None:
         self.console, self.quiet = console, quiet
@@ -52,7 +54,7 @@ class ConsoleReporter:
         if not self.quiet:
             self.console.print(text, style=style, highlight=False, soft_wrap=True)
 
-    def start(self, run: Run, p: Prepared) -> None:
+    def start(self, run: Run, p: Prepared, resumed_after: int) -> None:
         self.run, self.epochs = run, p.spec.train.epochs
         sizes = ", ".join(f"{name} {len(x)}" for name, (x, _) in p.splits.items())
         self.say(
@@ -99,11 +101,13 @@ class ConsoleReporter:
             self._batch_task, completed=batch + 1, total=n_batches, loss=f"loss {loss.item():.4g}"
         )
 
-    def epoch(self, row: Mapping[str, float], improved: bool) -> None:
+    def epoch(
+        self, row: Mapping[str, float], checkpoint: Checkpoint, last: bool, best: bool
+    ) -> None:
         line = epoch_line(row, self.epochs)
         if self.progress is not None and self._epoch_task is not None:
             self.progress.update(self._epoch_task, completed=int(row["epoch"]))
-        self.say(line + ("  *" if improved else ""))
+        self.say(line + ("  *" if best else ""))
 
     def note(self, text: str) -> None:
         """A warning: shown in yellow on stderr (even when quiet) and kept in the log."""

@@ -3,29 +3,33 @@ last.pt and best.pt, and how the run ended to run.json."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from nncli.engine.signals import deferred_signals
 from nncli.engine.state import save_atomic
+from nncli.loggers.base import Checkpoint, Logger
 from nncli.runs.folder import BEST, LAST, Run
 
 if TYPE_CHECKING:
-    import torch
+    from nncli.engine.fit import FitResult
+    from nncli.engine.prepare import Prepared
 
-    from nncli.engine.experiment import Reporter
 
+class RunFolderLogger(Logger):
+    """Writes a run's epochs, checkpoints and end into its folder."""
 
-@dataclass
-class _RunSink:
-    """Writes each epoch to the run folder (row, last.pt, best.pt), then tells the reporter."""
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.monitor = ""
 
-    run: Run
-    reporter: Reporter
+    def start(self, run: Run, p: Prepared, resumed_after: int) -> None:
+        self.monitor = p.monitor
+        # a resumed run keeps the rows of the epochs its checkpoint holds
+        self.run.start_metrics(p.columns(), keep_epochs=resumed_after)
 
-    def epoch_end(
-        self, row: Mapping[str, float], state: Callable[[], dict[str, Any]], last: bool, best: bool
+    def epoch(
+        self, row: Mapping[str, float], checkpoint: Checkpoint, last: bool, best: bool
     ) -> None:
         # Ctrl-C and SIGTERM wait until the row and its checkpoints are written, so an
         # interrupted run's last row and last.pt agree. The row goes first: a SIGKILL before
@@ -33,15 +37,18 @@ class _RunSink:
         with deferred_signals():
             self.run.log_epoch(row)
             if last or best:
-                checkpoint = state()
+                state = checkpoint()
                 if last:
-                    save_atomic(checkpoint, self.run.checkpoint_path(LAST))
+                    save_atomic(state, self.run.checkpoint_path(LAST))
                 if best:
-                    save_atomic(checkpoint, self.run.checkpoint_path(BEST))
-        self.reporter.epoch(row, best)
+                    save_atomic(state, self.run.checkpoint_path(BEST))
 
-    def note(self, text: str) -> None:
-        self.reporter.note(text)
-
-    def batch_end(self, epoch: int, batch: int, n_batches: int, loss: torch.Tensor) -> None:
-        self.reporter.batch(epoch, batch, n_batches, loss)
+    def finish(self, status: str, result: FitResult | None, error: str | None) -> None:
+        if result is None:
+            self.run.finish(status, **({"error": error} if error is not None else {}))
+            return
+        self.run.finish(
+            status,
+            best_checkpoint={"epoch": result.best_epoch, self.monitor: result.best_value},
+            stopped_early=result.stopped_early,
+        )
