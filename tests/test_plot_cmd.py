@@ -70,13 +70,13 @@ def test_every_activation_has_a_titled_gridded_panel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen = []
-    real_save = activations._save
+    real_save = activations.save
 
     def spy(fig: object, out: Path) -> Path:
         seen.append(fig)
         return real_save(fig, out)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(activations, "_save", spy)
+    monkeypatch.setattr(activations, "save", spy)
     activations.plot_activations(activations.activation_curves(), tmp_path / "a.png")
     (fig,) = seen
     axes = [ax for ax in fig.axes if ax.get_visible()]  # type: ignore[attr-defined]

@@ -33,7 +33,7 @@ def assert_png(path: Path, figsize: tuple[float, float]) -> np.ndarray:
 
 
 def open_figures() -> list[int]:
-    style._use_agg()  # before pyplot is first imported
+    style.use_agg()  # before pyplot is first imported
     import matplotlib.pyplot as plt
 
     nums: list[int] = plt.get_fignums()
@@ -90,13 +90,13 @@ def test_plot_curves_writes_loss_and_metrics(tmp_path: Path) -> None:
 def test_plot_curves_lines_and_best_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """One line per present split, train dashed, best held-out epoch marked; test absent."""
     captured = []
-    real_save = curves._save
+    real_save = curves.save
 
     def spy(fig: object, out: Path) -> Path:
         captured.append((out.name, fig.axes[0]))  # type: ignore[attr-defined]
         return real_save(fig, out)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(curves, "_save", spy)
+    monkeypatch.setattr(curves, "save", spy)
     rows = make_rows(8)
     curves.plot_curves(rows, ["accuracy"], tmp_path, "run")
     axes = dict(captured)
@@ -137,13 +137,13 @@ def test_plot_curves_skips_absent_splits_and_metrics(tmp_path: Path) -> None:
 
 def test_plot_curves_single_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     xlims = []
-    real_save = curves._save
+    real_save = curves.save
 
     def spy(fig: object, out: Path) -> Path:
         xlims.append(fig.axes[0].get_xlim())  # type: ignore[attr-defined]
         return real_save(fig, out)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(curves, "_save", spy)
+    monkeypatch.setattr(curves, "save", spy)
     paths = curves.plot_curves(make_rows(1), ["accuracy"], tmp_path, "one epoch")
     assert [p.name for p in paths] == ["loss.png", "accuracy.png"]
     for path in paths:

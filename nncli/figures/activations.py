@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nncli.figures.style import OTHER_COLOUR, SPLIT_COLOURS, _save, _use_agg
+from nncli.figures.style import OTHER_COLOUR, SPLIT_COLOURS, figure, save
 
 ACTIVATIONS_COLUMNS = 4
 ACTIVATION_PANEL: tuple[float, float] = (2.6, 2.2)  # inches per activation
@@ -71,11 +71,7 @@ def plot_activations(curves: Sequence[Curve], out: Path) -> Path:
     rows = math.ceil(len(curves) / columns)
     size = (ACTIVATION_PANEL[0] * columns, ACTIVATION_PANEL[1] * rows + 0.5)
 
-    _use_agg()
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(rows, columns, figsize=size, squeeze=False)
-    try:
+    with figure(size, (rows, columns)) as (fig, axes):
         for ax in axes.flat[len(curves) :]:
             ax.set_visible(False)
         for ax, curve in zip(axes.flat, curves, strict=False):
@@ -97,6 +93,4 @@ def plot_activations(curves: Sequence[Curve], out: Path) -> Path:
         handles, _ = axes.flat[0].get_legend_handles_labels()
         fig.legend(handles, ["f(x)", "derivative f'(x)"], loc="upper right", ncols=2)
         fig.suptitle("activations", x=0.02, ha="left", fontsize="large")
-        return _save(fig, out)
-    finally:
-        plt.close(fig)
+        return save(fig, out)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nncli.figures.style import OTHER_COLOUR, SPLIT_COLOURS, SPLIT_LABELS, SPLITS, _save, _use_agg
+from nncli.figures.style import OTHER_COLOUR, SPLIT_COLOURS, SPLIT_LABELS, SPLITS, figure, save
 
 CURVE_FIGSIZE: tuple[float, float] = (6.4, 4.0)
 # Metrics where smaller is better; every other metric is maximised.
@@ -46,8 +46,6 @@ def plot_curves(
         epochs = np.arange(1, len(rows) + 1, dtype=float)
 
     names = ["loss", *(m for m in dict.fromkeys(metrics) if m != "loss")]
-    _use_agg()
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
     written: list[Path] = []
@@ -58,8 +56,7 @@ def plot_curves(
         if not series:
             continue
         lower = name.lower() in LOWER_IS_BETTER or name.lower().endswith("loss")
-        fig, ax = plt.subplots(figsize=CURVE_FIGSIZE)
-        try:
+        with figure(CURVE_FIGSIZE) as (fig, ax):
             for split, column in series:
                 values = np.array([_as_float(row.get(column)) for row in rows], dtype=float)
                 colour = SPLIT_COLOURS.get(split, OTHER_COLOUR)
@@ -100,7 +97,5 @@ def plot_curves(
                 ax.set_xlim(known.min() - 1, known.max() + 1)
             ax.grid(True, alpha=0.3)
             ax.legend(loc="best", fontsize="small")
-            written.append(_save(fig, out_dir / f"{name}.png"))
-        finally:
-            plt.close(fig)
+            written.append(save(fig, out_dir / f"{name}.png"))
     return written

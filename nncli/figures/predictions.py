@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from nncli.figures.style import OTHER_COLOUR, SPLIT_COLOURS, SPLIT_LABELS, SPLITS, _save, _use_agg
+from nncli.figures.style import OTHER_COLOUR, SPLIT_COLOURS, SPLIT_LABELS, SPLITS, figure, save
 
 BOUNDARY_FIGSIZE: tuple[float, float] = (6.0, 5.0)
 PREDICTIONS_FIGSIZE: tuple[float, float] = (5.5, 5.0)
@@ -73,12 +73,9 @@ def plot_decision_boundary(
     names = [class_names[i] if i < len(class_names) else str(i) for i in range(n_classes)]
     colours = _class_colours(n_classes)
 
-    _use_agg()
-    import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
 
-    fig, ax = plt.subplots(figsize=BOUNDARY_FIGSIZE)
-    try:
+    with figure(BOUNDARY_FIGSIZE) as (fig, ax):
         ax.contourf(
             xx,
             yy,
@@ -123,9 +120,7 @@ def plot_decision_boundary(
             fontsize="small",
             title_fontsize="small",
         )
-        return _save(fig, out)
-    finally:
-        plt.close(fig)
+        return save(fig, out)
 
 
 def confusion_figsize(n_classes: int) -> tuple[float, float]:
@@ -148,11 +143,7 @@ def plot_confusion_matrix(
     total = float(cm.sum())
     accuracy = f", accuracy {float(np.trace(cm)) / total:.3f}" if total > 0 else ""
 
-    _use_agg()
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=confusion_figsize(n))
-    try:
+    with figure(confusion_figsize(n)) as (fig, ax):
         image = ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(vmax, 1.0))
         fig.colorbar(image, ax=ax, label="count")
         for i in range(n):
@@ -170,13 +161,12 @@ def plot_confusion_matrix(
         ax.set_xticks(range(n), labels=names)
         ax.set_yticks(range(n), labels=names)
         if n * max((len(s) for s in names), default=0) > 30:  # long labels would overlap
-            plt.setp(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor")
+            for label in ax.get_xticklabels():
+                label.set(rotation=45, ha="right", rotation_mode="anchor")
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
         ax.set_title(f"{title}: confusion matrix{accuracy}")
-        return _save(fig, out)
-    finally:
-        plt.close(fig)
+        return save(fig, out)
 
 
 LABEL_SCORES: tuple[str, ...] = ("precision", "recall", "f1")
@@ -206,11 +196,7 @@ def plot_label_scores(
         shown = sorted(shown, key=lambda i: (scores[i]["f1"], i))[:MAX_LABELS_SHOWN]
         heading += f"\nthe {MAX_LABELS_SHOWN} of {n} labels with the lowest f1"
 
-    _use_agg()
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=label_scores_figsize(n))
-    try:
+    with figure(label_scores_figsize(n)) as (fig, ax):
         height = 0.8 / len(LABEL_SCORES)
         rows = np.arange(len(shown))
         for k, score in enumerate(LABEL_SCORES):
@@ -229,9 +215,7 @@ def plot_label_scores(
         # beside the axes, at their top: inside, it would hide bars near 1.0
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
         ax.set_title(heading)
-        return _save(fig, out)
-    finally:
-        plt.close(fig)
+        return save(fig, out)
 
 
 def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -244,6 +228,15 @@ def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return 1.0 - float(np.sum((t - p) ** 2)) / ss_tot
 
 
+def _padded_range(values: np.ndarray) -> tuple[float, float]:
+    """The span of the finite ``values`` (0 to 1 where none is), 5% wider at each end, or 1
+    where they are all one value."""
+    finite = values[np.isfinite(values)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    pad = 0.05 * (hi - lo) if hi > lo else 1.0
+    return lo - pad, hi + pad
+
+
 def plot_predictions(y_true: np.ndarray, y_pred: np.ndarray, out: Path, title: str) -> Path:
     """Regression scatter of predicted against true values with a dashed y = x line and R²."""
     t = np.asarray(y_true, dtype=float).ravel()
@@ -253,17 +246,9 @@ def plot_predictions(y_true: np.ndarray, y_pred: np.ndarray, out: Path, title: s
             f"y_true and y_pred must be non-empty and equal in size: {t.size}, {p.size}"
         )
     r2 = r2_score(t, p)
-    finite = np.concatenate([t, p])
-    finite = finite[np.isfinite(finite)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    pad = 0.05 * (hi - lo) if hi > lo else 1.0
-    lo, hi = lo - pad, hi + pad
+    lo, hi = _padded_range(np.concatenate([t, p]))
 
-    _use_agg()
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=PREDICTIONS_FIGSIZE)
-    try:
+    with figure(PREDICTIONS_FIGSIZE) as (fig, ax):
         ax.plot([lo, hi], [lo, hi], linestyle="--", color="black", linewidth=1.0, label="y = x")
         ax.scatter(
             t,
@@ -282,9 +267,7 @@ def plot_predictions(y_true: np.ndarray, y_pred: np.ndarray, out: Path, title: s
         ax.set_title(f"{title}: predicted vs true")
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper left", fontsize="small")
-        return _save(fig, out)
-    finally:
-        plt.close(fig)
+        return save(fig, out)
 
 
 def plot_fit(
@@ -305,17 +288,11 @@ def plot_fit(
     for split in points:
         if xs[split].size != ys[split].size or xs[split].size == 0:
             raise ValueError(f"split {split!r} needs as many targets as inputs, and some")
-    every = np.concatenate(list(xs.values()))
-    lo, hi = float(every.min()), float(every.max())
-    pad = 0.05 * (hi - lo) if hi > lo else 1.0
-    grid = np.linspace(lo - pad, hi + pad, GRID_RESOLUTION, dtype=np.float32)[:, None]
+    lo, hi = _padded_range(np.concatenate(list(xs.values())))
+    grid = np.linspace(lo, hi, GRID_RESOLUTION, dtype=np.float32)[:, None]
     curve = np.asarray(predict(grid), dtype=float).reshape(len(grid), -1)[:, 0]
 
-    _use_agg()
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=FIT_FIGSIZE)
-    try:
+    with figure(FIT_FIGSIZE) as (fig, ax):
         for split in (*(s for s in SPLITS if s in points), *(s for s in points if s not in SPLITS)):
             ax.scatter(
                 xs[split],
@@ -332,6 +309,4 @@ def plot_fit(
         ax.set_title(f"{title}: fit")
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best", fontsize="small")
-        return _save(fig, out)
-    finally:
-        plt.close(fig)
+        return save(fig, out)

@@ -1,10 +1,12 @@
-"""What every figure shares: the dpi, the colour of each split, the headless backend and
-how a PNG is written."""
+"""What every figure shares: the dpi, the colour of each split, the headless backend, and
+a figure that is always closed and written as a PNG."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -16,15 +18,35 @@ SPLIT_LABELS: dict[str, str] = {"train": "train", "val": "validation", "test": "
 OTHER_COLOUR = "#7f7f7f"
 
 
-def _use_agg() -> None:
+def use_agg() -> None:
     """Select the headless Agg backend; call before importing pyplot (no window ever opens)."""
     import matplotlib
 
     matplotlib.use("Agg")
 
 
-def _save(fig: Figure, out: Path) -> Path:
-    """Lay out, write a PNG at DPI to ``out`` (creating its folder); the caller closes ``fig``."""
+@contextmanager
+def figure(
+    figsize: tuple[float, float], grid: tuple[int, int] | None = None
+) -> Iterator[tuple[Figure, Any]]:
+    """A headless figure of ``figsize`` inches and its axes, closed on leaving whatever
+    happens; with ``grid`` (rows, columns), the axes are an array of that shape."""
+    use_agg()
+    import matplotlib.pyplot as plt
+
+    axes: Any
+    if grid is None:
+        fig, axes = plt.subplots(figsize=figsize)
+    else:
+        fig, axes = plt.subplots(*grid, figsize=figsize, squeeze=False)
+    try:
+        yield fig, axes
+    finally:
+        plt.close(fig)
+
+
+def save(fig: Figure, out: Path) -> Path:
+    """Lay out, write a PNG at DPI to ``out`` (creating its folder); `figure` closes ``fig``."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(out, dpi=DPI, format="png")
