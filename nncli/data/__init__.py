@@ -111,17 +111,40 @@ class FileParams(ArrayParams):
 PathText = Annotated[str, Field(min_length=1)]
 
 
-def _stack(parts: dict[str, Any]) -> tuple[list[Any], dict[str, NDArray[np.int64]]]:
-    """Per-split pieces (train first) in one list, and the rows each held-out file gives."""
+class SplitFiles(FileParams):
+    """Sources whose train rows are in the file `path` and whose validation and test rows, where
+    given, are in `val_path` and `test_path` (each source declares the three fields)."""
+
+    path_fields: ClassVar[tuple[str, ...]] = ("path", "val_path", "test_path")
+    held_out_files: ClassVar[dict[str, str]] = {"val": "val_path", "test": "test_path"}
+
+    def split_files(self) -> dict[str, tuple[Path, str]]:
+        """Each split that a file gives (train first): the file, and its key for messages."""
+        fields = {"train": "path", **self.held_out_files}
+        return {
+            split_name: (Path(getattr(self, name)), f"data.{name}")
+            for split_name, name in fields.items()
+            if getattr(self, name) is not None
+        }
+
+
+def stack_splits(
+    xs: dict[str, NDArray[Any]],
+) -> tuple[NDArray[np.float32], dict[str, NDArray[np.int64]]]:
+    """Each split's inputs (train first) as one float32 array, and the rows of each held-out
+    split."""
     import numpy as np
 
     given: dict[str, NDArray[np.int64]] = {}
     start = 0
-    for name, part in parts.items():
+    for name, part in xs.items():
         if name != "train":
             given[name] = np.arange(start, start + len(part), dtype=np.int64)
         start += len(part)
-    return list(parts.values()), given
+    # float32 as it is stacked: one copy of the inputs at a time beside the files' arrays
+    parts = list(xs.values())
+    x = parts[0] if len(parts) == 1 else np.concatenate(parts, dtype=np.float32)
+    return np.asarray(x, dtype=np.float32), given
 
 
 def task_field() -> Any:

@@ -19,10 +19,11 @@ from nncli.data import (
     PathText,
     Scale,
     Split,
-    _stack,
+    SplitFiles,
     datasets,
     encode_labels,
     resolve_task,
+    stack_splits,
     task_field,
 )
 from nncli.errors import NncliError
@@ -36,10 +37,7 @@ MAX_IDX_BYTES = 8 * 2**30  # an IDX header claiming more than this is refused, n
 # --- npz ---------------------------------------------------------------------------------
 
 
-class Npz(FileParams):
-    path_fields: ClassVar[tuple[str, ...]] = ("path", "val_path", "test_path")
-    held_out_files: ClassVar[dict[str, str]] = {"val": "val_path", "test": "test_path"}
-
+class Npz(SplitFiles):
     path: PathText = Field(description="the .npz file (its train rows, where val/test files exist)")
     x_key: str = Field(default="x", min_length=1, description="the array of inputs, (N, ...)")
     y_key: str = Field(
@@ -82,10 +80,7 @@ def npz(p: Npz, seed: int, loss_target: LossTarget | None = None) -> Dataset:
     """NumPy .npz arrays: inputs (N, ...) and targets (N,) or (N, T), keys x and y."""
     import numpy as np
 
-    files = {"train": Path(p.path)}
-    for split_name, field_name in p.held_out_files.items():
-        if getattr(p, field_name) is not None:
-            files[split_name] = Path(getattr(p, field_name))
+    files = {split_name: path for split_name, (path, _) in p.split_files().items()}
     xs: dict[str, NDArray[Any]] = {}
     ys: dict[str, NDArray[Any]] = {}
     for split_name, path in files.items():
@@ -115,7 +110,7 @@ def npz(p: Npz, seed: int, loss_target: LossTarget | None = None) -> Dataset:
     if task is None:  # without a loss to ask: whole numbers or text are classes
         whole = y_train.dtype.kind in "biuUS" or bool(np.all(np.mod(y_train, 1) == 0))
         task = ("multilabel" if n_targets > 1 else "classification") if whole else "regression"
-    parts, given = _stack(xs)
+    x, given = stack_splits(xs)
     y_parts = list(ys.values())
     class_names = None
     if task == "classification":
@@ -138,10 +133,8 @@ def npz(p: Npz, seed: int, loss_target: LossTarget | None = None) -> Dataset:
     targets = class_names if task == "multilabel" else None
     if task == "regression":
         targets = ["y"] if y.shape[1] == 1 else [f"y{i + 1}" for i in range(y.shape[1])]
-    # float32 as it is stacked: one copy of the inputs at a time beside the files' arrays
-    x = parts[0] if len(parts) == 1 else np.concatenate(parts, dtype=np.float32)
     return Dataset(
-        np.asarray(x, dtype=np.float32),
+        x,
         y,
         task,
         class_names,
@@ -212,18 +205,15 @@ def _idx_dataset(pairs: dict[str, tuple[Path, str, Path, str]]) -> Dataset:
         first = images.shape[1:]
         xs[split_name] = images.reshape(len(images), -1)
         ys[split_name] = labels
-    parts, given = _stack(xs)
+    x, given = stack_splits(xs)
     y, names = encode_labels(np.concatenate(list(ys.values())), "the labels")
-    width = parts[0].shape[1]
-    # float32 as it is stacked: one copy of the inputs at a time beside the files' arrays
-    x = parts[0] if len(parts) == 1 else np.concatenate(parts, dtype=np.float32)
     return Dataset(
-        np.asarray(x, dtype=np.float32),
+        x,
         y,
         "classification",
         names,
         target_names=["label"],
-        feature_names=[f"pixel{i}" for i in range(width)],
+        feature_names=[f"pixel{i}" for i in range(x.shape[1])],
         given=given,
     )
 

@@ -4,20 +4,20 @@ split (text columns one-hot). Nothing is downloaded."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
 from nncli.data import (
     Dataset,
-    FileParams,
     Kind,
     LossTarget,
     PathText,
-    _stack,
+    SplitFiles,
     datasets,
     encode_labels,
     resolve_task,
+    stack_splits,
     task_field,
 )
 from nncli.data.preprocess import (
@@ -40,10 +40,7 @@ if TYPE_CHECKING:
 Names = Annotated[list[str], Field(min_length=1)]
 
 
-class Csv(FileParams):
-    path_fields: ClassVar[tuple[str, ...]] = ("path", "val_path", "test_path")
-    held_out_files: ClassVar[dict[str, str]] = {"val": "val_path", "test": "test_path"}
-
+class Csv(SplitFiles):
     path: PathText = Field(description="the CSV file (its train rows, where val/test files exist)")
     target: str | Names = Field(description="target column, or several (multi-label, multi-output)")
     features: Names | None = Field(
@@ -82,11 +79,7 @@ def csv(p: Csv, seed: int, loss_target: LossTarget | None = None) -> Dataset:
     import numpy as np
     import pandas as pd
 
-    files = {"train": (Path(p.path), "data.path")}
-    for split_name, field_name in p.held_out_files.items():
-        value = getattr(p, field_name)
-        if value is not None:
-            files[split_name] = (Path(value), f"data.{field_name}")
+    files = p.split_files()
     frames = {name: read_csv(path, key) for name, (path, key) in files.items()}
 
     # columns: the target(s), then the inputs, checked by name against the train file
@@ -132,9 +125,9 @@ def csv(p: Csv, seed: int, loss_target: LossTarget | None = None) -> Dataset:
     xs = [encode(frames[s], features, p.fill, str(files[s][0])) for s in frames]
     task = resolve_task(p.task, loss_target, len(targets)) or _guess_task(frames["train"], targets)
     ys, class_names = _targets(frames, files, targets, task)
-    parts, given = _stack(dict(zip(frames, xs, strict=True)))
+    x, given = stack_splits(dict(zip(frames, xs, strict=True)))
     return Dataset(
-        np.concatenate(parts),
+        x,
         np.concatenate(ys),
         task,
         class_names,
