@@ -11,8 +11,8 @@ from conftest import TINY
 from typer.testing import CliRunner
 
 from nncli.cli.app import app
-from nncli.figures import plots
-from nncli.layers import activations
+from nncli.figures import activations, style
+from nncli.layers import activations as registered_activations
 
 LINE = """\
 name: line
@@ -50,10 +50,10 @@ def test_plot_activations_writes_one_figure(runner: CliRunner, tmp_path: Path) -
     result = runner.invoke(app, ["plot", "activations", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{out}\n"
-    rows = -(-len(activations()) // plots.ACTIVATIONS_COLUMNS)
-    width = plots.ACTIVATION_PANEL[0] * plots.ACTIVATIONS_COLUMNS
-    height = plots.ACTIVATION_PANEL[1] * rows + 0.5
-    assert pixels(out) == (round(height * plots.DPI), round(width * plots.DPI))
+    rows = -(-len(registered_activations()) // activations.ACTIVATIONS_COLUMNS)
+    width = activations.ACTIVATION_PANEL[0] * activations.ACTIVATIONS_COLUMNS
+    height = activations.ACTIVATION_PANEL[1] * rows + 0.5
+    assert pixels(out) == (round(height * style.DPI), round(width * style.DPI))
 
 
 def test_plot_activations_defaults_to_the_current_folder(
@@ -70,17 +70,17 @@ def test_every_activation_has_a_titled_gridded_panel(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen = []
-    real_save = plots._save
+    real_save = activations.save
 
     def spy(fig: object, out: Path) -> Path:
         seen.append(fig)
         return real_save(fig, out)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(plots, "_save", spy)
-    plots.plot_activations(plots.activation_curves(), tmp_path / "a.png")
+    monkeypatch.setattr(activations, "save", spy)
+    activations.plot_activations(activations.activation_curves(), tmp_path / "a.png")
     (fig,) = seen
     axes = [ax for ax in fig.axes if ax.get_visible()]  # type: ignore[attr-defined]
-    assert [ax.get_title().split("\n")[0] for ax in axes] == activations()
+    assert [ax.get_title().split("\n")[0] for ax in axes] == registered_activations()
     for ax in axes:
         styles = [line.get_linestyle() for line in ax.get_lines() if line.get_label() != ""]
         assert styles[-2:] == ["-", "--"], ax.get_title()  # the function, its derivative
@@ -89,8 +89,8 @@ def test_every_activation_has_a_titled_gridded_panel(
 
 
 def test_activation_curves_and_their_derivatives() -> None:
-    curves = {c.name: c for c in plots.activation_curves()}
-    assert list(curves) == activations()
+    curves = {c.name: c for c in activations.activation_curves()}
+    assert list(curves) == registered_activations()
     x = curves["sigmoid"].x
     sigmoid = 1 / (1 + np.exp(-x))
     np.testing.assert_allclose(curves["sigmoid"].y, sigmoid, atol=1e-6)
@@ -110,7 +110,7 @@ def test_activation_curves_and_their_derivatives() -> None:
 
 def test_plot_activations_needs_curves(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no activations"):
-        plots.plot_activations([], tmp_path / "none.png")
+        activations.plot_activations([], tmp_path / "none.png")
 
 
 # --- nncli plot RUN -------------------------------------------------------------------------

@@ -9,14 +9,14 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from nncli.figures import plots
+from nncli.figures import curves, predictions, style
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def _expected_pixels(figsize: tuple[float, float]) -> tuple[int, int]:
     width, height = figsize
-    return round(height * plots.DPI), round(width * plots.DPI)
+    return round(height * style.DPI), round(width * style.DPI)
 
 
 def assert_png(path: Path, figsize: tuple[float, float]) -> np.ndarray:
@@ -33,7 +33,7 @@ def assert_png(path: Path, figsize: tuple[float, float]) -> np.ndarray:
 
 
 def open_figures() -> list[int]:
-    plots._use_agg()  # before pyplot is first imported
+    style.use_agg()  # before pyplot is first imported
     import matplotlib.pyplot as plt
 
     nums: list[int] = plt.get_fignums()
@@ -65,12 +65,13 @@ def make_rows(n: int) -> list[dict[str, float]]:
 
 
 def test_split_colours() -> None:
-    assert plots.SPLIT_COLOURS == {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
+    assert style.SPLIT_COLOURS == {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
 
 
 def test_module_import_does_not_load_matplotlib_or_torch() -> None:
     code = (
-        "import sys, nncli.figures.plots; "
+        "import sys, nncli.figures.activations, nncli.figures.curves, nncli.figures.predictions, "
+        "nncli.figures.style; "
         "assert 'matplotlib' not in sys.modules, 'matplotlib'; "
         "assert 'torch' not in sys.modules, 'torch'"
     )
@@ -79,25 +80,25 @@ def test_module_import_does_not_load_matplotlib_or_torch() -> None:
 
 def test_plot_curves_writes_loss_and_metrics(tmp_path: Path) -> None:
     out_dir = tmp_path / "plots" / "nested"
-    paths = plots.plot_curves(make_rows(10), ["accuracy"], out_dir, "moons-mlp")
+    paths = curves.plot_curves(make_rows(10), ["accuracy"], out_dir, "moons-mlp")
     assert paths == [out_dir / "loss.png", out_dir / "accuracy.png"]
     assert sorted(p.name for p in out_dir.iterdir()) == ["accuracy.png", "loss.png"]
     for path in paths:
-        assert_png(path, plots.CURVE_FIGSIZE)
+        assert_png(path, curves.CURVE_FIGSIZE)
 
 
 def test_plot_curves_lines_and_best_epoch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """One line per present split, train dashed, best held-out epoch marked; test absent."""
     captured = []
-    real_save = plots._save
+    real_save = curves.save
 
     def spy(fig: object, out: Path) -> Path:
         captured.append((out.name, fig.axes[0]))  # type: ignore[attr-defined]
         return real_save(fig, out)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(plots, "_save", spy)
+    monkeypatch.setattr(curves, "save", spy)
     rows = make_rows(8)
-    plots.plot_curves(rows, ["accuracy"], tmp_path, "run")
+    curves.plot_curves(rows, ["accuracy"], tmp_path, "run")
     axes = dict(captured)
     ax = axes["loss.png"]
     assert ax.get_title() == "run: loss"
@@ -106,9 +107,9 @@ def test_plot_curves_lines_and_best_epoch(tmp_path: Path, monkeypatch: pytest.Mo
     lines = {line.get_label(): line for line in ax.get_lines()}
     assert set(lines) >= {"train", "validation"}
     assert "test" not in lines
-    assert lines["train"].get_color() == plots.SPLIT_COLOURS["train"]
+    assert lines["train"].get_color() == style.SPLIT_COLOURS["train"]
     assert lines["train"].get_linestyle() == "--"
-    assert lines["validation"].get_color() == plots.SPLIT_COLOURS["val"]
+    assert lines["validation"].get_color() == style.SPLIT_COLOURS["val"]
     assert lines["validation"].get_linestyle() == "-"
     best = [line for label, line in lines.items() if label.startswith("best validation")]
     assert len(best) == 1
@@ -126,27 +127,27 @@ def test_plot_curves_skips_absent_splits_and_metrics(tmp_path: Path) -> None:
         {"epoch": 1.0, "train_loss": 0.9, "test_loss": 0.95, "test_mae": 0.4},
         {"epoch": 2.0, "train_loss": 0.5, "test_loss": 0.7, "test_mae": 0.3},
     ]
-    paths = plots.plot_curves(rows, ["mae", "accuracy"], tmp_path, "reg")
+    paths = curves.plot_curves(rows, ["mae", "accuracy"], tmp_path, "reg")
     # no *_accuracy column at all: no accuracy.png
     assert [p.name for p in paths] == ["loss.png", "mae.png"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loss.png", "mae.png"]
     for path in paths:
-        assert_png(path, plots.CURVE_FIGSIZE)
+        assert_png(path, curves.CURVE_FIGSIZE)
 
 
 def test_plot_curves_single_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     xlims = []
-    real_save = plots._save
+    real_save = curves.save
 
     def spy(fig: object, out: Path) -> Path:
         xlims.append(fig.axes[0].get_xlim())  # type: ignore[attr-defined]
         return real_save(fig, out)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(plots, "_save", spy)
-    paths = plots.plot_curves(make_rows(1), ["accuracy"], tmp_path, "one epoch")
+    monkeypatch.setattr(curves, "save", spy)
+    paths = curves.plot_curves(make_rows(1), ["accuracy"], tmp_path, "one epoch")
     assert [p.name for p in paths] == ["loss.png", "accuracy.png"]
     for path in paths:
-        assert_png(path, plots.CURVE_FIGSIZE)
+        assert_png(path, curves.CURVE_FIGSIZE)
     assert xlims == [(0.0, 2.0), (0.0, 2.0)]  # the lone epoch sits mid-axis, integer ticks
 
 
@@ -156,9 +157,9 @@ def test_plot_curves_accepts_csv_strings(tmp_path: Path) -> None:
         {"epoch": "1", "train_loss": "0.9", "val_loss": ""},
         {"epoch": "2", "train_loss": "0.6", "val_loss": "0.7"},
     ]
-    paths = plots.plot_curves(rows, [], tmp_path, "csv")  # type: ignore[arg-type]
+    paths = curves.plot_curves(rows, [], tmp_path, "csv")  # type: ignore[arg-type]
     assert [p.name for p in paths] == ["loss.png"]
-    assert_png(paths[0], plots.CURVE_FIGSIZE)
+    assert_png(paths[0], curves.CURVE_FIGSIZE)
 
 
 def make_blobs(rng: np.random.Generator, n_per_class: int = 40) -> tuple[np.ndarray, np.ndarray]:
@@ -190,7 +191,7 @@ def test_plot_decision_boundary(tmp_path: Path, form: str) -> None:
         return probs
 
     out = tmp_path / "sub" / "boundary.png"
-    written = plots.plot_decision_boundary(predict, x, y, ["a", "b", "c"], out, "blobs")
+    written = predictions.plot_decision_boundary(predict, x, y, ["a", "b", "c"], out, "blobs")
     assert written == out
     assert len(calls) == 1
     grid = calls[0]
@@ -201,7 +202,7 @@ def test_plot_decision_boundary(tmp_path: Path, form: str) -> None:
     # the grid covers every point, with a margin
     assert (grid.min(axis=0) < x.min(axis=0)).all()
     assert (grid.max(axis=0) > x.max(axis=0)).all()
-    assert_png(out, plots.BOUNDARY_FIGSIZE)
+    assert_png(out, predictions.BOUNDARY_FIGSIZE)
 
 
 def test_plot_decision_boundary_binary_sigmoid(tmp_path: Path) -> None:
@@ -214,15 +215,17 @@ def test_plot_decision_boundary_binary_sigmoid(tmp_path: Path) -> None:
         probs: np.ndarray = 1 / (1 + np.exp(-4 * grid[:, :1]))
         return probs
 
-    out = plots.plot_decision_boundary(predict, x, y, ["neg", "pos"], tmp_path / "b.png", "bin")
-    assert_png(out, plots.BOUNDARY_FIGSIZE)
+    out = predictions.plot_decision_boundary(
+        predict, x, y, ["neg", "pos"], tmp_path / "b.png", "bin"
+    )
+    assert_png(out, predictions.BOUNDARY_FIGSIZE)
 
 
 def test_plot_decision_boundary_rejects_bad_predict_shape(tmp_path: Path) -> None:
     x = np.zeros((4, 2))
     y = np.zeros(4, dtype=np.int64)
     with pytest.raises(ValueError, match="predict returned shape"):
-        plots.plot_decision_boundary(
+        predictions.plot_decision_boundary(
             lambda g: np.zeros(3), x, y, ["a"], tmp_path / "bad.png", "bad"
         )
     assert not (tmp_path / "bad.png").exists()
@@ -231,13 +234,13 @@ def test_plot_decision_boundary_rejects_bad_predict_shape(tmp_path: Path) -> Non
 def test_plot_confusion_matrix(tmp_path: Path) -> None:
     cm = np.array([[10, 2, 0], [1, 12, 3], [0, 4, 9]])
     out = tmp_path / "cm" / "confusion.png"
-    assert plots.plot_confusion_matrix(cm, ["cat", "dog", "bird"], out, "cm") == out
-    assert_png(out, plots.confusion_figsize(3))
+    assert predictions.plot_confusion_matrix(cm, ["cat", "dog", "bird"], out, "cm") == out
+    assert_png(out, predictions.confusion_figsize(3))
 
 
 def test_plot_confusion_matrix_rejects_non_square(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="square"):
-        plots.plot_confusion_matrix(np.zeros((2, 3)), ["a", "b"], tmp_path / "x.png", "x")
+        predictions.plot_confusion_matrix(np.zeros((2, 3)), ["a", "b"], tmp_path / "x.png", "x")
 
 
 @pytest.mark.parametrize("n_labels", [1, 4, 30, 100])
@@ -247,13 +250,13 @@ def test_plot_label_scores(tmp_path: Path, n_labels: int) -> None:
         for i in range(n_labels)
     ]
     out = tmp_path / "labels" / "label_scores.png"
-    assert plots.plot_label_scores(scores, ["spam", "urgent"], out, "labels") == out
-    assert_png(out, plots.label_scores_figsize(n_labels))
+    assert predictions.plot_label_scores(scores, ["spam", "urgent"], out, "labels") == out
+    assert_png(out, predictions.label_scores_figsize(n_labels))
 
 
 def test_plot_label_scores_needs_labels(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no labels"):
-        plots.plot_label_scores([], [], tmp_path / "x.png", "x")
+        predictions.plot_label_scores([], [], tmp_path / "x.png", "x")
 
 
 @pytest.mark.parametrize("shape", [(60,), (60, 1)])
@@ -262,25 +265,25 @@ def test_plot_predictions(tmp_path: Path, shape: tuple[int, ...]) -> None:
     y_true = rng.normal(size=shape)
     y_pred = y_true + rng.normal(scale=0.2, size=shape)
     out = tmp_path / "pred" / "predictions.png"
-    assert plots.plot_predictions(y_true, y_pred, out, "regression") == out
-    assert_png(out, plots.PREDICTIONS_FIGSIZE)
+    assert predictions.plot_predictions(y_true, y_pred, out, "regression") == out
+    assert_png(out, predictions.PREDICTIONS_FIGSIZE)
 
 
 def test_r2_score() -> None:
     y = np.array([1.0, 2.0, 3.0, 4.0])
-    assert plots.r2_score(y, y) == pytest.approx(1.0)
-    assert plots.r2_score(y, np.full(4, y.mean())) == pytest.approx(0.0)
-    assert np.isnan(plots.r2_score(np.ones(3), np.ones(3)))
+    assert predictions.r2_score(y, y) == pytest.approx(1.0)
+    assert predictions.r2_score(y, np.full(4, y.mean())) == pytest.approx(0.0)
+    assert np.isnan(predictions.r2_score(np.ones(3), np.ones(3)))
 
 
 def test_plot_predictions_rejects_size_mismatch(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="equal in size"):
-        plots.plot_predictions(np.zeros(3), np.zeros(4), tmp_path / "p.png", "p")
+        predictions.plot_predictions(np.zeros(3), np.zeros(4), tmp_path / "p.png", "p")
 
 
 def test_many_calls_leave_no_figures(tmp_path: Path) -> None:
     """22 figures: more than 20 left open would warn, an error under filterwarnings=error."""
     rows = make_rows(3)
     for i in range(11):
-        plots.plot_curves(rows, ["accuracy"], tmp_path / str(i), "loop")
+        curves.plot_curves(rows, ["accuracy"], tmp_path / str(i), "loop")
     assert open_figures() == []

@@ -56,10 +56,10 @@ def plot(
     """
     with user_errors():
         if target == "activations":
-            from nncli.figures import plots
+            from nncli.figures import activations
 
             figure = out_path or Path("activations.png")
-            written = [plots.plot_activations(plots.activation_curves(), figure)]
+            written = [activations.plot_activations(activations.activation_curves(), figure)]
         else:
             from nncli.trained.replot import replot
 

@@ -1,12 +1,12 @@
-"""Data sources: a registry of entries that each produce a Dataset, seeded splits, and the
-preprocessing fitted on the train split (`prepare`)."""
+"""Data sources: the registry of entries that each produce a Dataset, and the types they
+share; pipeline.py turns one into model inputs (load, split, prepare)."""
 
 from __future__ import annotations
 
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-__all__ = ["Feature", "Fill", "Kind", "Preprocessing"]
+__all__ = ["Feature", "Fill", "Kind", "Preprocessing", "load", "prepare", "split"]
 
 SPLITS = ("train", "val", "test")
 LossTarget = Literal["index", "binary", "value"]
@@ -108,6 +108,45 @@ class FileParams(ArrayParams):
         return self
 
 
+PathText = Annotated[str, Field(min_length=1)]
+
+
+class SplitFiles(FileParams):
+    """Sources whose train rows are in the file `path` and whose validation and test rows, where
+    given, are in `val_path` and `test_path` (each source declares the three fields)."""
+
+    path_fields: ClassVar[tuple[str, ...]] = ("path", "val_path", "test_path")
+    held_out_files: ClassVar[dict[str, str]] = {"val": "val_path", "test": "test_path"}
+
+    def split_files(self) -> dict[str, tuple[Path, str]]:
+        """Each split that a file gives (train first): the file, and its key for messages."""
+        fields = {"train": "path", **self.held_out_files}
+        return {
+            split_name: (Path(getattr(self, name)), f"data.{name}")
+            for split_name, name in fields.items()
+            if getattr(self, name) is not None
+        }
+
+
+def stack_splits(
+    xs: dict[str, NDArray[Any]],
+) -> tuple[NDArray[np.float32], dict[str, NDArray[np.int64]]]:
+    """Each split's inputs (train first) as one float32 array, and the rows of each held-out
+    split."""
+    import numpy as np
+
+    given: dict[str, NDArray[np.int64]] = {}
+    start = 0
+    for name, part in xs.items():
+        if name != "train":
+            given[name] = np.arange(start, start + len(part), dtype=np.int64)
+        start += len(part)
+    # float32 as it is stacked: one copy of the inputs at a time beside the files' arrays
+    parts = list(xs.values())
+    x = parts[0] if len(parts) == 1 else np.concatenate(parts, dtype=np.float32)
+    return np.asarray(x, dtype=np.float32), given
+
+
 def task_field() -> Any:
     return Field(
         default=None,
@@ -161,149 +200,6 @@ def resolve_task(task: Kind | None, loss_target: LossTarget | None, n_targets: i
     return "classification"
 
 
-def load(params: DataParams, seed: int, loss_target: LossTarget | None = None) -> Dataset:
-    """Build the dataset a data section names, with `seed` for anything random; its x flat
-    (N, F) and its preprocessing laid out but not fitted. `loss_target` settles a source's
-    `task:` where the file leaves it to the loss."""
-    import numpy as np
-
-    name = getattr(params, datasets.key)
-    entry = datasets.get(name)
-    # a source whose targets could be classes or values (`task:`) also hears the loss's view
-    if "task" in type(params).model_fields:
-        dataset = entry.build(params, seed, loss_target)
-    else:
-        dataset = entry.build(params, seed)
-    natural = list(dataset.x.shape[1:])
-    flat = dataset.x.reshape(len(dataset.x), -1)
-    width = flat.shape[1]
-    shape = list(getattr(params, "shape", None) or natural)
-    if math.prod(shape) != width:
-        raise NncliError(
-            f"data.shape {shape} holds {math.prod(shape)} values but each sample of "
-            f"{name} has {width} ({'x'.join(map(str, natural))})"
-        )
-    names = dataset.feature_names or [f"x{i + 1}" for i in range(width)]
-    features = [Feature(name=n, categories=dataset.categories.get(n)) for n in names]
-    if sum(len(f.columns) for f in features) != width:  # pragma: no cover - a builder's bug
-        raise ValueError(f"{name}: feature names do not match the columns")
-    targets = dataset.target_names or (
-        dataset.class_names if dataset.kind == "multilabel" and dataset.class_names else ["y"]
-    )
-    pre = Preprocessing(
-        source=name,
-        features=features,
-        kind=dataset.kind,
-        targets=targets,
-        class_names=dataset.class_names,
-        shape=shape,
-        scale=getattr(params, "scale", None),
-        standardize=getattr(params, "standardize", False),
-        fill=getattr(params, "fill", None),
-    )
-    x = np.ascontiguousarray(flat, dtype=np.float32)
-    return replace(dataset, x=x, preprocessing=pre)
-
-
-def split(dataset: Dataset, spec: Split, seed: int) -> dict[str, NDArray[np.int64]]:
-    """Seeded indices of each split present (train always; val/test where a file gives it or
-    its fraction is above 0).
-
-    Fractions are taken from the rows no file assigns. Stratified splits take each fraction
-    from every class, so small classes are kept in proportion; an empty split is an error
-    that says how to fix it.
-    """
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    n = len(dataset.x)
-    given = dataset.given
-    pool = np.arange(n)
-    if given:
-        pool = np.setdiff1d(pool, np.concatenate(list(given.values())))
-    fractions = {"val": spec.val, "test": spec.test}
-    for name in given:
-        fractions.pop(name, None)
-    if spec.stratify and dataset.kind == "classification":
-        groups = [pool[dataset.y[pool] == c] for c in np.unique(dataset.y[pool])]
-    else:
-        groups = [pool]
-    parts: dict[str, list[NDArray[np.int64]]] = {"train": [], "val": [], "test": []}
-    for group in groups:
-        shuffled = rng.permutation(group)
-        start = 0
-        for name, fraction in fractions.items():
-            take = round(fraction * len(shuffled))
-            parts[name].append(shuffled[start : start + take])
-            start += take
-        parts["train"].append(shuffled[start:])
-    out: dict[str, NDArray[np.int64]] = {}
-    for name in SPLITS:
-        if name in given:
-            out[name] = given[name].astype(np.int64)
-            continue
-        if name != "train" and fractions[name] == 0:
-            continue
-        idx = np.sort(np.concatenate(parts[name])).astype(np.int64)
-        if len(idx) == 0:
-            fix = (
-                "use more samples or a larger fraction"
-                if name != "train"
-                else "lower data.split.val / data.split.test"
-            )
-            raise NncliError(f"the {name} split of {len(pool)} samples is empty; {fix}")
-        out[name] = rng.permutation(idx) if name == "train" else idx
-    return out
-
-
-def _check_classes(dataset: Dataset, indices: dict[str, NDArray[np.int64]]) -> list[str]:
-    """A class absent from the train split is an error; from a held-out one, a warning."""
-    import numpy as np
-
-    names = dataset.class_names or []
-    warnings = []
-    for split_name, idx in indices.items():
-        absent = [names[c] for c in np.setdiff1d(np.arange(len(names)), dataset.y[idx])]
-        if not absent:
-            continue
-        listed = ", ".join(repr(a) for a in absent[:5]) + (" ..." if len(absent) > 5 else "")
-        if split_name == "train":
-            raise NncliError(
-                f"class(es) {listed} have no rows in the train split ({len(idx)} rows), so the "
-                "model cannot learn them; add rows of them or remove them from the data"
-            )
-        warnings.append(
-            f"the {split_name} split ({len(idx)} rows) has no rows of class(es) {listed}; its "
-            "metrics leave them out (use a larger data.split fraction or more data)"
-        )
-    return warnings
-
-
-def prepare(
-    params: DataParams,
-    seed: int,
-    loss_target: LossTarget | None = None,
-    batch_size: int | None = None,
-) -> tuple[Dataset, dict[str, NDArray[np.int64]]]:
-    """Load, split, fit the preprocessing on the train split only and apply it to every
-    row: the dataset's x becomes the model inputs (N, *shape)."""
-    dataset = load(params, seed, loss_target)
-    indices = split(dataset, params.split, seed)
-    warnings = list(dataset.warnings)
-    if dataset.kind == "classification":
-        warnings += _check_classes(dataset, indices)
-    n_train = len(indices["train"])
-    if batch_size is not None and n_train < batch_size:
-        warnings.append(
-            f"the train split has {n_train} rows, fewer than train.batch_size {batch_size}: "
-            "every step uses all of them"
-        )
-    assert dataset.preprocessing is not None  # load lays it out
-    fitted = dataset.preprocessing.fit(dataset.x, indices["train"])
-    x = fitted.transform(dataset.x, overwrite=True)  # `load` made this x: ours to change
-    return replace(dataset, x=x, preprocessing=fitted, warnings=warnings), indices
-
-
 def encode_labels(values: NDArray[Any], what: str) -> tuple[NDArray[np.int64], list[str]]:
     """Class indices of labels (numbers or text) and the label of each index, sorted."""
     import numpy as np
@@ -320,6 +216,8 @@ def encode_labels(values: NDArray[Any], what: str) -> tuple[NDArray[np.int64], l
     return codes, names
 
 
-from nncli.data import files as _files  # noqa: E402,F401  (registers the entries)
+from nncli.data import arrays as _arrays  # noqa: E402,F401  (registers the entries)
+from nncli.data import csv as _csv  # noqa: E402,F401
 from nncli.data import generators as _generators  # noqa: E402,F401
 from nncli.data import sklearn_sets as _sklearn_sets  # noqa: E402,F401
+from nncli.data.pipeline import load, prepare, split  # noqa: E402

@@ -36,7 +36,14 @@ from nncli.errors import (
     RunDiverged,
     RunInterrupted,
 )
-from nncli.figures import plots
+from nncli.figures.curves import plot_curves
+from nncli.figures.predictions import (
+    plot_confusion_matrix,
+    plot_decision_boundary,
+    plot_fit,
+    plot_label_scores,
+    plot_predictions,
+)
 from nncli.loggers.base import Logger, Loggers, loggers
 from nncli.loggers.run_folder import RunFolderLogger
 from nncli.runs.folder import (
@@ -306,7 +313,7 @@ def write_plots(folder: Path, p: Prepared, result: FitResult) -> list[Path]:
 
 def _write_plots(folder: Path, p: Prepared, result: FitResult) -> list[Path]:
     name = p.spec.name or "run"
-    written = plots.plot_curves(result.rows, p.metrics, folder, name)
+    written = plot_curves(result.rows, p.metrics, folder, name)
     split = next((s for s in ("test", "val") if s in p.splits), "train")
     x, y = p.splits[split]
     meter = result.meters[split]
@@ -320,14 +327,14 @@ def _write_plots(folder: Path, p: Prepared, result: FitResult) -> list[Path]:
     if p.task.kind in ("binary", "multiclass"):
         names = p.task.class_names or [str(c) for c in range(len(meter.confusion()))]
         written.append(
-            plots.plot_confusion_matrix(
+            plot_confusion_matrix(
                 np.array(meter.confusion()), names, folder / "confusion_matrix.png", title
             )
         )
         if x_host.shape[1:] == (2,):
             labels = y_host.reshape(len(y_host)).astype(np.int64)
             written.append(
-                plots.plot_decision_boundary(
+                plot_decision_boundary(
                     lambda grid: predict_classes(p, grid),
                     x_host,
                     labels,
@@ -339,15 +346,15 @@ def _write_plots(folder: Path, p: Prepared, result: FitResult) -> list[Path]:
     elif p.task.kind == "multilabel":
         names = p.task.class_names or []  # (the figure numbers nameless labels from 1)
         written.append(
-            plots.plot_label_scores(meter.label_scores(), names, folder / "label_scores.png", title)
+            plot_label_scores(meter.label_scores(), names, folder / "label_scores.png", title)
         )
     elif p.task.kind == "regression":
         written.append(
-            plots.plot_predictions(y_host, predict(p, x_host), folder / "predictions.png", title)
+            plot_predictions(y_host, predict(p, x_host), folder / "predictions.png", title)
         )
         if x_host.shape[1:] == (1,) and p.task.n_outputs == 1:  # one input: draw the curve
             points = {s: (xs.cpu().numpy(), ys.cpu().numpy()) for s, (xs, ys) in p.splits.items()}
             written.append(
-                plots.plot_fit(points, lambda grid: predict(p, grid), folder / "fit.png", name)
+                plot_fit(points, lambda grid: predict(p, grid), folder / "fit.png", name)
             )
     return written

@@ -455,7 +455,8 @@ def plot_overlays(comparison: Comparison, folder: Path) -> list[Path]:
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
-    from nncli.figures.plots import CURVE_FIGSIZE, DPI
+    from nncli.figures.curves import CURVE_FIGSIZE
+    from nncli.figures.style import DPI
 
     runs = comparison.runs
     colours = _colours(len(runs))

@@ -13,7 +13,7 @@ from torch import nn
 
 from nncli import data as datamod
 from nncli.config.spec import Spec, load_spec
-from nncli.data.files import read_npz
+from nncli.data.arrays import read_npz
 from nncli.data.preprocess import Preprocessing, encode, label_strings, lines, read_csv
 from nncli.engine.inference import EVAL_BATCH, evaluate
 from nncli.engine.meter import Meter

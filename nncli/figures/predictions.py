@@ -1,63 +1,22 @@
-"""Matplotlib figures: a run's learning curves, decision boundary, confusion matrix, scores
-per label, regression predictions and fit, and the activation gallery; headless (Agg)
-150 dpi PNGs, lazy imports."""
+"""Figures of what a run's model predicts on its data: decision boundary, confusion
+matrix, scores per label, predicted against true values, and the fit of one input."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+from nncli.figures.style import OTHER_COLOUR, SPLIT_COLOURS, SPLIT_LABELS, SPLITS, figure, save
 
-DPI = 150
-CURVE_FIGSIZE: tuple[float, float] = (6.4, 4.0)
 BOUNDARY_FIGSIZE: tuple[float, float] = (6.0, 5.0)
 PREDICTIONS_FIGSIZE: tuple[float, float] = (5.5, 5.0)
 FIT_FIGSIZE: tuple[float, float] = (6.4, 4.5)
-ACTIVATIONS_COLUMNS = 4
-ACTIVATION_PANEL: tuple[float, float] = (2.6, 2.2)  # inches per activation
 GRID_RESOLUTION = 300  # fine enough that a class boundary shows no visible stairs
-
-SPLITS: tuple[str, ...] = ("train", "val", "test")
-SPLIT_COLOURS: dict[str, str] = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
-SPLIT_LABELS: dict[str, str] = {"train": "train", "val": "validation", "test": "test"}
-OTHER_COLOUR = "#7f7f7f"
-FUNCTION_COLOUR = SPLIT_COLOURS["train"]
-DERIVATIVE_COLOUR = "#d62728"
 MODEL_COLOUR = "#000000"
-# Metrics where smaller is better; every other metric is maximised.
-LOWER_IS_BETTER: frozenset[str] = frozenset({"loss", "mae", "mse", "rmse"})
-
-
-def _use_agg() -> None:
-    """Select the headless Agg backend; call before importing pyplot (no window ever opens)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-
-
-def _save(fig: Figure, out: Path) -> Path:
-    """Lay out, write a PNG at DPI to ``out`` (creating its folder); the caller closes ``fig``."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=DPI, format="png")
-    return out
-
-
-def _as_float(value: object) -> float:
-    """A metrics.csv cell as a float; missing or empty cells become NaN."""
-    if not isinstance(value, (int, float, str)):
-        return math.nan
-    try:
-        return float(value)
-    except ValueError:  # "" or other non-numeric text
-        return math.nan
 
 
 def _class_colours(n: int) -> list[tuple[float, ...]]:
@@ -66,86 +25,6 @@ def _class_colours(n: int) -> list[tuple[float, ...]]:
 
     cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
     return [tuple(cmap(i % cmap.N)) for i in range(n)]
-
-
-def plot_curves(
-    rows: Sequence[Mapping[str, float]], metrics: Sequence[str], out_dir: Path, title: str
-) -> list[Path]:
-    """Write ``out_dir/loss.png`` and ``out_dir/<metric>.png`` for each metric; return the paths.
-
-    Each figure has one line per split (train, val, test) whose ``<split>_<name>`` column
-    exists; train is dashed, held-out splits are solid with their best epoch marked. A
-    metric with no split column falls back to a bare ``<name>`` column (e.g. ``lr``) and
-    is skipped when that is missing too.
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    columns: set[str] = set()
-    for row in rows:
-        columns.update(row.keys())
-    if "epoch" in columns:
-        epochs = np.array([_as_float(row.get("epoch")) for row in rows], dtype=float)
-    else:
-        epochs = np.arange(1, len(rows) + 1, dtype=float)
-
-    names = ["loss", *(m for m in dict.fromkeys(metrics) if m != "loss")]
-    _use_agg()
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    written: list[Path] = []
-    for name in names:
-        series = [(s, f"{s}_{name}") for s in SPLITS if f"{s}_{name}" in columns]
-        if not series and name in columns:
-            series = [("", name)]
-        if not series:
-            continue
-        lower = name.lower() in LOWER_IS_BETTER or name.lower().endswith("loss")
-        fig, ax = plt.subplots(figsize=CURVE_FIGSIZE)
-        try:
-            for split, column in series:
-                values = np.array([_as_float(row.get(column)) for row in rows], dtype=float)
-                colour = SPLIT_COLOURS.get(split, OTHER_COLOUR)
-                ax.plot(
-                    epochs,
-                    values,
-                    color=colour,
-                    linestyle="--" if split == "train" else "-",
-                    linewidth=1.8,
-                    marker="o",
-                    markersize=4,
-                    label=SPLIT_LABELS.get(split, name),
-                )
-                finite = np.isfinite(values) & np.isfinite(epochs)
-                if split in ("val", "test") and finite.any():
-                    masked = np.where(finite, values, np.inf if lower else -np.inf)
-                    best = int(np.argmin(masked) if lower else np.argmax(masked))
-                    ax.plot(
-                        [epochs[best]],
-                        [values[best]],
-                        linestyle="none",
-                        marker="o",
-                        markersize=9,
-                        markerfacecolor=colour,
-                        markeredgecolor="black",
-                        zorder=5,
-                        label=(
-                            f"best {SPLIT_LABELS[split]}: {values[best]:.4g} "
-                            f"(epoch {epochs[best]:g})"
-                        ),
-                    )
-            ax.set_title(f"{title}: {name}")
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(name)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            known = epochs[np.isfinite(epochs)]
-            if known.size and known.max() - known.min() < 2:  # one or two epochs: pad the axis
-                ax.set_xlim(known.min() - 1, known.max() + 1)
-            ax.grid(True, alpha=0.3)
-            ax.legend(loc="best", fontsize="small")
-            written.append(_save(fig, out_dir / f"{name}.png"))
-        finally:
-            plt.close(fig)
-    return written
 
 
 def _labels_from_predict(output: Any, m: int) -> np.ndarray:
@@ -194,12 +73,9 @@ def plot_decision_boundary(
     names = [class_names[i] if i < len(class_names) else str(i) for i in range(n_classes)]
     colours = _class_colours(n_classes)
 
-    _use_agg()
-    import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
 
-    fig, ax = plt.subplots(figsize=BOUNDARY_FIGSIZE)
-    try:
+    with figure(BOUNDARY_FIGSIZE) as (fig, ax):
         ax.contourf(
             xx,
             yy,
@@ -244,9 +120,7 @@ def plot_decision_boundary(
             fontsize="small",
             title_fontsize="small",
         )
-        return _save(fig, out)
-    finally:
-        plt.close(fig)
+        return save(fig, out)
 
 
 def confusion_figsize(n_classes: int) -> tuple[float, float]:
@@ -269,11 +143,7 @@ def plot_confusion_matrix(
     total = float(cm.sum())
     accuracy = f", accuracy {float(np.trace(cm)) / total:.3f}" if total > 0 else ""
 
-    _use_agg()
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=confusion_figsize(n))
-    try:
+    with figure(confusion_figsize(n)) as (fig, ax):
         image = ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(vmax, 1.0))
         fig.colorbar(image, ax=ax, label="count")
         for i in range(n):
@@ -291,13 +161,12 @@ def plot_confusion_matrix(
         ax.set_xticks(range(n), labels=names)
         ax.set_yticks(range(n), labels=names)
         if n * max((len(s) for s in names), default=0) > 30:  # long labels would overlap
-            plt.setp(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor")
+            for label in ax.get_xticklabels():
+                label.set(rotation=45, ha="right", rotation_mode="anchor")
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
         ax.set_title(f"{title}: confusion matrix{accuracy}")
-        return _save(fig, out)
-    finally:
-        plt.close(fig)
+        return save(fig, out)
 
 
 LABEL_SCORES: tuple[str, ...] = ("precision", "recall", "f1")
@@ -327,11 +196,7 @@ def plot_label_scores(
         shown = sorted(shown, key=lambda i: (scores[i]["f1"], i))[:MAX_LABELS_SHOWN]
         heading += f"\nthe {MAX_LABELS_SHOWN} of {n} labels with the lowest f1"
 
-    _use_agg()
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=label_scores_figsize(n))
-    try:
+    with figure(label_scores_figsize(n)) as (fig, ax):
         height = 0.8 / len(LABEL_SCORES)
         rows = np.arange(len(shown))
         for k, score in enumerate(LABEL_SCORES):
@@ -350,9 +215,7 @@ def plot_label_scores(
         # beside the axes, at their top: inside, it would hide bars near 1.0
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
         ax.set_title(heading)
-        return _save(fig, out)
-    finally:
-        plt.close(fig)
+        return save(fig, out)
 
 
 def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
@@ -365,6 +228,15 @@ def r2_score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return 1.0 - float(np.sum((t - p) ** 2)) / ss_tot
 
 
+def _padded_range(values: np.ndarray) -> tuple[float, float]:
+    """The span of the finite ``values`` (0 to 1 where none is), 5% wider at each end, or 1
+    where they are all one value."""
+    finite = values[np.isfinite(values)]
+    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    pad = 0.05 * (hi - lo) if hi > lo else 1.0
+    return lo - pad, hi + pad
+
+
 def plot_predictions(y_true: np.ndarray, y_pred: np.ndarray, out: Path, title: str) -> Path:
     """Regression scatter of predicted against true values with a dashed y = x line and R²."""
     t = np.asarray(y_true, dtype=float).ravel()
@@ -374,17 +246,9 @@ def plot_predictions(y_true: np.ndarray, y_pred: np.ndarray, out: Path, title: s
             f"y_true and y_pred must be non-empty and equal in size: {t.size}, {p.size}"
         )
     r2 = r2_score(t, p)
-    finite = np.concatenate([t, p])
-    finite = finite[np.isfinite(finite)]
-    lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    pad = 0.05 * (hi - lo) if hi > lo else 1.0
-    lo, hi = lo - pad, hi + pad
+    lo, hi = _padded_range(np.concatenate([t, p]))
 
-    _use_agg()
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=PREDICTIONS_FIGSIZE)
-    try:
+    with figure(PREDICTIONS_FIGSIZE) as (fig, ax):
         ax.plot([lo, hi], [lo, hi], linestyle="--", color="black", linewidth=1.0, label="y = x")
         ax.scatter(
             t,
@@ -403,9 +267,7 @@ def plot_predictions(y_true: np.ndarray, y_pred: np.ndarray, out: Path, title: s
         ax.set_title(f"{title}: predicted vs true")
         ax.grid(True, alpha=0.3)
         ax.legend(loc="upper left", fontsize="small")
-        return _save(fig, out)
-    finally:
-        plt.close(fig)
+        return save(fig, out)
 
 
 def plot_fit(
@@ -426,17 +288,11 @@ def plot_fit(
     for split in points:
         if xs[split].size != ys[split].size or xs[split].size == 0:
             raise ValueError(f"split {split!r} needs as many targets as inputs, and some")
-    every = np.concatenate(list(xs.values()))
-    lo, hi = float(every.min()), float(every.max())
-    pad = 0.05 * (hi - lo) if hi > lo else 1.0
-    grid = np.linspace(lo - pad, hi + pad, GRID_RESOLUTION, dtype=np.float32)[:, None]
+    lo, hi = _padded_range(np.concatenate(list(xs.values())))
+    grid = np.linspace(lo, hi, GRID_RESOLUTION, dtype=np.float32)[:, None]
     curve = np.asarray(predict(grid), dtype=float).reshape(len(grid), -1)[:, 0]
 
-    _use_agg()
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=FIT_FIGSIZE)
-    try:
+    with figure(FIT_FIGSIZE) as (fig, ax):
         for split in (*(s for s in SPLITS if s in points), *(s for s in points if s not in SPLITS)):
             ax.scatter(
                 xs[split],
@@ -453,90 +309,4 @@ def plot_fit(
         ax.set_title(f"{title}: fit")
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best", fontsize="small")
-        return _save(fig, out)
-    finally:
-        plt.close(fig)
-
-
-@dataclass(frozen=True)
-class Curve:
-    """One activation over a range of inputs, with its derivative (NaN where undefined)."""
-
-    name: str
-    x: np.ndarray
-    y: np.ndarray
-    dy: np.ndarray
-    note: str = ""  # how a vector-valued activation was made a curve
-
-
-def activation_curves(
-    names: Sequence[str] | None = None, lo: float = -5.0, hi: float = 5.0, n: int = 1001
-) -> list[Curve]:
-    """Every registered activation (or ``names``) with default parameters, on [lo, hi].
-
-    Element-wise activations are evaluated on x. A vector-valued one (softmax) is shown as
-    its first output for the input (x, 0). Derivatives are central differences of the
-    curve, so they show what the function does (step: 0) rather than the straight-through
-    gradient nncli trains step with; they are NaN at a jump, where none exists.
-    """
-    import torch
-
-    from nncli.layers import activations, layers
-
-    x = np.linspace(lo, hi, n)
-    pair = torch.zeros(n, 2, dtype=torch.float64)
-    pair[:, 0] = torch.as_tensor(x)
-    curves = []
-    for name in names if names is not None else activations():
-        entry = layers.get(name)
-        module = entry.build(entry.params(), (2,)).double().eval()
-        with torch.no_grad():
-            y = module(pair)[:, 0].numpy()
-            alone = module(pair[:, :1])[:, 0].numpy()
-        note = "" if np.allclose(y, alone) else "first output, input (x, 0)"
-        dy = np.gradient(y, x)
-        # a jump between neighbouring samples is a discontinuity: no derivative there
-        jumps = np.flatnonzero(np.abs(np.diff(y)) > 25 * (x[1] - x[0]))
-        dy[jumps] = np.nan
-        dy[jumps + 1] = np.nan
-        curves.append(Curve(entry.name, x, y, dy, note))
-    return curves
-
-
-def plot_activations(curves: Sequence[Curve], out: Path) -> Path:
-    """One titled, gridded panel per activation: the function solid, its derivative dashed."""
-    if not curves:
-        raise ValueError("no activations to draw")
-    columns = min(ACTIVATIONS_COLUMNS, len(curves))
-    rows = math.ceil(len(curves) / columns)
-    size = (ACTIVATION_PANEL[0] * columns, ACTIVATION_PANEL[1] * rows + 0.5)
-
-    _use_agg()
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(rows, columns, figsize=size, squeeze=False)
-    try:
-        for ax in axes.flat[len(curves) :]:
-            ax.set_visible(False)
-        for ax, curve in zip(axes.flat, curves, strict=False):
-            ax.axhline(0, color=OTHER_COLOUR, linewidth=0.6)
-            ax.axvline(0, color=OTHER_COLOUR, linewidth=0.6)
-            ax.plot(curve.x, curve.y, color=FUNCTION_COLOUR, linewidth=1.8, label="f(x)")
-            ax.plot(
-                curve.x,
-                curve.dy,
-                color=DERIVATIVE_COLOUR,
-                linewidth=1.4,
-                linestyle="--",
-                label="f'(x)",
-            )
-            ax.set_title(f"{curve.name}\n({curve.note})" if curve.note else curve.name)
-            ax.set_xlim(float(curve.x[0]), float(curve.x[-1]))
-            ax.grid(True, alpha=0.3)
-            ax.tick_params(labelsize="small")
-        handles, _ = axes.flat[0].get_legend_handles_labels()
-        fig.legend(handles, ["f(x)", "derivative f'(x)"], loc="upper right", ncols=2)
-        fig.suptitle("activations", x=0.02, ha="left", fontsize="large")
-        return _save(fig, out)
-    finally:
-        plt.close(fig)
+        return save(fig, out)

@@ -1,4 +1,4 @@
-"""Data from the user's files: CSV tables, NPZ arrays, IDX files (MNIST's format, also
+"""Sources of arrays in the user's files: NPZ arrays, IDX files (MNIST's format, also
 gzipped) and the four MNIST files in a folder. Nothing is downloaded."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import gzip
 import math
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, model_validator
 
@@ -16,243 +16,28 @@ from nncli.data import (
     FileParams,
     Kind,
     LossTarget,
+    PathText,
     Scale,
     Split,
+    SplitFiles,
     datasets,
     encode_labels,
     resolve_task,
+    stack_splits,
     task_field,
 )
-from nncli.data.preprocess import (
-    Feature,
-    Fill,
-    encode,
-    is_text,
-    label_strings,
-    lines,
-    read_csv,
-    sort_labels,
-)
 from nncli.errors import NncliError
-from nncli.registry import closest
 
 if TYPE_CHECKING:
-    import numpy as np
-    import pandas as pd
     from numpy.typing import NDArray
 
 MAX_IDX_BYTES = 8 * 2**30  # an IDX header claiming more than this is refused, not read
-PathText = Annotated[str, Field(min_length=1)]
-Names = Annotated[list[str], Field(min_length=1)]
-
-
-def _stack(parts: dict[str, Any]) -> tuple[list[Any], dict[str, NDArray[np.int64]]]:
-    """Per-split pieces (train first) in one list, and the rows each held-out file gives."""
-    import numpy as np
-
-    given: dict[str, NDArray[np.int64]] = {}
-    start = 0
-    for name, part in parts.items():
-        if name != "train":
-            given[name] = np.arange(start, start + len(part), dtype=np.int64)
-        start += len(part)
-    return list(parts.values()), given
-
-
-# --- csv ---------------------------------------------------------------------------------
-
-
-class Csv(FileParams):
-    path_fields: ClassVar[tuple[str, ...]] = ("path", "val_path", "test_path")
-    held_out_files: ClassVar[dict[str, str]] = {"val": "val_path", "test": "test_path"}
-
-    path: PathText = Field(description="the CSV file (its train rows, where val/test files exist)")
-    target: str | Names = Field(description="target column, or several (multi-label, multi-output)")
-    features: Names | None = Field(
-        default=None, description="input columns (default: all but the target and exclude)"
-    )
-    exclude: list[str] = Field(default=[], description="columns that are not inputs")
-    categorical: list[str] = Field(
-        default=[], description="numeric columns to one-hot encode as categories"
-    )
-    fill: Fill | None = Field(
-        default=None,
-        description="fill missing inputs with the train split's mean/median, or zero; "
-        "default: missing values are an error",
-    )
-    max_categories: int = Field(default=50, ge=2, description="most values a text column may take")
-    task: Kind | None = task_field()
-    val_path: PathText | None = Field(default=None, description="validation rows (for split.val)")
-    test_path: PathText | None = Field(default=None, description="test rows (for split.test)")
-
-    @property
-    def target_columns(self) -> list[str]:
-        return [self.target] if isinstance(self.target, str) else list(self.target)
-
-
-def _known(names: list[str], columns: list[str], key: str, file: Path) -> None:
-    for name in names:
-        if name not in columns:
-            near = closest(name, columns)
-            hint = f"did you mean '{near}'?" if near else f"its columns: {', '.join(columns)}"
-            raise NncliError(f"{key}: column '{name}' is not in {file} ({hint})")
-
-
-@datasets.register("csv", params=Csv)
-def csv(p: Csv, seed: int, loss_target: LossTarget | None = None) -> Dataset:
-    """A CSV table: a target column (or several) and feature columns (text is one-hot)."""
-    import numpy as np
-    import pandas as pd
-
-    files = {"train": (Path(p.path), "data.path")}
-    for split_name, field_name in p.held_out_files.items():
-        value = getattr(p, field_name)
-        if value is not None:
-            files[split_name] = (Path(value), f"data.{field_name}")
-    frames = {name: read_csv(path, key) for name, (path, key) in files.items()}
-
-    # columns: the target(s), then the inputs, checked by name against the train file
-    train_file = files["train"][0]
-    columns = [str(c) for c in frames["train"].columns]
-    targets = p.target_columns
-    _known(targets, columns, "data.target", train_file)
-    _known(p.features or [], columns, "data.features", train_file)
-    _known(p.exclude, columns, "data.exclude", train_file)
-    _known(p.categorical, columns, "data.categorical", train_file)
-    if p.features is not None:
-        both = [f for f in p.features if f in targets]
-        if both:
-            raise NncliError(f"data.features: '{both[0]}' is the target; it cannot be an input")
-        names = list(p.features)
-    else:
-        names = [c for c in columns if c not in targets and c not in p.exclude]
-    if not names:
-        raise NncliError(f"{train_file} has no input columns besides the target")
-    for split_name, frame in frames.items():
-        absent = [c for c in (*names, *targets) if c not in frame.columns]
-        if absent:
-            path, key = files[split_name]
-            listed = ", ".join(repr(c) for c in absent)
-            raise NncliError(f"{key}: {path} lacks column(s) {listed} that {train_file} has")
-
-    # text columns (and those named categorical) are one-hot over every file's values
-    whole = pd.concat([f[names] for f in frames.values()], ignore_index=True)
-    categories: dict[str, list[str]] = {}
-    for name in names:
-        column = whole[name]
-        if name not in p.categorical and not is_text(column):
-            continue
-        values = sort_labels(sorted(set(label_strings(column).dropna().tolist())))
-        if len(values) > p.max_categories:
-            raise NncliError(
-                f"column '{name}' of {train_file} holds {len(values)} distinct values, "
-                f"more than data.max_categories {p.max_categories}: exclude it (data.exclude), "
-                "or raise max_categories to one-hot encode it"
-            )
-        categories[name] = values
-    features = [Feature(name=n, categories=categories.get(n)) for n in names]
-    xs = [encode(frames[s], features, p.fill, str(files[s][0])) for s in frames]
-    task = resolve_task(p.task, loss_target, len(targets)) or _guess_task(frames["train"], targets)
-    ys, class_names = _targets(frames, files, targets, task)
-    parts, given = _stack(dict(zip(frames, xs, strict=True)))
-    return Dataset(
-        np.concatenate(parts),
-        np.concatenate(ys),
-        task,
-        class_names,
-        target_names=targets,
-        feature_names=names,
-        categories=categories,
-        given=given,
-    )
-
-
-def _guess_task(frame: pd.DataFrame, targets: list[str]) -> Kind:
-    """Without a loss to ask: text, true/false or whole numbers are classes, others values."""
-    import numpy as np
-    import pandas as pd
-
-    if len(targets) > 1:
-        values = frame[targets]
-        binary = all(pd.api.types.is_numeric_dtype(values[c]) for c in targets) and bool(
-            values.isin([0, 1]).all().all()
-        )
-        return "multilabel" if binary else "regression"
-    column = frame[targets[0]].dropna()
-    if is_text(column) or pd.api.types.is_bool_dtype(column):
-        return "classification"
-    whole = np.all(np.mod(column.to_numpy(dtype=np.float64), 1) == 0)
-    return "classification" if whole else "regression"
-
-
-def _targets(
-    frames: dict[str, pd.DataFrame],
-    files: dict[str, tuple[Path, str]],
-    targets: list[str],
-    task: Kind,
-) -> tuple[list[NDArray[Any]], list[str] | None]:
-    """Each file's targets as the task needs them; labels become class indices."""
-    import numpy as np
-    import pandas as pd
-
-    for split_name, frame in frames.items():
-        for name in targets:
-            missing = frame[name].isna().to_numpy()
-            if missing.any():
-                raise NncliError(
-                    f"target column '{name}' of {files[split_name][0]} is empty on "
-                    f"{lines(missing)}; a target cannot be filled in: remove those rows"
-                )
-    if task == "classification":
-        if len(targets) > 1:
-            raise NncliError(
-                f"data.target names {len(targets)} columns but a classification loss takes one "
-                "label column; for several 0/1 labels use loss: bce_with_logits (multi-label)"
-            )
-        labels = pd.concat([f[targets[0]] for f in frames.values()], ignore_index=True)
-        codes, names = encode_labels(labels.to_numpy(), f"target column '{targets[0]}'")
-        sizes = np.cumsum([len(f) for f in frames.values()])[:-1]
-        return list(np.split(codes, sizes)), names
-    ys = []
-    for split_name, frame in frames.items():
-        values = frame[targets]
-        file = files[split_name][0]
-        for name in targets:
-            column = values[name]
-            if is_text(column):
-                text = column.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
-                sample = ", ".join(repr(v) for v in column[text].unique()[:3].tolist())
-                use = (
-                    "0/1 values for each label"
-                    if task == "multilabel"
-                    else "numbers (for classes use a classification loss such as cross_entropy)"
-                )
-                raise NncliError(
-                    f"target column '{name}' of {file} holds text ({sample}) on {lines(text)}; "
-                    f"a {task} target needs {use}"
-                )
-        array = values.to_numpy(dtype=np.float32)
-        if task == "multilabel":
-            bad = ~np.isin(array, (0.0, 1.0))
-            if bad.any():
-                col = targets[int(np.flatnonzero(bad.any(axis=0))[0])]
-                raise NncliError(
-                    f"target column '{col}' of {file} holds values other than 0 and 1 on "
-                    f"{lines(np.asarray(bad.any(axis=1)))}; multi-label targets are 0/1 per label"
-                )
-            ys.append(array.astype(np.int64))
-        else:
-            ys.append(array)
-    return ys, (targets if task == "multilabel" else None)
 
 
 # --- npz ---------------------------------------------------------------------------------
 
 
-class Npz(FileParams):
-    path_fields: ClassVar[tuple[str, ...]] = ("path", "val_path", "test_path")
-    held_out_files: ClassVar[dict[str, str]] = {"val": "val_path", "test": "test_path"}
-
+class Npz(SplitFiles):
     path: PathText = Field(description="the .npz file (its train rows, where val/test files exist)")
     x_key: str = Field(default="x", min_length=1, description="the array of inputs, (N, ...)")
     y_key: str = Field(
@@ -295,10 +80,7 @@ def npz(p: Npz, seed: int, loss_target: LossTarget | None = None) -> Dataset:
     """NumPy .npz arrays: inputs (N, ...) and targets (N,) or (N, T), keys x and y."""
     import numpy as np
 
-    files = {"train": Path(p.path)}
-    for split_name, field_name in p.held_out_files.items():
-        if getattr(p, field_name) is not None:
-            files[split_name] = Path(getattr(p, field_name))
+    files = {split_name: path for split_name, (path, _) in p.split_files().items()}
     xs: dict[str, NDArray[Any]] = {}
     ys: dict[str, NDArray[Any]] = {}
     for split_name, path in files.items():
@@ -328,7 +110,7 @@ def npz(p: Npz, seed: int, loss_target: LossTarget | None = None) -> Dataset:
     if task is None:  # without a loss to ask: whole numbers or text are classes
         whole = y_train.dtype.kind in "biuUS" or bool(np.all(np.mod(y_train, 1) == 0))
         task = ("multilabel" if n_targets > 1 else "classification") if whole else "regression"
-    parts, given = _stack(xs)
+    x, given = stack_splits(xs)
     y_parts = list(ys.values())
     class_names = None
     if task == "classification":
@@ -351,10 +133,8 @@ def npz(p: Npz, seed: int, loss_target: LossTarget | None = None) -> Dataset:
     targets = class_names if task == "multilabel" else None
     if task == "regression":
         targets = ["y"] if y.shape[1] == 1 else [f"y{i + 1}" for i in range(y.shape[1])]
-    # float32 as it is stacked: one copy of the inputs at a time beside the files' arrays
-    x = parts[0] if len(parts) == 1 else np.concatenate(parts, dtype=np.float32)
     return Dataset(
-        np.asarray(x, dtype=np.float32),
+        x,
         y,
         task,
         class_names,
@@ -425,18 +205,15 @@ def _idx_dataset(pairs: dict[str, tuple[Path, str, Path, str]]) -> Dataset:
         first = images.shape[1:]
         xs[split_name] = images.reshape(len(images), -1)
         ys[split_name] = labels
-    parts, given = _stack(xs)
+    x, given = stack_splits(xs)
     y, names = encode_labels(np.concatenate(list(ys.values())), "the labels")
-    width = parts[0].shape[1]
-    # float32 as it is stacked: one copy of the inputs at a time beside the files' arrays
-    x = parts[0] if len(parts) == 1 else np.concatenate(parts, dtype=np.float32)
     return Dataset(
-        np.asarray(x, dtype=np.float32),
+        x,
         y,
         "classification",
         names,
         target_names=["label"],
-        feature_names=[f"pixel{i}" for i in range(width)],
+        feature_names=[f"pixel{i}" for i in range(x.shape[1])],
         given=given,
     )
 

@@ -1,0 +1,53 @@
+"""What every figure shares: the dpi, the colour of each split, the headless backend, and
+a figure that is always closed and written as a PNG."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+DPI = 150
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+SPLIT_COLOURS: dict[str, str] = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
+SPLIT_LABELS: dict[str, str] = {"train": "train", "val": "validation", "test": "test"}
+OTHER_COLOUR = "#7f7f7f"
+
+
+def use_agg() -> None:
+    """Select the headless Agg backend; call before importing pyplot (no window ever opens)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+
+
+@contextmanager
+def figure(
+    figsize: tuple[float, float], grid: tuple[int, int] | None = None
+) -> Iterator[tuple[Figure, Any]]:
+    """A headless figure of ``figsize`` inches and its axes, closed on leaving whatever
+    happens; with ``grid`` (rows, columns), the axes are an array of that shape."""
+    use_agg()
+    import matplotlib.pyplot as plt
+
+    axes: Any
+    if grid is None:
+        fig, axes = plt.subplots(figsize=figsize)
+    else:
+        fig, axes = plt.subplots(*grid, figsize=figsize, squeeze=False)
+    try:
+        yield fig, axes
+    finally:
+        plt.close(fig)
+
+
+def save(fig: Figure, out: Path) -> Path:
+    """Lay out, write a PNG at DPI to ``out`` (creating its folder); `figure` closes ``fig``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=DPI, format="png")
+    return out
