@@ -159,7 +159,7 @@ def eval_(
     fmt: FormatOption = Format.table,
 ) -> None:
     """Print a run's loss and metrics on one of its splits or on a new labelled file."""
-    from nncli.trained.predict import evaluate_run
+    from nncli.trained.evaluate import evaluate_run
 
     with user_errors():
         if split is not None and split not in ("train", "val", "test"):
