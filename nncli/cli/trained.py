@@ -82,16 +82,14 @@ def export(
         Path | None,
         typer.Option("--out", "-o", help="Folder to write to [default: RUN/export/FORMAT]."),
     ] = None,
-    checkpoint: Annotated[str, typer.Option("--checkpoint", help="last or best.")] = "last",
+    checkpoint: CheckpointOption = CheckpointChoice.last,
 ) -> None:
     """Export a trained model to a file that loads without nncli, with a model.json that
     says its input shape, output and preprocessing."""
     from nncli.trained.export import export_run
 
     with user_errors():
-        if checkpoint not in ("last", "best"):
-            raise NncliError(f"--checkpoint is '{checkpoint}'; use last or best")
-        for path in export_run(run, fmt, out_dir, checkpoint):
+        for path in export_run(run, fmt, out_dir, checkpoint.value):
             out.print(str(path), soft_wrap=True)
 
 

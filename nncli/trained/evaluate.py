@@ -15,7 +15,7 @@ from nncli.engine.meter import Meter
 from nncli.engine.train import EVAL_BATCH, evaluate
 from nncli.errors import NncliError
 from nncli.losses import losses
-from nncli.trained.predict import Checkpoint, Trained, load_trained
+from nncli.trained.load import Checkpoint, TrainedRun, load_run
 from nncli.trained.rows import file_rows
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def evaluate_run(
 ) -> Evaluation:
     """The run's loss and metrics on one of its splits (default: test, else val, else
     train) or on a labelled file (CSV; NPZ for runs trained on NPZ arrays)."""
-    t = load_trained(run, checkpoint)
+    t = load_run(run, checkpoint)
     if data_file is not None:
         if split is not None:
             raise NncliError("give --split or --data, not both")
@@ -65,19 +65,19 @@ def evaluate_run(
     return Evaluation(run, rows, len(x), t.checkpoint, metrics)
 
 
-def _split_rows(t: Trained, split: str | None) -> tuple[NDArray[np.float32], NDArray[Any], str]:
+def _split_rows(t: TrainedRun, split: str | None) -> tuple[NDArray[np.float32], NDArray[Any], str]:
     """One split of the run's own data, read again and prepared with the stored statistics."""
     raw = datamod.load(t.spec.data, t.spec.seed, t.spec.loss_info.target)
     assert raw.preprocessing is not None
     if raw.preprocessing.layout() != t.pre.layout():
         raise NncliError(
-            f"the data of {t.run} ({t.spec.data.source}) is not what the run trained on "
+            f"the data of {t.folder} ({t.spec.data.source}) is not what the run trained on "
             "(its columns, categories or classes changed); evaluate a file with --data"
         )
     indices = datamod.split(raw, t.spec.data.split, t.spec.seed)
     if split is None:
         split = next(s for s in ("test", "val", "train") if s in indices)
     if split not in indices:
-        raise NncliError(f"{t.run} has no {split} split; it has {', '.join(indices)}")
+        raise NncliError(f"{t.folder} has no {split} split; it has {', '.join(indices)}")
     idx = indices[split]
     return t.pre.transform(raw.x[idx]), raw.y[idx], split

@@ -3,69 +3,23 @@ with the run (never refitted)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from nncli import data as datamod
-from nncli.config.spec import Spec, load_spec
-from nncli.data.preprocess import Preprocessing, encode, read_csv
-from nncli.engine.model import build_model
-from nncli.engine.state import load_checkpoint
-from nncli.engine.task import Task, infer_task
+from nncli.data.preprocess import encode, read_csv
+from nncli.engine.task import Task
 from nncli.engine.train import EVAL_BATCH
 from nncli.errors import NncliError
-from nncli.runs.folder import BEST, CHECKPOINTS, CONFIG, LAST, PREPROCESSING, read_info
+from nncli.trained.load import Checkpoint, TrainedRun, load_run
 from nncli.trained.rows import is_npz, npz_rows
 
 if TYPE_CHECKING:
     import pandas as pd
     from numpy.typing import NDArray
-
-Checkpoint = Literal["best", "last"]
-
-
-@dataclass
-class Trained:
-    """A run's model with its weights, ready to predict, and how its inputs are made."""
-
-    run: Path
-    spec: Spec
-    pre: Preprocessing
-    model: nn.Sequential
-    task: Task
-    checkpoint: Path
-
-
-def load_trained(run: Path, checkpoint: Checkpoint = "best") -> Trained:
-    """Rebuild a run's model from config.yaml and load a checkpoint's weights into it (the
-    checkpoint is read with weights_only=True: nothing in it is executed)."""
-    read_info(run)  # a clear error for a path that is not a run folder
-    spec = load_spec(run / CONFIG)
-    pre = Preprocessing.read(run / PREPROCESSING)
-    path = run / CHECKPOINTS / (BEST if checkpoint == "best" else LAST)
-    state = load_checkpoint(path)["model"]
-    model, shapes = build_model(spec.model.layers, torch.zeros(2, *pre.shape))
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise NncliError(f"{path} does not fit the model of {run / CONFIG}: {first}") from None
-    model.eval()
-    task = infer_task(_no_rows(pre), spec.loss.name, spec.loss_info, shapes[-1])
-    return Trained(run, spec, pre, model, task, path)
-
-
-def _no_rows(pre: Preprocessing) -> datamod.Dataset:
-    """A dataset with the run's layout and no rows: enough to infer its task."""
-    width = len(pre.targets)
-    y = np.zeros(0, np.int64) if pre.kind == "classification" else np.zeros((0, width))
-    x = np.zeros((0, *pre.shape), np.float32)
-    return datamod.Dataset(x, y, pre.kind, pre.class_names, pre.targets)
 
 
 def outputs(model: nn.Module, x: NDArray[np.float32]) -> torch.Tensor:
@@ -86,7 +40,7 @@ def probabilities(out: torch.Tensor, task: Task) -> torch.Tensor:
     return out
 
 
-def prediction_columns(t: Trained, out: torch.Tensor) -> dict[str, list[Any]]:
+def prediction_columns(t: TrainedRun, out: torch.Tensor) -> dict[str, list[Any]]:
     """What predict adds to each row: the class label and its probability, the value of
     each target, or a 0/1 and a probability per label (multi-label)."""
     task, n = t.task, len(out)
@@ -125,7 +79,7 @@ def predict_file(run: Path, input_file: Path, checkpoint: Checkpoint = "best") -
     as they are, or for .npz arrays a `row` column (the sample's index in the array)."""
     import pandas as pd
 
-    t = load_trained(run, checkpoint)
+    t = load_run(run, checkpoint)
     if is_npz(input_file):
         x, _ = npz_rows(t, input_file, targets=False)
         frame = pd.DataFrame({"row": np.arange(len(x))})

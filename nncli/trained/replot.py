@@ -7,29 +7,20 @@ from pathlib import Path
 
 import torch
 
-from nncli.config.spec import load_spec
 from nncli.engine.experiment import write_plots
 from nncli.engine.meter import Meter
-from nncli.engine.state import load_checkpoint
 from nncli.engine.train import FitResult, evaluate, prepare
-from nncli.errors import NncliError
-from nncli.runs.folder import CHECKPOINTS, CONFIG, LAST, PLOTS, read_info, read_metrics
+from nncli.runs.folder import CONFIG, PLOTS, read_metrics
+from nncli.trained.load import load_run, load_weights
 
 
 def replot(run: Path, out: Path | None = None) -> list[Path]:
     """Write the run's figures to `out` (default: its plots/ folder); the paths written."""
-    info = read_info(run)  # NncliError unless `run` is a run folder
-    spec = load_spec(run / CONFIG)
-    state = load_checkpoint(run / CHECKPOINTS / LAST)
-    p = prepare(spec, "cpu")
-    try:
-        p.model.load_state_dict(state["model"])
-    except (RuntimeError, KeyError) as exc:
-        first = str(exc).splitlines()[0]
-        raise NncliError(
-            f"{run / CHECKPOINTS / LAST} does not fit the model of {run / CONFIG} "
-            f"(was config.yaml edited?): {first}"
-        ) from None
+    t = load_run(run, "last")  # every damaged part named before the data is read again
+    info = t.info
+    p = prepare(t.spec, "cpu")
+    # the model of the data as it reads now: where that changed, the weights name the misfit
+    load_weights(p.model, t.state["model"], t.checkpoint, run / CONFIG)
 
     # held-out splits as they stand with these weights; write_plots evaluates train itself
     meters = {name: Meter(p.task, p.metrics, p.device) for name in p.splits}

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from numpy.typing import NDArray
 
-    from nncli.trained.predict import Trained
+    from nncli.trained.load import TrainedRun
 
 
 def is_npz(path: Path) -> bool:
@@ -24,7 +24,7 @@ def is_npz(path: Path) -> bool:
 
 
 def npz_rows(
-    t: Trained, path: Path, targets: bool
+    t: TrainedRun, path: Path, targets: bool
 ) -> tuple[NDArray[np.float32], NDArray[Any] | None]:
     """Inputs (and with `targets`, targets) of a .npz file for a run of numeric inputs, read
     from the arrays the run's data named (x and y by default) and prepared as in training:
@@ -33,7 +33,7 @@ def npz_rows(
     encoded = [f.name for f in t.pre.features if f.categories is not None]
     if encoded:
         raise NncliError(
-            f"{path}: {t.run} one-hot encodes the text column(s) "
+            f"{path}: {t.folder} one-hot encodes the text column(s) "
             f"{', '.join(repr(c) for c in encoded)}; give its rows as a CSV with the columns "
             f"{_first_names(t.pre.input_names)}"
         )
@@ -57,7 +57,7 @@ def npz_rows(
             else ""
         )
         raise NncliError(
-            f"{path}: '{x_key}' is {x_raw.dtype} shaped {x_raw.shape}; {t.run} takes "
+            f"{path}: '{x_key}' is {x_raw.dtype} shaped {x_raw.shape}; {t.folder} takes "
             f"samples of {width} numbers (shaped {tuple(t.pre.shape)}){order}, one per row{one}"
         )
     flat = x_raw.reshape(len(x_raw), width)
@@ -94,7 +94,7 @@ def _rows(flags: NDArray[np.bool_]) -> str:
     return lines(flags, first=0, word="row")
 
 
-def file_rows(t: Trained, path: Path) -> tuple[NDArray[np.float32], NDArray[Any]]:
+def file_rows(t: TrainedRun, path: Path) -> tuple[NDArray[np.float32], NDArray[Any]]:
     """Inputs and targets of a labelled file, encoded as the run's data was."""
     if is_npz(path):
         x, y = npz_rows(t, path, targets=True)
