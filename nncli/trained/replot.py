@@ -3,7 +3,9 @@ last checkpoint), on the cpu, with the same seed and so the same data and split.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -17,7 +19,6 @@ from nncli.trained.load import load_run, load_weights
 def replot(run: Path, out: Path | None = None) -> list[Path]:
     """Write the run's figures to `out` (default: its plots/ folder); the paths written."""
     t = load_run(run, "last")  # every damaged part named before the data is read again
-    info = t.info
     p = prepare(t.spec, "cpu")
     # the model of the data as it reads now: where that changed, the weights name the misfit
     load_weights(p.model, t.state["model"], t.checkpoint, run / CONFIG)
@@ -30,6 +31,13 @@ def replot(run: Path, out: Path | None = None) -> list[Path]:
             if name != "train":
                 evaluate(p.model, p.loss_fn, x, y, meters[name], len(x))
     rows = read_metrics(run)
-    best_epoch = int(info.get("best_epoch") or len(rows))
-    result = FitResult(rows=rows, meters=meters, best_epoch=best_epoch)
+    result = FitResult(rows=rows, meters=meters, best_epoch=best_epoch(t.info, len(rows)))
     return write_plots(out or run / PLOTS, p, result)
+
+
+def best_epoch(info: Mapping[str, Any], epochs: int) -> int:
+    """The epoch best.pt holds, as run.json's `best_checkpoint` records it; `epochs` (the
+    last) where it records none (a run that did not finish)."""
+    best = info.get("best_checkpoint")
+    epoch = best.get("epoch") if isinstance(best, Mapping) else None
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else epochs
