@@ -132,13 +132,25 @@ def test_onnx_without_its_packages_says_so(
     assert result.exit_code == 2
     assert "ONNX export needs the onnx and onnxscript package(s)" in result.stderr
     assert "pip install 'nncli[onnx]'" in result.stderr
-    assert not (trained / "export" / "onnx" / "model.json").exists()
+    assert not (trained / "export" / "onnx").exists()  # nothing written, not even the folder
 
 
 def test_bad_format_and_not_a_run(runner: CliRunner, trained: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["export", str(trained), "-f", "pickle"])
+    from nncli.errors import NncliError
+    from nncli.trained.export import export_run
+
+    for option in ("--to", "--format", "-f"):
+        result = runner.invoke(app, ["export", str(trained), option, "pickle"])
+        assert result.exit_code == 2
+        assert result.stderr.splitlines()[-1] == (
+            "Error: Invalid value for '--to' / '--format' / '-f': Value error, 'pickle' is not "
+            "one of 'state_dict', 'exported', 'torchscript', 'onnx'."
+        )
+    with pytest.raises(NncliError, match="unknown export format 'pickle'"):
+        export_run(trained, "pickle")  # type: ignore[arg-type]
+    result = runner.invoke(app, ["export", str(trained), "--checkpoint", "final"])
     assert result.exit_code == 2
-    assert "unknown export format 'pickle'" in result.stderr
+    assert "Invalid value for '--checkpoint': Value error, 'final' is not one of" in result.stderr
     result = runner.invoke(app, ["export", str(tmp_path)])
     assert result.exit_code == 2
     assert "is not a run folder" in result.stderr
@@ -172,7 +184,8 @@ def test_wrong_shaped_weights_are_named_by_every_command(
     before = snapshot(run)
     commands = {
         "export": (["export", str(run)], "last.pt"),
-        "export -f torchscript": (["export", str(run), "-f", "torchscript"], "last.pt"),
+        "export --to torchscript": (["export", str(run), "--to", "torchscript"], "last.pt"),
+        "export --checkpoint best": (["export", str(run), "--checkpoint", "best"], "best.pt"),
         "predict": (["predict", str(run), str(tmp_path / "new.npz")], "best.pt"),
         "eval": (["eval", str(run)], "best.pt"),
         "show": (["show", str(run)], "last.pt"),

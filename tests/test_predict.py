@@ -243,7 +243,10 @@ def test_eval_on_a_labelled_file(classifier: Path, tmp_path: Path) -> None:
     )
     code, _, stderr = eval_(str(classifier), "--split", "tset")
     assert code == 2
-    assert stderr.strip() == "error --split is 'tset'; use train, val or test"
+    assert stderr.strip().splitlines()[-1] == (
+        "Error: Invalid value for '--split': Value error, 'tset' is not one of 'train', 'val', "
+        "'test'."
+    )
     code, _, stderr = eval_(
         str(classifier), "--split", "val", "--data", str(tmp_path / "labelled.csv")
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -20,6 +20,8 @@ from nncli.trained.rows import file_rows
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
+
+Split = Literal["train", "val", "test"]
 
 
 @dataclass
@@ -36,7 +38,7 @@ class Evaluation:
 def evaluate_run(
     run: Path,
     data_file: Path | None = None,
-    split: str | None = None,
+    split: Split | None = None,
     checkpoint: Checkpoint = "best",
 ) -> Evaluation:
     """The run's loss and metrics on one of its splits (default: test, else val, else
@@ -48,8 +50,8 @@ def evaluate_run(
         x, y = file_rows(t, data_file)
         rows = str(data_file)
     else:
-        x, y, split = _split_rows(t, split)
-        rows = f"the {split} split"
+        x, y, used = _split_rows(t, split)
+        rows = f"the {used} split"
     if len(x) == 0:
         raise NncliError(f"{rows} has no rows to evaluate")
     targets = torch.as_tensor(np.array(y))  # a copy: pandas may hand back read-only arrays

@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 import warnings
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,17 @@ from nncli.runs.folder import PREPROCESSING
 if TYPE_CHECKING:
     from nncli.trained.load import Checkpoint
 
-FORMATS = ("state_dict", "exported", "torchscript", "onnx")
+
+class ModelFormat(str, Enum):
+    """What `nncli export --to` writes."""
+
+    state_dict = "state_dict"
+    exported = "exported"
+    torchscript = "torchscript"
+    onnx = "onnx"
+
+
+FORMATS = tuple(f.value for f in ModelFormat)
 ONNX_INLINE_BYTES = 1_500_000_000  # larger weights go to model.onnx.data (protobuf's 2 GB cap)
 FILES = {
     "state_dict": "model_state_dict.pt",
@@ -33,16 +44,18 @@ HOW_TO_LOAD = {
 
 
 def export_run(
-    run: Path, fmt: str, out: Path | None = None, checkpoint: Checkpoint = "last"
+    run: Path, to: ModelFormat, out: Path | None = None, checkpoint: Checkpoint = "last"
 ) -> list[Path]:
-    """Write the run's model in `fmt` and model.json into `out` (default RUN/export/FMT)."""
+    """Write the run's model in format `to` and model.json into `out` (default
+    RUN/export/FORMAT)."""
     import torch
 
     from nncli.config.spec import resolved
     from nncli.trained.load import load_run
 
-    if fmt not in FORMATS:
-        raise NncliError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
+    if to not in FORMATS:  # (a caller from Python may pass a plain string)
+        raise NncliError(f"unknown export format '{to}'; choose one of {', '.join(FORMATS)}")
+    fmt = ModelFormat(to).value
     if fmt == "onnx":
         _need_onnx()  # before anything is written
     t = load_run(run, checkpoint)
