@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -130,13 +132,116 @@ def test_onnx_without_its_packages_says_so(
     assert result.exit_code == 2
     assert "ONNX export needs the onnx and onnxscript package(s)" in result.stderr
     assert "pip install 'nncli[onnx]'" in result.stderr
-    assert not (trained / "export" / "onnx" / "model.json").exists()
+    assert not (trained / "export" / "onnx").exists()  # nothing written, not even the folder
 
 
 def test_bad_format_and_not_a_run(runner: CliRunner, trained: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["export", str(trained), "-f", "pickle"])
+    from nncli.errors import NncliError
+    from nncli.trained.export import export_run
+
+    for option in ("--to", "--format", "-f"):
+        result = runner.invoke(app, ["export", str(trained), option, "pickle"])
+        assert result.exit_code == 2
+        assert result.stderr.splitlines()[-1] == (
+            "Error: Invalid value for '--to' / '--format' / '-f': Value error, 'pickle' is not "
+            "one of 'state_dict', 'exported', 'torchscript', 'onnx'."
+        )
+    with pytest.raises(NncliError, match="unknown export format 'pickle'"):
+        export_run(trained, "pickle")  # type: ignore[arg-type]
+    result = runner.invoke(app, ["export", str(trained), "--checkpoint", "final"])
     assert result.exit_code == 2
-    assert "unknown export format 'pickle'" in result.stderr
+    assert "Invalid value for '--checkpoint': Value error, 'final' is not one of" in result.stderr
     result = runner.invoke(app, ["export", str(tmp_path)])
     assert result.exit_code == 2
     assert "is not a run folder" in result.stderr
+
+
+# --- a run's damaged parts are named by the one loader (nncli.trained.load) -----------------
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def reshaped(run: Path, key: str = "0.weight", rows: int = 5) -> str:
+    """Both checkpoints with `key` cut to its first `rows` rows; torch's shape of the model's."""
+    for name in ("best.pt", "last.pt"):
+        path = run / "checkpoints" / name
+        state = torch.load(path, weights_only=True)
+        want = "x".join(map(str, state["model"][key].shape))
+        state["model"][key] = state["model"][key][:rows].clone()
+        torch.save(state, path)
+    return want
+
+
+def test_wrong_shaped_weights_are_named_by_every_command(
+    runner: CliRunner, trained: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, ignore=shutil.ignore_patterns("export"))
+    want = reshaped(run)
+    np.savez(tmp_path / "new.npz", x=np.zeros((3, 2), np.float32))
+    before = snapshot(run)
+    commands = {
+        "export": (["export", str(run)], "last.pt"),
+        "export --to torchscript": (["export", str(run), "--to", "torchscript"], "last.pt"),
+        "export --checkpoint best": (["export", str(run), "--checkpoint", "best"], "best.pt"),
+        "predict": (["predict", str(run), str(tmp_path / "new.npz")], "best.pt"),
+        "eval": (["eval", str(run)], "best.pt"),
+        "show": (["show", str(run)], "last.pt"),
+        "plot": (["plot", str(run)], "last.pt"),
+    }
+    for command, (args, name) in commands.items():
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, (command, result.output)
+        assert result.stderr == (
+            f"error {run / 'checkpoints' / name} does not fit the model of {run / 'config.yaml'} "
+            f"(was config.yaml edited?): '0.weight' is 5x2 in the checkpoint, {want} in the "
+            "model\n"
+        ), command
+        assert snapshot(run) == before, command
+
+
+def test_the_loader_names_missing_extra_and_unreadable_weights(
+    trained: Path, tmp_path: Path
+) -> None:
+    from nncli.errors import NncliError
+    from nncli.trained.load import load_run
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run, ignore=shutil.ignore_patterns("export"))
+    path = run / "checkpoints" / "last.pt"
+    original = torch.load(path, weights_only=True)
+    misfit = f"{path} does not fit the model of {run / 'config.yaml'} (was config.yaml edited?)"
+    cases = {
+        "missing": (
+            {k: v for k, v in original["model"].items() if k != "2.bias"},
+            f"{misfit}: it has no tensor '2.bias'",
+        ),
+        "extra": (
+            {**original["model"], "9.weight": torch.zeros(1)},
+            f"{misfit}: it has a tensor '9.weight' that the model lacks",
+        ),
+        "not a tensor": (
+            {**original["model"], "0.bias": [1.0]},
+            f"{misfit}: its '0.bias' is not a tensor",
+        ),
+        "no weights": (
+            [1, 2],
+            f"{path} is not an nncli checkpoint (its 'model' entry holds no weights)",
+        ),
+    }
+    for case, (weights, message) in cases.items():
+        torch.save({**original, "model": weights}, path)
+        with pytest.raises(NncliError) as caught:
+            load_run(run, "last")
+        assert str(caught.value) == message, case
+    torch.save({k: v for k, v in original.items() if k != "model"}, path)
+    with pytest.raises(NncliError, match="no 'model' entry"):
+        load_run(run, "last")
+    path.unlink()
+    with pytest.raises(NncliError, match=f"{path} does not exist"):
+        load_run(run, "last")
+    (run / "config.yaml").write_text("model: {layers: []}\n")
+    with pytest.raises(NncliError, match=r"config\.yaml"):
+        load_run(run, "last")

@@ -183,3 +183,30 @@ def test_plot_refuses_weights_that_do_not_fit_the_config(
     result = runner.invoke(app, ["plot", str(run)])
     assert result.exit_code == 2
     assert f"error {run}/checkpoints/last.pt does not fit the model of {config}" in result.stderr
+
+
+def test_plot_run_passes_the_best_epoch_run_json_records(
+    runner: CliRunner, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import nncli.trained.replot
+    from nncli.engine.fit import FitResult
+
+    run = trained(runner, tiny, tmp_path / "runs")
+    info = json.loads((run / "run.json").read_text())
+    assert info["best_checkpoint"]["epoch"] in (1, 2, 3)  # what training writes
+    info["best_checkpoint"]["epoch"] = 2  # not the last epoch (3), whatever this run's was
+    (run / "run.json").write_text(json.dumps(info))
+    seen: list[FitResult] = []
+
+    def spy(folder: Path, p: object, result: FitResult) -> list[Path]:
+        seen.append(result)
+        return []
+
+    monkeypatch.setattr(nncli.trained.replot, "write_plots", spy)
+    result = runner.invoke(app, ["plot", str(run)])
+    assert result.exit_code == 0, result.output
+    (fit,) = seen
+    assert len(fit.rows) == 3
+    assert fit.best_epoch == 2

@@ -20,7 +20,7 @@ from nncli.cli.app import app
 from nncli.config.spec import load_spec
 from nncli.engine.prepare import prepare
 from nncli.runs.folder import PREPROCESSING
-from nncli.trained.predict import load_trained
+from nncli.trained.load import load_run
 
 runner = CliRunner()
 
@@ -188,7 +188,7 @@ def test_predict_needs_the_stored_preprocessing(classifier: Path, tmp_path: Path
 
 def test_the_stored_statistics_are_used_not_refitted(classifier: Path) -> None:
     stored = json.loads((classifier / PREPROCESSING).read_text())
-    t = load_trained(classifier)
+    t = load_run(classifier)
     assert t.pre.mean == stored["mean"]
     assert t.pre.class_names == ["cat", "dog", "parrot"]
     one = pd.DataFrame({"weight": [4.0], "colour": ["black"]})
@@ -243,7 +243,10 @@ def test_eval_on_a_labelled_file(classifier: Path, tmp_path: Path) -> None:
     )
     code, _, stderr = eval_(str(classifier), "--split", "tset")
     assert code == 2
-    assert stderr.strip() == "error --split is 'tset'; use train, val or test"
+    assert stderr.strip().splitlines()[-1] == (
+        "Error: Invalid value for '--split': Value error, 'tset' is not one of 'train', 'val', "
+        "'test'."
+    )
     code, _, stderr = eval_(
         str(classifier), "--split", "val", "--data", str(tmp_path / "labelled.csv")
     )
@@ -310,7 +313,7 @@ def test_images_in_npz_arrays_are_predicted_and_evaluated(tmp_path: Path) -> Non
     assert list(out.columns) == ["row", "prediction", "probability"]
     assert out["row"].tolist() == list(range(12))
     # the same as the model on the images scaled as in training
-    t = load_trained(run)
+    t = load_run(run)
     with torch.no_grad():
         probs = t.model(torch.as_tensor(new / 255.0, dtype=torch.float32)[:, None]).softmax(1)
     assert out["prediction"].tolist() == probs.argmax(1).tolist()

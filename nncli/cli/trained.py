@@ -4,6 +4,7 @@ put to use."""
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,13 @@ from nncli.cli.common import (
 )
 from nncli.errors import NncliError
 from nncli.tables import Format, render
+from nncli.trained.export import ModelFormat
+
+
+class SplitChoice(str, Enum):
+    train = "train"
+    val = "val"
+    test = "test"
 
 
 def plot(
@@ -70,28 +78,28 @@ def plot(
 
 def export(
     run: Annotated[Path, typer.Argument(help="A run folder.", show_default=False)],
-    fmt: Annotated[
-        str,
+    to: Annotated[
+        ModelFormat,
         typer.Option(
+            "--to",
             "--format",
             "-f",
-            help="state_dict, exported (torch.export), torchscript, or onnx (needs onnx, onnxscript).",
+            help="The model format: state_dict, exported (torch.export), torchscript, or onnx "
+            "(needs onnx, onnxscript). --format/-f is its older spelling.",
         ),
-    ] = "exported",
+    ] = ModelFormat.exported,
     out_dir: Annotated[
         Path | None,
         typer.Option("--out", "-o", help="Folder to write to [default: RUN/export/FORMAT]."),
     ] = None,
-    checkpoint: Annotated[str, typer.Option("--checkpoint", help="last or best.")] = "last",
+    checkpoint: CheckpointOption = CheckpointChoice.last,
 ) -> None:
     """Export a trained model to a file that loads without nncli, with a model.json that
     says its input shape, output and preprocessing."""
     from nncli.trained.export import export_run
 
     with user_errors():
-        if checkpoint not in ("last", "best"):
-            raise NncliError(f"--checkpoint is '{checkpoint}'; use last or best")
-        for path in export_run(run, fmt, out_dir, checkpoint):
+        for path in export_run(run, to, out_dir, checkpoint.value):
             out.print(str(path), soft_wrap=True)
 
 
@@ -152,19 +160,19 @@ def eval_(
         ),
     ] = None,
     split: Annotated[
-        str | None,
-        typer.Option("--split", help="train, val or test [default: test, else val, else train]"),
+        SplitChoice | None,
+        typer.Option(
+            "--split", help="The split to evaluate [default: test, else val, else train]."
+        ),
     ] = None,
     checkpoint: CheckpointOption = CheckpointChoice.best,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Print a run's loss and metrics on one of its splits or on a new labelled file."""
-    from nncli.trained.predict import evaluate_run
+    from nncli.trained.evaluate import evaluate_run
 
     with user_errors():
-        if split is not None and split not in ("train", "val", "test"):
-            raise NncliError(f"--split is '{split}'; use train, val or test")
-        result = evaluate_run(run, data_file, split, checkpoint.value)
+        result = evaluate_run(run, data_file, split.value if split else None, checkpoint.value)
     rows = [{"metric": k, "value": v} for k, v in result.metrics.items()]
     if fmt is Format.table:
         out.print(

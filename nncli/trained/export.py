@@ -7,13 +7,27 @@ import json
 import logging
 import shutil
 import warnings
+from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nncli.errors import NncliError
-from nncli.runs.folder import BEST, CHECKPOINTS, CONFIG, LAST, read_info
+from nncli.runs.folder import PREPROCESSING
 
-FORMATS = ("state_dict", "exported", "torchscript", "onnx")
+if TYPE_CHECKING:
+    from nncli.trained.load import Checkpoint
+
+
+class ModelFormat(str, Enum):
+    """What `nncli export --to` writes."""
+
+    state_dict = "state_dict"
+    exported = "exported"
+    torchscript = "torchscript"
+    onnx = "onnx"
+
+
+FORMATS = tuple(f.value for f in ModelFormat)
 ONNX_INLINE_BYTES = 1_500_000_000  # larger weights go to model.onnx.data (protobuf's 2 GB cap)
 FILES = {
     "state_dict": "model_state_dict.pt",
@@ -30,29 +44,23 @@ HOW_TO_LOAD = {
 
 
 def export_run(
-    run: Path, fmt: str, out: Path | None = None, checkpoint: str = "last"
+    run: Path, to: ModelFormat, out: Path | None = None, checkpoint: Checkpoint = "last"
 ) -> list[Path]:
-    """Write the run's model in `fmt` and model.json into `out` (default RUN/export/FMT)."""
+    """Write the run's model in format `to` and model.json into `out` (default
+    RUN/export/FORMAT)."""
     import torch
 
-    from nncli.config.spec import load_spec, resolved
-    from nncli.engine.model import build_model
-    from nncli.engine.state import load_checkpoint
+    from nncli.config.spec import resolved
+    from nncli.trained.load import load_run
 
-    info = read_info(run)
-    if fmt not in FORMATS:
-        raise NncliError(f"unknown export format '{fmt}'; choose one of {', '.join(FORMATS)}")
-    shape = info.get("input_shape")
-    if not shape:
-        raise NncliError(
-            f"{run} records no input shape (trained by an older nncli); train it again"
-        )
-    spec = load_spec(run / CONFIG)
-    state = load_checkpoint(run / CHECKPOINTS / (BEST if checkpoint == "best" else LAST))
+    if to not in FORMATS:  # (a caller from Python may pass a plain string)
+        raise NncliError(f"unknown export format '{to}'; choose one of {', '.join(FORMATS)}")
+    fmt = ModelFormat(to).value
+    if fmt == "onnx":
+        _need_onnx()  # before anything is written
+    t = load_run(run, checkpoint)
+    info, shape, model = t.info, t.input_shape, t.model
     sample = torch.zeros(2, *shape)
-    model, _ = build_model(spec.model.layers, sample)
-    model.load_state_dict(state["model"])
-    model.eval()
 
     folder = out or run / "export" / fmt
     folder.mkdir(parents=True, exist_ok=True)
@@ -80,12 +88,12 @@ def export_run(
         "output": info.get("output"),
         "task": info.get("task"),
         "class_names": info.get("class_names"),
-        "epoch": int(state["epoch"]),
-        "layers": resolved(spec)["model"]["layers"],
+        "epoch": t.state.get("epoch"),
+        "layers": resolved(t.spec)["model"]["layers"],
         "torch": torch.__version__,
     }
-    preprocessing = run / "preprocessing.json"
-    if preprocessing.is_file():
+    if t.preprocessing is not None:
+        preprocessing = run / PREPROCESSING
         shutil.copyfile(preprocessing, folder / preprocessing.name)
         meta["preprocessing"] = preprocessing.name
         written.append(folder / preprocessing.name)
@@ -93,10 +101,8 @@ def export_run(
     return [*written, folder / "model.json"]
 
 
-def _onnx(model: Any, sample: Any, target: Path) -> None:
+def _need_onnx() -> None:
     import importlib.util
-
-    import torch
 
     missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
     if missing:
@@ -105,6 +111,11 @@ def _onnx(model: Any, sample: Any, target: Path) -> None:
             "pip install 'nncli[onnx]' (or: pip install onnx onnxscript); or export another "
             "format (exported, torchscript, state_dict)"
         )
+
+
+def _onnx(model: Any, sample: Any, target: Path) -> None:
+    import torch
+
     # one self-contained file where protobuf allows it (under 2 GB), quietly: the command's
     # stdout lists the files written and nothing else
     weights = sum(p.numel() * p.element_size() for p in model.parameters())

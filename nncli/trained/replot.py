@@ -3,35 +3,27 @@ last checkpoint), on the cpu, with the same seed and so the same data and split.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from nncli.config.spec import load_spec
 from nncli.engine.experiment import write_plots
 from nncli.engine.fit import FitResult
 from nncli.engine.inference import evaluate
 from nncli.engine.meter import Meter
 from nncli.engine.prepare import prepare
-from nncli.engine.state import load_checkpoint
-from nncli.errors import NncliError
-from nncli.runs.folder import CHECKPOINTS, CONFIG, LAST, PLOTS, read_info, read_metrics
+from nncli.runs.folder import CONFIG, PLOTS, read_metrics
+from nncli.trained.load import load_run, load_weights
 
 
 def replot(run: Path, out: Path | None = None) -> list[Path]:
     """Write the run's figures to `out` (default: its plots/ folder); the paths written."""
-    info = read_info(run)  # NncliError unless `run` is a run folder
-    spec = load_spec(run / CONFIG)
-    state = load_checkpoint(run / CHECKPOINTS / LAST)
-    p = prepare(spec, "cpu")
-    try:
-        p.model.load_state_dict(state["model"])
-    except (RuntimeError, KeyError) as exc:
-        first = str(exc).splitlines()[0]
-        raise NncliError(
-            f"{run / CHECKPOINTS / LAST} does not fit the model of {run / CONFIG} "
-            f"(was config.yaml edited?): {first}"
-        ) from None
+    t = load_run(run, "last")  # every damaged part named before the data is read again
+    p = prepare(t.spec, "cpu")
+    # the model of the data as it reads now: where that changed, the weights name the misfit
+    load_weights(p.model, t.state["model"], t.checkpoint, run / CONFIG)
 
     # held-out splits as they stand with these weights; write_plots evaluates train itself
     meters = {name: Meter(p.task, p.metrics, p.device) for name in p.splits}
@@ -41,6 +33,13 @@ def replot(run: Path, out: Path | None = None) -> list[Path]:
             if name != "train":
                 evaluate(p.model, p.loss_fn, x, y, meters[name], len(x))
     rows = read_metrics(run)
-    best_epoch = int(info.get("best_epoch") or len(rows))
-    result = FitResult(rows=rows, meters=meters, best_epoch=best_epoch)
+    result = FitResult(rows=rows, meters=meters, best_epoch=best_epoch(t.info, len(rows)))
     return write_plots(out or run / PLOTS, p, result)
+
+
+def best_epoch(info: Mapping[str, Any], epochs: int) -> int:
+    """The epoch best.pt holds, as run.json's `best_checkpoint` records it; `epochs` (the
+    last) where it records none (a run that did not finish)."""
+    best = info.get("best_checkpoint")
+    epoch = best.get("epoch") if isinstance(best, Mapping) else None
+    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else epochs

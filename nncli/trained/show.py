@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from nncli.config import yamlio
-from nncli.engine.state import load_checkpoint
 from nncli.errors import NncliError
-from nncli.runs.folder import BEST, CHECKPOINTS, CONFIG, LAST, read_info
+from nncli.runs.folder import CHECKPOINTS, CONFIG, read_info
 from nncli.tables import Format, render
+from nncli.trained.load import CHECKPOINT_FILES, Checkpoint, load_run
+
+ENDED: tuple[Checkpoint, ...] = ("last", "best")  # the weights a run ended with, first found
 
 
 def equation(state: dict[str, Any]) -> str | None:
@@ -45,9 +47,14 @@ def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
     source = config.get("data", {}).get("source")
     yield f"data {source}, loss {loss.get('name')}, optimizer {opt.get('name')} lr {opt.get('lr')}"
 
-    # the weights the run ended with; best.pt where the run stopped before saving last.pt
-    checkpoint = run / CHECKPOINTS / (LAST if (run / CHECKPOINTS / LAST).is_file() else BEST)
-    state: dict[str, Any] = load_checkpoint(checkpoint)["model"] if checkpoint.is_file() else {}
+    # the weights the run ended with; best.pt where the run stopped before saving last.pt,
+    # none where it saved neither
+    state: dict[str, Any] = {}
+    checkpoint: Path | None = None
+    ended = next((c for c in ENDED if (run / CHECKPOINTS / CHECKPOINT_FILES[c]).is_file()), None)
+    if ended is not None:
+        trained = load_run(run, ended)
+        state, checkpoint = trained.state["model"], trained.checkpoint
     rows = []
     for i, layer in enumerate(layers):
         shapes = {k: tuple(v.shape) for k, v in state.items() if k.split(".")[0] == str(i)}
@@ -82,7 +89,7 @@ def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
     if info.get("error"):
         yield f"error: {info['error']}"
     if weights:
-        if not state:
+        if checkpoint is None:
             raise NncliError(f"{run} has no checkpoint to read weights from")
         yield f"weights ({checkpoint.name}):"
         eq = equation(state)

@@ -1,0 +1,148 @@
+"""A trained run's inputs (and targets) read from a CSV or .npz file, encoded as its data
+was in training: what predict and eval feed the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from nncli.data.arrays import read_npz
+from nncli.data.preprocess import Preprocessing, encode, label_strings, lines, read_csv
+from nncli.errors import NncliError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from numpy.typing import NDArray
+
+    from nncli.trained.load import TrainedRun
+
+
+def is_npz(path: Path) -> bool:
+    return path.suffix.lower() == ".npz"
+
+
+def npz_rows(
+    t: TrainedRun, path: Path, targets: bool
+) -> tuple[NDArray[np.float32], NDArray[Any] | None]:
+    """Inputs (and with `targets`, targets) of a .npz file for a run of numeric inputs, read
+    from the arrays the run's data named (x and y by default) and prepared as in training:
+    each sample's numbers in the order of the run's inputs (for a CSV-trained run, its
+    columns' order)."""
+    encoded = [f.name for f in t.pre.features if f.categories is not None]
+    if encoded:
+        raise NncliError(
+            f"{path}: {t.folder} one-hot encodes the text column(s) "
+            f"{', '.join(repr(c) for c in encoded)}; give its rows as a CSV with the columns "
+            f"{_first_names(t.pre.input_names)}"
+        )
+    keys = {"x_key": str(getattr(t.spec.data, "x_key", "x"))}
+    if targets:
+        keys["y_key"] = str(getattr(t.spec.data, "y_key", "y"))
+    arrays = read_npz(path, keys)
+    x_raw, x_key = arrays["x_key"], keys["x_key"]
+    width = len(t.pre.columns)
+    if x_raw.dtype.kind not in "biuf" or x_raw.ndim < 1 or x_raw[:1].size != width:
+        if x_raw.ndim >= 1 and len(x_raw) == 0:
+            raise NncliError(f"{path}: '{x_key}' has no rows")
+        order = (
+            f" in the order of its columns {_first_names(t.pre.input_names)}"
+            if t.pre.source == "csv"
+            else ""
+        )
+        one = (
+            f"; for one sample, save x[None] (shaped (1, {width}))"
+            if x_raw.ndim == 1 and x_raw.size == width
+            else ""
+        )
+        raise NncliError(
+            f"{path}: '{x_key}' is {x_raw.dtype} shaped {x_raw.shape}; {t.folder} takes "
+            f"samples of {width} numbers (shaped {tuple(t.pre.shape)}){order}, one per row{one}"
+        )
+    flat = x_raw.reshape(len(x_raw), width)
+    bad = ~np.isfinite(flat) if t.pre.fill is None else np.isinf(flat)
+    if bad.any():
+        which = "NaN or infinite values" if t.pre.fill is None else "infinite values"
+        fix = "; the run has no data.fill to fill NaN" if t.pre.fill is None else ""
+        raise NncliError(
+            f"{path}: '{x_key}' holds {which} on {_rows(bad.any(axis=1))}{fix}; give finite numbers"
+        )
+    x = t.pre.transform(flat.astype(np.float32))
+    if not targets:
+        return x, None
+    import pandas as pd
+
+    y_all, y_key = arrays["y_key"], keys["y_key"]
+    n_targets = len(t.pre.targets)
+    if y_all.ndim == 0 or len(y_all) != len(x) or y_all[:1].size not in (0, n_targets):
+        raise NncliError(
+            f"{path}: '{y_key}' is shaped {y_all.shape}; the run needs {len(x)} rows of "
+            f"{n_targets} target(s), one row per row of '{x_key}'"
+        )
+    y_raw = y_all.reshape(len(y_all), n_targets)
+    frame = pd.DataFrame({name: y_raw[:, i] for i, name in enumerate(t.pre.targets)})
+    return x, encode_targets(frame, t.pre, str(path), array=y_key)
+
+
+def _first_names(names: list[str], shown: int = 5) -> str:
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
+
+
+def _rows(flags: NDArray[np.bool_]) -> str:
+    """`rows 0, 4 and 2 more`: rows of an array, counted from 0."""
+    return lines(flags, first=0, word="row")
+
+
+def file_rows(t: TrainedRun, path: Path) -> tuple[NDArray[np.float32], NDArray[Any]]:
+    """Inputs and targets of a labelled file, encoded as the run's data was."""
+    if is_npz(path):
+        x, y = npz_rows(t, path, targets=True)
+        assert y is not None
+        return x, y
+    frame = read_csv(path, "--data")
+    absent = [c for c in t.pre.targets if c not in frame.columns]
+    if absent:
+        listed = ", ".join(repr(c) for c in absent)
+        raise NncliError(f"{path} lacks target column(s) {listed} to evaluate against")
+    x = t.pre.transform(encode(frame, t.pre.features, t.pre.fill, str(path)))
+    return x, encode_targets(frame, t.pre, str(path))
+
+
+def encode_targets(
+    frame: pd.DataFrame, pre: Preprocessing, file: str, array: str | None = None
+) -> NDArray[Any]:
+    """The target columns of `frame` as training encoded them (labels by class name).
+    Errors name a CSV's columns and lines, or the .npz file's `array` and its rows."""
+    import pandas as pd
+
+    def subject(columns: str) -> str:
+        return f"'{array}' of {file}" if array else f"{columns} of {file}"
+
+    where = _rows if array else lines
+    for name in pre.targets:
+        missing = frame[name].isna().to_numpy()
+        if missing.any():
+            raise NncliError(f"{subject(f'target column {name!r}')} is empty on {where(missing)}")
+    if pre.kind == "classification":
+        names = pre.class_names or []
+        labels = label_strings(frame[pre.targets[0]])
+        unknown = ~labels.isin(names).to_numpy()
+        if unknown.any():
+            sample = ", ".join(repr(v) for v in labels[unknown].unique()[:3].tolist())
+            raise NncliError(
+                f"{subject(f'target column {pre.targets[0]!r}')} has label(s) {sample} on "
+                f"{where(unknown)} that the run does not know (its classes: {', '.join(names)})"
+            )
+        index = {name: i for i, name in enumerate(names)}
+        return np.asarray(labels.map(index), dtype=np.int64)
+    values = frame[pre.targets].apply(pd.to_numeric, errors="coerce")
+    bad = values.isna().to_numpy().any(axis=1)
+    if bad.any():
+        raise NncliError(f"{subject('the target columns')} hold text on {where(bad)}")
+    numbers: NDArray[np.float32] = np.asarray(values, dtype=np.float32)
+    if pre.kind == "multilabel":
+        if not np.isin(numbers, (0.0, 1.0)).all():
+            raise NncliError(f"{subject('the label columns')} must hold 0/1 only")
+        return np.asarray(numbers, dtype=np.int64)
+    return numbers
