@@ -133,11 +133,13 @@ def sweep(
     """
     from rich.markup import escape
 
-    from nncli.sweep import core as sweeping
+    from nncli.sweep.execute import run
+    from nncli.sweep.plan import plan as make_plan
+    from nncli.sweep.space import Options
+    from nncli.sweep.state import RETRIED, create, reopen
+    from nncli.sweep.summary import summarize
 
-    options = sweeping.Options(
-        grid or [], choice or [], range_ or [], method, n_trials, seed, metric
-    )
+    options = Options(grid or [], choice or [], range_ or [], method, n_trials, seed, metric)
     with user_errors():
         if resume_dir is not None:
             refused = options.given() + [
@@ -150,20 +152,20 @@ def sweep(
                     f"--resume continues a sweep as it was planned; give no {', '.join(refused)} "
                     "with it (--metric, --jobs and --fail-fast may change)"
                 )
-            state = sweeping.reopen(resume_dir, file)
+            state = reopen(resume_dir, file)
         else:
             if file is None:
                 raise NncliError(
                     "missing FILE: the experiment file to sweep (or --resume SWEEP_DIR)"
                 )
-            plan = sweeping.plan(file, list(set_ or []), options)
+            plan = make_plan(file, list(set_ or []), options)
             if dry_run:
                 print_item(_sweep_plan(plan, fmt))
                 return
-            state = sweeping.create(plan, out_dir)
+            state = create(plan, out_dir)
 
     space = state.space
-    left = sum(t.status in sweeping.RETRIED for t in state.trials)
+    left = sum(t.status in RETRIED for t in state.trials)
     left += space.n_trials - len(state.trials)  # bayes: the trials not asked for yet
     err.print(
         f"sweep {state.folder}: {space.n_trials} trials ({space.method}), {left} to run, "
@@ -174,7 +176,7 @@ def sweep(
     )
     try:
         with user_errors():
-            sweeping.run(state, jobs, fail_fast, _sweep_event)
+            run(state, jobs, fail_fast, _sweep_event)
     except RunInterrupted as exc:
         err.print(
             "interrupted: the running trials are marked interrupted; finish the sweep with: "
@@ -186,7 +188,7 @@ def sweep(
 
     with user_errors():
         # a new sweep's --metric is in its plan; with --resume it re-ranks the trials
-        summary = sweeping.summarize(state, metric if resume_dir is not None else None)
+        summary = summarize(state, metric if resume_dir is not None else None)
     for warning in summary.warnings:
         err.print(f"[yellow]warning[/yellow] {escape(warning)}", markup=True, soft_wrap=True)
     table = summary.table(fmt)
@@ -215,7 +217,7 @@ def sweep(
 
 def _sweep_plan(plan: Any, fmt: Format) -> Any:
     """--dry-run: the trials' settings (bayes: the search space, its trials come later)."""
-    from nncli.sweep.core import value_text
+    from nncli.sweep.space import value_text
 
     space = plan.space
     if space.method == "bayes":
