@@ -216,6 +216,24 @@ def test_every_trial_is_checked_before_the_first_runs(
     assert list(tmp_path.iterdir()) == [exp]  # no sweep folder, no run
 
 
+def test_the_file_is_parsed_once_for_every_trial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[str] = []
+    parse = yamlio.loads
+
+    def counted(text: str, source: str) -> yamlio.Document:
+        parsed.append(source)
+        return parse(text, source)
+
+    monkeypatch.setattr(yamlio, "loads", counted)
+    exp = tmp_path / "grid.yaml"
+    exp.write_text(GRID)
+    planned = make_plan(exp, ["train.epochs=1"], Options(grid=["seed=1,2"]))
+    assert len(planned.trials) == 12  # each validated, from the one parse
+    assert parsed == [str(exp)]
+
+
 def test_bayes_search_without_optuna_says_how_to_get_it(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,18 +5,18 @@ value in trial 5 is reported before trial 1 runs.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nncli.config import yamlio
-from nncli.config.spec import load_spec, validate
+from nncli.config.spec import validate
 from nncli.errors import Problem, SpecError
 from nncli.sweep.space import Options, Space, _optuna, search_space, settings, trial_params
 
 
-@dataclass
+@dataclasses.dataclass
 class Plan:
     """A checked sweep that has not started: nothing is created until `create`."""
 
@@ -29,16 +29,30 @@ class Plan:
 
 def plan(file: Path, sets: Sequence[str], options: Options) -> Plan:
     """Read the experiment file, build the search and check every trial's config, so that
-    a bad value in trial 5 is reported before trial 1 runs (SpecError, every problem)."""
-    spec = load_spec(file, list(sets))
+    a bad value in trial 5 is reported before trial 1 runs (SpecError, every problem).
+
+    The file is parsed once; the sweep's own settings and each trial's are validated
+    against copies of that one Document.
+    """
     doc = yamlio.load(file)
+    spec = validate(_fresh(doc), list(sets))
     space = search_space(doc, spec, options)
     if space.method == "bayes":
         _optuna()
     trials = trial_params(space)
     check(doc, list(sets), space, trials)
-    assert spec.name is not None  # load_spec fills it
-    return Plan(file, spec.name, list(sets), space, [] if space.method == "bayes" else trials)
+    name = spec.name or _default_name(file)
+    return Plan(file, name, list(sets), space, [] if space.method == "bayes" else trials)
+
+
+def _fresh(doc: yamlio.Document) -> yamlio.Document:
+    """The parsed file with data of its own: `validate` applies the --set values in place."""
+    return dataclasses.replace(doc, data=copy.deepcopy(doc.data))
+
+
+def _default_name(file: Path) -> str:
+    """The name `load_spec` gives a file without one (its stem), for the sweep folder."""
+    return "".join(c if c.isalnum() or c in "_.+-" else "_" for c in file.stem) or "run"
 
 
 def check(
@@ -63,11 +77,8 @@ def check(
             label = f"with {' '.join(given)}"
         else:
             label = f"trial {number} of {len(trials)}: {' '.join(given)}"
-        data = copy.deepcopy(doc.data)
         try:
-            spec = validate(
-                yamlio.Document(doc.source, doc.text, data, doc.positions), sets + given
-            )
+            spec = validate(_fresh(doc), sets + given)
         except SpecError as exc:
             for problem in exc.problems:
                 where = problem.where
