@@ -197,6 +197,15 @@ def test_random_search_is_reproducible_from_its_seed(runner: CliRunner, tmp_path
     assert not (tmp_path / "sweeps").exists()
 
 
+def test_method_is_one_of_three(runner: CliRunner, tmp_path: Path) -> None:
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(GRID)
+    result = runner.invoke(app, ["sweep", str(exp), "--method", "annealing", "--dry-run"])
+    assert result.exit_code == 2, result.output
+    assert "'annealing' is not one of 'grid', 'random', 'bayes'" in result.output
+    assert "--method <grid|random|bayes>" in runner.invoke(app, ["sweep", "--help"]).output
+
+
 def test_every_trial_is_checked_before_the_first_runs(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

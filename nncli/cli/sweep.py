@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,6 +17,18 @@ from nncli.cli.common import (
 )
 from nncli.errors import NncliError, RunInterrupted
 from nncli.tables import Format, render
+
+if TYPE_CHECKING:  # the command imports them as it runs: `nncli --help` stays fast
+    from nncli.sweep.execute import Event
+    from nncli.sweep.plan import Plan
+
+
+class MethodChoice(str, Enum):
+    """How a sweep picks its trials (the names of sweep.method)."""
+
+    grid = "grid"
+    random = "random"
+    bayes = "bayes"
 
 
 def sweep(
@@ -52,11 +65,11 @@ def sweep(
         ),
     ] = None,
     method: Annotated[
-        str | None,
+        MethodChoice | None,
         typer.Option(
             "--method",
-            help="grid, random or bayes (needs: pip install 'nncli[optuna]') "
-            "[default: grid for grids, else random]",
+            help="Every grid combination, random draws, or bayes (needs: pip install "
+            "'nncli[optuna]') [default: grid for grids, else random]",
             show_default=False,
         ),
     ] = None,
@@ -135,11 +148,12 @@ def sweep(
 
     from nncli.sweep.execute import run
     from nncli.sweep.plan import plan as make_plan
-    from nncli.sweep.space import Options
+    from nncli.sweep.space import METHODS, Options
     from nncli.sweep.state import RETRIED, create, reopen
     from nncli.sweep.summary import summarize
 
-    options = Options(grid or [], choice or [], range_ or [], method, n_trials, seed, metric)
+    chosen = METHODS[method.value] if method is not None else None
+    options = Options(grid or [], choice or [], range_ or [], chosen, n_trials, seed, metric)
     with user_errors():
         if resume_dir is not None:
             refused = options.given() + [
@@ -215,11 +229,12 @@ def sweep(
         raise typer.Exit(1)
 
 
-def _sweep_plan(plan: Any, fmt: Format) -> Any:
+def _sweep_plan(plan: Plan, fmt: Format) -> Any:
     """--dry-run: the trials' settings (bayes: the search space, its trials come later)."""
     from nncli.sweep.space import value_text
 
     space = plan.space
+    rows: list[dict[str, Any]]
     if space.method == "bayes":
         rows = [
             {
@@ -241,7 +256,7 @@ def _sweep_plan(plan: Any, fmt: Format) -> Any:
     return render(rows, ["trial", *keys], fmt, title=f"{space.method} search")
 
 
-def _sweep_event(event: Any) -> None:
+def _sweep_event(event: Event) -> None:
     """One line on stderr per trial start and end (and for notes), as they happen."""
     from rich.markup import escape
 
@@ -249,6 +264,7 @@ def _sweep_event(event: Any) -> None:
         err.print(f"[yellow]{escape(event.text)}[/yellow]", markup=True, soft_wrap=True)
         return
     trial = event.trial
+    assert trial is not None  # starts and ends name their trial
     head = f"trial {trial.number}/{event.total}"
     what = escape(" ".join(trial.settings))
     if event.kind == "start":

@@ -111,7 +111,7 @@ class Options:
     grid: list[str] = field(default_factory=list)
     choice: list[str] = field(default_factory=list)
     range: list[str] = field(default_factory=list)
-    method: str | None = None
+    method: Method | None = None
     n_trials: int | None = None
     seed: int | None = None
     metric: str | None = None
@@ -178,10 +178,8 @@ def search_space(doc: yamlio.Document, spec: Spec, options: Options) -> Space:
         )
 
     kinds = {p.kind for p in params}
-    chosen = options.method or section.method or ("grid" if kinds == {"grid"} else "random")
-    if chosen not in METHODS:
-        raise NncliError(f"--method {chosen}: choose {', '.join(METHODS)}")
-    method = METHODS[chosen]
+    default: Method = "grid" if kinds == {"grid"} else "random"
+    method = options.method or section.method or default
     if method == "grid" and kinds != {"grid"}:
         raise NncliError(
             "a grid runs every combination of grid values; choice and range are drawn at "
