@@ -154,79 +154,66 @@ def sweep(
 
     chosen = METHODS[method.value] if method is not None else None
     options = Options(grid or [], choice or [], range_ or [], chosen, n_trials, seed, metric)
-    with user_errors():
+    with user_errors():  # every input mistake below is an NncliError: exit 2, one style
         if resume_dir is not None:
-            refused = options.given() + [
-                flag
-                for flag, given in (("--set", set_), ("--out", out_dir), ("--dry-run", dry_run))
-                if given
-            ]
+            given = (("--set", set_), ("--out", out_dir), ("--dry-run", dry_run))
+            refused = options.given() + [flag for flag, value in given if value]
             if refused:
                 raise NncliError(
                     f"--resume continues a sweep as it was planned; give no {', '.join(refused)} "
                     "with it (--metric, --jobs and --fail-fast may change)"
                 )
             state = reopen(resume_dir, file)
+        elif file is None:
+            raise NncliError("missing FILE: the experiment file to sweep (or --resume SWEEP_DIR)")
         else:
-            if file is None:
-                raise NncliError(
-                    "missing FILE: the experiment file to sweep (or --resume SWEEP_DIR)"
-                )
             plan = make_plan(file, list(set_ or []), options)
             if dry_run:
                 print_item(_sweep_plan(plan, fmt))
                 return
             state = create(plan, out_dir)
 
-    space = state.space
-    left = sum(t.status in RETRIED for t in state.trials)
-    left += space.n_trials - len(state.trials)  # bayes: the trials not asked for yet
-    err.print(
-        f"sweep {state.folder}: {space.n_trials} trials ({space.method}), {left} to run, "
-        f"{jobs} at once",
-        soft_wrap=True,
-        markup=False,
-        highlight=False,
-    )
-    try:
-        with user_errors():
-            run(state, jobs, fail_fast, _sweep_event)
-    except RunInterrupted as exc:
-        err.print(
-            "interrupted: the running trials are marked interrupted; finish the sweep with: "
-            f"nncli sweep --resume {state.folder}",
-            soft_wrap=True,
-            markup=False,
+        space = state.space
+        left = sum(t.status in RETRIED for t in state.trials)
+        left += space.n_trials - len(state.trials)  # bayes: the trials not asked for yet
+        _say(
+            f"sweep {state.folder}: {space.n_trials} trials ({space.method}), {left} to run, "
+            f"{jobs} at once"
         )
-        raise typer.Exit(exc.exit_code) from None
-
-    with user_errors():
+        try:
+            run(state, jobs, fail_fast, _sweep_event)
+        except RunInterrupted as exc:
+            _say(
+                "interrupted: the running trials are marked interrupted; finish the sweep "
+                f"with: nncli sweep --resume {state.folder}"
+            )
+            raise typer.Exit(exc.exit_code) from None
         # a new sweep's --metric is in its plan; with --resume it re-ranks the trials
         summary = summarize(state, metric if resume_dir is not None else None)
+
     for warning in summary.warnings:
         err.print(f"[yellow]warning[/yellow] {escape(warning)}", markup=True, soft_wrap=True)
     table = summary.table(fmt)
     if table is not None:
         print_item(table)
     if summary.best is not None:
-        err.print(
+        _say(
             f"best: trial {summary.best.number} ({' '.join(summary.best.settings)}), "
-            f"{summary.metric} {summary.best_value:.4g}; its config: {summary.best_file}",
-            soft_wrap=True,
-            markup=False,
-            highlight=False,
+            f"{summary.metric} {summary.best_value:.4g}; its config: {summary.best_file}"
         )
     unfinished = [t for t in state.trials if t.status != "completed"]
     if unfinished:
-        err.print(
+        _say(
             f"{len(unfinished)} of {space.n_trials} trials did not complete "
             f"({', '.join(f'{t.number} {t.status}' for t in unfinished)}); run them again "
-            f"with: nncli sweep --resume {state.folder}",
-            soft_wrap=True,
-            markup=False,
-            highlight=False,
+            f"with: nncli sweep --resume {state.folder}"
         )
         raise typer.Exit(1)
+
+
+def _say(text: str) -> None:
+    """A plain line on stderr: no markup, no highlighting (paths and settings as given)."""
+    err.print(text, soft_wrap=True, markup=False, highlight=False)
 
 
 def _sweep_plan(plan: Plan, fmt: Format) -> Any:
