@@ -25,7 +25,7 @@ from nncli.cli.app import app
 from nncli.config import yamlio
 from nncli.errors import NncliError
 from nncli.runs.folder import read_metrics
-from nncli.sweep.bayes import _Bayes
+from nncli.sweep.bayes import BayesSearch
 from nncli.sweep.plan import plan as make_plan
 from nncli.sweep.space import Options, value_text
 from nncli.sweep.state import create, reopen
@@ -396,7 +396,7 @@ def test_bayes_asks_optuna_and_tells_it_each_result(
     plan = make_plan(exp, [], options)
     assert plan.trials == []
     sweep = create(plan, tmp_path / "sweep")
-    search = _Bayes(sweep)
+    search = BayesSearch(sweep)
     first = search.ask()
     assert first is not None
     assert first.params == {"model.layers.1": "gelu", "optimizer.lr": 0.01235}
@@ -409,7 +409,7 @@ def test_bayes_asks_optuna_and_tells_it_each_result(
     assert told == [0.5, "FAIL"]
     # a resumed sweep gives the study what it has finished
     told.clear()
-    _Bayes(sweep)
+    BayesSearch(sweep)
     assert told == [
         (
             "added",
@@ -446,14 +446,14 @@ def test_bayes_search_with_optuna_itself(tmp_path: Path) -> None:
     assert chosen["optimizer"]["lr"] == best["params"]["optimizer.lr"]
 
     # a resumed sweep's study starts from what the trials scored
-    study = _Bayes(reopen(out, None)).study
+    study = BayesSearch(reopen(out, None)).study
     assert sorted(t.value for t in study.trials) == sorted(t["value"] for t in trials)
     # the seed fixes what the sampler asks first
     options = Options(range=["optimizer.lr=1e-3:0.3:log"], method="bayes", seed=5)
     options.n_trials = 2
     asked = []
     for name in ("a", "b"):
-        search = _Bayes(create(make_plan(exp, [], options), tmp_path / name))
+        search = BayesSearch(create(make_plan(exp, [], options), tmp_path / name))
         first = search.ask()
         assert first is not None
         asked.append(first.params)

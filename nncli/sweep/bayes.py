@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from nncli.runs.folder import direction
-from nncli.sweep.space import _optuna, _rounded, value_text
+from nncli.sweep.space import import_optuna, rounded, value_text
 from nncli.sweep.state import FAILED, Sweep, Trial
 
 
-class _Bayes:
+class BayesSearch:
     """Asks Optuna's TPE sampler for each new trial and tells it each result; a resumed
     sweep's finished trials are added to the study first."""
 
     def __init__(self, sweep: Sweep) -> None:
-        optuna = self.optuna = _optuna()
+        optuna = self.optuna = import_optuna()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # nothing below the CLI prints
         self.sweep = sweep
         d = optuna.distributions
@@ -54,7 +54,7 @@ class _Bayes:
             if p.bounds is None:
                 params[p.key] = self.texts[p.key][raw]
             else:
-                params[p.key] = _rounded(raw, p.bounds)
+                params[p.key] = rounded(raw, p.bounds)
         trial = Trial(len(self.sweep.trials) + 1, params)
         self.sweep.trials.append(trial)
         self.asked[trial.number] = asked

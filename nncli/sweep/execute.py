@@ -22,16 +22,16 @@ from typing import Literal
 from nncli.engine.distributed import RUN_RECORD
 from nncli.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, NncliError, RunInterrupted
 from nncli.runs.folder import is_locked, is_run, locked, now
-from nncli.sweep.bayes import _Bayes
+from nncli.sweep.bayes import BayesSearch
 from nncli.sweep.state import (
     FAILED,
     RETRIED,
     RUNS,
     Sweep,
     Trial,
-    _metric_value,
-    _read_info,
-    _recorded_run,
+    metric_value,
+    read_run_json,
+    recorded_run,
 )
 
 POLL_S = 0.05
@@ -91,7 +91,7 @@ def _loop(
 ) -> None:
     total = sweep.space.n_trials
     todo = deque(t for t in sweep.trials if t.status in RETRIED)
-    search = _Bayes(sweep) if sweep.space.method == "bayes" else None
+    search = BayesSearch(sweep) if sweep.space.method == "bayes" else None
     env = _child_env(jobs)
     running: list[_Child] = []
     stopping: str | None = None  # why no trial starts any more: "failed" or "interrupted"
@@ -263,9 +263,9 @@ def _finish(sweep: Sweep, child: _Child) -> None:
         output = f.read().decode("utf-8", errors="replace")
     run = sweep.run_path(trial) if child.args[0] == "resume" else None
     if run is None:
-        run = _recorded_run(sweep, trial)
+        run = recorded_run(sweep, trial)
         trial.run = f"{RUNS}/{run.name}" if run else None
-    info = _read_info(run) if run is not None else {}
+    info = read_run_json(run) if run is not None else {}
     status = info.get("status")
     if status not in ("completed", "diverged"):
         # a resume refused (exit 2) leaves its run as it was: the attempt failed all the same
@@ -274,7 +274,7 @@ def _finish(sweep: Sweep, child: _Child) -> None:
     trial.status, trial.exit_code, trial.pid = status, code, None
     trial.ended_at = now()
     trial.duration_s = round(time.monotonic() - child.started, 1)
-    trial.metric, trial.value = _metric_value(info, sweep.space.metric)
+    trial.metric, trial.value = metric_value(info, sweep.space.metric)
     if status == "interrupted":
         trial.error = "interrupted; --resume continues it"
     else:

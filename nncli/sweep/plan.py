@@ -13,7 +13,7 @@ from typing import Any
 from nncli.config import yamlio
 from nncli.config.spec import validate
 from nncli.errors import Problem, SpecError
-from nncli.sweep.space import Options, Space, _optuna, search_space, settings, trial_params
+from nncli.sweep.space import Options, Space, import_optuna, search_space, settings, trial_params
 
 
 @dataclasses.dataclass
@@ -38,7 +38,7 @@ def plan(file: Path, sets: Sequence[str], options: Options) -> Plan:
     spec = validate(_fresh(doc), list(sets))
     space = search_space(doc, spec, options)
     if space.method == "bayes":
-        _optuna()
+        import_optuna()
     trials = trial_params(space)
     check(doc, list(sets), space, trials)
     name = spec.name or _default_name(file)

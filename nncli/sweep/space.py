@@ -245,10 +245,10 @@ def _draw(param: Param, rng: random.Random) -> Any:
         x = math.exp(rng.uniform(math.log(b.low), math.log(b.high)))
     else:
         x = rng.uniform(b.low, b.high)
-    return _rounded(x, b)
+    return rounded(x, b)
 
 
-def _rounded(x: float, b: SweepRange) -> int | float:
+def rounded(x: float, b: SweepRange) -> int | float:
     """A drawn number as people write it (4 significant digits), inside its range."""
     value: int | float = round(x) if b.integer else float(f"{x:.{DIGITS}g}")
     return min(max(value, b.low), b.high)
@@ -259,7 +259,9 @@ def settings(params: dict[str, Any]) -> list[str]:
     return [f"{key}={value_text(value)}" for key, value in params.items()]
 
 
-def _optuna() -> Any:
+def import_optuna() -> Any:
+    """Optuna, which bayes search needs (an optional extra): NncliError saying how to
+    install it where it is missing, checked before a bayes sweep is created or resumed."""
     try:
         return importlib.import_module("optuna")
     except ImportError:

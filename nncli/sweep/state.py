@@ -28,7 +28,7 @@ from nncli.runs.folder import (
     write_atomic,
 )
 from nncli.sweep.plan import Plan
-from nncli.sweep.space import Space, _optuna, settings
+from nncli.sweep.space import Space, import_optuna, settings
 
 SWEEPS = "sweeps"  # default parent of sweep folders, beside runs/
 SWEEP_JSON = "sweep.json"
@@ -190,7 +190,7 @@ def reopen(folder: Path, file: Path | None) -> Sweep:
             "experiment: undo the edit, or start a new sweep"
         )
     if sweep.space.method == "bayes":
-        _optuna()
+        import_optuna()
     for trial in sweep.trials:
         if trial.status == "running" and trial.pid is not None and process_alive(trial.pid):
             raise NncliError(
@@ -207,7 +207,7 @@ def _settle(sweep: Sweep, trial: Trial) -> None:
     """Bring a trial that a stopped sweep left unfinished up to date with its run folder
     (which may have been found, or have finished, since)."""
     if trial.run is None:
-        found = _recorded_run(sweep, trial)
+        found = recorded_run(sweep, trial)
         trial.run = f"{RUNS}/{found.name}" if found else None
     if trial.status == "running":  # its process is gone: it did not record how it ended
         trial.status = "interrupted"
@@ -215,13 +215,13 @@ def _settle(sweep: Sweep, trial: Trial) -> None:
     if run is None or not is_run(run):
         trial.run = None
         return
-    info = _read_info(run)
+    info = read_run_json(run)
     if info.get("status") == "completed":
         trial.status, trial.error = "completed", None
-        trial.metric, trial.value = _metric_value(info, sweep.space.metric)
+        trial.metric, trial.value = metric_value(info, sweep.space.metric)
 
 
-def _recorded_run(sweep: Sweep, trial: Trial) -> Path | None:
+def recorded_run(sweep: Sweep, trial: Trial) -> Path | None:
     """The run folder the trial's `train` recorded as it created it (so a trial killed
     before it could print its folder is found too)."""
     try:
@@ -231,7 +231,10 @@ def _recorded_run(sweep: Sweep, trial: Trial) -> Path | None:
     return path if path.parent == sweep.runs_dir.absolute() and is_run(path) else None
 
 
-def _read_info(run: Path) -> dict[str, Any]:
+def read_run_json(run: Path) -> dict[str, Any]:
+    """A trial's run.json as written, or {} where it is missing or unreadable (a trial
+    that failed before its run began). The sweep's one reader of run.json; it gives way
+    to the typed reader in nncli.runs once that exists."""
     try:
         info = json.loads((run / RUN_JSON).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -239,7 +242,7 @@ def _read_info(run: Path) -> dict[str, Any]:
     return info if isinstance(info, dict) else {}
 
 
-def _metric_value(info: dict[str, Any], metric: str | None) -> tuple[str | None, float | None]:
+def metric_value(info: dict[str, Any], metric: str | None) -> tuple[str | None, float | None]:
     """The metric (default: the run's monitor) and its best value, as run.json records."""
     column = metric or info.get("monitor")
     column = column if isinstance(column, str) else None

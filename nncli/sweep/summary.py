@@ -10,7 +10,7 @@ from nncli.errors import NncliError
 from nncli.runs.compare import BEST, BEST_EPOCH, Comparison, compare
 from nncli.runs.folder import CONFIG, is_run, write_atomic
 from nncli.sweep.space import value_text
-from nncli.sweep.state import BEST_YAML, SUMMARY, Sweep, Trial, _read_info
+from nncli.sweep.state import BEST_YAML, SUMMARY, Sweep, Trial, read_run_json
 from nncli.tables import Format, render
 
 
@@ -51,7 +51,7 @@ def summarize(sweep: Sweep, metric: str | None = None) -> Summary:
     keys = [p.key for p in sweep.space.params]
     asked, metric = metric, metric or sweep.space.metric
     if metric is None:
-        monitors = [_read_info(sweep.folder / str(t.run)).get("monitor") for t in with_runs]
+        monitors = [read_run_json(sweep.folder / str(t.run)).get("monitor") for t in with_runs]
         metric = next((m for m in monitors if isinstance(m, str)), None)
     if not with_runs:
         return Summary(
