@@ -25,7 +25,10 @@ from nncli.cli.app import app
 from nncli.config import yamlio
 from nncli.errors import NncliError
 from nncli.runs.folder import read_metrics
-from nncli.sweep import core as sweeping
+from nncli.sweep.bayes import BayesSearch
+from nncli.sweep.plan import plan as make_plan
+from nncli.sweep.space import Options, value_text
+from nncli.sweep.state import create, reopen
 
 # two epochs of 200 samples: a trial is mostly its process starting
 BASE = TINY.replace("epochs: 3", "epochs: 2").replace(
@@ -145,7 +148,7 @@ def test_a_killed_sweep_finds_what_its_trials_left(grid: tuple[Path, Any]) -> No
     with pytest.raises(
         NncliError, match=f"trial 6 of .* is still running \\(process {os.getpid()}\\)"
     ):
-        sweeping.reopen(out, None)
+        reopen(out, None)
 
     # its process ended: its run folder is the one its train recorded on creating it
     dead = subprocess.run(
@@ -156,7 +159,7 @@ def test_a_killed_sweep_finds_what_its_trials_left(grid: tuple[Path, Any]) -> No
     )
     left.update(pid=int(dead.stdout))
     (out / "sweep.json").write_text(json.dumps(data))
-    sweep = sweeping.reopen(out, None)
+    sweep = reopen(out, None)
     assert sweep.trials[5].status == "completed"
     assert sweep.trials[5].run == made
 
@@ -194,6 +197,15 @@ def test_random_search_is_reproducible_from_its_seed(runner: CliRunner, tmp_path
     assert not (tmp_path / "sweeps").exists()
 
 
+def test_method_is_one_of_three(runner: CliRunner, tmp_path: Path) -> None:
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(GRID)
+    result = runner.invoke(app, ["sweep", str(exp), "--method", "annealing", "--dry-run"])
+    assert result.exit_code == 2, result.output
+    assert "'annealing' is not one of 'grid', 'random', 'bayes'" in result.output
+    assert "--method <grid|random|bayes>" in runner.invoke(app, ["sweep", "--help"]).output
+
+
 def test_every_trial_is_checked_before_the_first_runs(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -211,6 +223,24 @@ def test_every_trial_is_checked_before_the_first_runs(
         "5 more trials too)",
     ]
     assert list(tmp_path.iterdir()) == [exp]  # no sweep folder, no run
+
+
+def test_the_file_is_parsed_once_for_every_trial(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[str] = []
+    parse = yamlio.loads
+
+    def counted(text: str, source: str) -> yamlio.Document:
+        parsed.append(source)
+        return parse(text, source)
+
+    monkeypatch.setattr(yamlio, "loads", counted)
+    exp = tmp_path / "grid.yaml"
+    exp.write_text(GRID)
+    planned = make_plan(exp, ["train.epochs=1"], Options(grid=["seed=1,2"]))
+    assert len(planned.trials) == 12  # each validated, from the one parse
+    assert parsed == [str(exp)]
 
 
 def test_bayes_search_without_optuna_says_how_to_get_it(
@@ -317,10 +347,10 @@ def test_a_stopped_sweep_resumes_only_the_missing_trials(tmp_path: Path) -> None
 
 def test_values_pass_through_set_unchanged() -> None:
     for value in [0.001, 1e-05, 3, True, None, "relu", "0.1x", [8, 4], {"units": 8}, "yes"]:
-        text = sweeping.value_text(value)
+        text = value_text(value)
         parsed = yamlio.parse_value(text)
         assert parsed == value and type(parsed) is type(value)
-    assert sweeping.value_text("true") == '"true"'  # the string, not the boolean
+    assert value_text("true") == '"true"'  # the string, not the boolean
 
 
 def test_bayes_asks_optuna_and_tells_it_each_result(
@@ -359,14 +389,14 @@ def test_bayes_asks_optuna_and_tells_it_each_result(
     monkeypatch.setitem(sys.modules, "optuna", fake)
     exp = tmp_path / "exp.yaml"
     exp.write_text(BASE)
-    options = sweeping.Options(
+    options = Options(
         choice=["model.layers.1=relu,gelu"], range=["optimizer.lr=1e-4:0.1:log"], n_trials=2
     )
     options.method = "bayes"
-    plan = sweeping.plan(exp, [], options)
+    plan = make_plan(exp, [], options)
     assert plan.trials == []
-    sweep = sweeping.create(plan, tmp_path / "sweep")
-    search = sweeping._Bayes(sweep)
+    sweep = create(plan, tmp_path / "sweep")
+    search = BayesSearch(sweep)
     first = search.ask()
     assert first is not None
     assert first.params == {"model.layers.1": "gelu", "optimizer.lr": 0.01235}
@@ -379,7 +409,7 @@ def test_bayes_asks_optuna_and_tells_it_each_result(
     assert told == [0.5, "FAIL"]
     # a resumed sweep gives the study what it has finished
     told.clear()
-    sweeping._Bayes(sweep)
+    BayesSearch(sweep)
     assert told == [
         (
             "added",
@@ -416,14 +446,14 @@ def test_bayes_search_with_optuna_itself(tmp_path: Path) -> None:
     assert chosen["optimizer"]["lr"] == best["params"]["optimizer.lr"]
 
     # a resumed sweep's study starts from what the trials scored
-    study = sweeping._Bayes(sweeping.reopen(out, None)).study
+    study = BayesSearch(reopen(out, None)).study
     assert sorted(t.value for t in study.trials) == sorted(t["value"] for t in trials)
     # the seed fixes what the sampler asks first
-    options = sweeping.Options(range=["optimizer.lr=1e-3:0.3:log"], method="bayes", seed=5)
+    options = Options(range=["optimizer.lr=1e-3:0.3:log"], method="bayes", seed=5)
     options.n_trials = 2
     asked = []
     for name in ("a", "b"):
-        search = sweeping._Bayes(sweeping.create(sweeping.plan(exp, [], options), tmp_path / name))
+        search = BayesSearch(create(make_plan(exp, [], options), tmp_path / name))
         first = search.ask()
         assert first is not None
         asked.append(first.params)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,6 +17,18 @@ from nncli.cli.common import (
 )
 from nncli.errors import NncliError, RunInterrupted
 from nncli.tables import Format, render
+
+if TYPE_CHECKING:  # the command imports them as it runs: `nncli --help` stays fast
+    from nncli.sweep.execute import Event
+    from nncli.sweep.plan import Plan
+
+
+class MethodChoice(str, Enum):
+    """How a sweep picks its trials (the names of sweep.method)."""
+
+    grid = "grid"
+    random = "random"
+    bayes = "bayes"
 
 
 def sweep(
@@ -52,11 +65,11 @@ def sweep(
         ),
     ] = None,
     method: Annotated[
-        str | None,
+        MethodChoice | None,
         typer.Option(
             "--method",
-            help="grid, random or bayes (needs: pip install 'nncli[optuna]') "
-            "[default: grid for grids, else random]",
+            help="Every grid combination, random draws, or bayes (needs: pip install "
+            "'nncli[optuna]') [default: grid for grids, else random]",
             show_default=False,
         ),
     ] = None,
@@ -133,91 +146,82 @@ def sweep(
     """
     from rich.markup import escape
 
-    from nncli.sweep import core as sweeping
+    from nncli.sweep.execute import run
+    from nncli.sweep.plan import plan as make_plan
+    from nncli.sweep.space import METHODS, Options
+    from nncli.sweep.state import RETRIED, create, reopen
+    from nncli.sweep.summary import summarize
 
-    options = sweeping.Options(
-        grid or [], choice or [], range_ or [], method, n_trials, seed, metric
-    )
-    with user_errors():
+    chosen = METHODS[method.value] if method is not None else None
+    options = Options(grid or [], choice or [], range_ or [], chosen, n_trials, seed, metric)
+    with user_errors():  # every input mistake below is an NncliError: exit 2, one style
         if resume_dir is not None:
-            refused = options.given() + [
-                flag
-                for flag, given in (("--set", set_), ("--out", out_dir), ("--dry-run", dry_run))
-                if given
-            ]
+            given = (("--set", set_), ("--out", out_dir), ("--dry-run", dry_run))
+            refused = options.given() + [flag for flag, value in given if value]
             if refused:
                 raise NncliError(
                     f"--resume continues a sweep as it was planned; give no {', '.join(refused)} "
                     "with it (--metric, --jobs and --fail-fast may change)"
                 )
-            state = sweeping.reopen(resume_dir, file)
+            state = reopen(resume_dir, file)
+        elif file is None:
+            raise NncliError("missing FILE: the experiment file to sweep (or --resume SWEEP_DIR)")
         else:
-            if file is None:
-                raise NncliError(
-                    "missing FILE: the experiment file to sweep (or --resume SWEEP_DIR)"
-                )
-            plan = sweeping.plan(file, list(set_ or []), options)
+            plan = make_plan(file, list(set_ or []), options)
             if dry_run:
                 print_item(_sweep_plan(plan, fmt))
                 return
-            state = sweeping.create(plan, out_dir)
+            state = create(plan, out_dir)
 
-    space = state.space
-    left = sum(t.status in sweeping.RETRIED for t in state.trials)
-    left += space.n_trials - len(state.trials)  # bayes: the trials not asked for yet
-    err.print(
-        f"sweep {state.folder}: {space.n_trials} trials ({space.method}), {left} to run, "
-        f"{jobs} at once",
-        soft_wrap=True,
-        markup=False,
-        highlight=False,
-    )
-    try:
-        with user_errors():
-            sweeping.run(state, jobs, fail_fast, _sweep_event)
-    except RunInterrupted as exc:
-        err.print(
-            "interrupted: the running trials are marked interrupted; finish the sweep with: "
-            f"nncli sweep --resume {state.folder}",
-            soft_wrap=True,
-            markup=False,
+        space = state.space
+        left = sum(t.status in RETRIED for t in state.trials)
+        left += space.n_trials - len(state.trials)  # bayes: the trials not asked for yet
+        _say(
+            f"sweep {state.folder}: {space.n_trials} trials ({space.method}), {left} to run, "
+            f"{jobs} at once"
         )
-        raise typer.Exit(exc.exit_code) from None
-
-    with user_errors():
+        try:
+            run(state, jobs, fail_fast, _sweep_event)
+        except RunInterrupted as exc:
+            _say(
+                "interrupted: the running trials are marked interrupted; finish the sweep "
+                f"with: nncli sweep --resume {state.folder}"
+            )
+            raise typer.Exit(exc.exit_code) from None
         # a new sweep's --metric is in its plan; with --resume it re-ranks the trials
-        summary = sweeping.summarize(state, metric if resume_dir is not None else None)
+        summary = summarize(state, metric if resume_dir is not None else None)
+
     for warning in summary.warnings:
         err.print(f"[yellow]warning[/yellow] {escape(warning)}", markup=True, soft_wrap=True)
     table = summary.table(fmt)
     if table is not None:
         print_item(table)
     if summary.best is not None:
-        err.print(
+        _say(
             f"best: trial {summary.best.number} ({' '.join(summary.best.settings)}), "
-            f"{summary.metric} {summary.best_value:.4g}; its config: {summary.best_file}",
-            soft_wrap=True,
-            markup=False,
-            highlight=False,
+            f"{summary.metric} {summary.best_value:.4g}; its config: {summary.best_file}"
         )
     unfinished = [t for t in state.trials if t.status != "completed"]
     if unfinished:
-        err.print(
+        _say(
             f"{len(unfinished)} of {space.n_trials} trials did not complete "
             f"({', '.join(f'{t.number} {t.status}' for t in unfinished)}); run them again "
-            f"with: nncli sweep --resume {state.folder}",
-            soft_wrap=True,
-            markup=False,
-            highlight=False,
+            f"with: nncli sweep --resume {state.folder}"
         )
         raise typer.Exit(1)
 
 
-def _sweep_plan(plan: Any, fmt: Format) -> Any:
+def _say(text: str) -> None:
+    """A plain line on stderr: no markup, no highlighting (paths and settings as given)."""
+    err.print(text, soft_wrap=True, markup=False, highlight=False)
+
+
+def _sweep_plan(plan: Plan, fmt: Format) -> Any:
     """--dry-run: the trials' settings (bayes: the search space, its trials come later)."""
-    from nncli.sweep.core import value_text
+    from nncli.sweep.space import value_text
 
     space = plan.space
+    rows: list[dict[str, Any]]
     if space.method == "bayes":
         rows = [
             {
@@ -239,7 +243,7 @@ def _sweep_plan(plan: Any, fmt: Format) -> Any:
     return render(rows, ["trial", *keys], fmt, title=f"{space.method} search")
 
 
-def _sweep_event(event: Any) -> None:
+def _sweep_event(event: Event) -> None:
     """One line on stderr per trial start and end (and for notes), as they happen."""
     from rich.markup import escape
 
@@ -247,6 +251,7 @@ def _sweep_event(event: Any) -> None:
         err.print(f"[yellow]{escape(event.text)}[/yellow]", markup=True, soft_wrap=True)
         return
     trial = event.trial
+    assert trial is not None  # starts and ends name their trial
     head = f"trial {trial.number}/{event.total}"
     what = escape(" ".join(trial.settings))
     if event.kind == "start":

@@ -1,2 +1,2 @@
-"""Sweeps: a search space over dotted keys, a plan of trials, their state on disk, and the
-workers that run them."""
+"""Sweeps: the search space (space), every trial checked up front (plan), the sweep folder
+and its sweep.json (state), the trials run as processes (execute, bayes), their ranking (summary)."""

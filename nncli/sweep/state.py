@@ -1,0 +1,253 @@
+"""Sweeps: a search over dotted keys where each trial is a `nncli train` subprocess with its
+own run folder, inside a sweep folder whose sweep.json says where every trial stands.
+
+```
+sweeps/2026-11-25T10-54-26_circles_3f9c/
+  sweep.json  best.yaml  summary.csv  runs/<run>/...  logs/trial-001.log
+```
+This module owns the sweep folder and its sweep.json, and reads its trials' run folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from nncli.errors import NncliError
+from nncli.runs.folder import (
+    RUN_JSON,
+    is_run,
+    json_safe,
+    new_folder,
+    now,
+    process_alive,
+    write_atomic,
+)
+from nncli.sweep.plan import Plan
+from nncli.sweep.space import Space, import_optuna, settings
+
+SWEEPS = "sweeps"  # default parent of sweep folders, beside runs/
+SWEEP_JSON = "sweep.json"
+BEST_YAML = "best.yaml"
+SUMMARY = "summary.csv"
+RUNS = "runs"
+LOGS = "logs"
+
+FAILED = ("failed", "diverged")
+# diverged trials are not retried: the same seed and settings diverge the same way again
+RETRIED = ("pending", "running", "interrupted", "failed")
+
+
+@dataclass
+class Trial:
+    """One trial: its settings, how it stands, and its run folder once it has one."""
+
+    number: int
+    params: dict[str, Any]
+    status: str = "pending"  # pending, running, completed, failed, diverged, interrupted
+    run: str | None = None  # the run folder, relative to the sweep folder
+    metric: str | None = None  # the column ranked: the sweep's metric, else the run's monitor
+    value: float | None = None  # its best value in the run
+    exit_code: int | None = None
+    error: str | None = None
+    attempts: int = 0
+    pid: int | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    duration_s: float | None = None
+
+    @property
+    def settings(self) -> list[str]:
+        return settings(self.params)
+
+
+@dataclass
+class Sweep:
+    """A sweep folder and its sweep.json (rewritten atomically whenever a trial starts or ends)."""
+
+    folder: Path
+    file: Path  # the experiment file, absolute: relative data paths start at its folder
+    file_sha256: str
+    name: str
+    sets: list[str]
+    space: Space
+    trials: list[Trial]
+    created_at: str
+    status: str = "running"
+    metric: str | None = None  # the metric the trials were ranked by
+    best: dict[str, Any] | None = None
+
+    def save(self) -> None:
+        data = {
+            "name": self.name,
+            "file": str(self.file),
+            "file_sha256": self.file_sha256,
+            "set": self.sets,
+            "status": self.status,
+            "created_at": self.created_at,
+            "updated_at": now(),
+            **self.space.describe(),
+            "ranked_by": self.metric,
+            "best": self.best,
+            "trials": [asdict(t) for t in self.trials],
+        }
+        write_atomic(self.folder / SWEEP_JSON, json.dumps(json_safe(data), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> Sweep:
+        """A sweep folder as sweep.json describes it; NncliError if it is not one."""
+        try:
+            data = json.loads((folder / SWEEP_JSON).read_text(encoding="utf-8"))
+            known = {f.name for f in fields(Trial)}
+            trials = [Trial(**{k: v for k, v in t.items() if k in known}) for t in data["trials"]]
+            return cls(
+                folder=folder,
+                file=Path(data["file"]),
+                file_sha256=data["file_sha256"],
+                name=data["name"],
+                sets=list(data["set"]),
+                space=Space.read(data),
+                trials=trials,
+                created_at=data["created_at"],
+                status=data["status"],
+                metric=data.get("ranked_by"),
+                best=data.get("best"),
+            )
+        except FileNotFoundError:
+            raise NncliError(
+                f"{folder} is not a sweep folder: it has no {SWEEP_JSON}"
+                if folder.is_dir()
+                else f"{folder} does not exist; name a sweep folder (sweeps/<sweep>)"
+            ) from None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise NncliError(f"{folder / SWEEP_JSON} cannot be read: {exc}") from None
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.folder / RUNS
+
+    def log_path(self, trial: Trial) -> Path:
+        return self.folder / LOGS / f"trial-{trial.number:03d}.log"
+
+    def record_path(self, trial: Trial) -> Path:
+        return self.folder / LOGS / f"trial-{trial.number:03d}.run"
+
+    def run_path(self, trial: Trial) -> Path | None:
+        return self.folder / trial.run if trial.run else None
+
+
+def _sha256(file: Path) -> str:
+    return hashlib.sha256(file.read_bytes()).hexdigest()
+
+
+def create(p: Plan, out: Path | None) -> Sweep:
+    """Make the sweep folder (`out`, new or empty, or sweeps/<time>_<name>_<suffix>) and
+    its sweep.json with every trial pending."""
+    if out is not None:
+        if (out / SWEEP_JSON).is_file():
+            raise NncliError(f"{out} holds a sweep already; continue it with --resume {out}")
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise NncliError(f"{out} already exists and is not empty; choose another --out")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NncliError(f"cannot create {out}: {exc.strerror}") from None
+        folder = out
+    else:
+        folder = new_folder(Path(SWEEPS), p.name)
+    (folder / RUNS).mkdir()
+    (folder / LOGS).mkdir()
+    trials = [Trial(n, params) for n, params in enumerate(p.trials, start=1)]
+    sweep = Sweep(
+        folder,
+        p.file.absolute(),
+        _sha256(p.file),
+        p.name,
+        p.sets,
+        p.space,
+        trials,
+        now(),
+        metric=p.space.metric,
+    )
+    sweep.save()
+    return sweep
+
+
+def reopen(folder: Path, file: Path | None) -> Sweep:
+    """A sweep to continue: its experiment file unchanged, no trial of it still running."""
+    sweep = Sweep.load(folder)
+    if file is not None and file.absolute() != sweep.file:
+        raise NncliError(f"{folder} sweeps {sweep.file}, not {file}; give no FILE with --resume")
+    if not sweep.file.is_file():
+        raise NncliError(f"{sweep.file}, the experiment file of {folder}, is gone; restore it")
+    if _sha256(sweep.file) != sweep.file_sha256:
+        raise NncliError(
+            f"{sweep.file} was edited after the sweep started; a resumed sweep runs the same "
+            "experiment: undo the edit, or start a new sweep"
+        )
+    if sweep.space.method == "bayes":
+        import_optuna()
+    for trial in sweep.trials:
+        if trial.status == "running" and trial.pid is not None and process_alive(trial.pid):
+            raise NncliError(
+                f"trial {trial.number} of {folder} is still running (process {trial.pid}), "
+                f"left by a sweep that was killed; wait for it to end (or stop it: kill "
+                f"{trial.pid}), then --resume again"
+            )
+        if trial.status in ("running", "interrupted", "failed"):
+            _settle(sweep, trial)
+    return sweep
+
+
+def _settle(sweep: Sweep, trial: Trial) -> None:
+    """Bring a trial that a stopped sweep left unfinished up to date with its run folder
+    (which may have been found, or have finished, since)."""
+    if trial.run is None:
+        found = recorded_run(sweep, trial)
+        trial.run = f"{RUNS}/{found.name}" if found else None
+    if trial.status == "running":  # its process is gone: it did not record how it ended
+        trial.status = "interrupted"
+    run = sweep.run_path(trial)
+    if run is None or not is_run(run):
+        trial.run = None
+        return
+    info = read_run_json(run)
+    if info.get("status") == "completed":
+        trial.status, trial.error = "completed", None
+        trial.metric, trial.value = metric_value(info, sweep.space.metric)
+
+
+def recorded_run(sweep: Sweep, trial: Trial) -> Path | None:
+    """The run folder the trial's `train` recorded as it created it (so a trial killed
+    before it could print its folder is found too)."""
+    try:
+        path = Path(sweep.record_path(trial).read_text(encoding="utf-8").strip())
+    except OSError:
+        return None
+    return path if path.parent == sweep.runs_dir.absolute() and is_run(path) else None
+
+
+def read_run_json(run: Path) -> dict[str, Any]:
+    """A trial's run.json as written, or {} where it is missing or unreadable (a trial
+    that failed before its run began). The sweep's one reader of run.json; it gives way
+    to the typed reader in nncli.runs once that exists."""
+    try:
+        info = json.loads((run / RUN_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def metric_value(info: dict[str, Any], metric: str | None) -> tuple[str | None, float | None]:
+    """The metric (default: the run's monitor) and its best value, as run.json records."""
+    column = metric or info.get("monitor")
+    column = column if isinstance(column, str) else None
+    best = (info.get("best") or {}).get(column) if column else None
+    value = best.get("value") if isinstance(best, dict) else None
+    if isinstance(value, int | float) and math.isfinite(value):
+        return column, float(value)
+    return column, None
