@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from nncli.registry import Registry
+from nncli.registry import Registry, UnknownName
 
 Task = Literal["classification", "regression"]
 
@@ -135,3 +135,11 @@ def direction(column: str) -> Literal["max", "min"]:
 
 
 SPLITS = ("train", "val", "test")
+
+
+def unknown_metric(column: str) -> UnknownName | None:
+    """The error for a split_metric column (`val_acc`) whose metric is not registered."""
+    metric = column.partition("_")[2]
+    if metric == "loss" or metrics.find(metric) is not None:
+        return None
+    return UnknownName("metric", metric, ["loss", *metrics.names()])

@@ -23,7 +23,7 @@ from nncli.layers import layers
 from nncli.loggers.base import loggers
 from nncli.losses import CLASSIFY, LossInfo, losses
 from nncli.metrics import Task as MetricTask
-from nncli.metrics import for_task, metrics
+from nncli.metrics import for_task, metrics, unknown_metric
 from nncli.metrics import info as metric_info
 from nncli.optim import optimizers, schedulers
 from nncli.registry import Params, Registry, UnknownName
@@ -114,9 +114,8 @@ def _name(registry: Registry[Any]) -> Any:
 def _split_metric(value: Any) -> Any:
     """`val_accuracy`: a split and a registered metric (or loss), checked by name."""
     if isinstance(value, str) and re.match(MONITOR_PATTERN, value):
-        metric = value.split("_", 1)[1]
-        if metric != "loss" and metrics.find(metric) is None:
-            exc = UnknownName("metric", metric, ["loss", *metrics.names()])
+        exc = unknown_metric(value)
+        if exc is not None:
             raise PydanticCustomError(
                 "unknown_name", "{reason} ({hint})", {"reason": exc.reason, "hint": exc.hint}
             )

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from nncli.config import yamlio
 from nncli.config.spec import MONITOR_PATTERN, Spec, SweepRange, SweepSpec
 from nncli.errors import NncliError
+from nncli.metrics import unknown_metric
 
 MAX_TRIALS = 10_000  # each is validated up front and gets a process and a folder
 DIGITS = 4  # significant digits of drawn numbers: `lr 0.002346` reads, 0.0023456789 does not
@@ -210,6 +211,9 @@ def search_space(doc: yamlio.Document, spec: Spec, options: Options) -> Space:
                 f"--metric {options.metric}: expected SPLIT_METRIC such as val_loss or "
                 "val_accuracy (split train, val or test)"
             )
+        unknown = unknown_metric(options.metric)
+        if unknown is not None:
+            raise NncliError(f"--metric {options.metric}: {unknown}")
         metric, metric_where = options.metric, f"--metric {options.metric}"
     seed = options.seed if options.seed is not None else section.seed
     return Space(method, tuple(params), n_trials, seed, metric, metric_where)
