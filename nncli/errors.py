@@ -12,6 +12,12 @@ EXIT_TERMINATED = 143
 EXIT_DIVERGED = 3
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, or its type's name when it says nothing."""
+    message = str(exc).strip()
+    return message.splitlines()[0] if message else type(exc).__name__
+
+
 class NncliError(Exception):
     """A mistake in the user's input: the CLI prints the message and exits with 2."""
 

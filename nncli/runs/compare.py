@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from nncli.errors import NncliError
+from nncli.errors import NncliError, first_line
 from nncli.runs.folder import (
     CONFIG,
     METRICS,
@@ -146,7 +146,7 @@ def read_run(path: Path) -> RunData:
     try:
         info = json.loads((path / RUN_JSON).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise NncliError(f"{RUN_JSON}: {_first_line(exc)}") from None
+        raise NncliError(f"{RUN_JSON}: {first_line(exc)}") from None
     if not isinstance(info, dict):
         raise NncliError(f"{RUN_JSON} does not hold an object")
     try:
@@ -154,7 +154,7 @@ def read_run(path: Path) -> RunData:
     except FileNotFoundError:
         raise NncliError(f"{CONFIG} is missing") from None
     except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise NncliError(f"{CONFIG}: {_first_line(exc)}") from None
+        raise NncliError(f"{CONFIG}: {first_line(exc)}") from None
     if not isinstance(config, dict):
         raise NncliError(f"{CONFIG} does not hold a mapping")
     config = _plain(config, [_MAX_CONFIG_VALUES])
@@ -198,7 +198,7 @@ def _read_metrics(file: Path, running: bool = False) -> tuple[list[str], list[di
     except FileNotFoundError:
         return [], []  # the run ended (or is) before its first epoch
     except (OSError, ValueError) as exc:
-        raise NncliError(f"{METRICS}: {_first_line(exc)}") from None
+        raise NncliError(f"{METRICS}: {first_line(exc)}") from None
     if running:
         text = text[: text.rfind("\n") + 1]
     if not text:
@@ -623,11 +623,6 @@ def _timestamp(started: Any) -> float:
 def _metric(column: str) -> str:
     """`test_accuracy` -> `accuracy` (columns are `<split>_<metric>`)."""
     return column.split("_", 1)[-1]
-
-
-def _first_line(exc: BaseException) -> str:
-    message = str(exc).strip()
-    return message.splitlines()[0] if message else type(exc).__name__
 
 
 def _count(n: int, noun: str) -> str:

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
-from nncli.errors import NncliError
+from nncli.errors import NncliError, first_line
 
 CONFIG = "config.yaml"
 SPEC = "spec.yaml"
@@ -79,10 +79,7 @@ _WRITE_FIXES = {
 def write_failed(path: Path, exc: BaseException) -> WriteError:
     """The WriteError for `exc` (an OSError, or torch.save's RuntimeError) writing `path`."""
     code = exc.errno if isinstance(exc, OSError) else None
-    if isinstance(exc, OSError) and exc.strerror:
-        reason = exc.strerror
-    else:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
     fix = _WRITE_FIXES.get(code or 0, "is the disk full or the folder not writable?")
     return WriteError(f"cannot write {path}: {reason} ({fix})")
 
