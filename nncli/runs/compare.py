@@ -25,6 +25,7 @@ from nncli.runs.folder import (
     direction,
     is_run,
     json_safe,
+    metric_name,
     new_folder,
 )
 from nncli.tables import Format, render
@@ -337,11 +338,11 @@ def _choose_metrics(everything: list[str], wanted: Sequence[str] | None) -> list
         return everything
     chosen: list[str] = []
     for name in wanted:
-        matches = [c for c in everything if c == name or _metric(c) == name]
+        matches = [c for c in everything if c == name or metric_name(c) == name]
         if not matches:
             raise NncliError(
                 f"no run has a metric {name!r}; choose from "
-                + ", ".join([*dict.fromkeys(_metric(c) for c in everything), *everything])
+                + ", ".join([*dict.fromkeys(metric_name(c) for c in everything), *everything])
             )
         chosen += matches
     # in metrics.csv order, each once
@@ -462,7 +463,7 @@ def plot_overlays(comparison: Comparison, folder: Path) -> list[Path]:
     few = len(runs) <= LEGEND_RUNS
     by_metric: dict[str, list[str]] = {}
     for column in comparison.metric_columns:
-        by_metric.setdefault(_metric(column), []).append(column)
+        by_metric.setdefault(metric_name(column), []).append(column)
 
     written: list[Path] = []
     for metric, columns in by_metric.items():
@@ -618,11 +619,6 @@ def _timestamp(started: Any) -> float:
 
 
 # small helpers
-
-
-def _metric(column: str) -> str:
-    """`test_accuracy` -> `accuracy` (columns are `<split>_<metric>`)."""
-    return column.split("_", 1)[-1]
 
 
 def _count(n: int, noun: str) -> str:

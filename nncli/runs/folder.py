@@ -50,10 +50,14 @@ def now() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
+def metric_name(column: str) -> str:
+    """`test_accuracy` -> `accuracy` (metrics.csv columns are `<split>_<metric>`)."""
+    return column.split("_", 1)[-1]
+
+
 def direction(column: str) -> str:
     """'min' or 'max': which way a metrics.csv column improves (`val_loss` -> min)."""
-    metric = column.split("_", 1)[-1]
-    return "min" if metric in LOWER_IS_BETTER else "max"
+    return "min" if metric_name(column) in LOWER_IS_BETTER else "max"
 
 
 def columns(splits: list[str], metrics: list[str]) -> list[str]:
