@@ -112,17 +112,18 @@ def _launch(nproc: int) -> None:
     import tempfile
 
     from nncli.engine import distributed
-    from nncli.runs import folder as runs
+    from nncli.runs.folder import Run
+    from nncli.runs.record import is_run, read_info
 
     args = _without_nproc(sys.argv[1:])
     with tempfile.TemporaryDirectory() as tmp:
         record = Path(tmp) / "run"
         code = distributed.launch(nproc, args, str(record))
         folder = Path(record.read_text()) if record.is_file() else None
-    if code != 0 and folder is not None and runs.is_run(folder):
-        info = runs.read_info(folder)
+    if code != 0 and folder is not None and is_run(folder):
+        info = read_info(folder)
         if info.get("status") in ("running", "interrupted"):
-            run = runs.Run(folder, info)
+            run = Run(folder, info)
             run.finish(
                 "failed",
                 error=f"a process of the job failed (exit code {code}); see its error above",

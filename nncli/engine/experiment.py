@@ -47,22 +47,22 @@ from nncli.errors import (
     RunInterrupted,
 )
 from nncli.figures import plots
-from nncli.runs.folder import (
+from nncli.runs.files import (
     BEST,
     CHECKPOINTS,
     CONFIG,
     LAST,
     PLOTS,
     RUN_JSON,
-    Run,
     WriteError,
     as_write_error,
-    locked,
     now,
-    read_info,
     remove_temporaries,
     write_atomic,
 )
+from nncli.runs.folder import Run
+from nncli.runs.lock import locked
+from nncli.runs.record import read_info
 
 SMOKE_BATCHES = 2
 

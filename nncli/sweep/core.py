@@ -47,19 +47,10 @@ from nncli.errors import (
     SpecError,
 )
 from nncli.runs.compare import BEST, BEST_EPOCH, Comparison, compare
-from nncli.runs.folder import (
-    CONFIG,
-    RUN_JSON,
-    direction,
-    is_locked,
-    is_run,
-    json_safe,
-    locked,
-    new_folder,
-    now,
-    process_alive,
-    write_atomic,
-)
+from nncli.runs.files import CONFIG, RUN_JSON, json_safe, now, write_atomic
+from nncli.runs.folder import direction, new_folder
+from nncli.runs.lock import is_locked, locked, process_alive
+from nncli.runs.record import is_run
 from nncli.tables import Format, render
 
 SWEEPS = "sweeps"  # default parent of sweep folders, beside runs/

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from nncli.errors import NncliError
-from nncli.runs.folder import BEST, CHECKPOINTS, CONFIG, LAST, read_info
+from nncli.runs.files import BEST, CHECKPOINTS, CONFIG, LAST
+from nncli.runs.record import read_info
 
 FORMATS = ("state_dict", "exported", "torchscript", "onnx")
 ONNX_INLINE_BYTES = 1_500_000_000  # larger weights go to model.onnx.data (protobuf's 2 GB cap)

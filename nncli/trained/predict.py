@@ -22,7 +22,8 @@ from nncli.engine.task import Task, infer_task
 from nncli.engine.train import EVAL_BATCH, evaluate
 from nncli.errors import NncliError
 from nncli.losses import losses
-from nncli.runs.folder import BEST, CHECKPOINTS, CONFIG, LAST, PREPROCESSING, read_info
+from nncli.runs.files import BEST, CHECKPOINTS, CONFIG, LAST, PREPROCESSING
+from nncli.runs.record import read_info
 
 if TYPE_CHECKING:
     import pandas as pd

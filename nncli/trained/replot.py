@@ -13,7 +13,8 @@ from nncli.engine.meter import Meter
 from nncli.engine.state import load_checkpoint
 from nncli.engine.train import FitResult, evaluate, prepare
 from nncli.errors import NncliError
-from nncli.runs.folder import CHECKPOINTS, CONFIG, LAST, PLOTS, read_info, read_metrics
+from nncli.runs.files import CHECKPOINTS, CONFIG, LAST, PLOTS
+from nncli.runs.record import read_info, read_metrics
 
 
 def replot(run: Path, out: Path | None = None) -> list[Path]:

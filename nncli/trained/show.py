@@ -10,7 +10,8 @@ from typing import Any
 from nncli.config import yamlio
 from nncli.engine.state import load_checkpoint
 from nncli.errors import NncliError
-from nncli.runs.folder import BEST, CHECKPOINTS, CONFIG, LAST, read_info
+from nncli.runs.files import BEST, CHECKPOINTS, CONFIG, LAST
+from nncli.runs.record import read_info
 from nncli.tables import Format, render
 
 
