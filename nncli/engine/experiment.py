@@ -62,7 +62,7 @@ from nncli.runs.files import (
 )
 from nncli.runs.folder import Run
 from nncli.runs.lock import locked
-from nncli.runs.record import read_info
+from nncli.runs.record import flatten, read_info
 
 SMOKE_BATCHES = 2
 
@@ -318,20 +318,6 @@ def config_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[
     old, new = flatten(before), flatten(after)
     keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if k != "train.epochs"]
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": [1]}} -> {"a.b.0": 1}: dotted keys as `--set` takes them."""
-    if isinstance(value, Mapping):
-        items: list[tuple[str, Any]] = [(str(k), v) for k, v in value.items()]
-    elif isinstance(value, list):
-        items = [(str(i), v) for i, v in enumerate(value)]
-    else:
-        return {prefix: value}
-    out: dict[str, Any] = {}
-    for key, item in items:
-        out.update(flatten(item, f"{prefix}.{key}" if prefix else key))
-    return out
 
 
 def _execute(

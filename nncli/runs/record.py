@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,11 +202,12 @@ def _read_metrics(file: Path, running: bool = False) -> tuple[list[str], list[di
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """`{'optimizer': {'lr': 0.01}}` -> `{'optimizer.lr': 0.01}`; list items by index.
+    """`{'optimizer': {'lr': 0.01}}` -> `{'optimizer.lr': 0.01}`: dotted keys as `--set`
+    takes them, list items by index (for compare's columns and resume's edited-config check).
 
     A list of plain values (`betas: [0.9, 0.999]`, `metrics: [accuracy]`) stays one value.
     """
-    if isinstance(value, dict) and value:
+    if isinstance(value, Mapping) and value:
         items: Iterable[tuple[Any, Any]] = value.items()
     elif isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
         items = enumerate(value)
