@@ -15,7 +15,7 @@ from nncli.errors import NncliError
 from nncli.figures.overlays import plot_overlays
 from nncli.runs.files import json_safe
 from nncli.runs.folder import direction, metric_name, new_folder
-from nncli.runs.record import RunData, find_runs, read_run
+from nncli.runs.rundata import RunData, find_runs, read_run
 from nncli.tables import Format, render
 
 BASE_COLUMNS = ("run", "status", "epochs", "params", "duration_s")

@@ -38,6 +38,7 @@ from nncli.runs.files import (
     write_atomic,
     write_failed,
 )
+from nncli.runs.record import read_info
 
 STATUSES = ("running", "completed", "failed", "interrupted", "diverged")
 LOWER_IS_BETTER = ("loss", "mae", "rmse")
@@ -94,8 +95,6 @@ class Run:
     @classmethod
     def open(cls, path: Path) -> Run:
         """An existing run folder, to be continued by this process."""
-        from nncli.runs.record import read_info  # record imports this module
-
         return cls(path, read_info(path))
 
     def write_info(self, **updates: Any) -> None:
