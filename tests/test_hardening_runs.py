@@ -499,3 +499,38 @@ def test_brackets_in_run_json_are_shown_not_read_as_markup(
     result = runner.invoke(app, ["runs", str(folder.parent)])
     assert result.exit_code == 0, result.output
     assert "[/x]" in result.stdout
+
+
+def test_a_damaged_run_json_is_one_clear_error_and_is_not_rewritten(
+    runner: CliRunner, checkpoint: Path
+) -> None:
+    folder = checkpoint.parent.parent
+    for text, message in {
+        json.dumps({**info(folder), "status": "interrupted", "epochs_done": "many"}): (
+            'run.json: epochs_done should be a whole number, not "many" '
+            "(edited by hand? fix or delete it)"
+        ),
+        json.dumps({**info(folder), "started_at": "yesterday", "n_params": 1.5}): (
+            "run.json: started_at should be a time with its UTC offset (ISO 8601), not "
+            '"yesterday"; n_params should be a whole number, not 1.5 (edited by hand? '
+            "fix or delete them)"
+        ),
+        "[1, 2]": "run.json: holds a list, not an object",
+        '{"status": ': "run.json: not JSON (Expecting value: line 1 column 12 (char 11))",
+    }.items():
+        (folder / "run.json").write_text(text)
+        for command in ("show", "resume", "export"):
+            result = runner.invoke(app, [command, str(folder)])
+            assert result.exit_code == 2, result.output
+            assert result.stderr == f"error {folder}/{message}\n", command
+        assert (folder / "run.json").read_text() == text  # never rewritten
+        listed = runner.invoke(app, ["runs", str(folder.parent), "--format", "json"])
+        assert listed.exit_code == 0, listed.output
+
+
+def test_a_run_json_without_a_start_still_finishes(tmp_path: Path) -> None:
+    run = Run.create(tmp_path, "x", "x: 1\n", "x: 1\n", {})
+    del run.info["started_at"]
+    run.finish("failed")
+    assert info(run.path)["status"] == "failed"
+    assert info(run.path)["duration_s"] is None

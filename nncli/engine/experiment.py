@@ -62,7 +62,7 @@ from nncli.runs.files import (
 )
 from nncli.runs.folder import Run
 from nncli.runs.lock import locked
-from nncli.runs.record import flatten, read_info
+from nncli.runs.record import RunInfo, flatten, read_run
 
 SMOKE_BATCHES = 2
 
@@ -251,9 +251,7 @@ def resume_experiment(
     torch.distributed every rank resumes from the same checkpoint; rank 0 alone checks
     and writes.
     """
-    info = read_info(folder)
-    done = int(info.get("epochs_done", 0))
-    target = epochs or int(info.get("epochs", 0))
+    target = epochs or read_run(folder).epochs or 0
     overrides = [f"train.epochs={target}"] if epochs is not None else []
     spec = load_spec(folder / CONFIG, overrides)
     last = folder / CHECKPOINTS / LAST
@@ -267,7 +265,8 @@ def resume_experiment(
     shared = False
     try:
         with locked(folder):
-            _check_resumable(folder, info, epochs, target, done)
+            info = read_run(folder)  # read under the lock: as no other resume leaves it
+            _check_resumable(folder, info, epochs, target)
             state = load_checkpoint(last) if last.is_file() else None
             if state is not None:
                 edited = config_changes(state["config"], resolved(spec))
@@ -280,12 +279,12 @@ def resume_experiment(
             p = prepare(spec)
             distributed.share(str(folder))
             shared = True
-            run = Run.open(folder)
+            run = Run.open(info)
             remove_temporaries(folder)
             if epochs is not None:
                 write_atomic(folder / CONFIG, yamlio.dump(resolved(spec)))
             start = int(state["epoch"]) if state is not None else 0
-            resumed = [*run.info.get("resumed", []), {"at": now(), "after_epoch": start}]
+            resumed = [*(info.resumed or []), {"at": now(), "after_epoch": start}]
             run.write_info(status="running", epochs=target, resumed=resumed, error=None)
             result = _execute(run, p, reporter, resume=state)
     except BaseException:
@@ -295,10 +294,8 @@ def resume_experiment(
     return run, result
 
 
-def _check_resumable(
-    folder: Path, info: Mapping[str, Any], epochs: int | None, target: int, done: int
-) -> None:
-    status = info.get("status")
+def _check_resumable(folder: Path, info: RunInfo, epochs: int | None, target: int) -> None:
+    status, done = info.status, info.epochs_done or 0
     if status == "completed" and (epochs is None or target <= done):
         raise NncliError(
             f"{folder} is completed ({done} epochs); to train it further give "

@@ -15,10 +15,11 @@ from nncli.errors import NncliError
 from nncli.figures.overlays import plot_overlays
 from nncli.runs.files import json_safe
 from nncli.runs.folder import direction, metric_name, new_folder
-from nncli.runs.rundata import RunData, find_runs, read_run
+from nncli.runs.rundata import RunData, find_runs
 from nncli.tables import Format, render
 
 BASE_COLUMNS = ("run", "status", "epochs", "params", "duration_s")
+SORTABLE = ("epochs", "params", "duration_s")  # base columns --sort takes
 BEST = " best"  # `test_accuracy best`: the best value over the epochs
 BEST_EPOCH = " best epoch"  # `test_accuracy best epoch`: the first epoch that reached it
 HELD_OUT = ("val", "test")
@@ -94,7 +95,7 @@ def compare(
     unreadable: list[str] = []
     for path in found:
         try:
-            runs.append(read_run(path))
+            runs.append(RunData.read(path))
         except NncliError as exc:
             unreadable.append(f"{path} ({exc})")
     warnings = []
@@ -115,7 +116,7 @@ def compare(
     everything = list(dict.fromkeys(c for run in runs for c in run.columns))
     shown = _choose_metrics(everything, metrics)
     if sort is None and top is not None and everything:
-        monitor = runs[0].info.get("monitor")
+        monitor = runs[0].info.monitor
         sort = monitor if monitor in everything else everything[0]
     if sort is not None:
         runs = _sorted(runs, sort, everything)
@@ -125,13 +126,7 @@ def compare(
     same, differing = _split_config(runs)
     rows = []
     for run in runs:
-        row: dict[str, Any] = {
-            "run": run.name,
-            "status": run.status,
-            "epochs": run.info.get("epochs_done"),
-            "params": run.info.get("n_params"),
-            "duration_s": run.info.get("duration_s"),
-        }
+        row = run.base()
         row.update({k: run.config.get(k) for k in differing})
         for column in shown:
             best = run.best(column)
@@ -181,11 +176,10 @@ def _sorted(runs: list[RunData], key: str, everything: list[str]) -> list[RunDat
 
         return sorted(runs, key=metric_key)
 
-    base = {"epochs": "epochs_done", "params": "n_params", "duration_s": "duration_s"}
-    if key in base or any(key in run.config for run in runs):
+    if key in SORTABLE or any(key in run.config for run in runs):
 
         def value_key(run: RunData) -> tuple[int, int, Any]:
-            value = run.info.get(base[key]) if key in base else run.config.get(key)
+            value = run.base()[key] if key in SORTABLE else run.config.get(key)
             if isinstance(value, int | float) and not isinstance(value, bool):
                 return (0, 0, value) if math.isfinite(value) else (1, 0, 0)
             return (1, 0, 0) if value is None else (0, 1, text(value))

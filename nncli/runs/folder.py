@@ -11,6 +11,7 @@ run.json is replaced atomically; a metrics.csv row is flushed when its epoch end
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import io
 import json
@@ -38,7 +39,7 @@ from nncli.runs.files import (
     write_atomic,
     write_failed,
 )
-from nncli.runs.record import read_info
+from nncli.runs.record import RunInfo
 
 STATUSES = ("running", "completed", "failed", "interrupted", "diverged")
 LOWER_IS_BETTER = ("loss", "mae", "rmse")
@@ -93,9 +94,10 @@ class Run:
         return run
 
     @classmethod
-    def open(cls, path: Path) -> Run:
-        """An existing run folder, to be continued by this process."""
-        return cls(path, read_info(path))
+    def open(cls, info: RunInfo) -> Run:
+        """An existing run folder, to be continued by this process from its run.json as read
+        (and checked: a file that could not be read is never rewritten)."""
+        return cls(info.folder, copy.deepcopy(dict(info.data)))
 
     def write_info(self, **updates: Any) -> None:
         self.info.update(updates)
@@ -165,11 +167,12 @@ class Run:
                 self._metrics.close()
             self._metrics = None
         ended = datetime.now(timezone.utc).astimezone()
-        started = datetime.fromisoformat(self.info["started_at"])
+        started = self.info.get("started_at")  # missing only where run.json was edited
+        duration = (ended - datetime.fromisoformat(started)).total_seconds() if started else None
         self.write_info(
             status=status,
             ended_at=ended.isoformat(timespec="seconds"),
-            duration_s=round((ended - started).total_seconds(), 3),
+            duration_s=round(duration, 3) if duration is not None else None,
             **updates,
         )
 

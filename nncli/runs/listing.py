@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from nncli.errors import NncliError
-from nncli.runs.files import RUN_JSON
 from nncli.runs.folder import STATUSES
-from nncli.runs.record import is_run
+from nncli.runs.record import RunInfo, is_run, read_run
 
 RUNS_COLUMNS = ("run", "status", "started", "epochs", "duration_s", "monitor", "best", "best epoch")
 UNREADABLE = "unreadable"
@@ -28,45 +26,33 @@ def list_runs(folder: Path, statuses: Sequence[str] | None = None) -> list[dict[
     entries = [folder] if is_run(folder) else [p for p in folder.iterdir() if is_run(p)]
     rows: list[tuple[float, str, dict[str, Any]]] = []
     for path in entries:
-        try:
-            info = json.loads((path / RUN_JSON).read_text(encoding="utf-8"))
-            if not isinstance(info, dict):
-                raise ValueError("not an object")
-        except (OSError, ValueError):
-            info = {"status": UNREADABLE}
-        status = str(info.get("status", "unknown"))
+        try:  # lenient: a field edited to the wrong type shows blank
+            info = read_run(path, strict=False)
+        except NncliError:
+            info = RunInfo(path, {}, status=UNREADABLE)
+        status = info.status or "unknown"
         if wanted and status not in wanted:
             continue
-        # run.json may be edited or damaged by hand: every field is checked before use
-        monitor = info.get("monitor")
-        monitor = monitor if isinstance(monitor, str) else None
-        bests = info.get("best")
-        best = bests.get(monitor) if monitor and isinstance(bests, dict) else None
-        best = best if isinstance(best, dict) else {}
-        final = info.get("final")
-        final = final if isinstance(final, dict) else {}
+        best = (info.best or {}).get(info.monitor) if info.monitor else None
         # run.json keeps a NaN loss as null
         diverged = status != "diverged" and any(
-            k.endswith("_loss") and v is None for k, v in final.items()
+            k.endswith("_loss") and v is None for k, v in (info.final or {}).items()
         )
         row = {
             "run": path.name,
             "status": f"{status} (diverged)" if diverged else status,
-            "started": _scalar(info.get("started_at")),
-            "epochs": _scalar(info.get("epochs_done")),
-            "duration_s": _scalar(info.get("duration_s")),
-            "monitor": monitor,
-            "best": _scalar(best.get("value")),
-            "best epoch": _scalar(best.get("epoch")),
+            "started": info.started_at,
+            "epochs": info.epochs_done,
+            "duration_s": info.duration_s,
+            "monitor": info.monitor,
+            "best": best.value if best else None,
+            "best epoch": best.epoch if best else None,
         }
-        rows.append((_timestamp(info.get("started_at")), path.name, row))
+        started = datetime.fromisoformat(info.started_at) if info.started_at else None
+        # unknown start: oldest
+        rows.append((started.timestamp() if started else 0.0, path.name, row))
     rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
     return [r[2] for r in rows]
-
-
-def _scalar(value: Any) -> Any:
-    """A run.json value for a table cell: a plain value as it is, anything else as text."""
-    return value if value is None or isinstance(value, str | int | float) else str(value)
 
 
 def _statuses(statuses: Sequence[str] | None) -> set[str]:
@@ -77,10 +63,3 @@ def _statuses(statuses: Sequence[str] | None) -> set[str]:
     if unknown:
         raise NncliError(f"unknown status {', '.join(unknown)}; choose from {', '.join(known)}")
     return wanted
-
-
-def _timestamp(started: Any) -> float:
-    try:
-        return datetime.fromisoformat(str(started)).timestamp()
-    except ValueError:
-        return 0.0  # unknown start: oldest

@@ -3,7 +3,6 @@ checked, and the run folders found under the paths given."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ import yaml
 from nncli.errors import NncliError, first_line
 from nncli.runs.files import CONFIG, METRICS, RUN_JSON
 from nncli.runs.folder import NOT_METRICS, direction
-from nncli.runs.record import flatten, is_run
+from nncli.runs.record import RunInfo, UnreadableRun, flatten, is_run, read_run
 
 # The C loader reads our own resolved configs ~8x faster (500: 0.08 s, not 0.66 s); we need
 # no line numbers for files nncli wrote itself.
@@ -27,14 +26,53 @@ class RunData:
     """What compare needs of one run folder, read and checked."""
 
     path: Path
-    info: dict[str, Any]
+    info: RunInfo  # read leniently: a field of the wrong type reads as missing
     config: dict[str, Any]  # flattened: `optimizer.lr` -> 0.01
     rows: list[dict[str, float]]  # metrics.csv, one dict per epoch
     columns: list[str]  # metric columns of metrics.csv, in file order
 
+    @classmethod
+    def read(cls, path: Path) -> RunData:
+        """A run folder's three files, checked; NncliError naming the file that is unreadable
+        (relative to the run: compare names the run beside it)."""
+        try:
+            info = read_run(path, strict=False)
+        except UnreadableRun as exc:
+            raise NncliError(exc.what) from None
+        try:
+            config = yaml.load((path / CONFIG).read_text(encoding="utf-8"), Loader=_LOADER)
+        except FileNotFoundError:
+            raise NncliError(f"{CONFIG} is missing") from None
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            raise NncliError(f"{CONFIG}: {first_line(exc)}") from None
+        if not isinstance(config, dict):
+            raise NncliError(f"{CONFIG} does not hold a mapping")
+        config = _plain(config, [_MAX_CONFIG_VALUES])
+        running = info.status == "running"
+        header, rows = _read_metrics(path / METRICS, running)
+        done = info.epochs_done or 0
+        # run.json is rewritten after each row reaches metrics.csv, so fewer rows means lost
+        # data; except while a resumed run trains again the epochs after its checkpoint
+        if len(rows) < done and not running:
+            raise NncliError(
+                f"{METRICS} has {len(rows)} rows but {RUN_JSON} says {done} epochs done"
+            )
+        columns = [c for c in header if c not in NOT_METRICS]
+        return cls(path, info, flatten(config), rows, columns)
+
     @property
     def name(self) -> str:
         return self.path.name
+
+    def base(self) -> dict[str, Any]:
+        """The first columns of its row in the comparison (compare.BASE_COLUMNS)."""
+        return {
+            "run": self.name,
+            "status": self.status,
+            "epochs": self.info.epochs_done,
+            "params": self.info.n_params,
+            "duration_s": self.info.duration_s,
+        }
 
     def best(self, column: str) -> tuple[float, int] | None:
         """(value, epoch) of the best finite value of `column`; ties keep the first epoch."""
@@ -54,7 +92,7 @@ class RunData:
 
     @property
     def status(self) -> str:
-        status = str(self.info.get("status", "unknown"))
+        status = self.info.status or "unknown"
         last = self.rows[-1] if self.rows else {}
         losses = [v for k, v in last.items() if k.endswith("_loss")]
         nan = any(not math.isfinite(v) for v in losses)
@@ -78,34 +116,6 @@ def find_runs(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
         for run in inside:
             found.setdefault(run.resolve(), run)
     return list(found.values()), skipped
-
-
-def read_run(path: Path) -> RunData:
-    """A run folder's three files, checked; NncliError naming the file that is unreadable."""
-    try:
-        info = json.loads((path / RUN_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise NncliError(f"{RUN_JSON}: {first_line(exc)}") from None
-    if not isinstance(info, dict):
-        raise NncliError(f"{RUN_JSON} does not hold an object")
-    try:
-        config = yaml.load((path / CONFIG).read_text(encoding="utf-8"), Loader=_LOADER)
-    except FileNotFoundError:
-        raise NncliError(f"{CONFIG} is missing") from None
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise NncliError(f"{CONFIG}: {first_line(exc)}") from None
-    if not isinstance(config, dict):
-        raise NncliError(f"{CONFIG} does not hold a mapping")
-    config = _plain(config, [_MAX_CONFIG_VALUES])
-    running = info.get("status") == "running"
-    header, rows = _read_metrics(path / METRICS, running)
-    done = info.get("epochs_done") or 0
-    # run.json is rewritten after each row reaches metrics.csv, so fewer rows means lost data;
-    # except while a resumed run trains again the epochs after its checkpoint
-    if isinstance(done, int) and len(rows) < done and not running:
-        raise NncliError(f"{METRICS} has {len(rows)} rows but {RUN_JSON} says {done} epochs done")
-    columns = [c for c in header if c not in NOT_METRICS]
-    return RunData(path, info, flatten(config), rows, columns)
 
 
 _MAX_CONFIG_VALUES = 100_000  # a resolved config holds hundreds; aliases could make billions
