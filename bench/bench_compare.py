@@ -17,7 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from nncli.runs.folder import CONFIG, METRICS, RUN_JSON, columns, compare
+from nncli.runs.files import CONFIG, METRICS, RUN_JSON
+from nncli.runs.folder import columns, compare
 
 CONFIG_TEMPLATE = """\
 name: circles

@@ -13,8 +13,9 @@ EXIT_DIVERGED = 3
 
 
 def first_line(exc: BaseException) -> str:
-    """An exception's message, its first line only (its type's name where it has none)."""
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    """The first line of an exception's message, or its type's name when it says nothing."""
+    message = str(exc).strip()
+    return message.splitlines()[0] if message else type(exc).__name__
 
 
 class NncliError(Exception):

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from nncli.cli.app import app
 from nncli.config.spec import load_spec, resolved
 from nncli.runs import folder as runs
+from nncli.runs import record
 
 
 def train(runner: CliRunner, *args: str) -> tuple[int, str, str]:
@@ -152,7 +153,7 @@ def test_smoke_profile(runner: CliRunner, tmp_path: Path) -> None:
     assert info["smoke"] is True
     assert info["device"] == "cpu"
     assert info["epochs"] == 1
-    assert len(runs.read_metrics(folder)) == 1
+    assert len(record.read_metrics(folder)) == 1
     assert (folder / "plots" / "decision_boundary.png").is_file()
 
 
@@ -307,7 +308,7 @@ def test_internal_failure_marks_run_failed(
     assert info["error"] == "RuntimeError: plotting exploded"
     assert info["epochs_done"] == 3  # what was written is kept
     assert "Traceback" in (folder / "log.txt").read_text()
-    assert len(runs.read_metrics(folder)) == 3
+    assert len(record.read_metrics(folder)) == 3
 
 
 def test_ctrl_c_marks_run_interrupted_and_keeps_epochs(
@@ -333,7 +334,7 @@ def test_ctrl_c_marks_run_interrupted_and_keeps_epochs(
     assert "interrupted" in stderr
     (folder,) = (tmp_path / "runs").iterdir()
     assert json.loads((folder / "run.json").read_text())["status"] == "interrupted"
-    assert [r["epoch"] for r in runs.read_metrics(folder)] == [1.0, 2.0]
+    assert [r["epoch"] for r in record.read_metrics(folder)] == [1.0, 2.0]
     assert torch.load(folder / "checkpoints/last.pt", weights_only=True)["epoch"] == 2
 
 

@@ -14,8 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from nncli.cli.app import app
-from nncli.runs import compare
-from nncli.runs.folder import METRICS, RUN_JSON, direction
+from nncli.runs import compare, record
+from nncli.runs.files import METRICS, RUN_JSON
+from nncli.runs.folder import direction
 
 CIRCLES = Path(__file__).resolve().parent.parent / "experiments" / "circles.yaml"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -343,7 +344,7 @@ def test_flatten_and_text() -> None:
         "model": {"layers": [{"type": "dense", "units": 8}, {"type": "gelu"}]},
         "metrics": ["accuracy"],
     }
-    assert compare.flatten(config) == {
+    assert record.flatten(config) == {
         "optimizer.lr": 0.01,
         "optimizer.betas": [0.9, 0.999],
         "model.layers.0.type": "dense",

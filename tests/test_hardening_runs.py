@@ -26,16 +26,11 @@ from typer.testing import CliRunner
 from nncli.cli.app import app
 from nncli.engine.state import verify_checkpoint
 from nncli.errors import NncliError
-from nncli.runs import compare
+from nncli.runs import compare, listing, record
 from nncli.runs import folder as runs
-from nncli.runs.folder import (
-    LOCK,
-    STATUSES,
-    Run,
-    WriteError,
-    is_locked,
-    locked,
-)
+from nncli.runs.files import WriteError
+from nncli.runs.folder import STATUSES, Run
+from nncli.runs.lock import LOCK, is_locked, locked
 
 # circles as in the issue: small enough that eight processes train it on two cores
 QUICK = TINY.replace("epochs: 3", "epochs: 2")
@@ -100,7 +95,7 @@ def test_eight_trains_started_at_once_make_eight_complete_folders(
         done = info(folder)
         assert done["status"] == "completed"
         assert done["epochs_done"] == 2
-        assert len(runs.read_metrics(folder)) == 2
+        assert len(record.read_metrics(folder)) == 2
         assert files(folder) == expected  # no lock, no temporary, nothing missing
         assert torch.load(folder / "checkpoints/last.pt", weights_only=True)["epoch"] == 2
         verify_checkpoint(folder / "checkpoints/last.pt")
@@ -161,12 +156,12 @@ def test_compare_and_runs_never_fail_while_runs_are_written(tmp_path: Path) -> N
                 result = compare.compare([root])
             except NncliError as exc:  # only before the first run.json exists
                 assert "no usable run to compare" in str(exc)
-                assert not any(runs.is_run(p) for p in root.iterdir())
+                assert not any(record.is_run(p) for p in root.iterdir())
             else:
                 compared += 1
                 assert result.warnings == []  # no running run reads as unreadable
                 json.loads(result.json())
-            rows = compare.list_runs(root)
+            rows = listing.list_runs(root)
             assert all(row["status"] in STATUSES for row in rows)
             listed = runner.invoke(app, ["runs", str(root), "--format", "json"])
             assert listed.exit_code == 0, listed.output
@@ -344,7 +339,7 @@ def test_a_disk_full_at_a_checkpoint_keeps_the_previous_one(
     resumed = runner.invoke(app, ["resume", str(folder), "-q"])  # once there is room
     assert resumed.exit_code == 0, resumed.output
     assert info(folder)["status"] == "completed"
-    assert [r["epoch"] for r in runs.read_metrics(folder)] == [1.0, 2.0, 3.0]
+    assert [r["epoch"] for r in record.read_metrics(folder)] == [1.0, 2.0, 3.0]
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
@@ -504,3 +499,38 @@ def test_brackets_in_run_json_are_shown_not_read_as_markup(
     result = runner.invoke(app, ["runs", str(folder.parent)])
     assert result.exit_code == 0, result.output
     assert "[/x]" in result.stdout
+
+
+def test_a_damaged_run_json_is_one_clear_error_and_is_not_rewritten(
+    runner: CliRunner, checkpoint: Path
+) -> None:
+    folder = checkpoint.parent.parent
+    for text, message in {
+        json.dumps({**info(folder), "status": "interrupted", "epochs_done": "many"}): (
+            'run.json: epochs_done should be a whole number, not "many" '
+            "(edited by hand? fix or delete it)"
+        ),
+        json.dumps({**info(folder), "started_at": "yesterday", "n_params": 1.5}): (
+            "run.json: started_at should be a time with its UTC offset (ISO 8601), not "
+            '"yesterday"; n_params should be a whole number, not 1.5 (edited by hand? '
+            "fix or delete them)"
+        ),
+        "[1, 2]": "run.json: holds a list, not an object",
+        '{"status": ': "run.json: not JSON (Expecting value: line 1 column 12 (char 11))",
+    }.items():
+        (folder / "run.json").write_text(text)
+        for command in ("show", "resume", "export"):
+            result = runner.invoke(app, [command, str(folder)])
+            assert result.exit_code == 2, result.output
+            assert result.stderr == f"error {folder}/{message}\n", command
+        assert (folder / "run.json").read_text() == text  # never rewritten
+        listed = runner.invoke(app, ["runs", str(folder.parent), "--format", "json"])
+        assert listed.exit_code == 0, listed.output
+
+
+def test_a_run_json_without_a_start_still_finishes(tmp_path: Path) -> None:
+    run = Run.create(tmp_path, "x", "x: 1\n", "x: 1\n", {})
+    del run.info["started_at"]
+    run.finish("failed")
+    assert info(run.path)["status"] == "failed"
+    assert info(run.path)["duration_s"] is None

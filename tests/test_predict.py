@@ -19,7 +19,7 @@ from nncli import data as datamod
 from nncli.cli.app import app
 from nncli.config.spec import load_spec
 from nncli.engine.prepare import prepare
-from nncli.runs.folder import PREPROCESSING
+from nncli.runs.files import PREPROCESSING
 from nncli.trained.load import load_run
 
 runner = CliRunner()

@@ -19,7 +19,7 @@ from conftest import TINY, interrupted_run
 from typer.testing import CliRunner
 
 from nncli.cli.app import app
-from nncli.runs import folder as runs
+from nncli.runs.lock import LOCK
 
 # long enough epochs (225 batches) that a kill lands between epochs, not after the run
 SLOW = """\
@@ -111,7 +111,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(
     assert done["status"] == "completed"
     assert done["epochs_done"] == 7
     assert [r["after_epoch"] for r in done["resumed"]] in ([kill_after], [kill_after - 1])  # type: ignore[union-attr]
-    assert not (folder / runs.LOCK).exists()
+    assert not (folder / LOCK).exists()
 
 
 @pytest.mark.slow
@@ -195,7 +195,7 @@ def test_a_live_lock_refuses_and_a_stale_lock_is_taken_over(
     folder = interrupted_run(runner, tiny, tmp_path / "runs", monkeypatch, at=2)
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        (folder / runs.LOCK).write_text(f"{sleeper.pid}\n")
+        (folder / LOCK).write_text(f"{sleeper.pid}\n")
         refused = runner.invoke(app, ["resume", str(folder)])
         assert refused.exit_code == 2
         assert f"is in use by process {sleeper.pid}" in refused.stderr
@@ -204,7 +204,7 @@ def test_a_live_lock_refuses_and_a_stale_lock_is_taken_over(
         sleeper.wait()
     result = runner.invoke(app, ["resume", str(folder), "-q"])  # its process is gone now
     assert result.exit_code == 0, result.output
-    assert not (folder / runs.LOCK).exists()
+    assert not (folder / LOCK).exists()
 
 
 class _Payload:

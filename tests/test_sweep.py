@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 from nncli.cli.app import app
 from nncli.config import yamlio
 from nncli.errors import NncliError
-from nncli.runs.folder import read_metrics
+from nncli.runs.record import read_metrics
 from nncli.sweep.bayes import BayesSearch
 from nncli.sweep.plan import plan as make_plan
 from nncli.sweep.space import Options, value_text

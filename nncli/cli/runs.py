@@ -165,7 +165,7 @@ def runs(
     The headline is the monitored column (the first held-out split's loss, the one that
     picks checkpoints/best.pt) with its best value and epoch.
     """
-    from nncli.runs.compare import RUNS_COLUMNS, list_runs
+    from nncli.runs.listing import RUNS_COLUMNS, list_runs
 
     with user_errors():
         rows = list_runs(folder, status)

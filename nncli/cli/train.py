@@ -22,7 +22,7 @@ from nncli.cli.common import (
     user_errors,
     warn_lint,
 )
-from nncli.errors import EXIT_INTERNAL, RunInterrupted
+from nncli.errors import EXIT_INTERNAL, NncliError, RunInterrupted
 
 
 def train(
@@ -112,22 +112,25 @@ def _launch(nproc: int) -> None:
     import tempfile
 
     from nncli.engine import distributed
-    from nncli.runs import folder as runs
+    from nncli.runs.folder import Run
+    from nncli.runs.record import is_run, read_run
 
     args = _without_nproc(sys.argv[1:])
     with tempfile.TemporaryDirectory() as tmp:
         record = Path(tmp) / "run"
         code = distributed.launch(nproc, args, str(record))
         folder = Path(record.read_text()) if record.is_file() else None
-    if code != 0 and folder is not None and runs.is_run(folder):
-        info = runs.read_info(folder)
-        if info.get("status") in ("running", "interrupted"):
-            run = runs.Run(folder, info)
-            run.finish(
-                "failed",
-                error=f"a process of the job failed (exit code {code}); see its error above",
-            )
-            err.print(f"the run is marked failed: {folder}", soft_wrap=True)
+    if code != 0 and folder is not None and is_run(folder):
+        try:
+            info = read_run(folder)
+            if info.status in ("running", "interrupted"):
+                Run.open(info).finish(
+                    "failed",
+                    error=f"a process of the job failed (exit code {code}); see its error above",
+                )
+                err.print(f"the run is marked failed: {folder}", soft_wrap=True)
+        except NncliError as exc:  # the job's own exit code still says how it ended
+            err.print(f"the run could not be marked failed: {exc}", soft_wrap=True, markup=False)
     raise typer.Exit(code)
 
 

@@ -180,7 +180,7 @@ class Dataset:
 
     def save_preprocessing(self, run_folder: Path) -> None:
         """preprocessing.json in the run folder: what predict and eval apply to new rows."""
-        from nncli.runs.folder import PREPROCESSING
+        from nncli.runs.files import PREPROCESSING
 
         if self.preprocessing is not None:
             self.preprocessing.save(run_folder / PREPROCESSING)

@@ -46,21 +46,21 @@ from nncli.figures.predictions import (
 )
 from nncli.loggers.base import Logger, Loggers, loggers
 from nncli.loggers.run_folder import RunFolderLogger
-from nncli.runs.folder import (
+from nncli.runs.files import (
     CHECKPOINTS,
     CONFIG,
     LAST,
     PLOTS,
     RUN_JSON,
-    Run,
     WriteError,
     as_write_error,
-    locked,
     now,
-    read_info,
     remove_temporaries,
     write_atomic,
 )
+from nncli.runs.folder import Run
+from nncli.runs.lock import locked
+from nncli.runs.record import RunInfo, flatten, read_run
 
 SMOKE_BATCHES = 2
 
@@ -166,9 +166,7 @@ def resume_experiment(
     torch.distributed every rank resumes from the same checkpoint; rank 0 alone checks
     and writes.
     """
-    info = read_info(folder)
-    done = int(info.get("epochs_done", 0))
-    target = epochs or int(info.get("epochs", 0))
+    target = epochs or read_run(folder).epochs or 0
     overrides = [f"train.epochs={target}"] if epochs is not None else []
     spec = load_spec(folder / CONFIG, overrides)
     last = folder / CHECKPOINTS / LAST
@@ -182,7 +180,8 @@ def resume_experiment(
     shared = False
     try:
         with locked(folder):
-            _check_resumable(folder, info, epochs, target, done)
+            info = read_run(folder)  # read under the lock: as no other resume leaves it
+            _check_resumable(folder, info, epochs, target)
             state = load_checkpoint(last) if last.is_file() else None
             if state is not None:
                 edited = config_changes(state["config"], resolved(spec))
@@ -195,12 +194,12 @@ def resume_experiment(
             p = prepare(spec)
             distributed.share(str(folder))
             shared = True
-            run = Run.open(folder)
+            run = Run.open(info)
             remove_temporaries(folder)
             if epochs is not None:
                 write_atomic(folder / CONFIG, yamlio.dump(resolved(spec)))
             start = int(state["epoch"]) if state is not None else 0
-            resumed = [*run.info.get("resumed", []), {"at": now(), "after_epoch": start}]
+            resumed = [*(info.resumed or []), {"at": now(), "after_epoch": start}]
             run.write_info(status="running", epochs=target, resumed=resumed, error=None)
             result = _execute(run, p, console, resume=state)
     except BaseException:
@@ -210,10 +209,8 @@ def resume_experiment(
     return run, result
 
 
-def _check_resumable(
-    folder: Path, info: Mapping[str, Any], epochs: int | None, target: int, done: int
-) -> None:
-    status = info.get("status")
+def _check_resumable(folder: Path, info: RunInfo, epochs: int | None, target: int) -> None:
+    status, done = info.status, info.epochs_done or 0
     if status == "completed" and (epochs is None or target <= done):
         raise NncliError(
             f"{folder} is completed ({done} epochs); to train it further give "
@@ -233,20 +230,6 @@ def config_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[
     old, new = flatten(before), flatten(after)
     keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if k != "train.epochs"]
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """{"a": {"b": [1]}} -> {"a.b.0": 1}: dotted keys as `--set` takes them."""
-    if isinstance(value, Mapping):
-        items: list[tuple[str, Any]] = [(str(k), v) for k, v in value.items()]
-    elif isinstance(value, list):
-        items = [(str(i), v) for i, v in enumerate(value)]
-    else:
-        return {prefix: value}
-    out: dict[str, Any] = {}
-    for key, item in items:
-        out.update(flatten(item, f"{prefix}.{key}" if prefix else key))
-    return out
 
 
 def _execute(

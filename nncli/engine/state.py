@@ -16,7 +16,7 @@ import torch
 
 from nncli.config.spec import resolved
 from nncli.errors import NncliError
-from nncli.runs.folder import write_failed
+from nncli.runs.files import write_failed
 
 if TYPE_CHECKING:
     from nncli.engine.fit import Tracker

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 from nncli.engine.signals import deferred_signals
 from nncli.engine.state import save_atomic
 from nncli.loggers.base import Checkpoint, Logger
-from nncli.runs.folder import BEST, LAST, Run
+from nncli.runs.files import BEST, LAST
+from nncli.runs.folder import Run
 
 if TYPE_CHECKING:
     from nncli.engine.fit import FitResult

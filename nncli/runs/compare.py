@@ -1,88 +1,31 @@
-"""Run folders side by side: `compare` (differing config keys, final and best metrics, overlay
-figures) and `list_runs` (newest first); reads only run.json, config.yaml and metrics.csv."""
+"""Run folders side by side: `compare` lines up differing config keys and final and best
+metrics, and writes summary.csv and the overlay figures."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import math
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
-
-import yaml
+from typing import Any
 
 from nncli.errors import NncliError
-from nncli.runs.folder import (
-    CONFIG,
-    METRICS,
-    NOT_METRICS,
-    RUN_JSON,
-    STATUSES,
-    direction,
-    is_run,
-    json_safe,
-    new_folder,
-)
+from nncli.figures.overlays import plot_overlays
+from nncli.runs.files import json_safe
+from nncli.runs.folder import direction, metric_name, new_folder
+from nncli.runs.rundata import RunData, find_runs
 from nncli.tables import Format, render
 
 BASE_COLUMNS = ("run", "status", "epochs", "params", "duration_s")
-RUNS_COLUMNS = ("run", "status", "started", "epochs", "duration_s", "monitor", "best", "best epoch")
-UNREADABLE = "unreadable"
+SORTABLE = ("epochs", "params", "duration_s")  # base columns --sort takes
 BEST = " best"  # `test_accuracy best`: the best value over the epochs
 BEST_EPOCH = " best epoch"  # `test_accuracy best epoch`: the first epoch that reached it
 HELD_OUT = ("val", "test")
-LEGEND_RUNS = 12  # more run entries than this make a legend taller than the figure
-SMOOTH_RUNS = 50  # antialiased lines up to this many runs
 NAMED_IN_WARNING = 5
 SUMMARY = "summary.csv"
 COMPARISONS = "comparisons"
-
-# The C loader reads our own resolved configs ~8x faster (500: 0.08 s, not 0.66 s); we need
-# no line numbers for files nncli wrote itself.
-_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-
-@dataclass
-class RunData:
-    """What compare needs of one run folder, read and checked."""
-
-    path: Path
-    info: dict[str, Any]
-    config: dict[str, Any]  # flattened: `optimizer.lr` -> 0.01
-    rows: list[dict[str, float]]  # metrics.csv, one dict per epoch
-    columns: list[str]  # metric columns of metrics.csv, in file order
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    def best(self, column: str) -> tuple[float, int] | None:
-        """(value, epoch) of the best finite value of `column`; ties keep the first epoch."""
-        lower = direction(column) == "min"
-        found: tuple[float, int] | None = None
-        for row in self.rows:
-            value = row.get(column, math.nan)
-            if not math.isfinite(value):
-                continue
-            if found is None or (value < found[0] if lower else value > found[0]):
-                found = (value, int(row["epoch"]))
-        return found
-
-    def final(self, column: str) -> float | None:
-        value = self.rows[-1].get(column) if self.rows else None
-        return value if value is not None and math.isfinite(value) else None
-
-    @property
-    def status(self) -> str:
-        status = str(self.info.get("status", "unknown"))
-        last = self.rows[-1] if self.rows else {}
-        losses = [v for k, v in last.items() if k.endswith("_loss")]
-        nan = any(not math.isfinite(v) for v in losses)
-        return f"{status} (diverged)" if nan and status != "diverged" else status
 
 
 @dataclass
@@ -119,130 +62,6 @@ class Comparison:
         return json.dumps({"same": json_safe(self.same), "runs": runs}, indent=2)
 
 
-# reading
-
-
-def find_runs(paths: Iterable[Path]) -> tuple[list[Path], list[Path]]:
-    """(run folders, skipped paths): each path is a run folder or a folder of run folders."""
-    found: dict[Path, Path] = {}
-    skipped: list[Path] = []
-    for path in paths:
-        if is_run(path):
-            found.setdefault(path.resolve(), path)
-            continue
-        try:
-            inside = sorted(p for p in path.iterdir() if is_run(p)) if path.is_dir() else []
-        except OSError:  # unreadable folder: reported with the other skipped paths
-            inside = []
-        if not inside:
-            skipped.append(path)
-        for run in inside:
-            found.setdefault(run.resolve(), run)
-    return list(found.values()), skipped
-
-
-def read_run(path: Path) -> RunData:
-    """A run folder's three files, checked; NncliError naming the file that is unreadable."""
-    try:
-        info = json.loads((path / RUN_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise NncliError(f"{RUN_JSON}: {_first_line(exc)}") from None
-    if not isinstance(info, dict):
-        raise NncliError(f"{RUN_JSON} does not hold an object")
-    try:
-        config = yaml.load((path / CONFIG).read_text(encoding="utf-8"), Loader=_LOADER)
-    except FileNotFoundError:
-        raise NncliError(f"{CONFIG} is missing") from None
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise NncliError(f"{CONFIG}: {_first_line(exc)}") from None
-    if not isinstance(config, dict):
-        raise NncliError(f"{CONFIG} does not hold a mapping")
-    config = _plain(config, [_MAX_CONFIG_VALUES])
-    running = info.get("status") == "running"
-    header, rows = _read_metrics(path / METRICS, running)
-    done = info.get("epochs_done") or 0
-    # run.json is rewritten after each row reaches metrics.csv, so fewer rows means lost data;
-    # except while a resumed run trains again the epochs after its checkpoint
-    if isinstance(done, int) and len(rows) < done and not running:
-        raise NncliError(f"{METRICS} has {len(rows)} rows but {RUN_JSON} says {done} epochs done")
-    columns = [c for c in header if c not in NOT_METRICS]
-    return RunData(path, info, flatten(config), rows, columns)
-
-
-_MAX_CONFIG_VALUES = 100_000  # a resolved config holds hundreds; aliases could make billions
-_MAX_CONFIG_DEPTH = 64
-
-
-def _plain(value: Any, budget: list[int], depth: int = 0) -> Any:
-    """A copy of a loaded config.yaml made of dicts with text keys, lists and plain values
-    (a date or set becomes its text). NncliError for a file that refers to itself or
-    expands past the budget: aliases are shared when loaded, but copied here and by flatten.
-    """
-    budget[0] -= 1
-    if budget[0] < 0 or depth > _MAX_CONFIG_DEPTH:
-        raise NncliError(f"{CONFIG} nests or repeats too much (aliases?); nncli writes it plain")
-    if isinstance(value, dict):
-        return {str(k): _plain(v, budget, depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v, budget, depth + 1) for v in value]
-    if value is None or isinstance(value, str | int | float):
-        return value
-    return str(value)
-
-
-def _read_metrics(file: Path, running: bool = False) -> tuple[list[str], list[dict[str, float]]]:
-    """Header and rows of metrics.csv; NncliError when a line is cut or not numbers (a
-    running run's last line may be one being written: it is left out)."""
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return [], []  # the run ended (or is) before its first epoch
-    except (OSError, ValueError) as exc:
-        raise NncliError(f"{METRICS}: {_first_line(exc)}") from None
-    if running:
-        text = text[: text.rfind("\n") + 1]
-    if not text:
-        return [], []
-    # every row is written whole with its newline, so a missing one means the file was cut
-    if not text.endswith("\n"):
-        raise NncliError(f"{METRICS} is truncated (its last line is incomplete)")
-    lines = text.splitlines()
-    header = lines[0].split(",")
-    if "epoch" not in header:
-        raise NncliError(f"{METRICS} has no epoch column in its header")
-    rows = []
-    for number, line in enumerate(lines[1:], start=2):
-        cells = line.split(",")
-        if len(cells) != len(header):
-            raise NncliError(f"{METRICS} line {number} has {len(cells)} of {len(header)} cells")
-        try:
-            rows.append(
-                {k: float(v) if v else math.nan for k, v in zip(header, cells, strict=True)}
-            )
-        except ValueError:
-            raise NncliError(f"{METRICS} line {number} is not numbers") from None
-        if not math.isfinite(rows[-1]["epoch"]):
-            raise NncliError(f"{METRICS} line {number} has no epoch")
-    return header, rows
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """`{'optimizer': {'lr': 0.01}}` -> `{'optimizer.lr': 0.01}`; list items by index.
-
-    A list of plain values (`betas: [0.9, 0.999]`, `metrics: [accuracy]`) stays one value.
-    """
-    if isinstance(value, dict) and value:
-        items: Iterable[tuple[Any, Any]] = value.items()
-    elif isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
-        items = enumerate(value)
-    else:
-        return {prefix: value}
-    flat: dict[str, Any] = {}
-    for key, item in items:
-        flat.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
-
-
 def text(value: Any) -> str:
     """A config value as YAML writes it: `true`, `null`, `[0.9, 0.999]`, `0.01`."""
     if isinstance(value, bool):
@@ -276,7 +95,7 @@ def compare(
     unreadable: list[str] = []
     for path in found:
         try:
-            runs.append(read_run(path))
+            runs.append(RunData.read(path))
         except NncliError as exc:
             unreadable.append(f"{path} ({exc})")
     warnings = []
@@ -297,7 +116,7 @@ def compare(
     everything = list(dict.fromkeys(c for run in runs for c in run.columns))
     shown = _choose_metrics(everything, metrics)
     if sort is None and top is not None and everything:
-        monitor = runs[0].info.get("monitor")
+        monitor = runs[0].info.monitor
         sort = monitor if monitor in everything else everything[0]
     if sort is not None:
         runs = _sorted(runs, sort, everything)
@@ -307,13 +126,7 @@ def compare(
     same, differing = _split_config(runs)
     rows = []
     for run in runs:
-        row: dict[str, Any] = {
-            "run": run.name,
-            "status": run.status,
-            "epochs": run.info.get("epochs_done"),
-            "params": run.info.get("n_params"),
-            "duration_s": run.info.get("duration_s"),
-        }
+        row = run.base()
         row.update({k: run.config.get(k) for k in differing})
         for column in shown:
             best = run.best(column)
@@ -337,11 +150,11 @@ def _choose_metrics(everything: list[str], wanted: Sequence[str] | None) -> list
         return everything
     chosen: list[str] = []
     for name in wanted:
-        matches = [c for c in everything if c == name or _metric(c) == name]
+        matches = [c for c in everything if c == name or metric_name(c) == name]
         if not matches:
             raise NncliError(
                 f"no run has a metric {name!r}; choose from "
-                + ", ".join([*dict.fromkeys(_metric(c) for c in everything), *everything])
+                + ", ".join([*dict.fromkeys(metric_name(c) for c in everything), *everything])
             )
         chosen += matches
     # in metrics.csv order, each once
@@ -363,11 +176,10 @@ def _sorted(runs: list[RunData], key: str, everything: list[str]) -> list[RunDat
 
         return sorted(runs, key=metric_key)
 
-    base = {"epochs": "epochs_done", "params": "n_params", "duration_s": "duration_s"}
-    if key in base or any(key in run.config for run in runs):
+    if key in SORTABLE or any(key in run.config for run in runs):
 
         def value_key(run: RunData) -> tuple[int, int, Any]:
-            value = run.info.get(base[key]) if key in base else run.config.get(key)
+            value = run.base()[key] if key in SORTABLE else run.config.get(key)
             if isinstance(value, int | float) and not isinstance(value, bool):
                 return (0, 0, value) if math.isfinite(value) else (1, 0, 0)
             return (1, 0, 0) if value is None else (0, 1, text(value))
@@ -445,190 +257,7 @@ def write_outputs(comparison: Comparison, folder: Path) -> list[Path]:
     return [summary, *plot_overlays(comparison, folder)]
 
 
-def plot_overlays(comparison: Comparison, folder: Path) -> list[Path]:
-    """`<metric>.png`: one line per run and split, a colour per run, train dashed, val solid,
-    test solid (dotted when there is a val split too)."""
-    # Figure without pyplot: no global state, and pyplot's import alone costs ~0.1 s
-    import numpy as np
-    from matplotlib.collections import LineCollection
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import MaxNLocator
-
-    from nncli.figures.curves import CURVE_FIGSIZE
-    from nncli.figures.style import DPI
-
-    runs = comparison.runs
-    colours = _colours(len(runs))
-    few = len(runs) <= LEGEND_RUNS
-    by_metric: dict[str, list[str]] = {}
-    for column in comparison.metric_columns:
-        by_metric.setdefault(_metric(column), []).append(column)
-
-    written: list[Path] = []
-    for metric, columns in by_metric.items():
-        splits = [c.split("_", 1)[0] for c in columns]
-        styles = {s: _style(s, splits) for s in splits}
-        fig = Figure(figsize=CURVE_FIGSIZE)
-        ax = fig.add_subplot()
-        for split, column in zip(splits, columns, strict=True):
-            lines, line_colours = [], []
-            for run, colour in zip(runs, colours, strict=True):
-                points = np.array(
-                    [(row["epoch"], row.get(column, math.nan)) for row in run.rows], dtype=float
-                ).reshape(-1, 2)
-                points = points[np.isfinite(points).all(axis=1)]
-                if len(points):
-                    lines.append(points)
-                    line_colours.append(colour)
-            if not lines:
-                continue
-            # one collection per split draws hundreds of runs about as fast as one line
-            ax.add_collection(
-                LineCollection(
-                    lines,
-                    colors=line_colours,
-                    linestyles=styles[split],
-                    linewidths=1.5 if few else 1.0,
-                    # smoothing hundreds of overlapping lines doubles the drawing time
-                    antialiaseds=len(runs) <= SMOOTH_RUNS,
-                )
-            )
-            if few:  # dots make a one- or two-epoch run visible; with many runs they only blur
-                for points, colour in zip(lines, line_colours, strict=True):
-                    ax.plot(points[:, 0], points[:, 1], "o", color=colour, markersize=2.5)
-        ax.autoscale_view()
-        ax.set_title(f"compare: {metric}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(True, alpha=0.3)
-        if few:
-            handles: list[Any] = [
-                Line2D([], [], color=c, label=label)
-                for c, label in zip(colours, comparison.labels, strict=True)
-            ]
-        else:  # a label per run would be unreadable, and slow: name the two ends of the scale
-            handles = [
-                Line2D([], [], color=colours[0], label=f"1: {comparison.labels[0]}"),
-                Line2D([], [], alpha=0, label="... colours follow the table order"),
-                Line2D([], [], color=colours[-1], label=f"{len(runs)}: {comparison.labels[-1]}"),
-            ]
-        handles += [Line2D([], [], color="#555555", linestyle=styles[s], label=s) for s in styles]
-        ax.legend(
-            handles=handles,
-            loc="upper left",
-            bbox_to_anchor=(1.02, 1.0),
-            fontsize="small",
-            frameon=False,
-        )
-        path = folder / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', metric)}.png"
-        # tight: the legend beside the axes grows with the labels
-        fig.savefig(path, dpi=DPI, format="png", bbox_inches="tight")
-        written.append(path)
-    return written
-
-
-def _style(split: str, splits: list[str]) -> Literal["--", ":", "-"]:
-    if split == "train":
-        return "--"
-    return ":" if split == "test" and "val" in splits else "-"
-
-
-def _colours(n: int) -> list[Any]:
-    """One colour per run: tab10, tab20, then evenly spaced viridis for many runs."""
-    import matplotlib
-
-    name = "tab10" if n <= 10 else "tab20" if n <= 20 else "viridis"
-    cmap = matplotlib.colormaps[name]
-    if n > 20:
-        return [cmap(i / max(n - 1, 1)) for i in range(n)]
-    return [cmap(i) for i in range(n)]
-
-
-# listing
-
-
-def list_runs(folder: Path, statuses: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """One row per run in `folder`, newest first: run, status, started, epochs, duration,
-    and the headline: the monitor column (the loss that picked best.pt) and its best value."""
-    if not folder.exists():
-        raise NncliError(f"{folder} does not exist; train a run first or name its runs folder")
-    if not folder.is_dir():
-        raise NncliError(f"{folder} is not a folder; name the folder that holds run folders")
-    wanted = _statuses(statuses)
-    entries = [folder] if is_run(folder) else [p for p in folder.iterdir() if is_run(p)]
-    rows: list[tuple[float, str, dict[str, Any]]] = []
-    for path in entries:
-        try:
-            info = json.loads((path / RUN_JSON).read_text(encoding="utf-8"))
-            if not isinstance(info, dict):
-                raise ValueError("not an object")
-        except (OSError, ValueError):
-            info = {"status": UNREADABLE}
-        status = str(info.get("status", "unknown"))
-        if wanted and status not in wanted:
-            continue
-        # run.json may be edited or damaged by hand: every field is checked before use
-        monitor = info.get("monitor")
-        monitor = monitor if isinstance(monitor, str) else None
-        bests = info.get("best")
-        best = bests.get(monitor) if monitor and isinstance(bests, dict) else None
-        best = best if isinstance(best, dict) else {}
-        final = info.get("final")
-        final = final if isinstance(final, dict) else {}
-        # run.json keeps a NaN loss as null
-        diverged = status != "diverged" and any(
-            k.endswith("_loss") and v is None for k, v in final.items()
-        )
-        row = {
-            "run": path.name,
-            "status": f"{status} (diverged)" if diverged else status,
-            "started": _scalar(info.get("started_at")),
-            "epochs": _scalar(info.get("epochs_done")),
-            "duration_s": _scalar(info.get("duration_s")),
-            "monitor": monitor,
-            "best": _scalar(best.get("value")),
-            "best epoch": _scalar(best.get("epoch")),
-        }
-        rows.append((_timestamp(info.get("started_at")), path.name, row))
-    rows.sort(key=lambda r: (r[0], r[1]), reverse=True)
-    return [r[2] for r in rows]
-
-
-def _scalar(value: Any) -> Any:
-    """A run.json value for a table cell: a plain value as it is, anything else as text."""
-    return value if value is None or isinstance(value, str | int | float) else str(value)
-
-
-def _statuses(statuses: Sequence[str] | None) -> set[str]:
-    """`--status failed,interrupted --status running` -> a set, each name checked."""
-    wanted = {s.strip() for item in statuses or [] for s in item.split(",") if s.strip()}
-    known = (*STATUSES, UNREADABLE)
-    unknown = sorted(wanted - set(known))
-    if unknown:
-        raise NncliError(f"unknown status {', '.join(unknown)}; choose from {', '.join(known)}")
-    return wanted
-
-
-def _timestamp(started: Any) -> float:
-    try:
-        return datetime.fromisoformat(str(started)).timestamp()
-    except ValueError:
-        return 0.0  # unknown start: oldest
-
-
 # small helpers
-
-
-def _metric(column: str) -> str:
-    """`test_accuracy` -> `accuracy` (columns are `<split>_<metric>`)."""
-    return column.split("_", 1)[-1]
-
-
-def _first_line(exc: BaseException) -> str:
-    message = str(exc).strip()
-    return message.splitlines()[0] if message else type(exc).__name__
 
 
 def _count(n: int, noun: str) -> str:

@@ -1,4 +1,5 @@
-"""Run folders: created unique and never overwritten, written as training goes, read back.
+"""Run folders: created unique and never overwritten, written as training goes; the columns
+of metrics.csv and which way each improves.
 
 ```
 runs/2026-11-25T10-54-26_circles_3f9c/
@@ -10,115 +11,55 @@ run.json is replaced atomically; a metrics.csv row is flushed when its epoch end
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
-import errno
-import fcntl
 import io
 import json
 import math
-import os
 import secrets
 import shutil
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
 from nncli.errors import NncliError
-
-CONFIG = "config.yaml"
-SPEC = "spec.yaml"
-RUN_JSON = "run.json"
-METRICS = "metrics.csv"
-LOG = "log.txt"
-CHECKPOINTS = "checkpoints"
-PLOTS = "plots"
-LAST = "last.pt"
-BEST = "best.pt"
-PREPROCESSING = "preprocessing.json"
-
-LOCK = "run.lock"
+from nncli.runs.files import (
+    CHECKPOINTS,
+    CONFIG,
+    LOG,
+    METRICS,
+    PLOTS,
+    RUN_JSON,
+    SPEC,
+    WriteError,
+    json_safe,
+    now,
+    write_atomic,
+    write_failed,
+)
+from nncli.runs.record import RunInfo
 
 STATUSES = ("running", "completed", "failed", "interrupted", "diverged")
 LOWER_IS_BETTER = ("loss", "mae", "rmse")
 NOT_METRICS = ("epoch", "lr", "time_s")
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+def metric_name(column: str) -> str:
+    """`test_accuracy` -> `accuracy` (metrics.csv columns are `<split>_<metric>`)."""
+    return column.split("_", 1)[-1]
 
 
 def direction(column: str) -> str:
     """'min' or 'max': which way a metrics.csv column improves (`val_loss` -> min)."""
-    metric = column.split("_", 1)[-1]
-    return "min" if metric in LOWER_IS_BETTER else "max"
+    return "min" if metric_name(column) in LOWER_IS_BETTER else "max"
 
 
 def columns(splits: list[str], metrics: list[str]) -> list[str]:
     """The stable header of metrics.csv."""
     per_split = [f"{s}_{m}" for s in splits for m in ("loss", *metrics)]
     return ["epoch", *per_split, "lr", "time_s"]
-
-
-class WriteError(NncliError):
-    """A file of a run folder could not be written (disk full, read-only, quota...)."""
-
-
-_WRITE_FIXES = {
-    errno.ENOSPC: "the disk is full; free some space",
-    errno.EDQUOT: "the disk quota is used up; free some space",
-    errno.EROFS: "the file system is read-only",
-    errno.EACCES: "the folder is not writable",
-    errno.EPERM: "the folder is not writable",
-    errno.EFBIG: "the file is larger than this process may write (ulimit -f)",
-}
-
-
-def write_failed(path: Path, exc: BaseException) -> WriteError:
-    """The WriteError for `exc` (an OSError, or torch.save's RuntimeError) writing `path`."""
-    code = exc.errno if isinstance(exc, OSError) else None
-    if isinstance(exc, OSError) and exc.strerror:
-        reason = exc.strerror
-    else:
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    fix = _WRITE_FIXES.get(code or 0, "is the disk full or the folder not writable?")
-    return WriteError(f"cannot write {path}: {reason} ({fix})")
-
-
-def as_write_error(exc: BaseException, folder: Path) -> WriteError | None:
-    """`exc` as a WriteError if it is one, or an OSError of a full disk, a read-only or
-    unwritable folder (e.g. from a plot being saved in `folder`); None otherwise."""
-    if isinstance(exc, WriteError):
-        return exc
-    if isinstance(exc, OSError) and exc.errno in _WRITE_FIXES:
-        return write_failed(Path(exc.filename) if exc.filename else folder, exc)
-    return None
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file so that a reader (or a crash) sees the old or the new text, never half;
-    WriteError if it cannot be written (the old file is then kept as it was)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)  # a half-written temporary only takes space
-        raise write_failed(path, exc) from None
-
-
-def json_safe(value: Any) -> Any:
-    """NaN and infinity as null, so run.json, sweep.json and --format json stay strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
 
 
 @dataclass
@@ -153,9 +94,10 @@ class Run:
         return run
 
     @classmethod
-    def open(cls, path: Path) -> Run:
-        """An existing run folder, to be continued by this process."""
-        return cls(path, read_info(path))
+    def open(cls, info: RunInfo) -> Run:
+        """An existing run folder, to be continued by this process from its run.json as read
+        (and checked: a file that could not be read is never rewritten)."""
+        return cls(info.folder, copy.deepcopy(dict(info.data)))
 
     def write_info(self, **updates: Any) -> None:
         self.info.update(updates)
@@ -225,11 +167,12 @@ class Run:
                 self._metrics.close()
             self._metrics = None
         ended = datetime.now(timezone.utc).astimezone()
-        started = datetime.fromisoformat(self.info["started_at"])
+        started = self.info.get("started_at")  # missing only where run.json was edited
+        duration = (ended - datetime.fromisoformat(started)).total_seconds() if started else None
         self.write_info(
             status=status,
             ended_at=ended.isoformat(timespec="seconds"),
-            duration_s=round((ended - started).total_seconds(), 3),
+            duration_s=round(duration, 3) if duration is not None else None,
             **updates,
         )
 
@@ -239,104 +182,6 @@ def _epoch(row: list[str]) -> float:
         return float(row[0])
     except (ValueError, IndexError):
         return math.inf
-
-
-def remove_temporaries(path: Path) -> None:
-    """Delete temporary files a killed writer left behind (`.name.PID.tmp`)."""
-    for folder in (path, path / CHECKPOINTS):
-        for tmp in folder.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
-
-
-FLOCK = "flock"  # second word of a lock file whose owner holds flock() on it
-
-
-@contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold the run folder for this process: a second trainer of the same run is refused.
-
-    The lock file names its process, which holds an flock() on it while it runs. The kernel
-    drops the flock when the process dies however it ends, so a stale file (SIGKILL, power
-    loss) is taken over, even when its pid has been reused, and two processes that find
-    the same stale file cannot both take it (deleting and re-creating it could).
-    """
-    lock = path / LOCK
-    fd = _acquire(path, lock)
-    try:
-        yield
-    finally:
-        lock.unlink(missing_ok=True)  # before the flock goes: see the inode check below
-        os.close(fd)
-
-
-def _acquire(path: Path, lock: Path) -> int:
-    """A descriptor of `lock` holding its flock, the file naming this process."""
-    for _ in range(100):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
-        except OSError as exc:
-            raise write_failed(lock, exc) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise _in_use(path, _lock_owner(lock)) from None
-        # a finishing owner unlinks the file before its flock goes: ours may be on that
-        # removed file, which would leave the next process free to lock a new one
-        opened = os.fstat(fd)
-        try:
-            current = lock.stat()
-        except FileNotFoundError:
-            current = None
-        if current is None or (current.st_ino, current.st_dev) != (opened.st_ino, opened.st_dev):
-            os.close(fd)
-            continue
-        owner, flocked = _read_lock(lock)
-        if owner is not None and not flocked and _alive(owner):
-            # written without flock (an older nncli): its pid is all there is to go by
-            os.close(fd)
-            raise _in_use(path, owner)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {FLOCK}\n".encode(), 0)
-        return fd
-    raise _in_use(path, None)  # pragma: no cover - the file changed hands 100 times
-
-
-def _in_use(path: Path, pid: int | None) -> NncliError:
-    who = f"process {pid}" if pid is not None else "another process"
-    return NncliError(
-        f"{path} is in use by {who} (a train or resume of it is running); "
-        "wait for it to end, or stop it first"
-    )
-
-
-def _read_lock(lock: Path) -> tuple[int | None, bool]:
-    """(pid, whether it holds an flock) as the lock file says; (None, False) if unreadable."""
-    try:
-        words = lock.read_text().split()
-        return int(words[0]), words[1:2] == [FLOCK]
-    except (OSError, ValueError, IndexError):
-        return None, False
-
-
-def _lock_owner(lock: Path) -> int | None:
-    return _read_lock(lock)[0]
-
-
-def _alive(pid: int) -> bool:
-    # our own pid in a lock is an earlier lock of this process (e.g. after a crash in it)
-    return pid != os.getpid() and process_alive(pid)
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this id exists (one of another user counts as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def new_folder(parent: Path, label: str | None = None) -> Path:
@@ -358,60 +203,3 @@ def new_folder(parent: Path, label: str | None = None) -> Path:
         except OSError as exc:
             raise NncliError(f"cannot create a folder in {parent}: {exc.strerror}") from None
     raise NncliError(f"could not find a free folder name in {parent}")  # pragma: no cover
-
-
-def is_locked(path: Path) -> bool:
-    """Whether a live process holds the run (so a 'running' status is true)."""
-    lock = path / LOCK
-    pid, flocked = _read_lock(lock)
-    if pid is None or not _alive(pid):
-        return False
-    if not flocked:
-        return True
-    # the pid lives, but is it still the owner, or a new process that reused the number?
-    try:
-        fd = os.open(lock, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)  # closing drops the probe's flock too
-    return False
-
-
-def is_run(path: Path) -> bool:
-    return (path / RUN_JSON).is_file()
-
-
-def read_info(path: Path) -> dict[str, Any]:
-    """run.json of a run folder; NncliError if it is not one or cannot be read."""
-    if not path.is_dir():
-        raise NncliError(f"{path} is not a folder; name a run folder (e.g. runs/<run>)")
-    if not is_run(path):
-        raise NncliError(f"{path} is not a run folder: it has no {RUN_JSON}")
-    try:
-        info: dict[str, Any] = json.loads((path / RUN_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise NncliError(f"{path / RUN_JSON} cannot be read: {exc}") from None
-    return info
-
-
-def read_metrics(path: Path) -> list[dict[str, float]]:
-    """The rows of a run's metrics.csv (a half-written last line is skipped)."""
-    file = path / METRICS
-    if not file.is_file():
-        return []
-    rows: list[dict[str, float]] = []
-    with file.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        for raw in reader:
-            try:
-                rows.append(
-                    {k: float(v) if v not in ("", None) else math.nan for k, v in raw.items()}
-                )
-            except (TypeError, ValueError):
-                break
-    return rows

@@ -21,7 +21,9 @@ from typing import Literal
 
 from nncli.engine.distributed import RUN_RECORD
 from nncli.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, NncliError, RunInterrupted
-from nncli.runs.folder import is_locked, is_run, locked, now
+from nncli.runs.files import now
+from nncli.runs.lock import is_locked, locked
+from nncli.runs.record import is_run
 from nncli.sweep.bayes import BayesSearch
 from nncli.sweep.state import (
     FAILED,

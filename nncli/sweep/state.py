@@ -18,15 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from nncli.errors import NncliError
-from nncli.runs.folder import (
-    RUN_JSON,
-    is_run,
-    json_safe,
-    new_folder,
-    now,
-    process_alive,
-    write_atomic,
-)
+from nncli.runs.files import RUN_JSON, json_safe, now, write_atomic
+from nncli.runs.folder import new_folder
+from nncli.runs.lock import process_alive
+from nncli.runs.record import is_run
 from nncli.sweep.plan import Plan
 from nncli.sweep.space import Space, import_optuna, settings
 

@@ -8,7 +8,8 @@ from typing import Any
 
 from nncli.errors import NncliError
 from nncli.runs.compare import BEST, BEST_EPOCH, Comparison, compare
-from nncli.runs.folder import CONFIG, is_run, write_atomic
+from nncli.runs.files import CONFIG, write_atomic
+from nncli.runs.record import is_run
 from nncli.sweep.space import value_text
 from nncli.sweep.state import BEST_YAML, SUMMARY, Sweep, Trial, read_run_json
 from nncli.tables import Format, render

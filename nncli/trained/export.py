@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nncli.errors import NncliError
-from nncli.runs.folder import PREPROCESSING
+from nncli.runs.files import PREPROCESSING
 
 if TYPE_CHECKING:
     from nncli.trained.load import Checkpoint

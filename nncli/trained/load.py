@@ -20,7 +20,8 @@ from nncli.engine.model import build_model
 from nncli.engine.state import load_checkpoint
 from nncli.engine.task import Task, infer_task
 from nncli.errors import NncliError
-from nncli.runs.folder import BEST, CHECKPOINTS, CONFIG, LAST, PREPROCESSING, RUN_JSON, read_info
+from nncli.runs.files import BEST, CHECKPOINTS, CONFIG, LAST, PREPROCESSING, RUN_JSON
+from nncli.runs.record import read_info
 
 Checkpoint = Literal["best", "last"]
 CHECKPOINT_FILES: dict[Checkpoint, str] = {"best": BEST, "last": LAST}

@@ -14,7 +14,8 @@ from nncli.engine.fit import FitResult
 from nncli.engine.inference import evaluate
 from nncli.engine.meter import Meter
 from nncli.engine.prepare import prepare
-from nncli.runs.folder import CONFIG, PLOTS, read_metrics
+from nncli.runs.files import CONFIG, PLOTS
+from nncli.runs.record import read_metrics
 from nncli.trained.load import load_run, load_weights
 
 

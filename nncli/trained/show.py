@@ -9,7 +9,8 @@ from typing import Any
 
 from nncli.config import yamlio
 from nncli.errors import NncliError
-from nncli.runs.folder import CHECKPOINTS, CONFIG, read_info
+from nncli.runs.files import CHECKPOINTS, CONFIG
+from nncli.runs.record import read_info
 from nncli.tables import Format, render
 from nncli.trained.load import CHECKPOINT_FILES, Checkpoint, load_run
 
