@@ -5,7 +5,6 @@ Torch-free: `nncli validate` and `nncli schema` import this and nothing heavier.
 
 from __future__ import annotations
 
-import re
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -15,28 +14,25 @@ from pydantic import BeforeValidator, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from nncli.config import yamlio
+from nncli.config.fields import (
+    DEVICE_PATTERN,
+    NAME_PATTERN,
+    PATTERN_HELP,
+    SplitMetric,
+)
 from nncli.config.locate import problems
 from nncli.config.overrides import apply
+from nncli.config.sweep import SweepSpec
 from nncli.data import DataParams, FileParams, datasets
 from nncli.errors import Problem, SpecError
 from nncli.layers import layers
 from nncli.loggers.base import loggers
 from nncli.losses import CLASSIFY, LossInfo, losses
 from nncli.metrics import Task as MetricTask
-from nncli.metrics import for_task, metrics, unknown_metric
+from nncli.metrics import for_task, metrics
 from nncli.metrics import info as metric_info
 from nncli.optim import optimizers, schedulers
 from nncli.registry import Params, Registry, UnknownName
-
-DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:\d+)?)$"
-MONITOR_PATTERN = r"^(train|val|test)_[a-z][a-z0-9_]*$"  # split_metric; the metric is checked
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,79}$"
-
-PATTERN_HELP = {
-    NAME_PATTERN: "a run name holds letters, digits and _ . + - only (no path separators)",
-    DEVICE_PATTERN: "expected auto, cpu, cuda, cuda:N or mps",
-    MONITOR_PATTERN: "expected a split and a metric, like val_loss or val_accuracy",
-}
 
 
 def _shorthand(registry: Registry[Any]) -> Callable[[Any], Any]:
@@ -111,20 +107,6 @@ def _name(registry: Registry[Any]) -> Any:
     return Annotated[str, BeforeValidator(check, json_schema_input_type=names)]
 
 
-def _split_metric(value: Any) -> Any:
-    """`val_accuracy`: a split and a registered metric (or loss), checked by name."""
-    if isinstance(value, str) and re.match(MONITOR_PATTERN, value):
-        exc = unknown_metric(value)
-        if exc is not None:
-            raise PydanticCustomError(
-                "unknown_name", "{reason} ({hint})", {"reason": exc.reason, "hint": exc.hint}
-            )
-    return value
-
-
-SplitMetric = Annotated[str, BeforeValidator(_split_metric), Field(pattern=MONITOR_PATTERN)]
-
-
 if TYPE_CHECKING:  # what type checkers see of the generated unions
 
     class LayerSpec(Params):
@@ -193,96 +175,6 @@ class TrainSpec(Params):
         default="fp32", description="bf16/fp16 run the forward pass under autocast"
     )
     compile: bool = Field(default=False, description="torch.compile the model (falls back)")
-
-
-SWEEP_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$"
-
-
-def _sweep_key(key: Any) -> Any:
-    if isinstance(key, str) and not re.match(SWEEP_KEY_PATTERN, key):
-        raise PydanticCustomError(
-            "sweep_key", "a swept key is dotted, like optimizer.lr or model.layers.0.units"
-        )
-    return key
-
-
-SweepKey = Annotated[str, BeforeValidator(_sweep_key)]
-SweepValues = Annotated[list[Any], Field(min_length=1)]
-
-
-def _range_shorthand(value: Any) -> Any:
-    """`"1e-4:0.1:log"`, `[1e-4, 0.1]` and `[1e-4, 0.1, log]` -> `{low, high, log}`."""
-    if isinstance(value, str):
-        low, _, rest = value.partition(":")
-        high, _, log = rest.partition(":")
-        try:
-            value = [yamlio.parse_value(low), yamlio.parse_value(high), *([log] if log else [])]
-        except SpecError as exc:  # e.g. a 5000-digit number: reported at the range
-            raise PydanticCustomError(
-                "range_form", "{reason}", {"reason": exc.problems[0].message}
-            ) from None
-    if isinstance(value, list):
-        if len(value) not in (2, 3) or value[2:] not in ([], ["log"]):
-            raise PydanticCustomError("range_form", _RANGE_FORM)
-        return {"low": value[0], "high": value[1], "log": len(value) == 3}
-    if not isinstance(value, dict):  # e.g. a bare number
-        raise PydanticCustomError("range_form", _RANGE_FORM)
-    return value
-
-
-_RANGE_FORM = "a range is a list of low, high and optionally log, or the text 'low:high:log'"
-
-
-class SweepRange(Params):
-    """Numbers from low to high, both included: uniform, or log-uniform with `log`; whole
-    numbers when low and high both are."""
-
-    low: int | float
-    high: int | float
-    log: bool = False
-
-    @model_validator(mode="after")
-    def _ordered(self) -> SweepRange:
-        if not self.low < self.high:
-            raise PydanticCustomError("range_order", "low must be below high")
-        if self.log and self.low <= 0:
-            raise PydanticCustomError("range_log", "a log range needs low above 0")
-        return self
-
-    @property
-    def integer(self) -> bool:
-        return isinstance(self.low, int) and isinstance(self.high, int)
-
-
-class SweepSpec(Params):
-    """What `nncli sweep` searches: every combination of `grid`, or n_trials drawn from
-    `choice` and `range` (random, or bayes through Optuna). `nncli train` ignores it."""
-
-    method: Literal["grid", "random", "bayes"] | None = Field(
-        default=None, description="default: grid when grid is given, else random"
-    )
-    grid: dict[SweepKey, SweepValues] = Field(
-        default_factory=dict, description="dotted key -> values; a trial per combination"
-    )
-    choice: dict[SweepKey, SweepValues] = Field(
-        default_factory=dict, description="dotted key -> values; each trial picks one"
-    )
-    range: dict[
-        SweepKey,
-        Annotated[
-            SweepRange,
-            BeforeValidator(_range_shorthand, json_schema_input_type=str | list[Any] | SweepRange),
-        ],
-    ] = Field(
-        default_factory=dict,
-        description="dotted key -> [low, high] or [low, high, log]; each trial draws one",
-    )
-    n_trials: int | None = Field(default=None, gt=0, description="trials of random or bayes")
-    seed: int = Field(default=0, ge=0, lt=2**32, description="seed of the draws, not of training")
-    metric: SplitMetric | None = Field(
-        default=None,
-        description="split_metric that ranks the trials; default: train.monitor",
-    )
 
 
 def _default_optimizer() -> OptimizerSpec:

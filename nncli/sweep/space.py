@@ -16,7 +16,9 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from nncli.config import yamlio
-from nncli.config.spec import MONITOR_PATTERN, Spec, SweepRange, SweepSpec
+from nncli.config.fields import MONITOR_PATTERN
+from nncli.config.spec import Spec
+from nncli.config.sweep import SweepRange, SweepSpec
 from nncli.errors import NncliError
 from nncli.metrics import unknown_metric
 
