@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from nncli.cli import common
 from nncli.cli.app import app
 from nncli.config import lint, yamlio
-from nncli.config.spec import validate
+from nncli.config.spec import load_experiment, validate
 
 SOFTMAX_CE = """\
 data: {source: blobs, centers: 3}
@@ -190,8 +190,7 @@ COURSE = [
 def test_every_course_experiment_is_clean() -> None:
     for name in COURSE:
         path = EXPERIMENTS / f"{name}.yaml"
-        spec = validate(yamlio.load(path))
-        assert lint.check_file(path, spec) == [], path.name
+        assert lint.check_experiment(load_experiment(path)) == [], path.name
 
 
 def test_validate_prints_warnings_in_yellow_and_still_succeeds(

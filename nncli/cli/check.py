@@ -14,7 +14,6 @@ import typer
 from nncli.cli.common import (
     FormatOption,
     SetOption,
-    load_spec_file,
     out,
     print_item,
     user_errors,
@@ -36,12 +35,15 @@ def validate(
     ] = False,
 ) -> None:
     """Check experiment files without training; every problem of every file is listed."""
+    from nncli.config.spec import load_experiment
+
     failed = 0
     for file in files:
         try:
             with user_errors():
-                spec = load_spec_file(file, list(set_ or []))
-                warn_lint(file, spec, list(set_ or []))
+                exp = load_experiment(file, set_ or [])
+                warn_lint(exp)
+                spec = exp.spec
                 detail = ""
                 if build:
                     from nncli.engine.prepare import prepare

@@ -6,14 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
-from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from nncli.errors import NncliError, SpecError
 from nncli.tables import Format
+
+if TYPE_CHECKING:
+    from nncli.config.spec import Experiment
 
 out = Console(highlight=False)
 
@@ -74,13 +76,13 @@ def natural_width(item: Any) -> int:
     return out.measure(item, options=out.options.update_width(10_000)).maximum
 
 
-def warn_lint(file: Path, spec: Any, overrides: list[str]) -> None:
+def warn_lint(exp: Experiment) -> None:
     """The file's activation/loss guards in yellow on stderr; the exit code stays as it is."""
     from rich.markup import escape
 
-    from nncli.config.lint import check_file
+    from nncli.config.lint import check_experiment
 
-    for problem in check_file(file, spec, overrides):
+    for problem in check_experiment(exp):
         err.print(f"[yellow]warning[/yellow] {escape(str(problem))}", markup=True, soft_wrap=True)
 
 
@@ -93,9 +95,3 @@ CheckpointOption = Annotated[
     CheckpointChoice,
     typer.Option("--checkpoint", help="Weights to use: best.pt (the monitored best) or last.pt."),
 ]
-
-
-def load_spec_file(file: Path, overrides: list[str]) -> Any:
-    from nncli.config.spec import load_spec
-
-    return load_spec(file, overrides)

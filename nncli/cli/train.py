@@ -17,7 +17,6 @@ from nncli.cli.common import (
     QuietOption,
     SetOption,
     err,
-    load_spec_file,
     out,
     user_errors,
     warn_lint,
@@ -57,29 +56,25 @@ def train(
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         _launch(nproc)
     if resume_run is not None:
-        if file is not None or set_ or smoke:
-            err.print(
-                "[red]error[/red] --resume continues a run as it was configured; give no FILE, --set or --smoke with it",
-                markup=True,
-            )
-            raise typer.Exit(2)
+        with user_errors():
+            if file is not None or set_ or smoke:
+                raise NncliError(
+                    "--resume continues a run as it was configured; give no FILE, --set or "
+                    "--smoke with it"
+                )
         resume(resume_run, None, quiet)
         return
-    if file is None:
-        err.print(
-            "[red]error[/red] missing FILE: the experiment file to train (or --resume RUN)",
-            markup=True,
-        )
-        raise typer.Exit(2)
-    from nncli.config import yamlio
+    from nncli.config.spec import load_experiment
 
     overrides = list(set_ or [])
     if smoke:
         overrides += ["train.epochs=1", "train.device=cpu"]
     with user_errors():
-        spec = load_spec_file(file, overrides)
-        warn_lint(file, spec, overrides)
-        text = yamlio.load(file).text
+        if file is None:
+            raise NncliError("missing FILE: the experiment file to train (or --resume RUN)")
+        exp = load_experiment(file, overrides)
+        warn_lint(exp)
+    spec, text = exp.spec, exp.doc.text
 
     from nncli.engine.experiment import train_experiment
 

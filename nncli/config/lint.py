@@ -4,17 +4,16 @@ badly. Each is a Problem at the offending layer or loss (FILE:LINE:COL) with its
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from nncli.config import yamlio
-from nncli.config.spec import Spec
+from nncli.config.spec import Experiment, Spec
 from nncli.errors import Problem
 from nncli.layers import info
 
 
-def check_file(path: Path, spec: Spec, overrides: Sequence[str] = ()) -> list[Problem]:
-    """The warnings of an experiment file already loaded (and validated) as `spec`."""
-    return check(spec, yamlio.load(path), overrides)
+def check_experiment(exp: Experiment) -> list[Problem]:
+    """The warnings of an experiment file, from what loading it already parsed."""
+    return check(exp.spec, exp.doc, exp.overrides)
 
 
 def check(spec: Spec, doc: yamlio.Document, overrides: Sequence[str] = ()) -> list[Problem]:

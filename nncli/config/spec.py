@@ -6,7 +6,8 @@ Torch-free: `nncli validate` and `nncli schema` import this and nothing heavier.
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Union
 
@@ -290,20 +291,41 @@ def validate(doc: yamlio.Document, overrides: list[str] | tuple[str, ...] = ()) 
         raise SpecError(problems(exc, doc, overridden, Spec, PATTERN_HELP)) from None
 
 
-def load_spec(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Spec:
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment file read once: its parsed YAML (text and key positions, for messages
+    and spec.yaml), the `--set` settings applied, and the validated Spec."""
+
+    path: Path
+    doc: yamlio.Document
+    overrides: tuple[str, ...]
+    spec: Spec
+
+
+def default_name(path: Path) -> str:
+    """A run's name when the file gives none: the file's stem, in the characters allowed."""
+    return "".join(c if c.isalnum() or c in "_.+-" else "_" for c in path.stem) or "run"
+
+
+def load_experiment(path: Path, overrides: Sequence[str] = ()) -> Experiment:
     """Read, validate and resolve an experiment file; the name defaults to the file's stem.
 
     Relative data paths (in the file or in --set) are made absolute from the file's folder,
     so the resolved config.yaml in a run folder points at the same files from anywhere.
     """
-    spec = validate(yamlio.load(path), overrides)
+    doc = yamlio.load(path)
+    spec = validate(doc, tuple(overrides))
     if spec.name is None:
-        stem = "".join(c if c.isalnum() or c in "_.+-" else "_" for c in path.stem) or "run"
-        spec = spec.model_copy(update={"name": stem})
+        spec = spec.model_copy(update={"name": default_name(path)})
     if isinstance(spec.data, FileParams):
         data = spec.data.with_folder(path.absolute().parent)
         spec = spec.model_copy(update={"data": data})
-    return spec
+    return Experiment(path, doc, tuple(overrides), spec)
+
+
+def load_spec(path: Path, overrides: Sequence[str] = ()) -> Spec:
+    """The validated Spec of an experiment file (see load_experiment)."""
+    return load_experiment(path, overrides).spec
 
 
 def resolved(spec: Spec) -> dict[str, Any]:

@@ -190,11 +190,6 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def read_info(path: Path) -> dict[str, Any]:
-    """run.json as a plain dict, checked as read_run checks it (for callers not on RunInfo)."""
-    return dict(read_run(path).data)
-
-
 def read_metrics(path: Path) -> list[dict[str, float]]:
     """The rows of a run's metrics.csv (a half-written last line is skipped)."""
     file = path / METRICS

@@ -32,7 +32,7 @@ from nncli.sweep.state import (
     Sweep,
     Trial,
     metric_value,
-    read_run_json,
+    read_trial_run,
     recorded_run,
 )
 
@@ -267,8 +267,8 @@ def _finish(sweep: Sweep, child: _Child) -> None:
     if run is None:
         run = recorded_run(sweep, trial)
         trial.run = f"{RUNS}/{run.name}" if run else None
-    info = read_run_json(run) if run is not None else {}
-    status = info.get("status")
+    info = read_trial_run(run) if run is not None else None
+    status = info.status if info is not None else None
     if status not in ("completed", "diverged"):
         # a resume refused (exit 2) leaves its run as it was: the attempt failed all the same
         stopped = child.stopped or code in (EXIT_INTERRUPTED, EXIT_TERMINATED, -2, -15)

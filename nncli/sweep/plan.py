@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nncli.config import yamlio
-from nncli.config.spec import validate
+from nncli.config.spec import default_name, validate
 from nncli.errors import Problem, SpecError
 from nncli.sweep.space import Options, Space, import_optuna, search_space, settings, trial_params
 
@@ -41,18 +41,13 @@ def plan(file: Path, sets: Sequence[str], options: Options) -> Plan:
         import_optuna()
     trials = trial_params(space)
     check(doc, list(sets), space, trials)
-    name = spec.name or _default_name(file)
+    name = spec.name or default_name(file)
     return Plan(file, name, list(sets), space, [] if space.method == "bayes" else trials)
 
 
 def _fresh(doc: yamlio.Document) -> yamlio.Document:
     """The parsed file with data of its own: `validate` applies the --set values in place."""
     return dataclasses.replace(doc, data=copy.deepcopy(doc.data))
-
-
-def _default_name(file: Path) -> str:
-    """The name `load_spec` gives a file without one (its stem), for the sweep folder."""
-    return "".join(c if c.isalnum() or c in "_.+-" else "_" for c in file.stem) or "run"
 
 
 def check(

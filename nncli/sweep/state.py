@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from nncli.errors import NncliError
-from nncli.runs.files import RUN_JSON, json_safe, now, write_atomic
+from nncli.runs.files import json_safe, now, write_atomic
 from nncli.runs.folder import new_folder
 from nncli.runs.lock import process_alive
-from nncli.runs.record import is_run
+from nncli.runs.record import RunInfo, is_run, read_run
 from nncli.sweep.plan import Plan
 from nncli.sweep.space import Space, import_optuna, settings
 
@@ -210,8 +210,8 @@ def _settle(sweep: Sweep, trial: Trial) -> None:
     if run is None or not is_run(run):
         trial.run = None
         return
-    info = read_run_json(run)
-    if info.get("status") == "completed":
+    info = read_trial_run(run)
+    if info is not None and info.status == "completed":
         trial.status, trial.error = "completed", None
         trial.metric, trial.value = metric_value(info, sweep.space.metric)
 
@@ -226,23 +226,19 @@ def recorded_run(sweep: Sweep, trial: Trial) -> Path | None:
     return path if path.parent == sweep.runs_dir.absolute() and is_run(path) else None
 
 
-def read_run_json(run: Path) -> dict[str, Any]:
-    """A trial's run.json as written, or {} where it is missing or unreadable (a trial
-    that failed before its run began). The sweep's one reader of run.json; it gives way
-    to the typed reader in nncli.runs once that exists."""
+def read_trial_run(run: Path) -> RunInfo | None:
+    """A trial's run.json, or None where it is missing or unreadable (a trial that failed
+    before its run began); read leniently, a damaged field as missing."""
     try:
-        info = json.loads((run / RUN_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return info if isinstance(info, dict) else {}
+        return read_run(run, strict=False)
+    except NncliError:
+        return None
 
 
-def metric_value(info: dict[str, Any], metric: str | None) -> tuple[str | None, float | None]:
+def metric_value(info: RunInfo | None, metric: str | None) -> tuple[str | None, float | None]:
     """The metric (default: the run's monitor) and its best value, as run.json records."""
-    column = metric or info.get("monitor")
-    column = column if isinstance(column, str) else None
-    best = (info.get("best") or {}).get(column) if column else None
-    value = best.get("value") if isinstance(best, dict) else None
-    if isinstance(value, int | float) and math.isfinite(value):
-        return column, float(value)
+    column = metric or (info.monitor if info is not None else None)
+    best = info.best.get(column) if info is not None and info.best and column else None
+    if best is not None and math.isfinite(best.value):
+        return column, float(best.value)
     return column, None

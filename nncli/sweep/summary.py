@@ -11,7 +11,7 @@ from nncli.runs.compare import BEST, BEST_EPOCH, Comparison, compare
 from nncli.runs.files import CONFIG, write_atomic
 from nncli.runs.record import is_run
 from nncli.sweep.space import value_text
-from nncli.sweep.state import BEST_YAML, SUMMARY, Sweep, Trial, read_run_json
+from nncli.sweep.state import BEST_YAML, SUMMARY, Sweep, Trial, read_trial_run
 from nncli.tables import Format, render
 
 
@@ -52,8 +52,8 @@ def summarize(sweep: Sweep, metric: str | None = None) -> Summary:
     keys = [p.key for p in sweep.space.params]
     asked, metric = metric, metric or sweep.space.metric
     if metric is None:
-        monitors = [read_run_json(sweep.folder / str(t.run)).get("monitor") for t in with_runs]
-        metric = next((m for m in monitors if isinstance(m, str)), None)
+        infos = [read_trial_run(sweep.folder / str(t.run)) for t in with_runs]
+        metric = next((i.monitor for i in infos if i is not None and i.monitor), None)
     if not with_runs:
         return Summary(
             None, trial_of, keys, metric, None, None, None, ["no trial made a run folder"]

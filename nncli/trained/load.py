@@ -21,7 +21,7 @@ from nncli.engine.state import load_checkpoint
 from nncli.engine.task import Task, infer_task
 from nncli.errors import NncliError
 from nncli.runs.files import BEST, CHECKPOINTS, CONFIG, LAST, PREPROCESSING, RUN_JSON
-from nncli.runs.record import read_info
+from nncli.runs.record import RunInfo, read_run
 
 Checkpoint = Literal["best", "last"]
 CHECKPOINT_FILES: dict[Checkpoint, str] = {"best": BEST, "last": LAST}
@@ -33,7 +33,7 @@ class TrainedRun:
     was made from."""
 
     folder: Path
-    info: dict[str, Any]  # run.json
+    info: RunInfo  # run.json
     spec: Spec  # config.yaml, validated
     checkpoint: Path
     state: dict[str, Any]  # the checkpoint as loaded; its 'model' weights are in `model`
@@ -61,7 +61,7 @@ def load_run(run: Path, checkpoint: Checkpoint = "best") -> TrainedRun:
     """Rebuild a run's model from config.yaml and load a checkpoint's weights into it (read
     with weights_only=True: nothing in it is executed). Every damaged or missing part is an
     NncliError naming its file; nothing in the folder is changed."""
-    info = read_info(run)  # a clear error for a path that is not a run folder
+    info = read_run(run)  # a clear error for a path that is not a run folder
     config = run / CONFIG
     spec = load_spec(config)
     pre_file = run / PREPROCESSING
@@ -112,20 +112,18 @@ def _dims(tensor: torch.Tensor) -> str:
     return "x".join(str(d) for d in tensor.shape) or "a scalar"
 
 
-def _input_shape(run: Path, info: Mapping[str, Any], pre: Preprocessing | None) -> list[int]:
+def _input_shape(run: Path, info: RunInfo, pre: Preprocessing | None) -> list[int]:
     """One sample's shape as the model takes it: preprocessing.json's, else run.json's."""
     if pre is not None:
         return list(pre.shape)
-    shape = info.get("input_shape")
+    shape = info.input_shape
     if shape is None:
         raise NncliError(
             f"{run / RUN_JSON} records no input shape (trained by an older nncli); train it again"
         )
-    if not isinstance(shape, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape
-    ):
-        raise NncliError(f"{run / RUN_JSON}: input_shape {shape!r} is not a list of sizes")
-    return shape
+    if not all(d > 0 for d in shape):  # (read_run checked they are whole numbers)
+        raise NncliError(f"{run / RUN_JSON}: input_shape {list(shape)} is not a list of sizes")
+    return list(shape)
 
 
 def _no_rows(pre: Preprocessing) -> datamod.Dataset:

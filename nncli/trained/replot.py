@@ -3,9 +3,7 @@ last checkpoint), on the cpu, with the same seed and so the same data and split.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -15,7 +13,7 @@ from nncli.engine.inference import evaluate
 from nncli.engine.meter import Meter
 from nncli.engine.prepare import prepare
 from nncli.runs.files import CONFIG, PLOTS
-from nncli.runs.record import read_metrics
+from nncli.runs.record import RunInfo, read_metrics
 from nncli.trained.load import load_run, load_weights
 
 
@@ -38,9 +36,8 @@ def replot(run: Path, out: Path | None = None) -> list[Path]:
     return write_plots(out or run / PLOTS, p, result)
 
 
-def best_epoch(info: Mapping[str, Any], epochs: int) -> int:
+def best_epoch(info: RunInfo, epochs: int) -> int:
     """The epoch best.pt holds, as run.json's `best_checkpoint` records it; `epochs` (the
     last) where it records none (a run that did not finish)."""
-    best = info.get("best_checkpoint")
-    epoch = best.get("epoch") if isinstance(best, Mapping) else None
-    return epoch if isinstance(epoch, int) and not isinstance(epoch, bool) else epochs
+    epoch = (info.best_checkpoint or {}).get("epoch")
+    return int(epoch) if epoch is not None and float(epoch).is_integer() else epochs

@@ -10,7 +10,7 @@ from typing import Any
 from nncli.config import yamlio
 from nncli.errors import NncliError
 from nncli.runs.files import CHECKPOINTS, CONFIG
-from nncli.runs.record import read_info
+from nncli.runs.record import read_run
 from nncli.tables import Format, render
 from nncli.trained.load import CHECKPOINT_FILES, Checkpoint, load_run
 
@@ -34,13 +34,13 @@ def equation(state: dict[str, Any]) -> str | None:
 
 
 def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
-    info = read_info(run)
+    info = read_run(run)
+    duration = "?" if info.duration_s is None else info.duration_s
     yield f"run {run}"
     yield (
-        f"status {info.get('status')}, {info.get('epochs_done', 0)}/{info.get('epochs')} epochs, "
-        f"started {info.get('started_at')}, {info.get('duration_s', '?')}s, "
-        f"device {info.get('device')}, "
-        f"seed {info.get('seed')}, {info.get('n_params', 0):,} parameters, task {info.get('task')}"
+        f"status {info.status}, {info.epochs_done or 0}/{info.epochs} epochs, "
+        f"started {info.started_at}, {duration}s, device {info.device}, "
+        f"seed {info.seed}, {info.n_params or 0:,} parameters, task {info.task}"
     )
     config = yamlio.load(run / CONFIG).data if (run / CONFIG).is_file() else {}
     layers = config.get("model", {}).get("layers", [])
@@ -71,14 +71,14 @@ def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
         )
     yield render(rows, ["#", "layer", "settings", "weights", "params"], Format.table, title="model")
 
-    final = info.get("final") or {}
-    best = info.get("best") or {}
+    final = info.final or {}
+    best = info.best or {}
     metric_rows = [
         {
             "metric": k,
             "final": v,
-            "best": best.get(k, {}).get("value"),
-            "best epoch": best.get(k, {}).get("epoch"),
+            "best": best[k].value if k in best else None,
+            "best epoch": best[k].epoch if k in best else None,
         }
         for k, v in final.items()
         if k not in ("epoch", "lr", "time_s")
@@ -87,8 +87,8 @@ def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
         yield render(
             metric_rows, ["metric", "final", "best", "best epoch"], Format.table, title="metrics"
         )
-    if info.get("error"):
-        yield f"error: {info['error']}"
+    if info.error:
+        yield f"error: {info.error}"
     if weights:
         if checkpoint is None:
             raise NncliError(f"{run} has no checkpoint to read weights from")
