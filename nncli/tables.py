@@ -8,7 +8,10 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 
 class Format(str, Enum):
@@ -29,7 +32,7 @@ def cell(value: Any) -> str:
 
 def render(
     rows: Sequence[Mapping[str, Any]], columns: Sequence[str], fmt: Format, title: str | None = None
-) -> Any:
+) -> RenderableType:
     """A Rich Table for `table`, else the text of the csv, json or markdown form."""
     if fmt is Format.table:
         from rich.table import Table

@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from nncli.cli.app import app
+from nncli.metrics import direction
 from nncli.runs import compare, record
 from nncli.runs.files import METRICS, RUN_JSON
-from nncli.runs.folder import direction
 
 CIRCLES = Path(__file__).resolve().parent.parent / "experiments" / "circles.yaml"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

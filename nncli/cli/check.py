@@ -66,7 +66,7 @@ def validate(
         raise typer.Exit(2)
 
 
-class Kind(str, Enum):
+class Listing(str, Enum):
     layers = "layers"
     losses = "losses"
     optimizers = "optimizers"
@@ -75,7 +75,7 @@ class Kind(str, Enum):
 
 
 def list_(
-    kind: Annotated[Kind, typer.Argument(help="What to list.")],
+    kind: Annotated[Listing, typer.Argument(help="What to list.")],
     fmt: FormatOption = Format.table,
 ) -> None:
     """List the registered layers, losses, optimizers, datasets or metrics, with parameters."""

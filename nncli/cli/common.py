@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,6 +15,8 @@ from nncli.errors import NncliError, SpecError
 from nncli.tables import Format
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
+
     from nncli.config.spec import Experiment
 
 out = Console(highlight=False)
@@ -59,7 +61,7 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(exc.exit_code) from None
 
 
-def print_item(item: Any) -> None:
+def print_item(item: RenderableType) -> None:
     """Text as it is; a table folded to the terminal's width, or at its full width where
     stdout is a file or a pipe (no screen to fit; a folded table would not read there)."""
     if isinstance(item, str):
@@ -71,7 +73,7 @@ def print_item(item: Any) -> None:
         wide.print(item)
 
 
-def natural_width(item: Any) -> int:
+def natural_width(item: RenderableType) -> int:
     """The width a table takes when nothing is folded."""
     return out.measure(item, options=out.options.update_width(10_000)).maximum
 

@@ -19,6 +19,8 @@ from nncli.errors import NncliError, RunInterrupted
 from nncli.tables import Format, render
 
 if TYPE_CHECKING:  # the command imports them as it runs: `nncli --help` stays fast
+    from rich.console import RenderableType
+
     from nncli.sweep.execute import Event
     from nncli.sweep.plan import Plan
 
@@ -216,7 +218,7 @@ def _say(text: str) -> None:
     err.print(text, soft_wrap=True, markup=False, highlight=False)
 
 
-def _sweep_plan(plan: Plan, fmt: Format) -> Any:
+def _sweep_plan(plan: Plan, fmt: Format) -> RenderableType:
     """--dry-run: the trials' settings (bayes: the search space, its trials come later)."""
     from nncli.sweep.space import value_text
 

@@ -9,9 +9,14 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from nncli.engine.fit import FitResult
+    from nncli.loggers.console import ConsoleLogger
+    from nncli.runs.folder import Run
 
 from nncli.cli.common import (
     QuietOption,
@@ -142,7 +147,9 @@ def _without_nproc(args: list[str]) -> list[str]:
     return out
 
 
-def _run_training(start: Callable[[Any], tuple[Any, Any]], quiet: bool) -> None:
+def _run_training(
+    start: Callable[[ConsoleLogger], tuple[Run | None, FitResult]], quiet: bool
+) -> None:
     """Run a training call with console progress; map how it ends to messages and exit codes.
 
     Ctrl-C and SIGTERM mark the run interrupted (exit 130/143), a non-finite loss marks it

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
-from nncli.data.preprocess import Feature, Fill, Kind, Preprocessing
+from nncli.data.preprocess import Feature, Fill, Preprocessing, TargetKind
 from nncli.errors import NncliError
 from nncli.registry import Params, Registry
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-__all__ = ["Feature", "Fill", "Kind", "Preprocessing", "load", "prepare", "split"]
+__all__ = ["Feature", "Fill", "Preprocessing", "TargetKind", "load", "prepare", "split"]
 
 SPLITS = ("train", "val", "test")
 LossTarget = Literal["index", "binary", "value"]
@@ -165,7 +165,7 @@ class Dataset:
 
     x: NDArray[np.float32]  # (N, *sample_shape)
     y: NDArray[np.generic]  # (N,) int class labels, or (N, T) float targets / 0-1 labels
-    kind: Kind
+    kind: TargetKind
     class_names: list[str] | None = None  # classification: the label of each index
     target_names: list[str] | None = None
     feature_names: list[str] | None = None  # default: x1, x2, ...
@@ -189,7 +189,9 @@ class Dataset:
 datasets: Registry[Callable[..., Dataset]] = Registry("dataset", key="source", base=DataParams)
 
 
-def resolve_task(task: Kind | None, loss_target: LossTarget | None, n_targets: int) -> Kind | None:
+def resolve_task(
+    task: TargetKind | None, loss_target: LossTarget | None, n_targets: int
+) -> TargetKind | None:
     """A source's `task:` where it is left to the loss (None without a loss to ask)."""
     if task is not None or loss_target is None:
         return task

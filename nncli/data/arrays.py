@@ -14,19 +14,19 @@ from pydantic import Field, model_validator
 from nncli.data import (
     Dataset,
     FileParams,
-    Kind,
     LossTarget,
     PathText,
     Scale,
     Split,
     SplitFiles,
+    TargetKind,
     datasets,
     encode_labels,
     resolve_task,
     stack_splits,
     task_field,
 )
-from nncli.errors import NncliError
+from nncli.errors import NncliError, first_line
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -43,7 +43,7 @@ class Npz(SplitFiles):
     y_key: str = Field(
         default="y", min_length=1, description="the array of targets, (N,) or (N, T)"
     )
-    task: Kind | None = task_field()
+    task: TargetKind | None = task_field()
     standardize: bool = Field(
         default=False, description="zero mean, unit variance per feature (train split stats)"
     )
@@ -70,7 +70,7 @@ def read_npz(path: Path, keys: dict[str, str]) -> dict[str, NDArray[Any]]:
                     )
                 arrays[key] = archive[name]
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise NncliError(f"{path} cannot be read as .npz arrays: {first}") from None
     return arrays
 

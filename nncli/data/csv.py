@@ -10,10 +10,10 @@ from pydantic import Field
 
 from nncli.data import (
     Dataset,
-    Kind,
     LossTarget,
     PathText,
     SplitFiles,
+    TargetKind,
     datasets,
     encode_labels,
     resolve_task,
@@ -56,7 +56,7 @@ class Csv(SplitFiles):
         "default: missing values are an error",
     )
     max_categories: int = Field(default=50, ge=2, description="most values a text column may take")
-    task: Kind | None = task_field()
+    task: TargetKind | None = task_field()
     val_path: PathText | None = Field(default=None, description="validation rows (for split.val)")
     test_path: PathText | None = Field(default=None, description="test rows (for split.test)")
 
@@ -138,7 +138,7 @@ def csv(p: Csv, seed: int, loss_target: LossTarget | None = None) -> Dataset:
     )
 
 
-def _guess_task(frame: pd.DataFrame, targets: list[str]) -> Kind:
+def _guess_task(frame: pd.DataFrame, targets: list[str]) -> TargetKind:
     """Without a loss to ask: text, true/false or whole numbers are classes, others values."""
     import numpy as np
     import pandas as pd
@@ -160,7 +160,7 @@ def _targets(
     frames: dict[str, pd.DataFrame],
     files: dict[str, tuple[Path, str]],
     targets: list[str],
-    task: Kind,
+    task: TargetKind,
 ) -> tuple[list[NDArray[Any]], list[str] | None]:
     """Each file's targets as the task needs them; labels become class indices."""
     import numpy as np

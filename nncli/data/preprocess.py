@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from nncli.errors import NncliError
+from nncli.errors import NncliError, first_line
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
     from numpy.typing import NDArray
 
-Kind = Literal["classification", "regression", "multilabel"]
+TargetKind = Literal["classification", "regression", "multilabel"]
 Fill = Literal["mean", "median", "zero"]
 SHOWN_LINES = 5  # rows named in a message about missing or unknown values
 FORMAT = 1  # preprocessing.json's layout; bumped when a reader could misread an older one
@@ -51,7 +51,7 @@ class Preprocessing(BaseModel):
     format: int = FORMAT
     source: str
     features: list[Feature]
-    kind: Kind
+    kind: TargetKind
     targets: list[str]  # target columns (multilabel: one per label)
     class_names: list[str] | None = None  # classification: the label of each class index
     shape: list[int]  # one sample as the model sees it
@@ -157,7 +157,7 @@ class Preprocessing(BaseModel):
         try:
             pre = cls.model_validate_json(path.read_bytes())
         except (OSError, ValidationError) as exc:
-            first = str(exc).splitlines()[0]
+            first = first_line(exc)
             raise NncliError(f"{path} cannot be read: {first}") from None
         if pre.format > FORMAT:
             raise NncliError(f"{path} was written by a newer nncli; upgrade nncli to use it")
@@ -275,7 +275,7 @@ def read_csv(path: Path, key: str) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, low_memory=False)  # no mixed-type chunk warnings
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise NncliError(f"{key}: {path} cannot be read as CSV: {first}") from None
     except OSError as exc:
         raise NncliError(f"{key}: {path} cannot be read: {exc.strerror}") from None

@@ -23,7 +23,7 @@ from nncli.engine.inference import EVAL_BATCH, evaluate
 from nncli.engine.meter import Meter
 from nncli.engine.prepare import Prepared
 from nncli.engine.state import checkpoint, restore
-from nncli.errors import RunDiverged
+from nncli.errors import RunDiverged, first_line
 from nncli.optim import schedulers
 
 
@@ -231,7 +231,7 @@ def compiled(
         with torch.no_grad():
             fast(sample)
     except Exception as exc:  # torch.compile fails in many backend-specific ways
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         sink.note(f"torch.compile is not available here ({reason}); training without it")
         return model
     return fast

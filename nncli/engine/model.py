@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from nncli.config.spec import LayerSpec
-from nncli.errors import NncliError
+from nncli.errors import NncliError, first_line
 from nncli.layers import LayerShapeError, layers
 
 
@@ -52,7 +52,7 @@ def build_model(
             with torch.no_grad():
                 x = module(x)
         except RuntimeError as exc:
-            reason = str(exc).splitlines()[0]
+            reason = first_line(exc)
             raise ShapeError(f"{name} cannot take input of shape {shape}: {reason}") from None
         modules.append(module)
         shapes.append(tuple(x.shape[1:]))

@@ -16,11 +16,12 @@ from nncli.engine import distributed
 from nncli.engine.devices import resolve_device, seed_everything
 from nncli.engine.model import build_model, count_parameters, describe
 from nncli.engine.task import Task, infer_task
-from nncli.errors import NncliError
+from nncli.errors import NncliError, first_line
 from nncli.layers import info as layer_info
 from nncli.losses import losses
+from nncli.metrics import direction
 from nncli.optim import optimizers, schedulers
-from nncli.runs.folder import columns, direction
+from nncli.runs.folder import columns
 
 
 @dataclass
@@ -128,7 +129,7 @@ def _model_problem(spec: Spec, sample: torch.Tensor, exc: BaseException) -> str:
     """The message for a model that failed to build: the layer and its input shape, found
     by building ever longer prefixes of the stack (on the meta device, without memory,
     where the failure was an allocation)."""
-    reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    reason = first_line(exc)
     text = str(exc)
     if isinstance(exc, MemoryError | OverflowError | TypeError) or "allocate" in text:
         return _too_large(spec, sample, reason)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from nncli.config.spec import resolved
-from nncli.errors import NncliError
+from nncli.errors import NncliError, first_line
 from nncli.runs.files import write_failed
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt files raise anything from IndexError to BadZipFile
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        first = first_line(exc)
         raise NncliError(f"{path} is not a checkpoint nncli can load safely: {first}") from None
     if not isinstance(data, dict) or "model" not in data:
         raise NncliError(f"{path} is not an nncli checkpoint (no 'model' entry)")
@@ -119,7 +119,7 @@ def verify_checkpoint(path: Path) -> None:
     except FileNotFoundError:
         raise NncliError(f"{path} does not exist") from None
     except Exception as exc:  # a damaged zip raises anything from BadZipFile to zlib.error
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise NncliError(f"{path} is damaged (not a whole checkpoint: {first})") from None
     if bad is not None:
         raise NncliError(

@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from nncli.figures.style import OTHER_COLOUR, SPLIT_COLOURS, SPLIT_LABELS, SPLITS, figure, save
+from nncli.metrics import direction
 
 CURVE_FIGSIZE: tuple[float, float] = (6.4, 4.0)
-# Metrics where smaller is better; every other metric is maximised.
-LOWER_IS_BETTER: frozenset[str] = frozenset({"loss", "mae", "mse", "rmse"})
 
 
 def _as_float(value: object) -> float:
@@ -55,7 +54,7 @@ def plot_curves(
             series = [("", name)]
         if not series:
             continue
-        lower = name.lower() in LOWER_IS_BETTER or name.lower().endswith("loss")
+        lower = direction(name.lower()) == "min"
         with figure(CURVE_FIGSIZE) as (fig, ax):
             for split, column in series:
                 values = np.array([_as_float(row.get(column)) for row in rows], dtype=float)

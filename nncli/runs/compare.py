@@ -13,8 +13,9 @@ from typing import Any
 
 from nncli.errors import NncliError
 from nncli.figures.overlays import plot_overlays
+from nncli.metrics import direction
 from nncli.runs.files import json_safe
-from nncli.runs.folder import direction, metric_name, new_folder
+from nncli.runs.folder import metric_name, new_folder
 from nncli.runs.rundata import RunData, find_runs
 from nncli.tables import Format, render
 
@@ -252,7 +253,7 @@ def out_dir(out: Path | None, first_run: Path) -> Path:
 def write_outputs(comparison: Comparison, folder: Path) -> list[Path]:
     """summary.csv (the table's columns) and one overlay figure per metric, in `folder`."""
     summary = folder / SUMMARY
-    text_csv = render(comparison.text_rows(), comparison.columns, Format.csv)
+    text_csv = str(render(comparison.text_rows(), comparison.columns, Format.csv))
     summary.write_text(text_csv + "\n", encoding="utf-8")
     return [summary, *plot_overlays(comparison, folder)]
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from nncli.errors import NncliError
+from nncli.metrics import direction
 from nncli.runs.files import (
     CHECKPOINTS,
     CONFIG,
@@ -42,18 +43,12 @@ from nncli.runs.files import (
 from nncli.runs.record import RunInfo
 
 STATUSES = ("running", "completed", "failed", "interrupted", "diverged")
-LOWER_IS_BETTER = ("loss", "mae", "rmse")
 NOT_METRICS = ("epoch", "lr", "time_s")
 
 
 def metric_name(column: str) -> str:
     """`test_accuracy` -> `accuracy` (metrics.csv columns are `<split>_<metric>`)."""
     return column.split("_", 1)[-1]
-
-
-def direction(column: str) -> str:
-    """'min' or 'max': which way a metrics.csv column improves (`val_loss` -> min)."""
-    return "min" if metric_name(column) in LOWER_IS_BETTER else "max"
 
 
 def columns(splits: list[str], metrics: list[str]) -> list[str]:

@@ -12,8 +12,9 @@ from typing import Any
 import yaml
 
 from nncli.errors import NncliError, first_line
+from nncli.metrics import direction
 from nncli.runs.files import CONFIG, METRICS, RUN_JSON
-from nncli.runs.folder import NOT_METRICS, direction
+from nncli.runs.folder import NOT_METRICS
 from nncli.runs.record import RunInfo, UnreadableRun, flatten, is_run, read_run
 
 # The C loader reads our own resolved configs ~8x faster (500: 0.08 s, not 0.66 s); we need

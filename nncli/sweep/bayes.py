@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from nncli.runs.folder import direction
+from nncli.metrics import direction
 from nncli.sweep.space import import_optuna, rounded, value_text
 from nncli.sweep.state import FAILED, Sweep, Trial
 

@@ -27,8 +27,8 @@ DIGITS = 4  # significant digits of drawn numbers: `lr 0.002346` reads, 0.002345
 
 Method = Literal["grid", "random", "bayes"]
 METHODS: dict[str, Method] = {"grid": "grid", "random": "random", "bayes": "bayes"}
-Kind = Literal["grid", "choice", "range"]
-KINDS: tuple[Kind, ...] = ("grid", "choice", "range")
+ParamKind = Literal["grid", "choice", "range"]
+KINDS: tuple[ParamKind, ...] = ("grid", "choice", "range")
 
 OPTUNA_MISSING = (
     "bayes search needs Optuna, which is not installed: pip install 'nncli[optuna]' "
@@ -54,7 +54,7 @@ class Param:
     """One searched key: a grid's or choice's values, or a range of numbers."""
 
     key: str
-    kind: Kind
+    kind: ParamKind
     values: tuple[Any, ...] = ()
     bounds: SweepRange | None = None
     where: str = ""  # where it was given, for messages: FILE:LINE:COL or `--grid ...`
@@ -126,10 +126,10 @@ class Options:
         return flags + [flag for name, flag in named.items() if getattr(self, name) is not None]
 
 
-def _cli_entries(options: Options) -> dict[Kind, dict[str, tuple[Any, str]]]:
+def _cli_entries(options: Options) -> dict[ParamKind, dict[str, tuple[Any, str]]]:
     """`--grid k=v1,v2` etc. as {kind: {key: (raw entry, the option as given)}}, checked by
     the same model as the file's section."""
-    found: dict[Kind, dict[str, tuple[Any, str]]] = {kind: {} for kind in KINDS}
+    found: dict[ParamKind, dict[str, tuple[Any, str]]] = {kind: {} for kind in KINDS}
     for kind in KINDS:
         for text in getattr(options, kind):
             flag = f"--{kind} {text}"

@@ -19,7 +19,7 @@ from nncli.data.preprocess import Preprocessing
 from nncli.engine.model import build_model
 from nncli.engine.state import load_checkpoint
 from nncli.engine.task import Task, infer_task
-from nncli.errors import NncliError
+from nncli.errors import NncliError, first_line
 from nncli.runs.files import BEST, CHECKPOINTS, CONFIG, LAST, PREPROCESSING, RUN_JSON
 from nncli.runs.record import RunInfo, read_run
 
@@ -104,7 +104,7 @@ def load_weights(model: nn.Module, weights: Any, path: Path, config: Path) -> No
     try:
         model.load_state_dict(weights)
     except (RuntimeError, TypeError, ValueError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise NncliError(f"{misfit}: {first}") from None
 
 
