@@ -1,4 +1,5 @@
-"""The experiment file as Pydantic models, and `load_spec(path, overrides)`.
+"""The experiment file as Pydantic models (one per section, registry entries as tagged
+unions), and `load_experiment(path, overrides)`: the file parsed once and validated.
 
 Torch-free: `nncli validate` and `nncli schema` import this and nothing heavier.
 """

@@ -1,12 +1,5 @@
-"""Sweeps: a search over dotted keys where each trial is a `nncli train` subprocess with its
-own run folder, inside a sweep folder whose sweep.json says where every trial stands.
-
-```
-sweeps/2026-11-25T10-54-26_circles_3f9c/
-  sweep.json  best.yaml  summary.csv  runs/<run>/...  logs/trial-001.log
-```
-This module owns the sweep folder and its sweep.json, and reads its trials' run folders.
-"""
+"""The sweep folder: sweep.json with where every trial stands, creating and reopening a
+sweep, and what a trial's run folder recorded."""
 
 from __future__ import annotations
 
