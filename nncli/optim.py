@@ -82,8 +82,16 @@ def adam(p: Adam, parameters: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
     """Adam: adaptive moments (weight_decay is L2 added to the gradient)."""
     import torch
 
+    return _adam_like(torch.optim.Adam, p, parameters)
+
+
+def _adam_like(
+    cls: type[torch.optim.Adam] | type[torch.optim.AdamW],
+    p: Adam,
+    parameters: Iterable[torch.Tensor],
+) -> torch.optim.Optimizer:
     params, fast = fused(parameters)
-    return torch.optim.Adam(
+    return cls(
         params,
         lr=p.lr,
         betas=p.betas,
@@ -103,16 +111,7 @@ def adamw(p: AdamW, parameters: Iterable[torch.Tensor]) -> torch.optim.Optimizer
     """Adam with decoupled weight decay."""
     import torch
 
-    params, fast = fused(parameters)
-    return torch.optim.AdamW(
-        params,
-        lr=p.lr,
-        betas=p.betas,
-        eps=p.eps,
-        weight_decay=p.weight_decay,
-        amsgrad=p.amsgrad,
-        **fast,
-    )
+    return _adam_like(torch.optim.AdamW, p, parameters)
 
 
 class RMSprop(Optim):

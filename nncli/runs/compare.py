@@ -15,7 +15,7 @@ from nncli.errors import NncliError
 from nncli.figures.overlays import plot_overlays
 from nncli.metrics import direction
 from nncli.runs.files import json_safe
-from nncli.runs.folder import metric_name, new_folder
+from nncli.runs.folder import metric_name, new_folder, new_or_empty
 from nncli.runs.rundata import RunData, find_runs
 from nncli.tables import Format, render
 
@@ -237,13 +237,7 @@ def out_dir(out: Path | None, first_run: Path) -> Path:
     Default: `<runs folder>/../comparisons/<timestamp>_<suffix>/`.
     """
     if out is not None:
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise NncliError(f"{out} already exists and is not empty; choose another --out")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise NncliError(f"cannot create {out}: {exc.strerror}") from None
-        return out
+        return new_or_empty(out)
     parent = first_run.absolute().parent.parent / COMPARISONS
     with contextlib.suppress(ValueError):  # outside the working folder: keep it absolute
         parent = parent.relative_to(Path.cwd())

@@ -179,6 +179,18 @@ def _epoch(row: list[str]) -> float:
         return math.inf
 
 
+def new_or_empty(out: Path) -> Path:
+    """`out` made, where it does not exist or is an empty folder (an --out the user named);
+    NncliError otherwise, so nothing of theirs is mixed with or overwritten."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise NncliError(f"{out} already exists and is not empty; choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NncliError(f"cannot create {out}: {exc.strerror}") from None
+    return out
+
+
 def new_folder(parent: Path, label: str | None = None) -> Path:
     """A new folder `parent/<timestamp>[_label]_<random>`, never one that exists already
     (two processes starting in the same second get different suffixes)."""

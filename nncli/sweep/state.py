@@ -12,7 +12,7 @@ from typing import Any
 
 from nncli.errors import NncliError
 from nncli.runs.files import json_safe, now, write_atomic
-from nncli.runs.folder import new_folder
+from nncli.runs.folder import new_folder, new_or_empty
 from nncli.runs.lock import process_alive
 from nncli.runs.record import RunInfo, is_run, read_run
 from nncli.sweep.plan import Plan
@@ -138,13 +138,7 @@ def create(p: Plan, out: Path | None) -> Sweep:
     if out is not None:
         if (out / SWEEP_JSON).is_file():
             raise NncliError(f"{out} holds a sweep already; continue it with --resume {out}")
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise NncliError(f"{out} already exists and is not empty; choose another --out")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise NncliError(f"cannot create {out}: {exc.strerror}") from None
-        folder = out
+        folder = new_or_empty(out)
     else:
         folder = new_folder(Path(SWEEPS), p.name)
     (folder / RUNS).mkdir()
