@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import EXPERIMENTS
 from typer.testing import CliRunner
 
 from nncli.cli.app import app
@@ -18,7 +19,7 @@ from nncli.runs import compare, record
 from nncli.runs.files import METRICS, RUN_JSON
 from nncli.runs.folder import direction
 
-CIRCLES = Path(__file__).resolve().parent.parent / "experiments" / "circles.yaml"
+CIRCLES = EXPERIMENTS / "circles.yaml"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 BASE = ["run", "status", "epochs", "params", "duration_s"]
 DIFFERING = ["model.layers.0.units", "optimizer.lr"]
