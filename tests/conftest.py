@@ -20,26 +20,10 @@ from nncli.errors import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ROOT / "experiments"
+ASSETS = Path(__file__).resolve().parent / "assets"  # experiment files several tests share
 
-TINY = """\
-name: tiny
-seed: 7
-data:
-  source: circles
-  n_samples: 200
-  noise: 0.05
-  split: {val: 0.2, test: 0.2}
-model:
-  layers:
-    - dense: 8
-    - tanh
-    - dense: 1
-    - sigmoid
-loss: bce
-optimizer: {name: adam, lr: 0.05}
-train: {epochs: 3, batch_size: 32, device: cpu}
-metrics: [accuracy, f1]
-"""
+# the small experiment most tests train or change: circles, three epochs, on the CPU
+TINY = (ASSETS / "tiny.yaml").read_text(encoding="utf-8")
 # circles as in the issue: small enough that eight processes train it on two cores
 QUICK = TINY.replace("epochs: 3", "epochs: 2")
 
