@@ -1,7 +1,11 @@
-"""Shared fixtures: a CLI runner and small experiment files written on the fly."""
+"""Shared fixtures and helpers: a CLI runner, small experiment files written on the fly, a
+trained run's checkpoint, and the checks of a refused `nncli train` used across folders."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -10,29 +14,18 @@ import pytest
 from typer.testing import CliRunner
 
 from nncli.cli.app import app
+from nncli.config import yamlio
+from nncli.config.spec import validate
+from nncli.errors import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ROOT / "experiments"
+ASSETS = Path(__file__).resolve().parent / "assets"  # experiment files several tests share
 
-TINY = """\
-name: tiny
-seed: 7
-data:
-  source: circles
-  n_samples: 200
-  noise: 0.05
-  split: {val: 0.2, test: 0.2}
-model:
-  layers:
-    - dense: 8
-    - tanh
-    - dense: 1
-    - sigmoid
-loss: bce
-optimizer: {name: adam, lr: 0.05}
-train: {epochs: 3, batch_size: 32, device: cpu}
-metrics: [accuracy, f1]
-"""
+# the small experiment most tests train or change: circles, three epochs, on the CPU
+TINY = (ASSETS / "tiny.yaml").read_text(encoding="utf-8")
+# circles as in the issue: small enough that eight processes train it on two cores
+QUICK = TINY.replace("epochs: 3", "epochs: 2")
 
 
 class Rows:
@@ -73,6 +66,13 @@ def tiny(write: Callable[..., Path]) -> Path:
     return write(TINY, "tiny.yaml")
 
 
+@pytest.fixture
+def checkpoint(runner: CliRunner, tiny: Path, tmp_path: Path) -> Path:
+    result = runner.invoke(app, ["train", str(tiny), "--runs-dir", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 0, result.output
+    return Path(result.stdout.strip()) / "checkpoints" / "last.pt"
+
+
 def interrupted_run(
     runner: CliRunner, spec: Path, runs_dir: Path, monkeypatch: pytest.MonkeyPatch, at: int = 1
 ) -> Path:
@@ -97,3 +97,47 @@ def interrupted_run(
     assert result.exit_code == 130, result.output
     (folder,) = runs_dir.iterdir()
     return folder
+
+
+def problems(text: str, overrides: tuple[str, ...] = ()) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        validate(yamlio.loads(text, "exp.yaml"), overrides)
+    return [str(p) for p in info.value.problems]
+
+
+def train_refused(runner: CliRunner, path: Path, tmp_path: Path, *args: str) -> str:
+    """stderr of `nncli train` that must fail with exit 2, no traceback and no run folder."""
+    before = sorted(tmp_path.rglob("*"))
+    result = runner.invoke(app, ["train", str(path), "--runs-dir", str(tmp_path / "runs"), *args])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert result.stdout == ""
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written, not even the runs folder
+    return result.stderr
+
+
+def refused(runner: CliRunner, path: Path, tmp_path: Path, *args: str) -> str:
+    """stderr of `nncli train` that must exit 2 with no traceback and no run folder."""
+    before = sorted(tmp_path.rglob("*"))
+    result = runner.invoke(app, ["train", str(path), "--runs-dir", str(tmp_path / "runs"), *args])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert "internal error" not in result.output
+    assert result.stdout == ""
+    assert sorted(tmp_path.rglob("*")) == before
+    return result.stderr
+
+
+def nncli(*args: str, **kwargs: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "nncli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,  # type: ignore[call-overload]
+    )
+
+
+def info(folder: Path) -> dict[str, object]:
+    data: dict[str, object] = json.loads((folder / "run.json").read_text())
+    return data

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import TINY, problems
 
 from nncli.errors import NncliError
 from nncli.layers import layers
@@ -218,3 +221,26 @@ def test_promised_losses_are_registered() -> None:
 def test_promised_optimizers_are_registered() -> None:
     names = {entry.name for entry in optimizers}
     assert names >= PROMISED_OPTIMIZERS, PROMISED_OPTIMIZERS - names
+
+
+def test_registry_names_are_looked_up_never_imported(
+    write: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "imported"
+    (tmp_path / "evilmod.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = (
+        TINY.replace("loss: bce", "loss: evilmod")
+        .replace("name: adam", "name: evilmod.thing")
+        .replace("- tanh", "- evilmod:Layer")
+        .replace("source: circles", "source: os.path")
+    )
+    found = problems(text)
+    assert [p.split("  ")[1:3] for p in found] == [
+        ["data", "unknown dataset 'os.path'"],
+        ["model.layers.1", "unknown layer 'evilmod:Layer'"],
+        ["loss", "unknown loss 'evilmod'"],
+        ["optimizer", "unknown optimizer 'evilmod.thing'"],
+    ]
+    assert not marker.exists()
+    assert "evilmod" not in sys.modules

@@ -14,8 +14,7 @@ from conftest import EXPERIMENTS, ROOT, TINY
 from typer.testing import CliRunner
 
 from nncli.cli.app import app
-from nncli.config.spec import load_spec, resolved
-from nncli.runs import folder as runs
+from nncli.config.spec import load_spec
 from nncli.runs import record
 
 
@@ -224,51 +223,6 @@ def test_missing_file(runner: CliRunner, tmp_path: Path) -> None:
     assert "nope.yaml  <top>  no such file  (check the path)" in stderr
 
 
-def test_validate_reports_every_file(
-    runner: CliRunner, tiny: Path, write: Callable[..., Path]
-) -> None:
-    bad = write(TINY.replace("- tanh", "- tnah"), "bad.yaml")
-    result = runner.invoke(app, ["validate", str(tiny), str(bad)])
-    assert result.exit_code == 2
-    assert f"ok {tiny}: 4 layers, loss bce, data circles" in result.stdout
-    assert "unknown layer 'tnah'  (did you mean 'tanh'?)" in result.stderr
-
-
-def test_validate_build_runs_a_forward_pass(
-    runner: CliRunner, tiny: Path, write: Callable[..., Path]
-) -> None:
-    result = runner.invoke(app, ["validate", "--build", str(tiny)])
-    assert result.exit_code == 0, result.output
-    assert "binary, 33 parameters" in result.stdout
-    bad = write(TINY.replace("- dense: 1\n", "- flatten\n    - conv1d: 2\n"), "bad.yaml")
-    result = runner.invoke(app, ["validate", "--build", str(bad)])
-    assert result.exit_code == 2
-    assert "model.layers.3 (conv1d(out_channels=2" in result.stderr
-
-
-def test_list_layers_in_every_format(runner: CliRunner) -> None:
-    result = runner.invoke(app, ["list", "layers", "--format", "csv"])
-    assert result.exit_code == 0
-    rows = {r["name"]: r for r in csv.DictReader(result.stdout.splitlines())}
-    assert rows["dense"]["aliases"] == "linear"
-    assert "units (required)" in rows["dense"]["parameters"]
-    assert rows["leaky_relu"]["parameters"] == "negative_slope=0.01"
-    assert rows["gelu"]["kind"] == "activation"
-    losses = json.loads(runner.invoke(app, ["list", "losses", "--format", "json"]).stdout)
-    assert {r["name"] for r in losses} >= {"mse", "bce", "cross_entropy", "huber"}
-    markdown = runner.invoke(app, ["list", "optimizers", "--format", "markdown"]).stdout
-    assert markdown.splitlines()[0].startswith("| name | aliases | parameters")
-    table = runner.invoke(app, ["list", "datasets"])
-    assert "circles" in table.stdout
-
-
-def test_schema_is_json(runner: CliRunner, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["schema"])
-    assert json.loads(result.stdout)["title"] == "Spec"
-    result = runner.invoke(app, ["schema", "--out", str(tmp_path / "s.json")])
-    assert json.loads((tmp_path / "s.json").read_text())["type"] == "object"
-
-
 def test_show_prints_the_learned_line(runner: CliRunner, tmp_path: Path) -> None:
     code, stdout, _ = train(
         runner, str(EXPERIMENTS / "linear_regression.yaml"), "--runs-dir", str(tmp_path), "-q"
@@ -338,11 +292,6 @@ def test_ctrl_c_marks_run_interrupted_and_keeps_epochs(
     assert torch.load(folder / "checkpoints/last.pt", weights_only=True)["epoch"] == 2
 
 
-def test_runs_in_the_same_second_never_collide(tmp_path: Path) -> None:
-    made = [runs.Run.create(tmp_path, "same", "x: 1\n", "x: 1\n", {}) for _ in range(20)]
-    assert len({r.path for r in made}) == 20
-
-
 def needs_absent_files(path: Path) -> bool:
     """mnist_mlp.yaml reads MNIST's files, which nncli never downloads (see README)."""
     return "source: mnist" in path.read_text() and not (ROOT / "data" / "mnist").is_dir()
@@ -368,12 +317,3 @@ def test_every_experiment_runs_one_smoke_epoch(
     assert code == 0, stdout + stderr
     info = json.loads((Path(stdout.strip()) / "run.json").read_text())
     assert info["status"] == "completed"
-
-
-def test_resolved_config_round_trips_for_every_experiment() -> None:
-    for path in EXPERIMENTS.glob("*.yaml"):
-        spec = load_spec(path)
-        from nncli.config import yamlio
-        from nncli.config.spec import validate
-
-        assert validate(yamlio.loads(yamlio.dump(resolved(spec)))) == spec

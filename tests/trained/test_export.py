@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 from typer.testing import CliRunner
 
 from nncli.cli.app import app
@@ -24,7 +25,7 @@ LOAD = {
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     runner = CliRunner()
-    root = Path(__file__).resolve().parent.parent
+    root = ROOT
     runs_dir = tmp_path_factory.mktemp("runs")
     result = runner.invoke(
         app,

@@ -1,4 +1,5 @@
-"""`nncli compare` and `nncli runs`: three tiny real runs, then broken copies of them."""
+"""`nncli compare`: three tiny real runs, then broken copies of them, and runs read while
+they are written."""
 
 from __future__ import annotations
 
@@ -7,18 +8,24 @@ import io
 import json
 import re
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import EXPERIMENTS
 from typer.testing import CliRunner
 
 from nncli.cli.app import app
+from nncli.errors import NncliError
 from nncli.metrics import direction
-from nncli.runs import compare, record
+from nncli.runs import compare, listing, record
 from nncli.runs.files import METRICS, RUN_JSON
+from nncli.runs.folder import STATUSES
 
-CIRCLES = Path(__file__).resolve().parent.parent / "experiments" / "circles.yaml"
+CIRCLES = EXPERIMENTS / "circles.yaml"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 BASE = ["run", "status", "epochs", "params", "duration_s"]
 DIFFERING = ["model.layers.0.units", "optimizer.lr"]
@@ -31,6 +38,13 @@ runner = CliRunner()
 
 def invoke(*args: str | Path) -> Any:
     return runner.invoke(app, [str(a) for a in args])
+
+
+def runs_json(*args: str | Path) -> list[dict[str, Any]]:
+    result = invoke("runs", *args, "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    return rows
 
 
 @pytest.fixture(scope="module")
@@ -360,109 +374,6 @@ def test_flatten_and_text() -> None:
     ]
 
 
-# nncli runs
-
-
-def fake_run(parent: Path, name: str, status: str, started: str, loss: float = 0.5) -> Path:
-    folder = parent / name
-    folder.mkdir(parents=True)
-    info = {
-        "name": "circles",
-        "status": status,
-        "started_at": started,
-        "epochs_done": 3,
-        "duration_s": 1.25,
-        "monitor": "test_loss",
-        "best": {"test_loss": {"value": loss, "epoch": 2}},
-    }
-    (folder / RUN_JSON).write_text(json.dumps(info), encoding="utf-8")
-    return folder
-
-
-@pytest.fixture
-def listing(tmp_path: Path) -> Path:
-    runs = tmp_path / "runs"
-    fake_run(runs, "a_oldest", "completed", "2026-11-25T09:00:00+00:00", 0.3)
-    fake_run(runs, "b_newest", "running", "2026-11-25T11:00:00+00:00", 0.2)
-    fake_run(runs, "c_middle", "failed", "2026-11-25T12:00:00+02:00", 0.1)  # 10:00 UTC
-    fake_run(runs, "d_interrupted", "interrupted", "2026-11-25T08:00:00+00:00")
-    (runs / "notes.txt").write_text("not a run", encoding="utf-8")
-    return runs
-
-
-def runs_json(*args: str | Path) -> list[dict[str, Any]]:
-    result = invoke("runs", *args, "--format", "json")
-    assert result.exit_code == 0, result.output
-    rows: list[dict[str, Any]] = json.loads(result.stdout)
-    return rows
-
-
-def test_runs_lists_newest_first_with_the_headline(listing: Path) -> None:
-    rows = runs_json(listing)
-
-    assert [r["run"] for r in rows] == ["b_newest", "c_middle", "a_oldest", "d_interrupted"]
-    assert list(rows[0]) == [
-        "run",
-        "status",
-        "started",
-        "epochs",
-        "duration_s",
-        "monitor",
-        "best",
-        "best epoch",
-    ]
-    assert rows[0]["monitor"] == "test_loss"
-    assert rows[0]["best"] == 0.2
-    assert rows[0]["best epoch"] == 2
-
-
-def test_runs_status_filter(listing: Path) -> None:
-    rows = runs_json(listing, "--status", "failed,completed")
-    assert [r["run"] for r in rows] == ["c_middle", "a_oldest"]
-    rows = runs_json(listing, "--status", "running", "--status", "interrupted")
-    assert [r["run"] for r in rows] == ["b_newest", "d_interrupted"]
-
-    result = invoke("runs", listing, "--status", "done")
-    assert result.exit_code == 2
-    assert "unknown status done; choose from running, completed" in result.stderr
-
-
-def test_runs_formats(listing: Path) -> None:
-    result = invoke("runs", listing, "--format", "csv")
-    assert result.exit_code == 0, result.output
-    rows = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert rows[0]["run"] == "b_newest"
-    assert float(rows[0]["best"]) == 0.2
-
-    result = invoke("runs", listing, "--format", "markdown")
-    assert result.stdout.splitlines()[0].startswith("| run | status | started |")
-
-    result = invoke("runs", listing)
-    assert result.exit_code == 0, result.output
-    assert "status" in result.stdout  # a Rich table (its cells fold at 80 columns)
-    assert "┏" in result.stdout
-
-
-def test_runs_shows_unreadable_runs(listing: Path) -> None:
-    (listing / "a_oldest" / RUN_JSON).write_text("{", encoding="utf-8")
-    rows = runs_json(listing, "--status", "unreadable")
-    assert [(r["run"], r["status"]) for r in rows] == [("a_oldest", "unreadable")]
-
-
-def test_runs_empty_and_missing_folders(tmp_path: Path) -> None:
-    (tmp_path / "empty").mkdir()
-    result = invoke("runs", tmp_path / "empty")
-    assert result.exit_code == 0, result.output
-    assert result.stdout.startswith(f"no runs in {tmp_path / 'empty'}; train one with")
-    assert runs_json(tmp_path / "empty") == []
-
-    result = invoke("runs", tmp_path / "missing")
-    assert result.exit_code == 2
-    assert result.stderr == f"error {tmp_path / 'missing'} does not exist; " + (
-        "train a run first or name its runs folder\n"
-    )
-
-
 @pytest.mark.parametrize("command", ["compare", "runs"])
 def test_help(command: str) -> None:
     result = invoke(command, "--help")
@@ -474,3 +385,77 @@ def test_compare_help_documents_the_columns() -> None:
     result = invoke("compare", "--help")
     assert "test_accuracy best epoch" in result.stdout
     assert "--sort" in result.stdout
+
+
+WRITER = """\
+import random, sys, time
+from pathlib import Path
+from nncli.runs import folder as runs
+
+root, seed, until = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+rng = random.Random(seed)
+header = runs.columns(["train", "val"], ["accuracy"])
+config = "optimizer: {{lr: {lr}}}\\nmodel: {{layers: [{{type: dense, units: {units}}}]}}\\n"
+made = 0
+while time.time() < until:
+    run = runs.Run.create(
+        root, f"w{seed}", "x: 1\\n", config.format(lr=rng.choice([0.1, 0.01]), units=made),
+        {"epochs": 6, "epochs_done": 0, "monitor": "val_loss", "n_params": made},
+    )
+    run.start_metrics(header)
+    epoch, resumed = 1, False
+    while epoch <= 6:
+        run.log_epoch({**{c: rng.random() for c in header}, "epoch": epoch})
+        time.sleep(0.005)  # an epoch takes a moment: readers meet runs in every state
+        if epoch == 3 and not resumed and rng.random() < 0.5:  # killed, then resumed from 2
+            resumed = True
+            run._metrics.close()
+            run.write_info(status="running", resumed=[{"after_epoch": 2}])
+            run.start_metrics(header, keep_epochs=2)
+            epoch = 2
+        epoch += 1
+    run.finish(rng.choice(["completed", "failed", "interrupted"]))
+    made += 1
+print(made)
+"""
+
+
+def test_compare_and_runs_never_fail_while_runs_are_written(tmp_path: Path) -> None:
+    root = tmp_path / "runs"
+    root.mkdir()
+    script = tmp_path / "writer.py"
+    script.write_text(WRITER)
+    until = time.time() + 4
+    writers = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(root), str(seed), str(until)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for seed in range(2)
+    ]
+    runner = CliRunner()
+    reads = compared = 0
+    try:
+        while time.time() < until:
+            try:
+                result = compare.compare([root])
+            except NncliError as exc:  # only before the first run.json exists
+                assert "no usable run to compare" in str(exc)
+                assert not any(record.is_run(p) for p in root.iterdir())
+            else:
+                compared += 1
+                assert result.warnings == []  # no running run reads as unreadable
+                json.loads(result.json())
+            rows = listing.list_runs(root)
+            assert all(row["status"] in STATUSES for row in rows)
+            listed = runner.invoke(app, ["runs", str(root), "--format", "json"])
+            assert listed.exit_code == 0, listed.output
+            reads += 1
+    finally:
+        made = [int(w.communicate(timeout=60)[0]) for w in writers]
+    assert [w.returncode for w in writers] == [0, 0]
+    assert sum(made) >= 4 and reads >= 3 and compared >= 2, (made, reads, compared)
+    # and the command itself, figures included, over what the writers left
+    out = runner.invoke(app, ["compare", str(root), "--out", str(tmp_path / "cmp"), "-m", "loss"])
+    assert out.exit_code == 0, out.output

@@ -1,6 +1,6 @@
-"""Devices and resources: an absent device, data too small for its split or batch, a model
-that does not fit the data, the loss or the memory: each a clear message before any run
-folder exists (exit 2), or, where training can go on, a warning."""
+"""Prepare: data too small for its split or batch, a model that does not fit the data, the
+loss or the memory: each a clear message before any run folder exists (exit 2), or, where
+training can go on, a warning."""
 
 from __future__ import annotations
 
@@ -9,61 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import TINY
+from conftest import TINY, refused
 from typer.testing import CliRunner
 
 from nncli.cli.app import app
-
-
-def refused(runner: CliRunner, path: Path, tmp_path: Path, *args: str) -> str:
-    """stderr of `nncli train` that must exit 2 with no traceback and no run folder."""
-    before = sorted(tmp_path.rglob("*"))
-    result = runner.invoke(app, ["train", str(path), "--runs-dir", str(tmp_path / "runs"), *args])
-    assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output
-    assert "internal error" not in result.output
-    assert result.stdout == ""
-    assert sorted(tmp_path.rglob("*")) == before
-    return result.stderr
-
-
-def absent_cuda() -> list[tuple[str, str]]:
-    """(device, message) for CUDA devices this machine lacks."""
-    if not torch.cuda.is_available():
-        return [
-            (
-                "cuda",
-                "error train.device is 'cuda' but this machine has no CUDA device (or this "
-                "torch build has no CUDA support); use device: auto or cpu",
-            )
-        ]
-    n = torch.cuda.device_count()
-    return [
-        (
-            f"cuda:{n}",
-            f"error train.device is 'cuda:{n}' but only {n} CUDA device(s) exist "
-            f"(cuda:0 to cuda:{n - 1})",
-        )
-    ]
-
-
-@pytest.mark.parametrize(("device", "message"), absent_cuda())
-def test_an_absent_cuda_device_is_refused_before_any_folder(
-    runner: CliRunner, tiny: Path, tmp_path: Path, device: str, message: str
-) -> None:
-    stderr = refused(runner, tiny, tmp_path, "--set", f"train.device={device}")
-    assert stderr.strip() == message
-
-
-@pytest.mark.skipif(torch.backends.mps.is_available(), reason="MPS is present here")
-def test_mps_off_apple_is_refused_before_any_folder(
-    runner: CliRunner, write: Callable[..., Path], tmp_path: Path
-) -> None:
-    path = write(TINY.replace("device: cpu", "device: mps"))
-    assert refused(runner, path, tmp_path).strip() == (
-        "error train.device is 'mps' but MPS (Apple GPU) is not available here; use auto or cpu"
-    )
 
 
 def test_an_empty_split_is_refused_before_any_folder(

@@ -1,20 +1,18 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import TINY
+from conftest import EXPERIMENTS, TINY, problems, train_refused
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
 
 from nncli.config import yamlio
-from nncli.config.spec import load_spec, resolved, schema
-from nncli.errors import SpecError
-
-
-def problems(text: str, overrides: tuple[str, ...] = ()) -> list[str]:
-    with pytest.raises(SpecError) as info:
-        load_spec_text(text, overrides)
-    return [str(p) for p in info.value.problems]
+from nncli.config.spec import Spec, load_spec, resolved, schema, validate
+from nncli.errors import NncliError
 
 
 def load_spec_text(text: str, overrides: tuple[str, ...] = ()) -> object:
@@ -216,3 +214,165 @@ def test_override_into_an_omitted_optimizer_keeps_its_default() -> None:
     config = resolved(load_spec_text(text, ("optimizer.lr=0.2",)))  # type: ignore[arg-type]
     assert config["optimizer"]["name"] == "adam"
     assert config["optimizer"]["lr"] == 0.2
+
+
+@pytest.mark.parametrize("value", [".nan", ".NaN", ".inf", "-.inf", "1e999", "-1e999"])
+@pytest.mark.parametrize(
+    ("key", "where"),
+    [
+        ("lr: 0.05", "exp.yaml:15:25  optimizer.adam.lr"),
+        ("noise: 0.05", "exp.yaml:6:3  data.circles.noise"),
+        ("val: 0.2", "exp.yaml:7:11  data.circles.split.val"),
+    ],
+)
+def test_non_finite_numbers_are_refused_where_a_number_is_meant(
+    value: str, key: str, where: str
+) -> None:
+    name = key.split(":", maxsplit=1)[0]
+    (found,) = problems(TINY.replace(key, f"{name}: {value}"))
+    assert found.startswith(f"{where}  Input should be a finite number, got ")
+
+
+@pytest.mark.parametrize(
+    "name", ["../escaped", "a/b", "..", "/tmp/abs", "a\\b", ".hidden", "~root"]
+)
+def test_a_run_name_is_never_a_path(
+    runner: CliRunner, write: Callable[..., Path], tmp_path: Path, name: str
+) -> None:
+    path = write(TINY.replace("name: tiny", f"name: '{name}'"))
+    stderr = train_refused(runner, path, tmp_path)
+    assert f"error {path}:1:1  name  a run name holds letters, digits and _ . + - only" in stderr
+    assert not (tmp_path.parent / "escaped").exists()
+
+
+def test_names_from_the_file_stem_are_one_path_component(write: Callable[..., Path]) -> None:
+    for stem in ("..", "a b", "weird:name", "ü"):
+        name = load_spec(write(TINY.replace("name: tiny\n", ""), f"{stem}.yaml")).name
+        assert name is not None
+        assert os.sep not in name
+        assert Path(f"stamp_{name}_0000").name == f"stamp_{name}_0000"
+
+
+def test_resolved_config_round_trips_for_every_experiment() -> None:
+    for path in EXPERIMENTS.glob("*.yaml"):
+        spec = load_spec(path)
+        from nncli.config import yamlio
+        from nncli.config.spec import validate
+
+        assert validate(yamlio.loads(yamlio.dump(resolved(spec)))) == spec
+
+
+BASES = [TINY, *(p.read_text() for p in sorted(EXPERIMENTS.glob("*.yaml"))[:6])]
+
+
+TOKENS = [
+    *("no", "Yes", "on", "OFF", "y", "true", "~", "null", "", "''", '""', "-0", "0x1F", "0b2"),
+    *("010", "0o17", "1:30", "1_000", ".nan", "-.inf", "1e999", "1" + "0" * 4400, "2001-13-45"),
+    *("[", "]", "{", "}", "[]", "{}", "{a: 1}", "[1, [2, [3]]]", "- a", "? a", ": b", "|", ">-"),
+    *("&a x", "*a", "*zz", "<<", "<<: *a", "{<<: [*a, *a]}", "&a [*a]", "!!str", "!foo x"),
+    *("!!python/name:os.system", "!!python/object/apply:os.system [x]", "!!binary 'a!b'"),
+    *("!!int x", "!!float y", "!!bool z", "!!timestamp q", "!!set {a}", "!!omap [a: 1]"),
+    *("%YAML 1.1\n---", "---", "...", "#", "\t", "\x07", "\ufeff", "\r", "é", "'\\x'", '"\\q"'),
+    *("dense: 0", "dense: -1", "gelu", "dense", "type: conv2d", "name: huber", "source: csv"),
+    *("units: 2", "split: {val: 0.9, test: 0.9}", "metrics: [r2]", "monitor: val_f1"),
+]
+
+
+KEYS = ["seed", "name", "data", "model", "loss", "train", "optimizer", "sweep", "metrics"]
+
+
+SETTINGS = [
+    "train.epochs",
+    "optimizer.lr",
+    "model.layers.0",
+    "model.layers.0.dense",
+    "model.layers.9.x",
+    "data.split.val",
+    "loss",
+    "loss.name",
+    "name",
+    "seed.0",
+    "metrics.0.x",
+    "sweep.range.lr",
+    "",
+    ".",
+]
+
+
+text_or_token = st.one_of(
+    st.sampled_from(TOKENS),
+    st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=12),
+    st.text(max_size=6),  # any character, control characters and surrogates included
+)
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    """A real experiment file, changed a few times the way people and transfers break files."""
+    lines = draw(st.sampled_from(BASES)).splitlines(keepends=True)
+    for _ in range(draw(st.integers(1, 4))):
+        i = draw(st.integers(0, max(len(lines) - 1, 0)))
+        j = draw(st.integers(0, max(len(lines) - 1, 0)))
+        how = draw(st.integers(0, 7))
+        if not lines:
+            lines = [draw(text_or_token) + "\n"]
+        elif how == 0:
+            del lines[i]
+        elif how == 1:
+            lines.insert(i, lines[j])
+        elif how == 2:
+            lines[i], lines[j] = lines[j], lines[i]
+        elif how == 3:  # a new value
+            key, sep, _ = lines[i].partition(": ")
+            lines[i] = f"{key}{sep or ': '}{draw(text_or_token)}\n"
+        elif how == 4:  # a new key
+            indent = lines[i][: len(lines[i]) - len(lines[i].lstrip())]
+            _, _, value = lines[i].partition(":")
+            key = draw(st.one_of(st.sampled_from(KEYS), text_or_token))
+            lines[i] = f"{indent}{key}:{value or ' 1'}\n".replace("\n\n", "\n")
+        elif how == 5:  # indentation moved
+            lines[i] = " " * draw(st.integers(0, 6)) + lines[i].lstrip(" ")
+        elif how == 6:  # text inserted anywhere
+            at = draw(st.integers(0, len(lines[i])))
+            lines[i] = lines[i][:at] + draw(text_or_token) + lines[i][at:]
+        else:  # cut off
+            lines = lines[:i]
+    raw = bytearray("".join(lines).encode("utf-8", "surrogatepass"))
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2]))):  # now and then a damaged byte
+        if raw:
+            raw[draw(st.integers(0, len(raw) - 1))] = draw(st.integers(0, 255))
+    return bytes(raw)
+
+
+settings.register_profile(
+    "ci",
+    max_examples=int(os.environ.get("NNCLI_HYPOTHESIS_EXAMPLES", "400")),
+    deadline=None,
+    derandomize=True,  # the same examples on every run: CI fails only on a change of code
+    database=None,  # writes nothing into the checkout
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+@settings(settings.get_profile("ci"))
+@given(
+    raw=mutated(),
+    overrides=st.lists(
+        st.tuples(st.sampled_from(SETTINGS), text_or_token).map(lambda kv: f"{kv[0]}={kv[1]}"),
+        max_size=2,
+    ),
+)
+def test_any_file_gives_a_spec_or_an_nncli_error(
+    tmp_path_factory: pytest.TempPathFactory, raw: bytes, overrides: list[str]
+) -> None:
+    path = tmp_path_factory.getbasetemp() / "fuzz.yaml"
+    path.write_bytes(raw)
+    try:
+        spec = load_spec(path, overrides)
+    except NncliError as exc:
+        assert str(exc)  # a message for the user
+        return
+    assert isinstance(spec, Spec)
+    # what a run folder keeps (config.yaml, without the sweep) reads back as the same spec
+    again = validate(yamlio.loads(yamlio.dump(resolved(spec))))
+    assert again == spec.model_copy(update={"sweep": None})

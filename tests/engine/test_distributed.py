@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import EXPERIMENTS
 
 PLAIN = """\
 name: ddp
@@ -166,7 +167,7 @@ def test_a_half_set_torchrun_environment_is_named(tmp_path: Path) -> None:
     half = {"WORLD_SIZE": "2"}  # as if torchrun had set one variable of three
     version = nncli("--version", env=half)
     assert version.returncode == 0, version.stderr  # commands that train nothing still work
-    circles = Path(__file__).resolve().parent.parent / "experiments" / "circles.yaml"
+    circles = EXPERIMENTS / "circles.yaml"
     trained = nncli("train", str(circles), "--runs-dir", str(tmp_path), env=half)
     assert trained.returncode == 2
     assert trained.stderr.strip() == (

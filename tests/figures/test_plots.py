@@ -8,6 +8,7 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from nncli.figures import curves, predictions, style
 
@@ -75,7 +76,7 @@ def test_module_import_does_not_load_matplotlib_or_torch() -> None:
         "assert 'matplotlib' not in sys.modules, 'matplotlib'; "
         "assert 'torch' not in sys.modules, 'torch'"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
 def test_plot_curves_writes_loss_and_metrics(tmp_path: Path) -> None:

@@ -1,0 +1,50 @@
+"""The device a run asks for: one this machine lacks is refused before any run folder
+exists (exit 2)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY, refused
+from typer.testing import CliRunner
+
+
+def absent_cuda() -> list[tuple[str, str]]:
+    """(device, message) for CUDA devices this machine lacks."""
+    if not torch.cuda.is_available():
+        return [
+            (
+                "cuda",
+                "error train.device is 'cuda' but this machine has no CUDA device (or this "
+                "torch build has no CUDA support); use device: auto or cpu",
+            )
+        ]
+    n = torch.cuda.device_count()
+    return [
+        (
+            f"cuda:{n}",
+            f"error train.device is 'cuda:{n}' but only {n} CUDA device(s) exist "
+            f"(cuda:0 to cuda:{n - 1})",
+        )
+    ]
+
+
+@pytest.mark.parametrize(("device", "message"), absent_cuda())
+def test_an_absent_cuda_device_is_refused_before_any_folder(
+    runner: CliRunner, tiny: Path, tmp_path: Path, device: str, message: str
+) -> None:
+    stderr = refused(runner, tiny, tmp_path, "--set", f"train.device={device}")
+    assert stderr.strip() == message
+
+
+@pytest.mark.skipif(torch.backends.mps.is_available(), reason="MPS is present here")
+def test_mps_off_apple_is_refused_before_any_folder(
+    runner: CliRunner, write: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = write(TINY.replace("device: cpu", "device: mps"))
+    assert refused(runner, path, tmp_path).strip() == (
+        "error train.device is 'mps' but MPS (Apple GPU) is not available here; use auto or cpu"
+    )
