@@ -6,18 +6,23 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup example test check lint typecheck bench clean
+.PHONY: install setup example test check lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-setup: $(BIN)/python
+# What running nncli needs: torch (the CPU build where none is installed) and nncli itself.
+install: $(BIN)/python
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e .
+
+# What the checks need besides: the test and lint tools and every optional extra.
+setup: install
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 
-# Sets up, then trains the bundled tutorial example.
-example: setup
+# Installs what the example needs (not the test tools), then trains it.
+example: install
 	$(BIN)/nncli train experiments/circles.yaml
 
 lint:

@@ -5,21 +5,31 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from nncli.cli.common import (
     FormatOption,
     SetOption,
     out,
     print_item,
-    user_errors,
-    warn_lint,
+    say,
 )
+from nncli.errors import NncliError, Problem, SpecError
 from nncli.tables import Format, render
+
+
+class Report(str, Enum):
+    """How validate reports: lines for people, JSON for programs, GitHub annotations for CI."""
+
+    text = "text"
+    json = "json"
+    github = "github"
 
 
 def validate(
@@ -33,37 +43,107 @@ def validate(
             "--build", help="Also build the model on cpu and run one batch forward (imports torch)."
         ),
     ] = False,
+    report: Annotated[
+        Report,
+        typer.Option(
+            "--format",
+            "-f",
+            help="text; json (a list of files with their errors and warnings); github "
+            "(::error and ::warning annotations, which GitHub Actions shows on the lines).",
+        ),
+    ] = Report.text,
 ) -> None:
-    """Check experiment files without training; every problem of every file is listed."""
+    """Check experiment files without training; every problem of every file is listed.
+
+    Exit code 2 when any file has an error (warnings alone leave it 0).
+    """
+    checked = [_check(file, set_ or [], build) for file in files]
+    if report is Report.json:
+        sys.stdout.write(json.dumps([c.as_json() for c in checked], indent=2) + "\n")
+    elif report is Report.github:
+        for c in checked:
+            for level, problem in [("error", p) for p in c.errors] + [
+                ("warning", p) for p in c.warnings
+            ]:
+                sys.stdout.write(_annotation(level, c.file, problem) + "\n")
+    else:
+        for c in checked:
+            for problem in c.warnings:
+                say("warning", "yellow", str(problem))
+            for problem in c.errors:
+                say("error", "red", str(problem))
+            if not c.errors:
+                out.print(f"[green]ok[/green] {escape(f'{c.file}: {c.summary}')}", soft_wrap=True)
+    if any(c.errors for c in checked):
+        raise typer.Exit(2)
+
+
+@dataclass
+class _Checked:
+    file: Path
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    summary: str = ""
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "file": str(self.file),
+            "ok": not self.errors,
+            "summary": self.summary or None,
+            "errors": [asdict(p) for p in self.errors],
+            "warnings": [asdict(p) for p in self.warnings],
+        }
+
+
+def _check(file: Path, overrides: list[str], build: bool) -> _Checked:
+    """One file's errors (validation, and with --build the model's) and lint warnings."""
+    from nncli.config.lint import check_experiment
     from nncli.config.spec import load_experiment
 
-    failed = 0
-    for file in files:
-        try:
-            with user_errors():
-                exp = load_experiment(file, set_ or [])
-                warn_lint(exp)
-                spec = exp.spec
-                detail = ""
-                if build:
-                    from nncli.engine.prepare import prepare
+    checked = _Checked(file)
+    try:
+        exp = load_experiment(file, overrides)
+        checked.warnings = check_experiment(exp)
+        spec = exp.spec
+        detail = ""
+        if build:
+            from nncli.engine.prepare import prepare
 
-                    p = prepare(
-                        spec.model_copy(
-                            update={"train": spec.train.model_copy(update={"device": "cpu"})}
-                        )
-                    )
-                    detail = f", {p.task.kind}, {p.n_params:,} parameters"
-            out.print(
-                f"[green]ok[/green] {file}: {len(spec.model.layers)} layers, "
-                f"loss {spec.loss.name}, data {spec.data.source}{detail}",
-                markup=True,
-                soft_wrap=True,
+            p = prepare(
+                spec.model_copy(update={"train": spec.train.model_copy(update={"device": "cpu"})})
             )
-        except typer.Exit:
-            failed += 1
-    if failed:
-        raise typer.Exit(2)
+            detail = f", {p.task.kind}, {p.n_params:,} parameters"
+    except SpecError as exc:
+        checked.errors = exc.problems
+        return checked
+    except NncliError as exc:
+        checked.errors = [Problem(str(file), "", str(exc))]
+        return checked
+    checked.summary = (
+        f"{len(spec.model.layers)} layers, loss {spec.loss.name}, data {spec.data.source}{detail}"
+    )
+    return checked
+
+
+def _annotation(level: str, file: Path, problem: Problem) -> str:
+    """A GitHub Actions workflow command: `::error file=F,line=L,col=C,title=KEY::MESSAGE`."""
+    place = {"file": str(file)}
+    head, _, col = problem.where.rpartition(":")
+    name, _, line = head.rpartition(":")
+    if line.isdigit() and col.isdigit():
+        place = {"file": name, "line": line, "col": col}
+    if problem.key:
+        place["title"] = problem.key
+    props = ",".join(f"{k}={_escape(v, True)}" for k, v in place.items())
+    text = problem.message + (f" ({problem.hint})" if problem.hint else "")
+    if not problem.where.startswith(str(file)):
+        text = f"{problem.where}: {text}"  # e.g. a --set option
+    return f"::{level} {props}::{_escape(text, False)}"
+
+
+def _escape(text: str, prop: bool) -> str:
+    text = text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return text.replace(":", "%3A").replace(",", "%2C") if prop else text
 
 
 class Listing(str, Enum):

@@ -42,22 +42,29 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 
 
+def say(label: str, colour: str, text: str) -> None:
+    """`label text` on stderr with the label coloured; the text is escaped (Rich would read
+    `nncli[optuna]` or `[key]` as markup)."""
+    from rich.markup import escape
+
+    err.print(f"[{colour}]{label}[/{colour}] {escape(text)}", markup=True, soft_wrap=True)
+
+
 @contextmanager
 def user_errors() -> Iterator[None]:
     """NncliError -> its message in red on stderr and exit code 2; no traceback.
 
     Messages are escaped: Rich would read `nncli[optuna]` or `[key]` as markup.
     """
-    from rich.markup import escape
 
     try:
         yield
     except SpecError as exc:
         for problem in exc.problems:
-            err.print(f"[red]error[/red] {escape(str(problem))}", markup=True, soft_wrap=True)
+            say("error", "red", str(problem))
         raise typer.Exit(exc.exit_code) from None
     except NncliError as exc:
-        err.print(f"[red]error[/red] {escape(str(exc))}", markup=True, soft_wrap=True)
+        say("error", "red", str(exc))
         raise typer.Exit(exc.exit_code) from None
 
 
@@ -80,12 +87,11 @@ def natural_width(item: RenderableType) -> int:
 
 def warn_lint(exp: Experiment) -> None:
     """The file's activation/loss guards in yellow on stderr; the exit code stays as it is."""
-    from rich.markup import escape
 
     from nncli.config.lint import check_experiment
 
     for problem in check_experiment(exp):
-        err.print(f"[yellow]warning[/yellow] {escape(str(problem))}", markup=True, soft_wrap=True)
+        say("warning", "yellow", str(problem))
 
 
 class CheckpointChoice(str, Enum):
