@@ -57,6 +57,7 @@ class Entry(Generic[B]):
     positional: str | None = None  # the parameter that `{name: value}` shorthand sets
     summary: str = ""
     info: Any = None  # what the kind's users need to know of an entry (e.g. a loss's task)
+    args: type[Params] = Params  # the parameters without the tag (for the schema's shorthand)
 
     def fields(self) -> Iterator[tuple[str, str, str]]:
         """(parameter, type, default) for each parameter, for `nncli list`."""
@@ -109,7 +110,9 @@ class Registry(Generic[B]):
                 create_model(title, __base__=base, __doc__=base.__doc__, **{self.key: (tag, name)}),  # type: ignore[call-overload]
             )
             summary = (build.__doc__ or "").strip().splitlines()[0] if build.__doc__ else ""
-            self._entries[name] = Entry(name, model, build, aliases, positional, summary, info)
+            self._entries[name] = Entry(
+                name, model, build, aliases, positional, summary, info, base
+            )
             for n in (name, *aliases):
                 self._aliases[n] = name
             for listener in self._listeners:

@@ -38,4 +38,7 @@ def _split_metric(value: Any) -> Any:
     return value
 
 
-SplitMetric = Annotated[str, BeforeValidator(_split_metric), Field(pattern=MONITOR_PATTERN)]
+_SplitMetricText = Annotated[str, Field(pattern=MONITOR_PATTERN)]
+SplitMetric = Annotated[
+    _SplitMetricText, BeforeValidator(_split_metric, json_schema_input_type=_SplitMetricText)
+]

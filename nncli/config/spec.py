@@ -6,24 +6,34 @@ Torch-free: `nncli validate` and `nncli schema` import this and nothing heavier.
 
 from __future__ import annotations
 
+import json
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Union
 
-from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from nncli.config import yamlio
 from nncli.config.fields import (
     DEVICE_PATTERN,
+    MONITOR_PATTERN,
     NAME_PATTERN,
     PATTERN_HELP,
     SplitMetric,
 )
 from nncli.config.locate import problems
-from nncli.config.overrides import apply
+from nncli.config.overrides import TAGS, apply
 from nncli.config.sweep import SweepSpec
 from nncli.data import DataParams, FileParams, datasets
 from nncli.errors import Problem, SpecError
@@ -84,12 +94,38 @@ def _shorthand(registry: Registry[Any]) -> Callable[[Any], Any]:
 
 
 def _entry(registry: Registry[Any]) -> Any:
-    """The annotation of one registry item in the file: shorthand in, tagged union out."""
+    """The annotation of one registry item in the file: shorthand in, tagged union out.
+
+    The schema lists each form a file may use: a bare name, a one-key map per name (its
+    value the positional parameter, a map of parameters, or nothing), or the full map."""
     names = Literal[tuple(registry.names())] if len(registry) else str
-    shorthand = Union[names, dict[str, Any], registry.union()]  # type: ignore[valid-type]  # noqa: UP007
+    forms = (names, *_one_key_forms(registry), registry.union())
+    shorthand = Union[forms]  # type: ignore[valid-type]  # noqa: UP007
     return Annotated[
         registry.union(), BeforeValidator(_shorthand(registry), json_schema_input_type=shorthand)
     ]
+
+
+def _one_key_forms(registry: Registry[Any]) -> list[type[BaseModel]]:
+    """`{dense: 16}`, `{dense: {units: 16}}`, `{relu: null}`: one model per name and alias,
+    for the schema only (validation goes through `_shorthand`)."""
+    forms = []
+    for entry in registry:
+        values: list[Any] = [entry.args, type(None)]
+        if entry.positional is not None:  # its type with its bounds (`dense: -8` is refused)
+            field = entry.params.model_fields[entry.positional]
+            values.insert(
+                0,
+                Annotated[(field.annotation, *field.metadata)]
+                if field.metadata
+                else field.annotation,
+            )
+        value: Any = Union[tuple(values)]  # noqa: UP007
+        for name in (entry.name, *entry.aliases):
+            title = "".join(part.title() for part in name.split("_")) + "Shorthand"
+            fields: dict[str, Any] = {name: (value, ...)}
+            forms.append(create_model(title, __config__=ConfigDict(extra="forbid"), **fields))
+    return forms
 
 
 def _name(registry: Registry[Any]) -> Any:
@@ -347,8 +383,39 @@ def _tags_first(value: Any) -> Any:
 
 
 def schema() -> dict[str, Any]:
-    """JSON Schema of the experiment file (shorthand forms included), for editors."""
-    return Spec.model_json_schema(mode="validation")
+    """JSON Schema (2020-12) of the experiment file, shorthand forms included, for editors
+    and independent validators: it refuses what `nncli validate` refuses by type, range,
+    name or unknown key (what needs the data, such as a metric that fits the loss, aside)."""
+    made = _strict(Spec.model_json_schema(mode="validation"))
+    text = json.dumps(made).replace(
+        json.dumps(MONITOR_PATTERN),  # the metric named exactly: `val_lss` is refused
+        json.dumps(f"^(train|val|test)_(loss|{'|'.join(metrics.names())})$"),
+    )
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **json.loads(text)}
+
+
+_BOUNDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum", "le": "maximum"}
+
+
+def _strict(node: Any) -> Any:
+    """Pydantic's schema made exact: an entry's tag (`type`, `name`, `source`) is required
+    where the entry is written in full, and bounds pydantic leaves as its own `gt`, `ge`,
+    `lt`, `le` (on a union) become JSON Schema's keywords."""
+    if isinstance(node, list):
+        return [_strict(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "properties":  # names of fields, not keywords
+            out[key] = {str(name): _strict(field) for name, field in value.items()}
+        else:
+            out[_BOUNDS.get(str(key), str(key))] = _strict(value)
+    properties = out.get("properties", {})
+    tags = [str(t) for t in set(TAGS.values()) if "const" in properties.get(str(t), {})]
+    if tags:
+        out["required"] = sorted({*out.get("required", []), *tags})
+    return out
 
 
 _ = typing  # typing is imported for the annotations pydantic evaluates at runtime
