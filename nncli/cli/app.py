@@ -18,7 +18,6 @@ app = typer.Typer(
     name="nncli",
     help="Train neural networks from YAML experiment files, and compare the runs.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )

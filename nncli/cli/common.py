@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
+from nncli.cli import complete
 from nncli.errors import NncliError, SpecError
 from nncli.tables import Format
 
@@ -32,7 +34,12 @@ SetOption = Annotated[
         "-s",
         help="Override a key: --set optimizer.lr=0.01 (repeatable).",
         metavar="KEY=VALUE",
+        autocompletion=complete.set_keys,
     ),
+]
+RunArgument = Annotated[
+    Path,
+    typer.Argument(help="A run folder.", show_default=False, autocompletion=complete.run_folders),
 ]
 
 

@@ -10,6 +10,7 @@ import typer
 
 from nncli.cli.common import (
     FormatOption,
+    RunArgument,
     err,
     natural_width,
     out,
@@ -20,7 +21,7 @@ from nncli.tables import Format, render
 
 
 def show(
-    run: Annotated[Path, typer.Argument(help="A run folder.", show_default=False)],
+    run: RunArgument,
     weights: Annotated[
         bool, typer.Option("--weights", help="Print the learned parameters.")
     ] = False,

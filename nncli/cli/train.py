@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from nncli.loggers.console import ConsoleLogger
     from nncli.runs.folder import Run
 
+from nncli.cli import complete
 from nncli.cli.common import (
     QuietOption,
     SetOption,
@@ -89,7 +90,14 @@ def train(
 
 
 def resume(
-    run: Annotated[Path, typer.Argument(help="The run folder to continue.", show_default=False)],
+    run: Annotated[
+        Path,
+        typer.Argument(
+            help="The run folder to continue.",
+            show_default=False,
+            autocompletion=complete.run_folders,
+        ),
+    ],
     epochs: Annotated[
         int | None,
         typer.Option(

@@ -14,6 +14,7 @@ from nncli.cli.common import (
     CheckpointChoice,
     CheckpointOption,
     FormatOption,
+    RunArgument,
     err,
     out,
     print_item,
@@ -77,7 +78,7 @@ def plot(
 
 
 def export(
-    run: Annotated[Path, typer.Argument(help="A run folder.", show_default=False)],
+    run: RunArgument,
     to: Annotated[
         ModelFormat,
         typer.Option(
@@ -104,7 +105,7 @@ def export(
 
 
 def predict(
-    run: Annotated[Path, typer.Argument(help="A run folder.", show_default=False)],
+    run: RunArgument,
     input_file: Annotated[
         Path,
         typer.Argument(
@@ -148,7 +149,7 @@ def predict(
 
 
 def eval_(
-    run: Annotated[Path, typer.Argument(help="A run folder.", show_default=False)],
+    run: RunArgument,
     data_file: Annotated[
         Path | None,
         typer.Option(
