@@ -3,6 +3,7 @@ put to use."""
 
 from __future__ import annotations
 
+import math
 import sys
 from enum import Enum
 from pathlib import Path
@@ -21,6 +22,7 @@ from nncli.cli.common import (
     user_errors,
 )
 from nncli.errors import NncliError
+from nncli.registry import Params
 from nncli.tables import Format, render
 from nncli.trained.export import ModelFormat
 
@@ -50,6 +52,20 @@ def plot(
             show_default=False,
         ),
     ] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--only",
+            metavar="NAME[=VALUE]",
+            help="activations: draw these (repeatable), VALUE setting the one parameter "
+            "it has: --only leaky_relu=0.2 --only elu=0.5 --only relu.",
+            show_default=False,
+        ),
+    ] = None,
+    range_: Annotated[
+        str,
+        typer.Option("--range", metavar="LOW:HIGH", help="activations: the inputs drawn."),
+    ] = "-5:5",
 ) -> None:
     """Draw figures: a run's plots again from its folder, or every activation function.
 
@@ -58,8 +74,9 @@ def plot(
                               boundary (2-D inputs), confusion matrix, predicted vs
                               true and fit (1-D inputs), from config.yaml,
                               metrics.csv and checkpoints/last.pt (on the cpu)
-    nncli plot activations    every registered activation over [-5, 5], its
-                              derivative dashed
+    nncli plot activations    every registered activation over [-5, 5] (--range),
+                              its derivative dashed; --only picks some, with
+                              their parameter (--only leaky_relu=0.2)
     The paths written are printed, one a line. (A run folder named `activations`
     is reached as ./activations.)
     """
@@ -68,13 +85,54 @@ def plot(
             from nncli.figures import activations
 
             figure = out_path or Path("activations.png")
-            written = [activations.plot_activations(activations.activation_curves(), figure)]
+            lo, hi = _range(range_)
+            chosen = [_activation(item) for item in only] if only else None
+            curves = activations.activation_curves(chosen, lo, hi)
+            written = [activations.plot_activations(curves, figure)]
         else:
             from nncli.trained.replot import replot
 
             written = replot(Path(target), out_path)
     for path in written:
         out.print(str(path), soft_wrap=True, markup=False)
+
+
+def _range(text: str) -> tuple[float, float]:
+    """`--range -3:3` as its two numbers, the first below the second."""
+    low, _, high = text.partition(":")
+    try:
+        lo, hi = float(low), float(high)
+    except ValueError:
+        raise NncliError(f"--range {text}: expected LOW:HIGH, e.g. --range -3:3") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise NncliError(f"--range {text}: LOW must be below HIGH, both finite")
+    return lo, hi
+
+
+def _activation(item: str) -> Params:
+    """`--only leaky_relu=0.2`: the activation's parameters, its one parameter set."""
+    from pydantic import ValidationError
+
+    from nncli.config import yamlio
+    from nncli.layers import activations, layers
+
+    name, sep, value = item.partition("=")
+    entry = layers.get(name.strip())  # an unknown name says which exist
+    if not entry.info.activation:
+        raise NncliError(
+            f"--only {item}: {entry.name} is a layer, not an activation; "
+            f"activations: {', '.join(activations())}"
+        )
+    if sep and entry.positional is None:
+        raise NncliError(
+            f"--only {item}: {entry.name} takes no parameter; write --only {entry.name}"
+        )
+    settings = {entry.positional: yamlio.parse_value(value)} if sep and entry.positional else {}
+    try:
+        return entry.params.model_validate(settings)
+    except ValidationError as exc:
+        reason = str(exc.errors()[0]["msg"]).removeprefix("Input ")
+        raise NncliError(f"--only {item}: {entry.positional} {reason}") from None
 
 
 def export(

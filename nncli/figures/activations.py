@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from nncli.figures.style import OTHER_COLOUR, SPLIT_COLOURS, figure, save
+from nncli.registry import Params
 
 ACTIVATIONS_COLUMNS = 4
 ACTIVATION_PANEL: tuple[float, float] = (2.6, 2.2)  # inches per activation
@@ -30,9 +31,10 @@ class Curve:
 
 
 def activation_curves(
-    names: Sequence[str] | None = None, lo: float = -5.0, hi: float = 5.0, n: int = 1001
+    chosen: Sequence[Params] | None = None, lo: float = -5.0, hi: float = 5.0, n: int = 1001
 ) -> list[Curve]:
-    """Every registered activation (or ``names``) with default parameters, on [lo, hi].
+    """Every registered activation with default parameters (or the `chosen` ones, each a
+    layer's parameters), on [lo, hi].
 
     Element-wise activations are evaluated on x. A vector-valued one (softmax) is shown as
     its first output for the input (x, 0). Derivatives are central differences of the
@@ -43,13 +45,15 @@ def activation_curves(
 
     from nncli.layers import activations, layers
 
+    if chosen is None:
+        chosen = [layers.get(name).params() for name in activations()]
     x = np.linspace(lo, hi, n)
     pair = torch.zeros(n, 2, dtype=torch.float64)
     pair[:, 0] = torch.as_tensor(x)
     curves = []
-    for name in names if names is not None else activations():
-        entry = layers.get(name)
-        module = entry.build(entry.params(), (2,)).double().eval()
+    for params in chosen:
+        entry = layers.get(str(getattr(params, layers.key)))
+        module = entry.build(params, (2,)).double().eval()
         with torch.no_grad():
             y = module(pair)[:, 0].numpy()
             alone = module(pair[:, :1])[:, 0].numpy()
@@ -59,8 +63,15 @@ def activation_curves(
         jumps = np.flatnonzero(np.abs(np.diff(y)) > 25 * (x[1] - x[0]))
         dy[jumps] = np.nan
         dy[jumps + 1] = np.nan
-        curves.append(Curve(entry.name, x, y, dy, note))
+        curves.append(Curve(_label(entry.name, params), x, y, dy, note))
     return curves
+
+
+def _label(name: str, params: Params) -> str:
+    """`leaky_relu (negative_slope=0.2)`: the name, and the parameters set off their defaults."""
+    changed = params.model_dump(exclude_defaults=True, exclude={"type"})
+    settings = ", ".join(f"{k}={v}" for k, v in changed.items())
+    return f"{name} ({settings})" if settings else name
 
 
 def plot_activations(curves: Sequence[Curve], out: Path) -> Path:
