@@ -3,7 +3,6 @@ metrics, and writes summary.csv and the overlay figures."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from collections.abc import Sequence
@@ -15,7 +14,7 @@ from nncli.errors import NncliError
 from nncli.figures.overlays import plot_overlays
 from nncli.metrics import direction
 from nncli.runs.files import json_safe
-from nncli.runs.folder import metric_name, new_folder, new_or_empty
+from nncli.runs.folder import metric_name, new_or_empty
 from nncli.runs.rundata import RunData, find_runs
 from nncli.tables import Format, render
 
@@ -26,7 +25,6 @@ BEST_EPOCH = " best epoch"  # `test_accuracy best epoch`: the first epoch that r
 HELD_OUT = ("val", "test")
 NAMED_IN_WARNING = 5
 SUMMARY = "summary.csv"
-COMPARISONS = "comparisons"
 
 
 @dataclass
@@ -84,12 +82,14 @@ def compare(
     sort: str | None = None,
     top: int | None = None,
     metrics: Sequence[str] | None = None,
+    smoke: bool = False,
 ) -> Comparison:
     """Read the runs under `paths` and line them up; NncliError if none is usable.
 
     Rows keep the order given unless `sort` (a metric column such as `val_accuracy`, best
     first; a bare metric name means its held-out split; or any config key or base column)
     or `top` (ranked by `sort`, else by the first run's monitor column) asks otherwise.
+    Runs trained with --smoke are left out (with a warning) unless `smoke`.
     """
     found, skipped = find_runs(paths)
     runs: list[RunData] = []
@@ -110,6 +110,13 @@ def compare(
         warnings.append(
             f"left out {_count(len(unreadable), 'unreadable run')}: {_names(unreadable)}"
         )
+    smoked = [run.name for run in runs if run.info.smoke and not smoke]
+    if smoked:
+        runs = [run for run in runs if not run.info.smoke]
+        warnings.append(
+            f"left out {_count(len(smoked), 'smoke run')} (--smoke includes them): "
+            + _names(smoked)
+        )
     if not runs:
         detail = "; ".join(warnings) if warnings else "no paths given"
         raise NncliError(f"no usable run to compare ({detail})")
@@ -120,7 +127,8 @@ def compare(
         monitor = runs[0].info.monitor
         sort = monitor if monitor in everything else everything[0]
     if sort is not None:
-        runs = _sorted(runs, sort, everything)
+        runs, sorting = _sorted(runs, sort, everything)
+        warnings += sorting
     if top is not None:
         runs = runs[:top]
 
@@ -162,20 +170,30 @@ def _choose_metrics(everything: list[str], wanted: Sequence[str] | None) -> list
     return [c for c in everything if c in chosen]
 
 
-def _sorted(runs: list[RunData], key: str, everything: list[str]) -> list[RunData]:
-    """Runs best first by a metric column's best value; others ascending; missing last."""
+def _sorted(
+    runs: list[RunData], key: str, everything: list[str]
+) -> tuple[list[RunData], list[str]]:
+    """Runs best first by a metric's best value, and what to warn about; a config key or base
+    column sorts ascending. Each run is ranked by the first of the column asked for, then its
+    metric's val, test and train columns that it has: a bare `accuracy` is each run's best
+    held-out split. Runs with none of them go last, in the order given."""
     column = key.removesuffix(BEST)
-    if column not in everything:
-        held = [f"{s}_{column}" for s in (*HELD_OUT, "train") if f"{s}_{column}" in everything]
-        column = held[0] if held else column
-    if column in everything:
-        sign = 1.0 if direction(column) == "min" else -1.0
+    split, _, rest = column.partition("_")
+    name = rest if rest and split in (*HELD_OUT, "train") else column
+    candidates = list(dict.fromkeys([column, *(f"{s}_{name}" for s in (*HELD_OUT, "train"))]))
+    if any(c in everything for c in candidates):
+        used = {run.path: next((c for c in candidates if run.best(c)), None) for run in runs}
+        main = next((c for c in candidates if c in used.values()), candidates[0])
+        if column in everything:
+            main = column
+        sign = 1.0 if direction(main) == "min" else -1.0
 
         def metric_key(run: RunData) -> tuple[int, float]:
-            best = run.best(column)
+            found = used[run.path]
+            best = run.best(found) if found else None
             return (0, sign * best[0]) if best else (1, 0.0)
 
-        return sorted(runs, key=metric_key)
+        return sorted(runs, key=metric_key), _sort_warnings(runs, used, main, name)
 
     if key in SORTABLE or any(key in run.config for run in runs):
 
@@ -185,11 +203,34 @@ def _sorted(runs: list[RunData], key: str, everything: list[str]) -> list[RunDat
                 return (0, 0, value) if math.isfinite(value) else (1, 0, 0)
             return (1, 0, 0) if value is None else (0, 1, text(value))
 
-        return sorted(runs, key=value_key)
+        return sorted(runs, key=value_key), []
     raise NncliError(
         f"cannot sort by {key!r}: it is neither a metric nor a config key of these runs; "
         f"metrics: {', '.join(everything) or 'none'}"
     )
+
+
+def _sort_warnings(
+    runs: list[RunData], used: dict[Path, str | None], main: str, name: str
+) -> list[str]:
+    """Which runs were ranked by another column than `main`, and which by none."""
+    others: dict[str | None, list[str]] = {}
+    for run in runs:
+        if used[run.path] != main:
+            others.setdefault(used[run.path], []).append(run.name)
+    warnings = [
+        f"sorted by {main}; {_count(len(names), 'run')} without it "
+        f"{'is' if len(names) == 1 else 'are'} ranked by {found}: {_names(names)}"
+        for found, names in others.items()
+        if found is not None
+    ]
+    if None in others:
+        names = others[None]
+        warnings.append(
+            f"{_count(len(names), 'run')} without {name} "
+            f"{'goes' if len(names) == 1 else 'go'} last: {_names(names)}"
+        )
+    return warnings
 
 
 def _split_config(runs: list[RunData]) -> tuple[dict[str, Any], list[str]]:
@@ -231,17 +272,9 @@ def _labels(runs: list[RunData], differing: list[str]) -> list[str]:
 # writing
 
 
-def out_dir(out: Path | None, first_run: Path) -> Path:
-    """Create and return the folder for summary.csv and figures; never reuse a full one.
-
-    Default: `<runs folder>/../comparisons/<timestamp>_<suffix>/`.
-    """
-    if out is not None:
-        return new_or_empty(out)
-    parent = first_run.absolute().parent.parent / COMPARISONS
-    with contextlib.suppress(ValueError):  # outside the working folder: keep it absolute
-        parent = parent.relative_to(Path.cwd())
-    return new_folder(parent)
+def out_dir(out: Path) -> Path:
+    """Create and return the folder for summary.csv and figures; never reuse a full one."""
+    return new_or_empty(out)
 
 
 def write_outputs(comparison: Comparison, folder: Path) -> list[Path]:
