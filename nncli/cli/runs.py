@@ -96,7 +96,9 @@ def compare(
     \b
     Columns: run, status, epochs (done), params, duration_s; one per config key that
     differs (dotted, list items by index: model.layers.0.units; blank where a run lacks
-    it); then for each metric column of metrics.csv (e.g. test_accuracy):
+    it). Where the layer stacks differ in shape, a model column holds each one in a word
+    (dense16-relu-dense1-sigmoid) and the table and markdown leave out the per-layer
+    keys (csv and json keep them). Then for each metric column of metrics.csv:
       test_accuracy              its value in the last epoch
       test_accuracy best         its best value (min for losses, max otherwise)
       test_accuracy best epoch   the first epoch that reached it
@@ -133,7 +135,9 @@ def compare(
         rows = result.text_rows()
         # a terminal table of hundreds of runs is unreadable and slow to lay out
         shown = rows[:TABLE_ROWS] if fmt is Format.table and top is None else rows
-        rendered = render(shown, result.columns, fmt, title="runs")
+        # csv is summary.csv: every differing key; a table and markdown are read by people
+        columns = result.columns if fmt is Format.csv else result.table_columns
+        rendered = render(shown, columns, fmt, title="runs")
         print_item(rendered)
         folded = fmt is Format.table and out.is_terminal and natural_width(rendered) > out.width
         if folded:

@@ -15,7 +15,7 @@ from nncli.figures.overlays import plot_overlays
 from nncli.metrics import direction
 from nncli.runs.files import json_safe
 from nncli.runs.folder import metric_name, new_or_empty
-from nncli.runs.rundata import RunData, find_runs
+from nncli.runs.rundata import LAYERS, RunData, find_runs
 from nncli.tables import Format, render
 
 BASE_COLUMNS = ("run", "status", "epochs", "params", "duration_s")
@@ -25,6 +25,8 @@ BEST_EPOCH = " best epoch"  # `test_accuracy best epoch`: the first epoch that r
 HELD_OUT = ("val", "test")
 NAMED_IN_WARNING = 5
 SUMMARY = "summary.csv"
+MODEL = "model"  # the column of each run's architecture (RunData.architecture)
+LABEL_CHARS = 60  # a legend label's most characters: figures stay readable
 
 
 @dataclass
@@ -39,6 +41,9 @@ class Comparison:
     metric_columns: list[str]  # e.g. train_loss, test_accuracy (each has its best columns)
     labels: list[str]  # legend label of each run: what differs, else its name
     warnings: list[str] = field(default_factory=list)
+    # the terminal table's and markdown's columns: the `model` column instead of each
+    # layer's keys when the layer stacks differ in shape (csv and json have every key)
+    table_columns: list[str] = field(default_factory=list)
 
     def text_rows(self) -> list[dict[str, Any]]:
         """Rows for table, csv and markdown: config values as YAML writes them (exact, where
@@ -133,9 +138,15 @@ def compare(
         runs = runs[:top]
 
     same, differing = _split_config(runs)
+    # stacks of different shapes: per-index keys compare unrelated layers; one word each
+    reshaped = len({tuple(run.layer_types) for run in runs}) > 1
+    model = [MODEL] if reshaped else []
+    compact = [k for k in differing if not (reshaped and k.startswith(LAYERS))]
     rows = []
     for run in runs:
         row = run.base()
+        if reshaped:
+            row[MODEL] = run.architecture
         row.update({k: run.config.get(k) for k in differing})
         for column in shown:
             best = run.best(column)
@@ -143,14 +154,11 @@ def compare(
             row[column + BEST] = best[0] if best else None
             row[column + BEST_EPOCH] = best[1] if best else None
         rows.append(row)
-    columns = [
-        *BASE_COLUMNS,
-        *differing,
-        *(c for m in shown for c in (m, m + BEST, m + BEST_EPOCH)),
-    ]
-    return Comparison(
-        runs, rows, columns, same, differing, shown, _labels(runs, differing), warnings
-    )
+    metric_columns = [c for m in shown for c in (m, m + BEST, m + BEST_EPOCH)]
+    columns = [*BASE_COLUMNS, *model, *differing, *metric_columns]
+    table = [*BASE_COLUMNS, *model, *compact, *metric_columns]
+    labels = _labels(runs, compact, reshaped)
+    return Comparison(runs, rows, columns, same, differing, shown, labels, warnings, table)
 
 
 def _choose_metrics(everything: list[str], wanted: Sequence[str] | None) -> list[str]:
@@ -255,18 +263,42 @@ def _equal(a: Any, b: Any) -> bool:
     return isinstance(a, bool) == isinstance(b, bool) and a == b
 
 
-def _labels(runs: list[RunData], differing: list[str]) -> list[str]:
-    """`optimizer.lr=0.01, model.layers.0.units=8` per run; the run name where that is empty
-    or shared with another run."""
-    labels = [
-        ", ".join(f"{k}={text(run.config[k])}" for k in differing if k in run.config)
-        for run in runs
-    ]
+def _labels(runs: list[RunData], differing: list[str], reshaped: bool) -> list[str]:
+    """A short legend label per run: its name where names differ, its architecture and size
+    where stacks differ, then `optimizer.lr=0.01, ...`, cut to LABEL_CHARS; the run's
+    folder name where that is empty or shared with another run."""
+    labels = []
+    for run in runs:
+        name = [text(run.config["name"])] if "name" in differing and "name" in run.config else []
+        size = f"{run.info.n_params:,} params" if run.info.n_params is not None else "? params"
+        shape = [f"{_cut(run.architecture, LABEL_CHARS // 2)} ({size})"] if reshaped else []
+        rest = [f"{k}={text(run.config[k])}" for k in differing if k in run.config and k != "name"]
+        labels.append(_join([*name, *shape, *rest], LABEL_CHARS))
     counts = {label: labels.count(label) for label in labels}
     return [
         label if label and counts[label] == 1 else (f"{label} ({run.name})" if label else run.name)
         for label, run in zip(labels, runs, strict=True)
     ]
+
+
+def _join(parts: list[str], limit: int) -> str:
+    """`a, b, c` with as many whole parts as fit in `limit` characters, `...` for the rest."""
+    joined = ""
+    for part in parts:
+        longer = f"{joined}, {part}" if joined else part
+        if len(longer) > limit:
+            return f"{joined}, ..." if joined else _cut(part, limit)
+        joined = longer
+    return joined
+
+
+def _cut(word: str, limit: int) -> str:
+    """`dense16-relu-dense16-relu...`: `word` cut after a whole `-` part to fit `limit`."""
+    if len(word) <= limit:
+        return word
+    head = word[: limit - 3]
+    end = head.rfind("-")
+    return (head[:end] if end > 0 else head) + "..."
 
 
 # writing

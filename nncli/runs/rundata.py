@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from nncli.errors import NncliError, first_line
+from nncli.layers import layers
 from nncli.metrics import direction
 from nncli.runs.files import CONFIG, METRICS, RUN_JSON
 from nncli.runs.folder import NOT_METRICS
@@ -22,6 +23,7 @@ from nncli.runs.record import RunInfo, UnreadableRun, flatten, is_run, read_run
 # no line numbers for files nncli wrote itself.
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+LAYERS = "model.layers."  # the prefix of a flattened config's layer keys
 KILLED = "killed"  # run.json says running, but the process that held run.lock is gone
 
 
@@ -85,6 +87,28 @@ class RunData:
             "params": self.info.n_params,
             "duration_s": self.info.duration_s,
         }
+
+    @property
+    def layer_types(self) -> list[str]:
+        """The type of each layer in config.yaml's model.layers, in order."""
+        types: list[str] = []
+        while f"{LAYERS}{len(types)}.type" in self.config:
+            types.append(str(self.config[f"{LAYERS}{len(types)}.type"]))
+        return types
+
+    @property
+    def architecture(self) -> str:
+        """The layer stack in one word: `dense16-relu-dense1-sigmoid`; each layer with a
+        size (units, channels, kernel, rate) has it appended, activations are bare."""
+        words = []
+        for i, kind in enumerate(self.layer_types):
+            entry = layers.find(kind)
+            size: Any = None
+            if entry is not None and entry.positional and not entry.info.activation:
+                size = self.config.get(f"{LAYERS}{i}.{entry.positional}")
+            number = isinstance(size, int | float) and not isinstance(size, bool) and size > 0
+            words.append(f"{kind}{size:g}" if number else kind)
+        return "-".join(words)
 
     def best(self, column: str) -> tuple[float, int] | None:
         """(value, epoch) of the best finite value of `column`; ties keep the first epoch."""

@@ -530,3 +530,66 @@ def test_sort_by_a_metric_some_runs_lack_names_them(runs: list[Path], tmp_path: 
         f"sorted by test_accuracy; 1 run without it is ranked by val_accuracy: {runs[1].name}",
         f"1 run without accuracy goes last: {runs[2].name}",
     ]
+
+
+STACKS = {
+    "mlp": "[{type: dense, units: 16}, {type: gelu}, {type: dense, units: 1}, {type: sigmoid}]",
+    "softmax": "[{type: dense, units: 4}]",
+    "lenet": "[{type: conv2d, out_channels: 6, kernel_size: 3}, {type: relu}, "
+    "{type: maxpool2d, kernel_size: 2}, {type: flatten}, {type: dropout, p: 0.5}, "
+    "{type: dense, units: 120}, {type: relu}, {type: dense, units: 10}]",
+}
+
+
+def architecture_runs(root: Path) -> list[Path]:
+    """Three runs of different layer stacks and data, each with its own long settings."""
+    folders = []
+    for i, (name, stack) in enumerate(STACKS.items()):
+        folder = root / f"2026-11-25T10-0{i}-00_{name}_abcd"
+        folder.mkdir(parents=True)
+        info = {"name": name, "status": "completed", "epochs_done": 2, "n_params": 100 * (i + 1)}
+        (folder / RUN_JSON).write_text(json.dumps(info), encoding="utf-8")
+        data = ", ".join(f"setting_{name}_{k}: {k}" for k in range(12))
+        (folder / "config.yaml").write_text(
+            f"name: {name}\ndata: {{source: {name}_data, {data}}}\nmodel: {{layers: {stack}}}\n",
+            encoding="utf-8",
+        )
+        write_metrics(folder, "test", [0.5, 0.6])
+        folders.append(folder)
+    return folders
+
+
+def test_runs_of_different_architectures_show_one_model_column(tmp_path: Path) -> None:
+    runs = architecture_runs(tmp_path / "runs")
+
+    result = compare.compare(runs)
+
+    assert [r["model"] for r in result.rows] == [
+        "dense16-gelu-dense1-sigmoid",
+        "dense4",
+        "conv2d6-relu-maxpool2d2-flatten-dropout0.5-dense120-relu-dense10",
+    ]
+    table = result.table_columns
+    assert table[:7] == [*BASE, "model", "name"]
+    assert not [c for c in table if c.startswith("model.layers.")]
+    assert len(table) == 5 + 1 + 1 + 1 + 36 + 4 * 3  # + name, data.source, 36 settings
+    assert "model.layers.1.type" in result.columns  # csv and json keep every key
+    assert result.labels == [
+        "mlp, dense16-gelu-dense1-sigmoid (100 params), ...",
+        "softmax, dense4 (200 params), data.source=softmax_data, ...",
+        "lenet, conv2d6-relu-maxpool2d2... (300 params), ...",
+    ]
+
+    markdown = invoke("compare", *runs, "--format", "markdown")
+    assert markdown.exit_code == 0, markdown.output
+    assert markdown.stdout.startswith("| run | status | epochs | params | duration_s | model | ")
+    assert "model.layers" not in markdown.stdout
+    csv_out = invoke("compare", *runs, "--format", "csv", "--out", tmp_path / "out")
+    assert csv_out.exit_code == 0, csv_out.output
+    header = csv_out.stdout.splitlines()[0].split(",")
+    assert header == result.columns
+    assert (tmp_path / "out" / "summary.csv").read_text(encoding="utf-8") == csv_out.stdout
+    for figure in ("loss.png", "accuracy.png"):
+        png = (tmp_path / "out" / figure).read_bytes()
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        assert width <= 1600 and height <= 700, (figure, width, height)
