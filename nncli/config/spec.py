@@ -12,10 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Union
 
-from pydantic import BeforeValidator, Field, ValidationError, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from nncli.config import yamlio
+from nncli.config.activations import relocated, split_activations
 from nncli.config.fields import (
     DEVICE_PATTERN,
     NAME_PATTERN,
@@ -142,6 +150,22 @@ class ModelSpec(Params):
     """The layer stack, in order; input sizes are inferred from the data."""
 
     layers: list[LayerSpec] = Field(min_length=1)
+
+    @field_validator("layers", mode="wrap")
+    @classmethod
+    def _activation_sugar(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """`{dense: 25, activation: relu}` (Keras's habit) becomes `dense: 25` then `relu`;
+        every error is placed where the file says it."""
+        if not isinstance(value, list):
+            return handler(value)
+        split, origin, errors = split_activations(value)
+        try:
+            result = handler(split)
+        except ValidationError as exc:
+            errors = relocated(exc, origin) + errors
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return result
 
 
 class EarlyStopping(Params):
