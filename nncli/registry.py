@@ -83,6 +83,12 @@ class UnknownName(NncliError):
         super().__init__(f"{self.reason} ({self.hint})")
 
 
+def docstring_summary(doc: str | None) -> str:
+    """A docstring's first paragraph on one line (a first line alone can stop mid-sentence)."""
+    paragraph = (doc or "").strip().split("\n\n", 1)[0]
+    return " ".join(paragraph.split())
+
+
 @dataclass(frozen=True)
 class Entry(Generic[B]):
     """One registered name: its parameters model (tagged with the name) and its builder."""
@@ -145,7 +151,7 @@ class Registry(Generic[B]):
                 "type[Params]",
                 create_model(title, __base__=base, __doc__=base.__doc__, **{self.key: (tag, name)}),  # type: ignore[call-overload]
             )
-            summary = (build.__doc__ or "").strip().splitlines()[0] if build.__doc__ else ""
+            summary = docstring_summary(build.__doc__)
             self._entries[name] = Entry(name, model, build, aliases, positional, summary, info)
             for n in (name, *aliases):
                 self._aliases[n] = name
