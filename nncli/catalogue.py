@@ -11,6 +11,15 @@ from nncli.metrics import metrics
 from nncli.optim import optimizers
 from nncli.registry import Registry
 
+SUMMARY_CHARS = 160  # a longer summary is shortened after a whole word
+
+
+def _short(summary: str) -> str:
+    """`summary`, or as many of its words as fit in SUMMARY_CHARS, then `...`."""
+    if len(summary) <= SUMMARY_CHARS:
+        return summary
+    return summary[: SUMMARY_CHARS - 3].rsplit(" ", 1)[0].rstrip(",;:") + "..."
+
 
 def _entries(registry: Registry[Any], kind_of: Any = None) -> list[dict[str, Any]]:
     rows = []
@@ -22,7 +31,7 @@ def _entries(registry: Registry[Any], kind_of: Any = None) -> list[dict[str, Any
         row = {"name": entry.name, "aliases": ", ".join(entry.aliases), "parameters": params}
         if kind_of is not None:
             row["kind"] = kind_of(entry)
-        row["summary"] = entry.summary
+        row["summary"] = _short(entry.summary)
         rows.append(row)
     return rows
 
@@ -41,7 +50,7 @@ def catalogue(kind: str) -> list[dict[str, Any]]:
             "name": e.name,
             "task": e.info.task,
             "better": "higher" if e.info.better == "max" else "lower",
-            "summary": e.summary,
+            "summary": _short(e.summary),
         }
         for e in metrics.in_order()
     ]

@@ -28,8 +28,42 @@ class NoParams(Params):
     """An entry that takes no parameters."""
 
 
+# What Keras and PyTorch call nncli's names, and what the nncli entry expects: a name
+# these users bring gets the nncli one (lowercase keys; a key name has no note)
+HABITS: dict[str, tuple[str, str | None]] = {
+    "sparse_categorical_crossentropy": (
+        "cross_entropy",
+        "it takes the last layer's raw outputs (logits: end with dense, no softmax) and "
+        "integer class labels",
+    ),
+    "categorical_crossentropy": (
+        "cross_entropy",
+        "it takes logits (end with dense, no softmax) and integer class labels, not one-hot rows",
+    ),
+    "crossentropyloss": (
+        "cross_entropy",
+        "like torch's CrossEntropyLoss it takes logits (no softmax) and integer class labels",
+    ),
+    "binary_crossentropy": (
+        "bce",
+        "it takes probabilities (end with sigmoid) and 0/1 targets; for logits use bce_with_logits",
+    ),
+    "bcewithlogitsloss": (
+        "bce_with_logits",
+        "it takes logits (no sigmoid at the end) and 0/1 targets",
+    ),
+    "mean_squared_error": ("mse", "it takes the raw outputs and real-valued targets"),
+    "mean_absolute_error": ("mae", "it takes the raw outputs and real-valued targets"),
+    "learning_rate": ("lr", None),
+}
+
+
 def closest(name: str, candidates: list[str]) -> str | None:
-    """The candidate nearest to `name`, if any is close enough to be a likely typo."""
+    """The candidate nearest to `name`, if any is close enough to be a likely typo, or
+    the nncli name of a name Keras or PyTorch users bring (`learning_rate` -> `lr`)."""
+    habit = HABITS.get(name.lower())
+    if habit is not None and habit[0] in candidates:
+        return habit[0]
     matches = difflib.get_close_matches(name.lower(), candidates, n=1, cutoff=0.6)
     return matches[0] if matches else None
 
@@ -41,9 +75,18 @@ class UnknownName(NncliError):
         self.kind, self.name, self.valid = kind, name, valid
         self.suggestion = closest(name, valid)
         hint = f"did you mean '{self.suggestion}'?" if self.suggestion else None
+        note = HABITS.get(name.lower(), (None, None))
+        if hint and note[0] == self.suggestion and note[1]:
+            hint = f"{hint} {note[1]}"
         self.reason = f"unknown {kind} '{name}'"
         self.hint = hint or f"valid: {', '.join(valid)}"
         super().__init__(f"{self.reason} ({self.hint})")
+
+
+def docstring_summary(doc: str | None) -> str:
+    """A docstring's first paragraph on one line (a first line alone can stop mid-sentence)."""
+    paragraph = (doc or "").strip().split("\n\n", 1)[0]
+    return " ".join(paragraph.split())
 
 
 @dataclass(frozen=True)
@@ -109,7 +152,7 @@ class Registry(Generic[B]):
                 "type[Params]",
                 create_model(title, __base__=base, __doc__=base.__doc__, **{self.key: (tag, name)}),  # type: ignore[call-overload]
             )
-            summary = (build.__doc__ or "").strip().splitlines()[0] if build.__doc__ else ""
+            summary = docstring_summary(build.__doc__)
             self._entries[name] = Entry(
                 name, model, build, aliases, positional, summary, info, base
             )

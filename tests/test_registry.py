@@ -244,3 +244,50 @@ def test_registry_names_are_looked_up_never_imported(
     ]
     assert not marker.exists()
     assert "evilmod" not in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        (
+            "sparse_categorical_crossentropy",
+            "did you mean 'cross_entropy'? it takes the last layer's raw outputs (logits: end "
+            "with dense, no softmax) and integer class labels",
+        ),
+        (
+            "categorical_crossentropy",
+            "did you mean 'cross_entropy'? it takes logits (end with dense, no softmax) and "
+            "integer class labels, not one-hot rows",
+        ),
+        (
+            "binary_crossentropy",
+            "did you mean 'bce'? it takes probabilities (end with sigmoid) and 0/1 targets; "
+            "for logits use bce_with_logits",
+        ),
+        (
+            "mean_squared_error",
+            "did you mean 'mse'? it takes the raw outputs and real-valued targets",
+        ),
+        (
+            "CrossEntropyLoss",
+            "did you mean 'cross_entropy'? like torch's CrossEntropyLoss it takes logits (no "
+            "softmax) and integer class labels",
+        ),
+        (
+            "BCEWithLogitsLoss",
+            "did you mean 'bce_with_logits'? it takes logits (no sigmoid at the end) and 0/1 "
+            "targets",
+        ),
+    ],
+)
+def test_keras_and_torch_loss_names_get_the_nncli_name(name: str, hint: str) -> None:
+    assert problems(TINY.replace("loss: bce", f"loss: {name}")) == [
+        f"exp.yaml:14:1  loss  unknown loss '{name}'  ({hint})"
+    ]
+
+
+def test_learning_rate_gets_lr() -> None:
+    assert problems(TINY.replace("lr: 0.05", "learning_rate: 0.05")) == [
+        "exp.yaml:15:25  optimizer.adam.learning_rate  unknown key 'learning_rate'  "
+        "(did you mean 'lr'?)"
+    ]

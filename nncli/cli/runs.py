@@ -82,31 +82,38 @@ def compare(
             "--out",
             "-o",
             metavar="DIR",
-            help="New or empty folder for summary.csv and the figures "
-            "[default: comparisons/<time>_<id> beside the runs folder]",
+            help="Write summary.csv and the figures to this new or empty folder "
+            "[default: write nothing]",
             show_default=False,
         ),
     ] = None,
+    smoke: Annotated[
+        bool,
+        typer.Option("--smoke", help="Include runs trained with --smoke (left out by default)."),
+    ] = False,
 ) -> None:
     """Compare runs: config keys that differ, final and best metrics, overlay figures.
 
     \b
     Columns: run, status, epochs (done), params, duration_s; one per config key that
     differs (dotted, list items by index: model.layers.0.units; blank where a run lacks
-    it); then for each metric column of metrics.csv (e.g. test_accuracy):
+    it). Where the layer stacks differ in shape, a model column holds each one in a word
+    (dense16-relu-dense1-sigmoid) and the table and markdown leave out the per-layer
+    keys (csv and json keep them). Then for each metric column of metrics.csv:
       test_accuracy              its value in the last epoch
       test_accuracy best         its best value (min for losses, max otherwise)
       test_accuracy best epoch   the first epoch that reached it
     Runs with different metric columns show the union, blank where missing.
 
     Keys equal in every run are printed once above the table; with --format json the
-    output is {"same": {...}, "runs": [...]}. summary.csv and one figure per metric
-    (a colour per run; train dashed, held-out solid) go to the --out folder, whose path
-    is printed on stderr at the end. Failed, interrupted or running runs are shown with
-    their status ("(diverged)" added when the last loss is not finite); unreadable
-    runs and paths that are not runs are left out with a warning. Exit code 2 when
-    no run is usable. The terminal table shows the first 50 runs unless --top is
-    given; summary.csv and the other formats have them all.
+    output is {"same": {...}, "runs": [...]}. Nothing is written unless --out is given:
+    then summary.csv and one figure per metric (a colour per run; train dashed, held-out
+    solid) go to that folder, whose path is printed on stderr at the end. Failed,
+    interrupted, running and killed runs (running, but their process is gone: nncli
+    resume continues them) are shown with their status ("(diverged)" added when the last
+    loss is not finite); --smoke runs, unreadable runs and paths that are not runs are
+    left out with a warning. Exit code 2 when no run is usable. The terminal table shows
+    the first 50 runs unless --top is given; the other formats have them all.
     """
     from rich.markup import escape
 
@@ -114,11 +121,12 @@ def compare(
 
     names = [n.strip() for item in metric or [] for n in item.split(",") if n.strip()]
     with user_errors():
-        result = comparing.compare(paths, sort=sort, top=top, metrics=names)
+        result = comparing.compare(paths, sort=sort, top=top, metrics=names, smoke=smoke)
         for warning in result.warnings:
             err.print(f"[yellow]warning[/yellow] {escape(warning)}", markup=True, soft_wrap=True)
-        folder = comparing.out_dir(out_dir, result.runs[0].path)
-        comparing.write_outputs(result, folder)
+        folder = None if out_dir is None else comparing.out_dir(out_dir)
+        if folder is not None:
+            comparing.write_outputs(result, folder)
     if fmt is Format.json:
         sys.stdout.write(result.json() + "\n")
     else:
@@ -128,24 +136,32 @@ def compare(
         rows = result.text_rows()
         # a terminal table of hundreds of runs is unreadable and slow to lay out
         shown = rows[:TABLE_ROWS] if fmt is Format.table and top is None else rows
-        rendered = render(shown, result.columns, fmt, title="runs")
+        # csv is summary.csv: every differing key; a table and markdown are read by people
+        columns = result.columns if fmt is Format.csv else result.table_columns
+        rendered = render(shown, columns, fmt, title="runs")
         print_item(rendered)
         folded = fmt is Format.table and out.is_terminal and natural_width(rendered) > out.width
-        if folded and result.metric_columns:
+        if folded:
+            # --metric given: fewer columns is what was asked for already
+            hint = (
+                "show fewer columns with --metric "
+                f"(e.g. --metric {result.metric_columns[-1]}) or all with --format csv"
+                if result.metric_columns and not names
+                else "see it whole with --format csv"
+            )
             out.print(
-                "the table is folded to fit the terminal; show fewer columns with --metric "
-                f"(e.g. --metric {result.metric_columns[-1]}) or all with --format csv",
-                soft_wrap=True,
-                markup=False,
+                f"the table is folded to fit the terminal; {hint}", soft_wrap=True, markup=False
             )
         if len(shown) < len(rows):
+            where = f"all are in {folder}/summary.csv; " if folder is not None else ""
             out.print(
-                f"showing {len(shown)} of {len(rows)} runs; all are in {folder}/summary.csv "
-                "(or use --top N, --format csv)",
+                f"showing {len(shown)} of {len(rows)} runs; {where}see them all with "
+                "--format csv (or keep the best with --top N)",
                 soft_wrap=True,
                 markup=False,
             )
-    err.print(f"summary and figures: {folder}", soft_wrap=True, markup=False)
+    if folder is not None:
+        err.print(f"summary and figures: {folder}", soft_wrap=True, markup=False)
 
 
 def runs(
@@ -155,16 +171,21 @@ def runs(
         typer.Option(
             "--status",
             metavar="STATUS",
-            help="Only runs with this status, e.g. running or failed,interrupted "
+            help="Only runs with this status, e.g. running or failed,killed "
             "(repeatable or comma list; unreadable: run.json cannot be read).",
         ),
     ] = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """List runs newest first: status, start, epochs done, duration and the headline metric.
+    """List runs newest first: status, start, epochs done, duration and the headline metrics.
 
-    The headline is the monitored column (the first held-out split's loss, the one that
-    picks checkpoints/best.pt) with its best value and epoch.
+    \b
+    monitor, best, best epoch   the monitored column (the first held-out split's loss,
+                                the one that picks checkpoints/best.pt) and its best
+    metric, metric best         the monitored split's first metric (test_accuracy...)
+    Status is run.json's (running, completed, failed, interrupted, diverged), or killed:
+    run.json says running but the process that trained it is gone (killed, or the
+    machine stopped); `nncli resume RUN` continues it. "(smoke)" marks a --smoke run.
     """
     from nncli.runs.listing import RUNS_COLUMNS, list_runs
 

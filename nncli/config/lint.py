@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from nncli.config import yamlio
+from nncli.config.activations import file_key
 from nncli.config.spec import Experiment, Spec
 from nncli.errors import Problem
 from nncli.layers import info
@@ -21,7 +22,8 @@ def check(spec: Spec, doc: yamlio.Document, overrides: Sequence[str] = ()) -> li
     types = [layer.type for layer in spec.model.layers]
     found = [*_linear_runs(types), *_output(types, spec)]
     problems = []
-    for key, message, hint in found:
+    for found_key, message, hint in found:
+        key = file_key(doc.data, found_key)  # `{dense: 1, activation: sigmoid}`: 2 layers
         # a loss written as a map is pointed at by its `name:`
         place = _where(doc, (*key, "name") if key == ("loss",) else key, overrides)
         problems.append(Problem(place, ".".join(map(str, key)), message, hint))

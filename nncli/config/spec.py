@@ -8,23 +8,23 @@ from __future__ import annotations
 
 import json
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Union
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
     ValidationError,
-    create_model,
+    ValidatorFunctionWrapHandler,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from nncli.config import yamlio
+from nncli.config.activations import relocated, split_activations
+from nncli.config.entries import entry_annotation, name_annotation
 from nncli.config.fields import (
     DEVICE_PATTERN,
     MONITOR_PATTERN,
@@ -44,106 +44,7 @@ from nncli.metrics import Task as MetricTask
 from nncli.metrics import for_task, metrics
 from nncli.metrics import info as metric_info
 from nncli.optim import optimizers, schedulers
-from nncli.registry import Params, Registry, UnknownName
-
-
-def _shorthand(registry: Registry[Any]) -> Callable[[Any], Any]:
-    """Normalise `name`, `{name: value}` and `{key: name, ...}` into `{key: canonical, ...}`."""
-    key = registry.key
-
-    def unknown(name: object) -> PydanticCustomError:
-        err = UnknownName(registry.kind, str(name), registry.names())
-        return PydanticCustomError(
-            "unknown_name", "{reason} ({hint})", {"reason": err.reason, "hint": err.hint}
-        )
-
-    def normalise(value: Any) -> Any:
-        if isinstance(value, str):
-            value = {key: value}
-        if not isinstance(value, dict):
-            return value  # the union reports the wrong type
-        if key in value:
-            try:
-                return {**value, key: registry.canonical(value[key])}
-            except UnknownName:
-                raise unknown(value[key]) from None
-        if len(value) != 1:
-            raise PydanticCustomError(
-                "bad_shorthand",
-                "a {kind} is a name (`relu`), a one-key map (`dense: 16`) or a map with `{key}`",
-                {"kind": registry.kind, "key": key},
-            )
-        [(name, arg)] = value.items()
-        try:
-            entry = registry.get(name)
-        except UnknownName:
-            raise unknown(name) from None
-        if isinstance(arg, dict):
-            return {key: entry.name, **arg}
-        if arg is None:
-            return {key: entry.name}
-        if entry.positional is None:
-            raise PydanticCustomError(
-                "no_positional",
-                "{kind} '{name}' takes no value; write it as a bare name",
-                {"kind": registry.kind, "name": entry.name},
-            )
-        return {key: entry.name, entry.positional: arg}
-
-    return normalise
-
-
-def _entry(registry: Registry[Any]) -> Any:
-    """The annotation of one registry item in the file: shorthand in, tagged union out.
-
-    The schema lists each form a file may use: a bare name, a one-key map per name (its
-    value the positional parameter, a map of parameters, or nothing), or the full map."""
-    names = Literal[tuple(registry.names())] if len(registry) else str
-    forms = (names, *_one_key_forms(registry), registry.union())
-    shorthand = Union[forms]  # type: ignore[valid-type]  # noqa: UP007
-    return Annotated[
-        registry.union(), BeforeValidator(_shorthand(registry), json_schema_input_type=shorthand)
-    ]
-
-
-def _one_key_forms(registry: Registry[Any]) -> list[type[BaseModel]]:
-    """`{dense: 16}`, `{dense: {units: 16}}`, `{relu: null}`: one model per name and alias,
-    for the schema only (validation goes through `_shorthand`)."""
-    forms = []
-    for entry in registry:
-        values: list[Any] = [entry.args, type(None)]
-        if entry.positional is not None:  # its type with its bounds (`dense: -8` is refused)
-            field = entry.params.model_fields[entry.positional]
-            values.insert(
-                0,
-                Annotated[(field.annotation, *field.metadata)]
-                if field.metadata
-                else field.annotation,
-            )
-        value: Any = Union[tuple(values)]  # noqa: UP007
-        for name in (entry.name, *entry.aliases):
-            title = "".join(part.title() for part in name.split("_")) + "Shorthand"
-            fields: dict[str, Any] = {name: (value, ...)}
-            forms.append(create_model(title, __config__=ConfigDict(extra="forbid"), **fields))
-    return forms
-
-
-def _name(registry: Registry[Any]) -> Any:
-    """The annotation of a bare registered name (a metric): checked, made canonical."""
-
-    def check(value: Any) -> Any:
-        if not isinstance(value, str):
-            return value  # the str type reports it
-        try:
-            return registry.canonical(value)
-        except UnknownName as exc:
-            raise PydanticCustomError(
-                "unknown_name", "{reason} ({hint})", {"reason": exc.reason, "hint": exc.hint}
-            ) from None
-
-    names = Literal[tuple(registry.names())] if len(registry) else str
-    return Annotated[str, BeforeValidator(check, json_schema_input_type=names)]
-
+from nncli.registry import Params
 
 if TYPE_CHECKING:  # what type checkers see of the generated unions
 
@@ -165,19 +66,35 @@ if TYPE_CHECKING:  # what type checkers see of the generated unions
     MetricName = str
 
 else:
-    LayerSpec = _entry(layers)
-    LossSpec = _entry(losses)
-    OptimizerSpec = _entry(optimizers)
-    SchedulerSpec = _entry(schedulers)
-    DataSpec = _entry(datasets)
-    LoggerSpec = _entry(loggers)
-    MetricName = _name(metrics)
+    LayerSpec = entry_annotation(layers)
+    LossSpec = entry_annotation(losses)
+    OptimizerSpec = entry_annotation(optimizers)
+    SchedulerSpec = entry_annotation(schedulers)
+    DataSpec = entry_annotation(datasets)
+    LoggerSpec = entry_annotation(loggers)
+    MetricName = name_annotation(metrics)
 
 
 class ModelSpec(Params):
     """The layer stack, in order; input sizes are inferred from the data."""
 
     layers: list[LayerSpec] = Field(min_length=1)
+
+    @field_validator("layers", mode="wrap")
+    @classmethod
+    def _activation_sugar(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """`{dense: 25, activation: relu}` (Keras's habit) becomes `dense: 25` then `relu`;
+        every error is placed where the file says it."""
+        if not isinstance(value, list):
+            return handler(value)
+        split, origin, errors = split_activations(value)
+        try:
+            result = handler(split)
+        except ValidationError as exc:
+            errors = relocated(exc, origin) + errors
+        if errors:
+            raise ValidationError.from_exception_data(cls.__name__, errors)
+        return result
 
 
 class EarlyStopping(Params):
@@ -287,13 +204,13 @@ def _refresh() -> None:
     """Rebuild the models' unions after a registration, so that an entry registered at any
     time (by a plugin, or a test) is valid in experiment files and in the schema."""
     annotations: dict[tuple[type[Params], str], Any] = {
-        (ModelSpec, "layers"): list[_entry(layers)],  # type: ignore[misc]
-        (Spec, "data"): _entry(datasets),
-        (Spec, "loss"): _entry(losses),
-        (Spec, "optimizer"): _entry(optimizers),
-        (Spec, "scheduler"): Optional[_entry(schedulers)],  # noqa: UP045
-        (Spec, "metrics"): Optional[list[_name(metrics)]],  # type: ignore[misc]  # noqa: UP045
-        (Spec, "loggers"): list[_entry(loggers)],  # type: ignore[misc]
+        (ModelSpec, "layers"): list[entry_annotation(layers)],  # type: ignore[misc]
+        (Spec, "data"): entry_annotation(datasets),
+        (Spec, "loss"): entry_annotation(losses),
+        (Spec, "optimizer"): entry_annotation(optimizers),
+        (Spec, "scheduler"): Optional[entry_annotation(schedulers)],  # noqa: UP045
+        (Spec, "metrics"): Optional[list[name_annotation(metrics)]],  # type: ignore[misc]  # noqa: UP045
+        (Spec, "loggers"): list[entry_annotation(loggers)],  # type: ignore[misc]
     }
     for (model, name), annotation in annotations.items():
         model.model_fields[name].annotation = annotation

@@ -10,14 +10,28 @@ from typing import Any
 from nncli.errors import NncliError
 from nncli.runs.folder import STATUSES
 from nncli.runs.record import RunInfo, is_run, read_run
+from nncli.runs.rundata import KILLED, live_status
 
-RUNS_COLUMNS = ("run", "status", "started", "epochs", "duration_s", "monitor", "best", "best epoch")
+RUNS_COLUMNS = (
+    "run",
+    "status",
+    "started",
+    "epochs",
+    "duration_s",
+    "monitor",
+    "best",
+    "best epoch",
+    "metric",
+    "metric best",
+)
 UNREADABLE = "unreadable"
 
 
 def list_runs(folder: Path, statuses: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """One row per run in `folder`, newest first: run, status, started, epochs, duration,
-    and the headline: the monitor column (the loss that picked best.pt) and its best value."""
+    """One row per run in `folder`, newest first: run, status (`killed` for a running run
+    whose trainer died; `(smoke)` marks a --smoke run), started, epochs, duration, the
+    monitor column (the loss that picked best.pt) and its best value and epoch, and the
+    main metric (see _main_metric) with its best value."""
     if not folder.exists():
         raise NncliError(f"{folder} does not exist; train a run first or name its runs folder")
     if not folder.is_dir():
@@ -30,7 +44,7 @@ def list_runs(folder: Path, statuses: Sequence[str] | None = None) -> list[dict[
             info = read_run(path, strict=False)
         except NncliError:
             info = RunInfo(path, {}, status=UNREADABLE)
-        status = info.status or "unknown"
+        status = live_status(path, info.status)
         if wanted and status not in wanted:
             continue
         best = (info.best or {}).get(info.monitor) if info.monitor else None
@@ -38,15 +52,19 @@ def list_runs(folder: Path, statuses: Sequence[str] | None = None) -> list[dict[
         diverged = status != "diverged" and any(
             k.endswith("_loss") and v is None for k, v in (info.final or {}).items()
         )
+        marks = [m for m, on in (("diverged", diverged), ("smoke", info.smoke)) if on]
+        metric = _main_metric(info)
         row = {
             "run": path.name,
-            "status": f"{status} (diverged)" if diverged else status,
+            "status": f"{status} ({', '.join(marks)})" if marks else status,
             "started": info.started_at,
             "epochs": info.epochs_done,
             "duration_s": info.duration_s,
             "monitor": info.monitor,
             "best": best.value if best else None,
             "best epoch": best.epoch if best else None,
+            "metric": metric,
+            "metric best": (info.best or {})[metric].value if metric else None,
         }
         started = datetime.fromisoformat(info.started_at) if info.started_at else None
         # unknown start: oldest
@@ -55,10 +73,22 @@ def list_runs(folder: Path, statuses: Sequence[str] | None = None) -> list[dict[
     return [r[2] for r in rows]
 
 
+def _main_metric(info: RunInfo) -> str | None:
+    """The metric a run is judged by: the monitored column when it is a metric, else the
+    first metric of the monitored split (`test_loss` -> `test_accuracy`, or `test_r2`...)."""
+    best, monitor = info.best or {}, info.monitor
+    if monitor is None or monitor not in best:
+        return None
+    if not monitor.endswith("_loss"):
+        return monitor
+    split = monitor.split("_", 1)[0]
+    return next((k for k in best if k.startswith(f"{split}_") and not k.endswith("_loss")), None)
+
+
 def _statuses(statuses: Sequence[str] | None) -> set[str]:
     """`--status failed,interrupted --status running` -> a set, each name checked."""
     wanted = {s.strip() for item in statuses or [] for s in item.split(",") if s.strip()}
-    known = (*STATUSES, UNREADABLE)
+    known = (*STATUSES, KILLED, UNREADABLE)
     unknown = sorted(wanted - set(known))
     if unknown:
         raise NncliError(f"unknown status {', '.join(unknown)}; choose from {', '.join(known)}")

@@ -123,3 +123,9 @@ def is_locked(path: Path) -> bool:
     finally:
         os.close(fd)  # closing drops the probe's flock too
     return False
+
+
+def abandoned(path: Path) -> bool:
+    """Whether run.lock names a process that no longer holds it: the run's trainer was
+    killed (SIGKILL, power loss) and never wrote its last status."""
+    return _lock_owner(path / LOCK) is not None and not is_locked(path)

@@ -12,7 +12,7 @@ from nncli.errors import NncliError
 from nncli.runs.files import CHECKPOINTS, CONFIG
 from nncli.runs.record import read_run
 from nncli.tables import Format, render
-from nncli.trained.load import CHECKPOINT_FILES, Checkpoint, load_run
+from nncli.trained.load import CHECKPOINT_FILES, Checkpoint, TrainedRun, load_run
 
 ENDED: tuple[Checkpoint, ...] = ("last", "best")  # the weights a run ended with, first found
 
@@ -52,6 +52,7 @@ def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
     # none where it saved neither
     state: dict[str, Any] = {}
     checkpoint: Path | None = None
+    trained: TrainedRun | None = None
     ended = next((c for c in ENDED if (run / CHECKPOINTS / CHECKPOINT_FILES[c]).is_file()), None)
     if ended is not None:
         trained = load_run(run, ended)
@@ -65,11 +66,21 @@ def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
                 "#": i,
                 "layer": layer.get("type"),
                 "settings": ", ".join(f"{k}={v}" for k, v in params.items()),
-                "weights": ", ".join("x".join(map(str, s)) for s in shapes.values()),
+                "output": None,
                 "params": sum(_numel(s) for s in shapes.values()),
             }
         )
-    yield render(rows, ["#", "layer", "settings", "weights", "params"], Format.table, title="model")
+    if trained is not None:  # the model as built knows each layer's output (like Keras's)
+        built = zip(rows, trained.model, trained.shapes, strict=False)
+        for row, module, shape in built:
+            row["output"] = " x ".join(map(str, shape))
+            row["params"] = sum(p.numel() for p in module.parameters())  # buffers are not
+    columns = ["#", "layer", "settings", "output", "params"]
+    yield render(rows, columns, Format.table, title="model")
+    total = sum(row["params"] for row in rows)
+    yield f"{total:,} parameters" + (
+        "" if trained is not None else " (no checkpoint to build from)"
+    )
 
     final = info.final or {}
     best = info.best or {}

@@ -68,3 +68,18 @@ def test_brackets_in_a_file_are_printed_not_read_as_markup(
     assert "Traceback" not in result.output
     assert "unknown key '[/x]'" in result.stderr
     assert "unknown key '[bold]b'" in result.stderr
+
+
+def test_list_gives_whole_summaries_or_cuts_them_after_a_word(runner: CliRunner) -> None:
+    from nncli.catalogue import SUMMARY_CHARS, _short
+
+    result = runner.invoke(app, ["list", "layers", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    summaries = {row["name"]: row["summary"] for row in csv.DictReader(result.stdout.splitlines())}
+    assert summaries["step"] == (  # its docstring's first paragraph spans two lines
+        "Heaviside step: 1 where x > 0, else 0; the perceptron's output (straight-through "
+        "gradient, so the `perceptron` loss trains it by Rosenblatt's rule)."
+    )
+    long = "word " * 40 + "last."
+    assert _short(long) == ("word " * 31).strip() + "..."
+    assert len(_short(long)) <= SUMMARY_CHARS

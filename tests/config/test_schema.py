@@ -63,3 +63,18 @@ def test_a_broken_file_is_refused_by_both(
     theirs = _accepted(schema_file, broken)
     assert theirs.returncode == 1, theirs.stdout + theirs.stderr
     assert "Schema validation errors were encountered" in theirs.stdout + theirs.stderr
+
+
+def test_keras_activation_beside_a_layer_passes_both(
+    schema_file: Path, runner: CliRunner, tmp_path: Path
+) -> None:
+    path = tmp_path / "keras.yaml"
+    path.write_text(
+        "data: circles\nmodel:\n  layers:\n    - {dense: 8, activation: relu}\n"
+        "    - {type: dense, units: 4, activation: tanh}\n    - dense: 1\nloss: bce_with_logits\n"
+    )
+    assert runner.invoke(app, ["validate", str(path)]).exit_code == 0
+    assert _accepted(schema_file, path).returncode == 0
+    path.write_text(path.read_text().replace("activation: relu", "activation: relux"))
+    assert runner.invoke(app, ["validate", str(path)]).exit_code == 2
+    assert _accepted(schema_file, path).returncode == 1

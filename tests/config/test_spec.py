@@ -376,3 +376,59 @@ def test_any_file_gives_a_spec_or_an_nncli_error(
     # what a run folder keeps (config.yaml, without the sweep) reads back as the same spec
     again = validate(yamlio.loads(yamlio.dump(resolved(spec))))
     assert again == spec.model_copy(update={"sweep": None})
+
+
+KERAS = """\
+data: {source: circles}
+model:
+  layers:
+    - {dense: 8, activation: tanh}
+    - type: dense
+      units: 1
+      activation: sigmoid
+loss: bce
+"""
+
+
+def test_an_activation_beside_a_layer_is_two_layers_as_in_keras() -> None:
+    spec = validate(yamlio.loads(KERAS, "exp.yaml"))
+    assert resolved(spec)["model"]["layers"] == [
+        {"type": "dense", "units": 8, "bias": True},
+        {"type": "tanh"},
+        {"type": "dense", "units": 1, "bias": True},
+        {"type": "sigmoid"},
+    ]
+    conv = validate(yamlio.loads(KERAS.replace("dense: 8", "conv2d: 4"), "exp.yaml"))
+    assert [layer.type for layer in conv.model.layers] == ["conv2d", "tanh", "dense", "sigmoid"]
+
+
+def test_errors_in_an_activation_shorthand_keep_their_place() -> None:
+    text = """\
+data: {source: circles}
+model:
+  layers:
+    - {dense: x, activation: tahn}
+    - type: dense
+      units: 1
+      activation: linear
+    - {dropout: 0.5, activation: relu}
+loss: bce
+"""
+    assert problems(text) == [
+        "exp.yaml:4:8  model.layers.0.dense.units  Input should be a valid integer, got 'x'",
+        "exp.yaml:4:18  model.layers.0.activation  unknown layer 'tahn'  (did you mean 'tanh'?)",
+        "exp.yaml:7:7  model.layers.1.activation  'linear' names the dense layer, not an "
+        "activation; leave `activation` out for none",
+        "exp.yaml:8:22  model.layers.2.activation  `activation` goes with a layer that has "
+        "weights (dense, conv1d, conv2d), not dropout; write the activation as the next layer",
+    ]
+
+
+def test_lint_points_at_the_activation_written_beside_its_layer() -> None:
+    from nncli.config.lint import check
+
+    doc = yamlio.loads(KERAS.replace("loss: bce", "loss: bce_with_logits"), "exp.yaml")
+    (warning,) = check(validate(doc), doc)
+    assert str(warning).startswith(
+        "exp.yaml:7:7  model.layers.1.activation  sigmoid before loss 'bce_with_logits'"
+    )

@@ -206,14 +206,16 @@ def test_out_folder_holds_summary_and_figures(runs: list[Path], tmp_path: Path) 
     assert f"{out} already exists and is not empty" in again.stderr
 
 
-def test_default_out_folder_is_beside_the_runs_folder(runs: list[Path], tmp_path: Path) -> None:
-    result = invoke("compare", runs[0].parent, "--format", "json")
-
-    assert result.exit_code == 0, result.output
-    folder = Path(result.stderr.removeprefix("summary and figures: ").strip())
-    assert folder.parent == tmp_path / "comparisons"
-    assert (folder / "summary.csv").is_file()
-    assert len(json.loads(result.stdout)["runs"]) == 3  # the parent folder gave all three
+def test_without_out_nothing_is_written(runs: list[Path], tmp_path: Path) -> None:
+    before = sorted(tmp_path.rglob("*"))
+    for fmt in ("json", "table", "csv"):
+        result = invoke("compare", runs[0].parent, "--format", fmt)
+        assert result.exit_code == 0, result.output
+        assert result.stderr == ""
+    assert sorted(tmp_path.rglob("*")) == before
+    assert (
+        len(json.loads(invoke("compare", runs[0].parent, "--format", "json").stdout)["runs"]) == 3
+    )
 
 
 def test_a_table_is_folded_to_a_terminal_only(
@@ -245,6 +247,12 @@ def test_a_table_is_folded_to_a_terminal_only(
     assert "the table is folded to fit the terminal; show fewer columns with --metric" in (
         " ".join(text.split())
     )
+    # --metric given: no advice to give it
+    shown = invoke("compare", *runs, "--metric", "test_accuracy")
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", shown.stdout).split())
+    assert "the table is folded to fit the terminal; see it whole with --format csv" in text
+    assert "--metric" not in text
 
 
 def test_legend_names_runs_by_what_differs(runs: list[Path]) -> None:
@@ -299,6 +307,25 @@ def test_broken_and_running_runs_do_not_break_the_comparison(
     assert rows["running_copy"]["status"] == "running"
     assert rows["running_copy"]["epochs"] == 2
     assert rows["running_copy"]["test_loss best epoch"] in (1, 2)
+
+
+def test_smoke_runs_are_left_out_unless_asked(runs: list[Path]) -> None:
+    data = json.loads((runs[1] / RUN_JSON).read_text(encoding="utf-8"))
+    (runs[1] / RUN_JSON).write_text(json.dumps({**data, "smoke": True}), encoding="utf-8")
+
+    result = invoke("compare", *runs, "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert [r["run"] for r in json.loads(result.stdout)["runs"]] == [runs[0].name, runs[2].name]
+    assert result.stderr == (
+        f"warning left out 1 smoke run (--smoke includes them): {runs[1].name}\n"
+    )
+
+    data = compare_json(*runs, "--smoke")
+    assert [r["run"] for r in data["runs"]] == [f.name for f in runs]
+
+    only = invoke("compare", runs[1])
+    assert only.exit_code == 2
+    assert only.stderr.startswith("error no usable run to compare (left out 1 smoke run")
 
 
 def test_runs_with_different_metrics_show_the_union(runs: list[Path], tmp_path: Path) -> None:
@@ -459,3 +486,110 @@ def test_compare_and_runs_never_fail_while_runs_are_written(tmp_path: Path) -> N
     # and the command itself, figures included, over what the writers left
     out = runner.invoke(app, ["compare", str(root), "--out", str(tmp_path / "cmp"), "-m", "loss"])
     assert out.exit_code == 0, out.output
+
+
+def write_metrics(folder: Path, split: str, accuracies: list[float]) -> None:
+    """Replace a run's metrics.csv with one held-out `split` and these accuracies."""
+    header = f"epoch,train_loss,train_accuracy,{split}_loss,{split}_accuracy,lr,time_s"
+    rows = [f"{e},0.5,0.5,{1 - a},{a},0.1,0.01" for e, a in enumerate(accuracies, start=1)]
+    (folder / METRICS).write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+
+
+def test_sort_by_a_bare_metric_ranks_each_run_by_its_best_held_out_split(
+    runs: list[Path], tmp_path: Path
+) -> None:
+    write_metrics(runs[0], "test", [0.6, 0.9, 0.8])
+    write_metrics(runs[1], "val", [0.7, 0.7, 0.7])  # the only run with a val split
+    write_metrics(runs[2], "test", [0.8, 0.5, 0.5])
+
+    result = invoke("compare", *runs, "--sort", "accuracy", "--format", "json")
+
+    assert result.exit_code == 0, result.output
+    order = [r["run"] for r in json.loads(result.stdout)["runs"]]
+    assert order == [runs[0].name, runs[2].name, runs[1].name]  # 0.9, 0.8, 0.7
+    assert result.stderr.splitlines()[0] == (
+        f"warning sorted by val_accuracy; 2 runs without it are ranked by test_accuracy: "
+        f"{runs[0].name}, {runs[2].name}"
+    )
+
+
+def test_sort_by_a_metric_some_runs_lack_names_them(runs: list[Path], tmp_path: Path) -> None:
+    write_metrics(runs[0], "test", [0.6, 0.9, 0.8])
+    write_metrics(runs[1], "val", [0.95, 0.7, 0.7])
+    header, *rows = (runs[2] / METRICS).read_text(encoding="utf-8").splitlines()
+    keep = [i for i, c in enumerate(header.split(",")) if not c.endswith("accuracy")]
+    (runs[2] / METRICS).write_text(
+        "\n".join(",".join(line.split(",")[i] for i in keep) for line in [header, *rows]) + "\n",
+        encoding="utf-8",
+    )
+
+    result = compare.compare(runs, sort="test_accuracy")
+
+    assert [r.name for r in result.runs] == [runs[1].name, runs[0].name, runs[2].name]
+    assert result.warnings == [
+        f"sorted by test_accuracy; 1 run without it is ranked by val_accuracy: {runs[1].name}",
+        f"1 run without accuracy goes last: {runs[2].name}",
+    ]
+
+
+STACKS = {
+    "mlp": "[{type: dense, units: 16}, {type: gelu}, {type: dense, units: 1}, {type: sigmoid}]",
+    "softmax": "[{type: dense, units: 4}]",
+    "lenet": "[{type: conv2d, out_channels: 6, kernel_size: 3}, {type: relu}, "
+    "{type: maxpool2d, kernel_size: 2}, {type: flatten}, {type: dropout, p: 0.5}, "
+    "{type: dense, units: 120}, {type: relu}, {type: dense, units: 10}]",
+}
+
+
+def architecture_runs(root: Path) -> list[Path]:
+    """Three runs of different layer stacks and data, each with its own long settings."""
+    folders = []
+    for i, (name, stack) in enumerate(STACKS.items()):
+        folder = root / f"2026-11-25T10-0{i}-00_{name}_abcd"
+        folder.mkdir(parents=True)
+        info = {"name": name, "status": "completed", "epochs_done": 2, "n_params": 100 * (i + 1)}
+        (folder / RUN_JSON).write_text(json.dumps(info), encoding="utf-8")
+        data = ", ".join(f"setting_{name}_{k}: {k}" for k in range(12))
+        (folder / "config.yaml").write_text(
+            f"name: {name}\ndata: {{source: {name}_data, {data}}}\nmodel: {{layers: {stack}}}\n",
+            encoding="utf-8",
+        )
+        write_metrics(folder, "test", [0.5, 0.6])
+        folders.append(folder)
+    return folders
+
+
+def test_runs_of_different_architectures_show_one_model_column(tmp_path: Path) -> None:
+    runs = architecture_runs(tmp_path / "runs")
+
+    result = compare.compare(runs)
+
+    assert [r["model"] for r in result.rows] == [
+        "dense16-gelu-dense1-sigmoid",
+        "dense4",
+        "conv2d6-relu-maxpool2d2-flatten-dropout0.5-dense120-relu-dense10",
+    ]
+    table = result.table_columns
+    assert table[:7] == [*BASE, "model", "name"]
+    assert not [c for c in table if c.startswith("model.layers.")]
+    assert len(table) == 5 + 1 + 1 + 1 + 36 + 4 * 3  # + name, data.source, 36 settings
+    assert "model.layers.1.type" in result.columns  # csv and json keep every key
+    assert result.labels == [
+        "mlp, dense16-gelu-dense1-sigmoid (100 params), ...",
+        "softmax, dense4 (200 params), data.source=softmax_data, ...",
+        "lenet, conv2d6-relu-maxpool2d2... (300 params), ...",
+    ]
+
+    markdown = invoke("compare", *runs, "--format", "markdown")
+    assert markdown.exit_code == 0, markdown.output
+    assert markdown.stdout.startswith("| run | status | epochs | params | duration_s | model | ")
+    assert "model.layers" not in markdown.stdout
+    csv_out = invoke("compare", *runs, "--format", "csv", "--out", tmp_path / "out")
+    assert csv_out.exit_code == 0, csv_out.output
+    header = csv_out.stdout.splitlines()[0].split(",")
+    assert header == result.columns
+    assert (tmp_path / "out" / "summary.csv").read_text(encoding="utf-8") == csv_out.stdout
+    for figure in ("loss.png", "accuracy.png"):
+        png = (tmp_path / "out" / figure).read_bytes()
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+        assert width <= 1600 and height <= 700, (figure, width, height)

@@ -26,7 +26,11 @@ def fake_run(parent: Path, name: str, status: str, started: str, loss: float = 0
         "epochs_done": 3,
         "duration_s": 1.25,
         "monitor": "test_loss",
-        "best": {"test_loss": {"value": loss, "epoch": 2}},
+        "best": {
+            "test_loss": {"value": loss, "epoch": 2},
+            "train_accuracy": {"value": 0.99, "epoch": 3},
+            "test_accuracy": {"value": 1 - loss, "epoch": 3},
+        },
     }
     (folder / RUN_JSON).write_text(json.dumps(info), encoding="utf-8")
     return folder
@@ -56,10 +60,25 @@ def test_runs_lists_newest_first_with_the_headline(listing: Path) -> None:
         "monitor",
         "best",
         "best epoch",
+        "metric",
+        "metric best",
     ]
     assert rows[0]["monitor"] == "test_loss"
     assert rows[0]["best"] == 0.2
     assert rows[0]["best epoch"] == 2
+    assert (rows[0]["metric"], rows[0]["metric best"]) == ("test_accuracy", 0.8)
+
+
+def test_runs_marks_smoke_runs(listing: Path) -> None:
+    folder = listing / "a_oldest"
+    data = json.loads((folder / RUN_JSON).read_text(encoding="utf-8"))
+    (folder / RUN_JSON).write_text(json.dumps({**data, "smoke": True}), encoding="utf-8")
+
+    statuses = {r["run"]: r["status"] for r in runs_json(listing)}
+
+    assert statuses["a_oldest"] == "completed (smoke)"
+    assert statuses["c_middle"] == "failed"
+    assert [r["run"] for r in runs_json(listing, "--status", "completed")] == ["a_oldest"]
 
 
 def test_runs_status_filter(listing: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -47,3 +49,48 @@ def test_tampered_run_json_and_config_are_left_out_not_crashed_on(
     assert "bomb (config.yaml nests or repeats too much (aliases?); nncli writes it plain)" in (
         warning
     )
+
+
+HOLDER = """\
+import sys
+from pathlib import Path
+from nncli.runs.lock import locked
+
+with locked(Path(sys.argv[1])):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_running_run_whose_process_died_shows_as_killed(
+    runner: CliRunner, checkpoint: Path, tmp_path: Path
+) -> None:
+    good = checkpoint.parent.parent
+    killed, alive = good.parent / "killed", good.parent / "alive"
+    for folder in (killed, alive):
+        shutil.copytree(good, folder)
+        (folder / "run.json").write_text(json.dumps({**info(good), "status": "running"}))
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (killed / "run.lock").write_text(f"{dead.pid} flock\n")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(alive)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        listed = runner.invoke(app, ["runs", str(good.parent), "--format", "json"])
+        assert listed.exit_code == 0, listed.output
+        statuses = {r["run"]: r["status"] for r in json.loads(listed.stdout)}
+        compared = {r.name: r.status for r in compare.compare([good.parent]).runs}
+        only = runner.invoke(app, ["runs", str(good.parent), "--status", "killed", "-f", "csv"])
+    finally:
+        holder.communicate("")
+    expected = {good.name: "completed", "killed": "killed", "alive": "running"}
+    assert statuses == expected
+    assert compared == expected
+    assert only.exit_code == 0, only.output
+    assert [line.split(",")[0] for line in only.stdout.splitlines()] == ["run", "killed"]
+    assert (killed / "run.lock").read_text() == f"{dead.pid} flock\n"  # read, not changed
