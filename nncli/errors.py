@@ -55,14 +55,22 @@ class RunInterrupted(Exception):
 
 
 class RunDiverged(Exception):
-    """The loss became NaN or infinite: the run stops and is marked diverged."""
+    """The loss, or the weights, became NaN or infinite: the run stops and is marked
+    diverged."""
 
     exit_code = EXIT_DIVERGED
 
-    def __init__(self, epoch: int, batch: int, n_batches: int, lr: float) -> None:
+    def __init__(
+        self, epoch: int, batch: int, n_batches: int, lr: float, weights: bool = False
+    ) -> None:
         self.epoch, self.batch = epoch, batch
+        what = (
+            f"the weights or the optimizer's state became non-finite in epoch {epoch}"
+            if weights
+            else f"the training loss became non-finite in epoch {epoch}, batch {batch} of {n_batches}"
+        )
         super().__init__(
-            f"the training loss became non-finite in epoch {epoch}, batch {batch} of {n_batches}; "
+            f"{what}; "
             f"the run stopped and keeps its last finite checkpoint. Try a lower learning rate "
             f"(it was {lr:g}), gradient clipping (train.clip_grad_norm: 1.0), or check the data "
             "for NaN or huge values"

@@ -22,7 +22,7 @@ from nncli.engine.devices import intra_op_threads, threads_for
 from nncli.engine.inference import EVAL_BATCH, evaluate
 from nncli.engine.meter import Meter
 from nncli.engine.prepare import Prepared
-from nncli.engine.state import checkpoint, restore
+from nncli.engine.state import checkpoint, non_finite, restore
 from nncli.errors import RunDiverged, first_line
 from nncli.optim import schedulers
 
@@ -116,6 +116,8 @@ def _fit(
     forward = compiled(model, x[:2], sink) if cfg.compile else model
     plain = forward  # evaluation needs no gradient averaging
     rank, world = p.rank.rank, p.rank.world
+    held_out = [(name, split) for name, split in p.splits.items() if name != "train"]
+    share, eval_batch = slice(rank, None, world), max(batch, EVAL_BATCH)
     if p.rank.distributed:  # gradients are averaged over ranks inside backward
         devices = [dev] if dev.type == "cuda" else None
         forward = nn.parallel.DistributedDataParallel(model, device_ids=devices)
@@ -170,19 +172,27 @@ def _fit(
             batch_losses[i] = done
             train_meter.update(out.detach().float(), yb, done, len(yb))
             sink.batch_end(epoch, i, n_batches, loss)
+        # a step can break the weights while its loss was finite: counted on the device,
+        # read with the epoch's totals (no sync of its own)
+        broken = non_finite(model, opt)
 
         # evaluate the held-out splits
         model.eval()
-        with torch.no_grad(), autocast:
-            for name, (xs, ys) in p.splits.items():
-                if name != "train":  # each rank evaluates its share; totals are summed
-                    share = slice(rank, None, world)
-                    evaluate(
-                        plain, loss_fn, xs[share], ys[share], meters[name], max(batch, EVAL_BATCH)
-                    )
+        try:
+            with torch.no_grad(), autocast:
+                for name, (xs, ys) in held_out:  # each rank its share; totals are summed
+                    evaluate(plain, loss_fn, xs[share], ys[share], meters[name], eval_batch)
+        except RuntimeError:  # e.g. BCELoss refuses the NaN probabilities of broken weights
+            if not bool(broken):
+                raise
+            lr = opt.param_groups[0]["lr"]
+            raise RunDiverged(epoch, n_batches, n_batches, lr, weights=True) from None
 
-        # bookkeeping: one host sync (and one all-reduce) for every split's totals, one row
-        values = distributed.all_sum(torch.cat([m.totals() for m in meters.values()])).tolist()
+        # bookkeeping: one host sync (and one all-reduce) for every split's totals and the
+        # count of non-finite weights, one row
+        parts = [m.totals() for m in meters.values()]
+        totals = torch.cat([*parts, broken.to(parts[0].dtype).view(1)])
+        *values, n_broken = distributed.all_sum(totals).tolist()
         row: dict[str, float] = {"epoch": epoch}
         offset = 0
         for name, meter in meters.items():
@@ -199,6 +209,10 @@ def _fit(
             sink.epoch_end(row, dict, last=False, best=False)
             bad = int(torch.nonzero(~torch.isfinite(batch_losses[:n_batches]))[0])
             raise RunDiverged(epoch, bad + 1, n_batches, row["lr"])
+        # nor are weights or optimizer state that a step made non-finite
+        if n_broken:
+            sink.epoch_end(row, dict, last=False, best=False)
+            raise RunDiverged(epoch, n_batches, n_batches, row["lr"], weights=True)
 
         improved = tracker.update(row[p.monitor], epoch, min_delta)
         if improved and cfg.early_stopping and cfg.early_stopping.restore_best:

@@ -69,6 +69,21 @@ def restore(p: Prepared, state: Mapping[str, Any], order: torch.Generator, track
     return int(state["epoch"])
 
 
+def non_finite(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+    """How many parameters and optimizer state values are NaN or infinite, as a tensor on
+    the model's device (reading it is the caller's host sync): a checkpoint holding any
+    would train nothing when resumed, or export a broken model."""
+    tensors: list[torch.Tensor] = [*model.parameters()]
+    tensors += [
+        v for s in optimizer.state.values() for v in s.values() if isinstance(v, torch.Tensor)
+    ]
+    floats = [t.detach() for t in tensors if t.is_floating_point() or t.is_complex()]
+    if not floats:
+        return torch.zeros((), dtype=torch.int64)
+    device = floats[0].device  # (Adam keeps its step counts on the cpu)
+    return torch.stack([torch.count_nonzero(~torch.isfinite(t)).to(device) for t in floats]).sum()
+
+
 def _tuples(value: Any) -> Any:
     """random.setstate wants tuples where a checkpoint may hold lists."""
     return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value
