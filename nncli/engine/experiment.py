@@ -7,6 +7,7 @@ run folder's, the console's the CLI passes in, and those the file names under `l
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import platform
@@ -60,7 +61,7 @@ from nncli.runs.files import (
 )
 from nncli.runs.folder import Run
 from nncli.runs.lock import locked
-from nncli.runs.record import RunInfo, flatten, read_run
+from nncli.runs.record import RunInfo, flatten, read_metrics, read_run
 
 SMOKE_BATCHES = 2
 
@@ -246,7 +247,9 @@ def _execute(
             out.add(entry.type, functools.partial(loggers.get(entry.type).build, entry, run.path))
         out.start(run, p, int(resume["epoch"]) if resume else 0)
         result = fit(p, out, SMOKE_BATCHES if smoke else None, resume)
-        out.artifacts(write_plots(run.path / PLOTS, p, result))
+        # every epoch's row, those before a resume too, as metrics.csv holds them
+        whole = dataclasses.replace(result, rows=read_metrics(run.path))
+        out.artifacts(write_plots(run.path / PLOTS, p, whole))
         out.finish("completed", result, None)
     except (KeyboardInterrupt, RunInterrupted) as exc:
         out.finish("interrupted", None, None)
