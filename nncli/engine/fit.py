@@ -44,12 +44,15 @@ class Sink(Protocol):
 
 @dataclass
 class Tracker:
-    """The monitored metric's best value, and early stopping's count of stale epochs."""
+    """The monitored metric's best value, and early stopping's count of stale epochs;
+    with early_stopping.restore_best, the best epoch's weights (checkpointed with the rest,
+    so a resumed run ends with the same weights)."""
 
     mode: str
     best: float = math.inf
     best_epoch: int = 0
     stale: int = 0
+    weights: dict[str, torch.Tensor] | None = None
 
     @property
     def value(self) -> float:
@@ -107,12 +110,15 @@ def _fit(
     order = torch.Generator().manual_seed(p.spec.seed)
     meters = {name: Meter(p.task, p.metrics, dev) for name in p.splits}
     tracker = Tracker(p.mode)
-    min_delta = cfg.early_stopping.min_delta if cfg.early_stopping else 0.0
-    best_weights: dict[str, torch.Tensor] | None = None
+    stopping = cfg.early_stopping
+    min_delta = stopping.min_delta if stopping else 0.0
     rows: list[dict[str, float]] = []
     start = 1
     if resume is not None:
         start = restore(p, resume, order, tracker) + 1
+        if stopping is not None and tracker.stale >= stopping.patience:
+            # killed after it stopped (e.g. while drawing the figures): nothing left to train
+            return FitResult(rows, meters, tracker.best_epoch, tracker.value, stopped_early=True)
     forward = compiled(model, x[:2], sink) if cfg.compile else model
     plain = forward  # evaluation needs no gradient averaging
     rank, world = p.rank.rank, p.rank.world
@@ -215,15 +221,15 @@ def _fit(
             raise RunDiverged(epoch, n_batches, n_batches, row["lr"], weights=True)
 
         improved = tracker.update(row[p.monitor], epoch, min_delta)
-        if improved and cfg.early_stopping and cfg.early_stopping.restore_best:
-            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if improved and stopping and stopping.restore_best:
+            tracker.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if step_on == "metric":
             sched.step(row[p.monitor] if p.mode == "min" else -row[p.monitor])
         elif step_on == "epoch":
             sched.step()
-        stop = cfg.early_stopping is not None and tracker.stale >= cfg.early_stopping.patience
-        if stop and best_weights is not None:
-            model.load_state_dict(best_weights)
+        stop = stopping is not None and tracker.stale >= stopping.patience
+        if stop and tracker.weights is not None:
+            model.load_state_dict(tracker.weights)
         due = epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or stop
         state = functools.partial(checkpoint, p, epoch, order, tracker)
         sink.epoch_end(row, state, last=due, best=improved)

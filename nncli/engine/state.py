@@ -35,6 +35,8 @@ def checkpoint(p: Prepared, epoch: int, order: torch.Generator, tracker: Tracker
         "epoch": epoch,
         "monitor": p.monitor,
         "tracker": {"best": tracker.best, "best_epoch": tracker.best_epoch, "stale": tracker.stale},
+        # restore_best's weights, where they are not the model's own (saved once)
+        "best_model": tracker.weights if tracker.best_epoch != epoch else None,
         "rng": {
             "python": random.getstate(),
             "numpy": [np_name, torch.from_numpy(keys), *np_rest],
@@ -58,6 +60,13 @@ def restore(p: Prepared, state: Mapping[str, Any], order: torch.Generator, track
         saved["best_epoch"],
         saved["stale"],
     )
+    stopping = p.spec.train.early_stopping
+    if stopping is not None and stopping.restore_best and tracker.best_epoch:
+        best = state.get("best_model")
+        if best is None and tracker.best_epoch == state["epoch"]:
+            best = p.model.state_dict()
+        if best is not None:
+            tracker.weights = {k: v.detach().clone() for k, v in best.items()}
     rng = state["rng"]
     random.setstate(_tuples(rng["python"]))
     name, keys, *rest = rng["numpy"]
