@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -47,10 +48,11 @@ class SpecError(NncliError):
 
 
 class RunInterrupted(Exception):
-    """Raised inside training when the user presses Ctrl-C or the process gets SIGTERM."""
+    """Raised inside training when the user presses Ctrl-C or the process gets SIGTERM;
+    `folder` is the run folder it marked interrupted, once one is."""
 
-    def __init__(self, exit_code: int = EXIT_INTERRUPTED) -> None:
-        self.exit_code = exit_code
+    def __init__(self, exit_code: int = EXIT_INTERRUPTED, folder: Path | None = None) -> None:
+        self.exit_code, self.folder = exit_code, folder
         super().__init__("interrupted")
 
 

@@ -234,3 +234,44 @@ def test_a_resumed_runs_figures_show_every_epoch(
     assert result.exit_code == 0, result.output
     assert drawn == [[float(r["train_loss"]) for r in rows_without_time(folder)]]
     assert len(drawn[0]) == 4
+
+
+@pytest.mark.slow
+def test_sigint_while_preparing_says_no_run_folder_was_made(tmp_path: Path) -> None:
+    spec = tmp_path / "early.yaml"
+    spec.write_text(EARLY, encoding="utf-8")
+    proc = paused(tmp_path, "prepare", "train", str(spec), "--runs-dir", str(tmp_path / "runs"))
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip() == "interrupted before a run folder was made; nothing was written"
+    assert stdout == ""
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+)
+def test_an_interrupt_before_the_first_epoch_marks_the_run_and_names_it(
+    uninterrupted: Path, tmp_path: Path, sig: signal.Signals, code: int
+) -> None:
+    spec = tmp_path / "early.yaml"
+    spec.write_text(EARLY, encoding="utf-8")
+    proc = paused(tmp_path, "folder", "train", str(spec), "--runs-dir", str(tmp_path / "runs"))
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert proc.returncode == code, stderr
+    assert stderr.strip() == (
+        f"interrupted: the run is marked interrupted; finished epochs are kept in {folder} "
+        f"(continue it with: nncli resume {folder})"
+    )
+    assert stdout.strip().splitlines()[-1] == str(folder)
+    assert info(folder)["status"] == "interrupted"
+    assert info(folder)["epochs_done"] == 0
+
+    resumed = nncli("resume", str(folder), "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    assert rows_without_time(folder) == rows_without_time(uninterrupted)
+    assert differences(checkpoint(folder, "last.pt"), checkpoint(uninterrupted, "last.pt")) == []
