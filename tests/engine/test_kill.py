@@ -20,6 +20,7 @@ from conftest import interrupted_run
 from typer.testing import CliRunner
 
 from nncli.cli.app import app
+from nncli.errors import RunInterrupted
 
 # moons with early stopping: the best val_loss is epoch 3, the run stops after epoch 6 and
 # ends with epoch 3's weights (restore_best); an epoch takes milliseconds
@@ -275,3 +276,23 @@ def test_an_interrupt_before_the_first_epoch_marks_the_run_and_names_it(
     assert resumed.returncode == 0, resumed.stderr
     assert rows_without_time(folder) == rows_without_time(uninterrupted)
     assert differences(checkpoint(folder, "last.pt"), checkpoint(uninterrupted, "last.pt")) == []
+
+
+def test_an_interrupt_before_a_resume_trains_leaves_the_run_as_it_was(
+    runner: CliRunner, write: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = write(EARLY.replace("epochs: 40", "epochs: 4"), "early.yaml")
+    folder = interrupted_run(runner, spec, tmp_path / "runs", monkeypatch, at=2)
+    before = (folder / "run.json").read_bytes()
+    from nncli.engine import experiment
+
+    def interrupted(*args: object) -> None:
+        raise RunInterrupted(143)  # SIGTERM while the data is read again
+
+    monkeypatch.setattr(experiment, "prepare", interrupted)
+    result = runner.invoke(app, ["resume", str(folder)])
+    assert result.exit_code == 143, result.output
+    assert result.stderr.strip() == (
+        f"interrupted before training resumed (continue it with: nncli resume {folder})"
+    )
+    assert (folder / "run.json").read_bytes() == before
