@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 import zipfile
@@ -79,9 +80,9 @@ def restore(p: Prepared, state: Mapping[str, Any], order: torch.Generator, track
 
 
 def non_finite(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> torch.Tensor:
-    """How many parameters and optimizer state values are NaN or infinite, as a tensor on
-    the model's device (reading it is the caller's host sync): a checkpoint holding any
-    would train nothing when resumed, or export a broken model."""
+    """How many parameters and optimizer state tensors hold NaN or infinite values, as a
+    tensor on the model's device (reading it is the caller's host sync): a checkpoint
+    holding any would train nothing when resumed, or export a broken model."""
     tensors: list[torch.Tensor] = [*model.parameters()]
     tensors += [
         v for s in optimizer.state.values() for v in s.values() if isinstance(v, torch.Tensor)
@@ -89,8 +90,14 @@ def non_finite(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> torc
     floats = [t.detach() for t in tensors if t.is_floating_point() or t.is_complex()]
     if not floats:
         return torch.zeros((), dtype=torch.int64)
-    device = floats[0].device  # (Adam keeps its step counts on the cpu)
-    return torch.stack([torch.count_nonzero(~torch.isfinite(t)).to(device) for t in floats]).sum()
+    device = floats[0].device
+    # each tensor's largest |value|, NaN or inf where any value is, without overflowing;
+    # one call for all (a Python loop of isfinite took 4x as long for circles' model)
+    norms = torch._foreach_norm(floats, math.inf)
+    if len({(n.device, n.dtype) for n in norms}) == 1:
+        return (~torch.isfinite(torch.stack(norms))).sum()
+    # mixed devices or dtypes (Adam keeps its step counts on the cpu)
+    return (~torch.stack([torch.isfinite(n).to(device) for n in norms])).sum()
 
 
 def _tuples(value: Any) -> Any:
