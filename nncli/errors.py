@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 EXIT_OK = 0
 EXIT_INTERNAL = 1
@@ -47,22 +48,31 @@ class SpecError(NncliError):
 
 
 class RunInterrupted(Exception):
-    """Raised inside training when the user presses Ctrl-C or the process gets SIGTERM."""
+    """Raised inside training when the user presses Ctrl-C or the process gets SIGTERM;
+    `folder` is the run folder it marked interrupted, once one is."""
 
-    def __init__(self, exit_code: int = EXIT_INTERRUPTED) -> None:
-        self.exit_code = exit_code
+    def __init__(self, exit_code: int = EXIT_INTERRUPTED, folder: Path | None = None) -> None:
+        self.exit_code, self.folder = exit_code, folder
         super().__init__("interrupted")
 
 
 class RunDiverged(Exception):
-    """The loss became NaN or infinite: the run stops and is marked diverged."""
+    """The loss, or the weights, became NaN or infinite: the run stops and is marked
+    diverged."""
 
     exit_code = EXIT_DIVERGED
 
-    def __init__(self, epoch: int, batch: int, n_batches: int, lr: float) -> None:
+    def __init__(
+        self, epoch: int, batch: int, n_batches: int, lr: float, weights: bool = False
+    ) -> None:
         self.epoch, self.batch = epoch, batch
+        what = (
+            f"the weights or the optimizer's state became non-finite in epoch {epoch}"
+            if weights
+            else f"the training loss became non-finite in epoch {epoch}, batch {batch} of {n_batches}"
+        )
         super().__init__(
-            f"the training loss became non-finite in epoch {epoch}, batch {batch} of {n_batches}; "
+            f"{what}; "
             f"the run stopped and keeps its last finite checkpoint. Try a lower learning rate "
             f"(it was {lr:g}), gradient clipping (train.clip_grad_norm: 1.0), or check the data "
             "for NaN or huge values"

@@ -109,7 +109,7 @@ def resume(
     """Continue an interrupted, failed or killed run in its folder, from its last checkpoint."""
     from nncli.engine.experiment import resume_experiment
 
-    _run_training(lambda console: resume_experiment(run, console, epochs), quiet)
+    _run_training(lambda console: resume_experiment(run, console, epochs), quiet, run)
 
 
 def _launch(nproc: int) -> None:
@@ -156,12 +156,15 @@ def _without_nproc(args: list[str]) -> list[str]:
 
 
 def _run_training(
-    start: Callable[[ConsoleLogger], tuple[Run | None, FitResult]], quiet: bool
+    start: Callable[[ConsoleLogger], tuple[Run | None, FitResult]],
+    quiet: bool,
+    resuming: Path | None = None,
 ) -> None:
     """Run a training call with console progress; map how it ends to messages and exit codes.
 
     Ctrl-C and SIGTERM mark the run interrupted (exit 130/143), a non-finite loss marks it
-    diverged (exit 3), anything unexpected marks it failed (exit 1).
+    diverged (exit 3), anything unexpected marks it failed (exit 1). `resuming` is the
+    folder a resume continues.
     """
     from nncli.engine import distributed
     from nncli.errors import RunDiverged
@@ -189,11 +192,8 @@ def _run_training(
         if isinstance(exc, RunDiverged):
             err.print(f"[red]diverged[/red] {exc}", markup=True, soft_wrap=True)
         else:
-            err.print(
-                f"interrupted: the run is marked interrupted; finished epochs are kept in "
-                f"{folder} (continue it with: nncli resume {folder})",
-                soft_wrap=True,
-            )
+            folder = exc.folder
+            err.print(_interrupted(folder, resuming), soft_wrap=True, markup=False)
         if folder:
             out.print(str(folder), soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
@@ -210,6 +210,18 @@ def _run_training(
         distributed.finish()
     if run is not None:
         out.print(str(run.path), soft_wrap=True)
+
+
+def _interrupted(folder: Path | None, resuming: Path | None) -> str:
+    """What Ctrl-C or SIGTERM left: the run folder marked interrupted, or none touched."""
+    if folder is not None:
+        return (
+            f"interrupted: the run is marked interrupted; finished epochs are kept in "
+            f"{folder} (continue it with: nncli resume {folder})"
+        )
+    if resuming is not None:
+        return f"interrupted before training resumed (continue it with: nncli resume {resuming})"
+    return "interrupted before a run folder was made; nothing was written"
 
 
 def _internal(exc: BaseException, folder: Path | None) -> None:

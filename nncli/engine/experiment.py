@@ -7,6 +7,7 @@ run folder's, the console's the CLI passes in, and those the file names under `l
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import platform
@@ -29,9 +30,11 @@ from nncli.engine.fit import FitResult, fit
 from nncli.engine.inference import evaluate, predict, predict_classes
 from nncli.engine.model import summary
 from nncli.engine.prepare import Prepared, prepare
+from nncli.engine.signals import deferred_signals
 from nncli.engine.state import load_checkpoint
 from nncli.errors import (
     EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
     NncliError,
     RunDiverged,
     RunInterrupted,
@@ -60,7 +63,7 @@ from nncli.runs.files import (
 )
 from nncli.runs.folder import Run
 from nncli.runs.lock import locked
-from nncli.runs.record import RunInfo, flatten, read_run
+from nncli.runs.record import RunInfo, flatten, read_metrics, read_run
 
 SMOKE_BATCHES = 2
 
@@ -100,8 +103,9 @@ def train_experiment(
     """Train `spec` into a new run folder under `runs_dir` (None on ranks other than 0).
 
     Mistakes in the user's input raise NncliError before the folder exists. Once it
-    exists, the run ends `completed`, `interrupted` (RunInterrupted is raised) or `failed`
-    (the traceback goes to log.txt and the exception propagates).
+    exists, the run ends `completed`, `interrupted` (RunInterrupted, naming the folder, is
+    raised; before the folder exists it names none) or `failed` (the traceback goes to
+    log.txt and the exception propagates).
     """
     p = prepare(spec)
     info = {
@@ -125,12 +129,29 @@ def train_experiment(
     assert spec.name is not None  # load_spec fills it
     if not p.rank.main:
         return _follow(p, console, smoke)
+    run: Run | None = None
     try:
-        run = Run.create(runs_dir, spec.name, spec_text, yamlio.dump(resolved(spec)), info)
-    except BaseException:
+        with deferred_signals():  # Ctrl-C waits until the folder is whole
+            run = Run.create(runs_dir, spec.name, spec_text, yamlio.dump(resolved(spec)), info)
+    except BaseException as exc:
         distributed.share("")  # the other ranks stop instead of waiting for a path
+        if run is not None and isinstance(exc, RunInterrupted):
+            raise _interrupted(run, exc) from None
         raise
     distributed.share(str(run.path))
+    try:
+        _set_up(run, p, console)
+        with locked(run.path):
+            result = _execute(run, p, console, smoke=smoke)
+    except (KeyboardInterrupt, RunInterrupted) as exc:
+        if isinstance(exc, RunInterrupted) and exc.folder is not None:
+            raise  # _execute marked the run
+        raise _interrupted(run, exc) from None
+    return run, result
+
+
+def _set_up(run: Run, p: Prepared, console: Logger) -> None:
+    """What a new run folder holds before its first epoch, besides Run.create's files."""
     record = os.environ.get(distributed.RUN_RECORD)
     if record:  # tell the launcher which folder to mark failed if a rank dies
         Path(record).write_text(str(run.path), encoding="utf-8")
@@ -144,9 +165,14 @@ def train_experiment(
         if failure is None:
             raise
         raise _stopped_writing(run, failure) from None
-    with locked(run.path):
-        result = _execute(run, p, console, smoke=smoke)
-    return run, result
+
+
+def _interrupted(run: Run, exc: BaseException) -> RunInterrupted:
+    """Ctrl-C or SIGTERM between the folder's creation and the first epoch: the run is
+    marked interrupted, and the error names it."""
+    run.finish("interrupted")
+    code = exc.exit_code if isinstance(exc, RunInterrupted) else EXIT_INTERRUPTED
+    return RunInterrupted(code, run.path)
 
 
 def _follow(p: Prepared, console: Logger, smoke: bool) -> tuple[Run | None, FitResult]:
@@ -246,11 +272,14 @@ def _execute(
             out.add(entry.type, functools.partial(loggers.get(entry.type).build, entry, run.path))
         out.start(run, p, int(resume["epoch"]) if resume else 0)
         result = fit(p, out, SMOKE_BATCHES if smoke else None, resume)
-        out.artifacts(write_plots(run.path / PLOTS, p, result))
+        # every epoch's row, those before a resume too, as metrics.csv holds them
+        whole = dataclasses.replace(result, rows=read_metrics(run.path))
+        out.artifacts(write_plots(run.path / PLOTS, p, whole))
         out.finish("completed", result, None)
     except (KeyboardInterrupt, RunInterrupted) as exc:
         out.finish("interrupted", None, None)
-        raise exc if isinstance(exc, RunInterrupted) else RunInterrupted() from None
+        code = exc.exit_code if isinstance(exc, RunInterrupted) else EXIT_INTERRUPTED
+        raise RunInterrupted(code, run.path) from None
     except RunDiverged as exc:
         out.finish("diverged", None, str(exc))
         raise

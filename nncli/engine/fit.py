@@ -22,7 +22,7 @@ from nncli.engine.devices import intra_op_threads, threads_for
 from nncli.engine.inference import EVAL_BATCH, evaluate
 from nncli.engine.meter import Meter
 from nncli.engine.prepare import Prepared
-from nncli.engine.state import checkpoint, restore
+from nncli.engine.state import checkpoint, non_finite, restore
 from nncli.errors import RunDiverged, first_line
 from nncli.optim import schedulers
 
@@ -44,12 +44,15 @@ class Sink(Protocol):
 
 @dataclass
 class Tracker:
-    """The monitored metric's best value, and early stopping's count of stale epochs."""
+    """The monitored metric's best value, and early stopping's count of stale epochs;
+    with early_stopping.restore_best, the best epoch's weights (checkpointed with the rest,
+    so a resumed run ends with the same weights)."""
 
     mode: str
     best: float = math.inf
     best_epoch: int = 0
     stale: int = 0
+    weights: dict[str, torch.Tensor] | None = None
 
     @property
     def value(self) -> float:
@@ -107,15 +110,20 @@ def _fit(
     order = torch.Generator().manual_seed(p.spec.seed)
     meters = {name: Meter(p.task, p.metrics, dev) for name in p.splits}
     tracker = Tracker(p.mode)
-    min_delta = cfg.early_stopping.min_delta if cfg.early_stopping else 0.0
-    best_weights: dict[str, torch.Tensor] | None = None
+    stopping = cfg.early_stopping
+    min_delta = stopping.min_delta if stopping else 0.0
     rows: list[dict[str, float]] = []
     start = 1
     if resume is not None:
         start = restore(p, resume, order, tracker) + 1
+        if stopping is not None and tracker.stale >= stopping.patience:
+            # killed after it stopped (e.g. while drawing the figures): nothing left to train
+            return FitResult(rows, meters, tracker.best_epoch, tracker.value, stopped_early=True)
     forward = compiled(model, x[:2], sink) if cfg.compile else model
     plain = forward  # evaluation needs no gradient averaging
     rank, world = p.rank.rank, p.rank.world
+    held_out = [(name, split) for name, split in p.splits.items() if name != "train"]
+    share, eval_batch = slice(rank, None, world), max(batch, EVAL_BATCH)
     if p.rank.distributed:  # gradients are averaged over ranks inside backward
         devices = [dev] if dev.type == "cuda" else None
         forward = nn.parallel.DistributedDataParallel(model, device_ids=devices)
@@ -170,19 +178,27 @@ def _fit(
             batch_losses[i] = done
             train_meter.update(out.detach().float(), yb, done, len(yb))
             sink.batch_end(epoch, i, n_batches, loss)
+        # a step can break the weights while its loss was finite: counted on the device,
+        # read with the epoch's totals (no sync of its own)
+        broken = non_finite(model, opt)
 
         # evaluate the held-out splits
         model.eval()
-        with torch.no_grad(), autocast:
-            for name, (xs, ys) in p.splits.items():
-                if name != "train":  # each rank evaluates its share; totals are summed
-                    share = slice(rank, None, world)
-                    evaluate(
-                        plain, loss_fn, xs[share], ys[share], meters[name], max(batch, EVAL_BATCH)
-                    )
+        try:
+            with torch.no_grad(), autocast:
+                for name, (xs, ys) in held_out:  # each rank its share; totals are summed
+                    evaluate(plain, loss_fn, xs[share], ys[share], meters[name], eval_batch)
+        except RuntimeError:  # e.g. BCELoss refuses the NaN probabilities of broken weights
+            if not bool(broken):
+                raise
+            lr = opt.param_groups[0]["lr"]
+            raise RunDiverged(epoch, n_batches, n_batches, lr, weights=True) from None
 
-        # bookkeeping: one host sync (and one all-reduce) for every split's totals, one row
-        values = distributed.all_sum(torch.cat([m.totals() for m in meters.values()])).tolist()
+        # bookkeeping: one host sync (and one all-reduce) for every split's totals and the
+        # count of non-finite weights, one row
+        parts = [m.totals() for m in meters.values()]
+        totals = torch.cat([*parts, broken.to(parts[0].dtype).view(1)])
+        *values, n_broken = distributed.all_sum(totals).tolist()
         row: dict[str, float] = {"epoch": epoch}
         offset = 0
         for name, meter in meters.items():
@@ -199,17 +215,21 @@ def _fit(
             sink.epoch_end(row, dict, last=False, best=False)
             bad = int(torch.nonzero(~torch.isfinite(batch_losses[:n_batches]))[0])
             raise RunDiverged(epoch, bad + 1, n_batches, row["lr"])
+        # nor are weights or optimizer state that a step made non-finite
+        if n_broken:
+            sink.epoch_end(row, dict, last=False, best=False)
+            raise RunDiverged(epoch, n_batches, n_batches, row["lr"], weights=True)
 
         improved = tracker.update(row[p.monitor], epoch, min_delta)
-        if improved and cfg.early_stopping and cfg.early_stopping.restore_best:
-            best_weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if improved and stopping and stopping.restore_best:
+            tracker.weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if step_on == "metric":
             sched.step(row[p.monitor] if p.mode == "min" else -row[p.monitor])
         elif step_on == "epoch":
             sched.step()
-        stop = cfg.early_stopping is not None and tracker.stale >= cfg.early_stopping.patience
-        if stop and best_weights is not None:
-            model.load_state_dict(best_weights)
+        stop = stopping is not None and tracker.stale >= stopping.patience
+        if stop and tracker.weights is not None:
+            model.load_state_dict(tracker.weights)
         due = epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or stop
         state = functools.partial(checkpoint, p, epoch, order, tracker)
         sink.epoch_end(row, state, last=due, best=improved)

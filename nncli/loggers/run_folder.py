@@ -33,16 +33,17 @@ class RunFolderLogger(Logger):
         self, row: Mapping[str, float], checkpoint: Checkpoint, last: bool, best: bool
     ) -> None:
         # Ctrl-C and SIGTERM wait until the row and its checkpoints are written, so an
-        # interrupted run's last row and last.pt agree. The row goes first: a SIGKILL before
-        # the checkpoint leaves a row past last.pt, which resume drops and trains again.
+        # interrupted run's last row and last.pt agree. The row goes first and last.pt last:
+        # a SIGKILL before last.pt is whole leaves it behind the row and best.pt, and resume
+        # drops the rows past last.pt and trains those epochs again, rewriting both alike.
         with deferred_signals():
             self.run.log_epoch(row)
             if last or best:
                 state = checkpoint()
-                if last:
-                    save_atomic(state, self.run.checkpoint_path(LAST))
                 if best:
                     save_atomic(state, self.run.checkpoint_path(BEST))
+                if last:
+                    save_atomic(state, self.run.checkpoint_path(LAST))
 
     def finish(self, status: str, result: FitResult | None, error: str | None) -> None:
         if result is None:

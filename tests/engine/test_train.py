@@ -1,22 +1,27 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import EXPERIMENTS, TINY, Rows
+from conftest import EXPERIMENTS, TINY, Rows, info
 from sklearn import metrics as skm
+from typer.testing import CliRunner
 
 from nncli import data as datamod
+from nncli.cli.app import app
 from nncli.config import yamlio
 from nncli.config.spec import Spec, load_spec, validate
 from nncli.engine.fit import fit
 from nncli.engine.meter import Meter
 from nncli.engine.prepare import prepare
+from nncli.engine.state import load_checkpoint
 from nncli.engine.task import Task, infer_task
 from nncli.errors import NncliError
 from nncli.losses import losses
+from nncli.runs.record import read_metrics
 
 
 def spec_of(text: str, *overrides: str) -> Spec:
@@ -268,3 +273,75 @@ def test_classification_loss_on_regression_data() -> None:
 
 
 _ = Path
+
+
+# one sigmoid neuron whose weight decay (lr * weight_decay = 1e10) multiplies the weights
+# by about -1e10 a step: epochs 1 to 3 end finite, epoch 4's only step makes them infinite
+# while its loss (of a sigmoid's output) was finite
+DECAYING = """\
+seed: 3
+data: {source: linear, n_samples: 32, weights: [0.5], split: {test: 0.25}}
+model: {layers: [dense: 1, sigmoid]}
+loss: mse
+optimizer: {name: sgd, lr: 1.0, weight_decay: 1.0e10}
+train: {epochs: 6, batch_size: 32, device: cpu}
+"""
+
+
+def all_finite(value: object) -> bool:
+    if isinstance(value, torch.Tensor):
+        return not value.is_floating_point() or bool(torch.isfinite(value).all())
+    if isinstance(value, dict):
+        return all(all_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(all_finite(v) for v in value)
+    return True
+
+
+def test_weights_broken_by_an_epochs_last_step_are_never_checkpointed(
+    runner: CliRunner, write: Callable[..., Path], tmp_path: Path
+) -> None:
+    result = runner.invoke(
+        app, ["train", str(write(DECAYING)), "--runs-dir", str(tmp_path / "runs")]
+    )
+    assert result.exit_code == 3, result.output
+    assert (
+        "diverged the weights or the optimizer's state became non-finite in epoch 4; the run "
+        "stopped and keeps its last finite checkpoint. Try a lower learning rate (it was 1)"
+    ) in result.stderr
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert result.stdout.strip().splitlines()[-1] == str(folder)
+    assert info(folder)["status"] == "diverged"
+    assert [r["epoch"] for r in read_metrics(folder)] == [1, 2, 3, 4]  # the row that broke
+    last = load_checkpoint(folder / "checkpoints" / "last.pt")
+    assert last["epoch"] == 3
+    assert all_finite(last["model"]) and all_finite(last["optimizer"])
+    best = load_checkpoint(folder / "checkpoints" / "best.pt")
+    assert all_finite(best["model"]) and all_finite(best["optimizer"])
+
+
+@pytest.mark.parametrize(
+    ("text", "lr"),
+    [  # the first full-batch step makes the weights infinite, and the test split's loss NaN
+        (DECAYING.replace("lr: 1.0, weight_decay: 1.0e10", "lr: 1.0e39"), "1e+39"),
+        # ... or the test split's probabilities NaN, which BCELoss refuses
+        (
+            "seed: 3\ndata: {source: blobs, n_samples: 64, centers: 2, split: {test: 0.25}}\n"
+            "model: {layers: [dense: 1, sigmoid]}\nloss: bce\n"
+            "optimizer: {name: sgd, lr: 2.0e38}\ntrain: {epochs: 3, batch_size: 48, device: cpu}",
+            "2e+38",
+        ),
+    ],
+)
+def test_a_first_step_that_breaks_the_weights_saves_no_checkpoint(
+    runner: CliRunner, write: Callable[..., Path], tmp_path: Path, text: str, lr: str
+) -> None:
+    result = runner.invoke(app, ["train", str(write(text)), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 3, result.output
+    assert (
+        "diverged the weights or the optimizer's state became non-finite in epoch 1; the run "
+        f"stopped and keeps its last finite checkpoint. Try a lower learning rate (it was {lr})"
+    ) in result.stderr
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert info(folder)["status"] == "diverged"
+    assert list((folder / "checkpoints").iterdir()) == []
