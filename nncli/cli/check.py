@@ -70,8 +70,9 @@ def validate(
         for c in checked:
             for problem in c.warnings:
                 say("warning", "yellow", str(problem))
-            for problem in c.errors:
-                say("error", "red", str(problem))
+            for problem in c.errors:  # an error of the file as a whole reads as it was raised
+                whole = not problem.key and problem.where == str(c.file)
+                say("error", "red", problem.message if whole else str(problem))
             if not c.errors:
                 out.print(f"[green]ok[/green] {escape(f'{c.file}: {c.summary}')}", soft_wrap=True)
     if any(c.errors for c in checked):
