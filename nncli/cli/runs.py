@@ -162,8 +162,8 @@ def runs(
 ) -> None:
     """List runs newest first: status, start, epochs done, duration and the headline metric.
 
-    The headline is the monitored column (the first held-out split's loss, the one that
-    picks checkpoints/best.pt) with its best value and epoch.
+    The headline is the monitored column (by default the val loss, else the train loss:
+    the one that picks checkpoints/best.pt) with its best value and epoch.
     """
     from nncli.runs.listing import RUNS_COLUMNS, list_runs
 

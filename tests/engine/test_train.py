@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import EXPERIMENTS, TINY, Rows
+from conftest import EXPERIMENTS, TINY, Rows, train_refused
 from sklearn import metrics as skm
+from typer.testing import CliRunner
 
 from nncli import data as datamod
+from nncli.cli.app import app
 from nncli.config import yamlio
 from nncli.config.spec import Spec, load_spec, validate
 from nncli.engine.fit import fit
@@ -268,3 +271,89 @@ def test_classification_loss_on_regression_data() -> None:
 
 
 _ = Path
+
+
+# --- what the course's numbers rest on ------------------------------------------------------
+
+
+def test_the_test_split_never_chooses(runner: CliRunner, tmp_path: Path) -> None:
+    """best.pt, early stopping and plateaus follow val_loss, else train_loss; a monitor on
+    the test split is refused before anything is written."""
+    test_only = TINY.replace("split: {val: 0.2, test: 0.2}", "split: {test: 0.2}")
+    assert prepare(spec_of(TINY)).monitor == "val_loss"
+    assert prepare(spec_of(test_only)).monitor == "train_loss"
+    assert prepare(spec_of(test_only, "train.monitor=train_accuracy")).mode == "max"
+    with pytest.raises(NncliError) as refused:
+        prepare(spec_of(TINY, "train.monitor=test_accuracy"))
+    assert str(refused.value) == (
+        "train.monitor is 'test_accuracy', but the test split must not choose best.pt, when "
+        "to stop early or when to lower the learning rate: its scores would then flatter the "
+        "model. Monitor val_accuracy (with data.split.val, e.g. 0.2) or train_accuracy"
+    )
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(test_only, encoding="utf-8")
+    stderr = train_refused(runner, spec, tmp_path, "--set", "train.monitor=test_loss")
+    assert "train.monitor is 'test_loss', but the test split must not choose" in stderr
+
+
+def test_the_console_and_run_json_say_what_is_monitored(runner: CliRunner, tmp_path: Path) -> None:
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(TINY.replace("split: {val: 0.2, test: 0.2}", "split: {test: 0.2}"))
+    result = runner.invoke(app, ["train", str(spec), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[1] == (
+        "monitor train_loss (lower is better) picks best.pt (there is no val split: "
+        "data.split.val adds one); the test split chooses nothing"
+    )
+    run = Path(lines[-1])
+    record = json.loads((run / "run.json").read_text())
+    assert record["monitor"] == "train_loss"
+    best = record["best_checkpoint"]
+    assert f"; best.pt is epoch {best['epoch']} (train_loss " in lines[-2]
+
+    stopping = tmp_path / "stopping.yaml"
+    options = "device: cpu, monitor: val_accuracy, early_stopping: {patience: 5}}"
+    stopping.write_text(TINY.replace("device: cpu}", options))
+    args = ["train", str(stopping), "--runs-dir", str(tmp_path / "runs"), "-q"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    log = (Path(result.stdout.strip()) / "log.txt").read_text().splitlines()
+    assert log[1] == (
+        "monitor val_accuracy (higher is better) picks best.pt and when to stop early; "
+        "the test split chooses nothing"
+    )
+
+
+def test_predict_eval_export_plot_and_show_default_to_last_pt(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """One default checkpoint: last.pt, whose metrics run.json and the plots show."""
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(TINY)
+    result = runner.invoke(app, ["train", str(spec), "--runs-dir", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 0, result.output
+    run = result.stdout.strip()
+    final = json.loads((Path(run) / "run.json").read_text())["final"]
+    shown = runner.invoke(app, ["eval", run, "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    table = runner.invoke(app, ["eval", run])
+    assert table.stdout.splitlines()[0] == f"{run}: the test split, 40 rows, last.pt"
+    values = {row["metric"]: row["value"] for row in json.loads(shown.stdout)}
+    for metric, value in values.items():
+        assert value == pytest.approx(final[f"test_{metric}"], abs=1e-6), metric
+
+    rows = tmp_path / "rows.csv"
+    rows.write_text("x1,x2\n0.1,0.2\n0.9,-0.3\n")
+    default = runner.invoke(app, ["predict", run, str(rows)])
+    last = runner.invoke(app, ["predict", run, str(rows), "--checkpoint", "last"])
+    assert default.exit_code == 0, default.output
+    assert default.stdout == last.stdout
+    weights = runner.invoke(app, ["show", run, "--weights"])
+    assert "weights (last.pt):" in weights.stdout.splitlines()
+    exported = runner.invoke(app, ["export", run, "--to", "state_dict"])
+    assert exported.exit_code == 0, exported.output
+    saved = torch.load(Path(run) / "checkpoints" / "last.pt", weights_only=True)["model"]
+    folder = Path(run) / "export" / "state_dict"
+    exported_state = torch.load(folder / "model_state_dict.pt", weights_only=True)
+    assert all(torch.equal(saved[k], exported_state[k]) for k in saved)
