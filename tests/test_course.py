@@ -261,3 +261,38 @@ def test_the_lessons_show_the_warning_nncli_prints(
     result = runner.invoke(app, command.split()[1:])
     assert result.exit_code == 0, result.output
     assert result.stderr == shown + "\n"
+
+
+def test_the_first_run_is_the_tutorials_problem_and_the_readme_shows_it(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """circles.yaml makes scikit-learn's make_circles(1000, noise=0.03) (factor 0.8): the
+    tutorial's harder problem, not concentric circles at half the radius; it still reaches
+    test accuracy 1.0, and the README's first run shows what nncli prints."""
+    from sklearn.datasets import make_circles
+
+    from nncli import data as datamod
+
+    spec = load_spec(EXPERIMENTS / "circles.yaml", ["data.noise=0"])
+    ds = datamod.load(spec.data, spec.seed)
+    x, y = make_circles(n_samples=1000, noise=None, shuffle=False)
+    assert np.allclose(ds.x, x, atol=1e-6)
+    assert ds.y.tolist() == y.tolist()
+
+    args = ["train", str(EXPERIMENTS / "circles.yaml"), "--runs-dir", str(tmp_path)]
+    result = runner.invoke(app, [*args, "--set", "train.device=cpu"])
+    assert result.exit_code == 0, result.output
+    printed = result.stdout.splitlines()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("nncli train experiments/circles.yaml\n```\n\n```\n", 1)[1]
+    shown_lines = shown.split("\n```", 1)[0].splitlines()
+
+    def timeless(line: str) -> str:  # times and folder names differ from run to run
+        return re.sub(r"\(\d+\.\d+s\)|done in \d+\.\d+s|runs/\S+", "", line)
+
+    assert [timeless(ln) for ln in shown_lines[:2]] == [timeless(ln) for ln in printed[:2]]
+    for line in shown_lines[3:-1]:
+        if line != "...":
+            assert timeless(line) in [timeless(ln) for ln in printed], line
+    last = printed[-2]
+    assert "test_accuracy 1.0000" in last

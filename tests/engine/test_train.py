@@ -390,3 +390,42 @@ def test_predict_eval_export_plot_and_show_default_to_last_pt(
     folder = Path(run) / "export" / "state_dict"
     exported_state = torch.load(folder / "model_state_dict.pt", weights_only=True)
     assert all(torch.equal(saved[k], exported_state[k]) for k in saved)
+
+
+def test_generators_take_scikit_learns_defaults() -> None:
+    """circles, moons and blobs default to make_circles', make_moons' and make_blobs'
+    settings (factor 0.8, no noise, 100 samples, ...), and make the same points."""
+    import inspect
+
+    from sklearn import datasets as skd
+
+    def defaults(function: Any) -> dict[str, Any]:
+        found = {
+            k: v.default
+            for k, v in inspect.signature(function).parameters.items()
+            if v.default is not inspect.Parameter.empty
+        }
+        return found
+
+    def ours(name: str) -> dict[str, Any]:
+        params = datamod.datasets.get(name).params.model_validate({"source": name})
+        return dict(params)
+
+    circles, moons, blobs = ours("circles"), ours("moons"), ours("blobs")
+    for mine, theirs in ((circles, skd.make_circles), (moons, skd.make_moons)):
+        expected = defaults(theirs)
+        assert mine["n_samples"] == expected["n_samples"]
+        assert mine["noise"] == (expected["noise"] or 0.0)
+    assert circles["factor"] == defaults(skd.make_circles)["factor"] == 0.8
+    expected = defaults(skd.make_blobs)
+    assert (blobs["n_samples"], blobs["n_features"]) == (100, expected["n_features"])
+    assert blobs["cluster_std"] == expected["cluster_std"]
+    assert blobs["centers"] == 3  # what make_blobs draws for centers=None
+    assert (-blobs["box"], blobs["box"]) == expected["center_box"]
+
+    for name, make in (("circles", skd.make_circles), ("moons", skd.make_moons)):
+        params = datamod.datasets.get(name).params.model_validate({"source": name})
+        ds = datamod.load(params, 0)
+        x, y = make(shuffle=False)
+        assert np.allclose(ds.x, x, atol=1e-6), name
+        assert ds.y.tolist() == y.tolist(), name
