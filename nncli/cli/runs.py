@@ -180,8 +180,9 @@ def runs(
     """List runs newest first: status, start, epochs done, duration and the headline metrics.
 
     \b
-    monitor, best, best epoch   the monitored column (the first held-out split's loss,
-                                the one that picks checkpoints/best.pt) and its best
+    monitor, best, best epoch   the monitored column (by default the val loss, else
+                                the train loss: the one that picks checkpoints/best.pt)
+                                and its best
     metric, metric best         the monitored split's first metric (test_accuracy...)
     Status is run.json's (running, completed, failed, interrupted, diverged), or killed:
     run.json says running but the process that trained it is gone (killed, or the

@@ -178,7 +178,7 @@ def predict(
             "--out", "-o", help="Write the CSV here instead of stdout.", show_default=False
         ),
     ] = None,
-    checkpoint: CheckpointOption = CheckpointChoice.best,
+    checkpoint: CheckpointOption = CheckpointChoice.last,
 ) -> None:
     """Predict new rows with a trained run, through the preprocessing it learned.
 
@@ -224,7 +224,7 @@ def eval_(
             "--split", help="The split to evaluate [default: test, else val, else train]."
         ),
     ] = None,
-    checkpoint: CheckpointOption = CheckpointChoice.best,
+    checkpoint: CheckpointOption = CheckpointChoice.last,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Print a run's loss and metrics on one of its splits or on a new labelled file."""

@@ -117,7 +117,7 @@ class TrainSpec(Params):
     monitor: SplitMetric | None = Field(
         default=None,
         description="split_metric that picks best.pt, early stopping and plateaus; "
-        "default: the first held-out split's loss",
+        "default: val_loss, else train_loss (the test split never chooses)",
     )
     mode: Literal["auto", "min", "max"] = Field(
         default="auto", description="whether monitor improves down or up; auto: by its name"

@@ -1,4 +1,6 @@
-"""Built-in generated data sets (numpy only: scikit-learn is not imported for these)."""
+"""Built-in generated data sets (numpy only: scikit-learn is not imported for these). The
+ones scikit-learn also makes take its defaults, so a lesson written with make_circles,
+make_moons or make_blobs gets the same problem from the same settings."""
 
 from __future__ import annotations
 
@@ -20,9 +22,11 @@ def _classification(x: np.ndarray, y: np.ndarray, names: list[str]) -> Dataset:
 
 
 class Circles(DataParams):
-    n_samples: int = Field(default=1000, ge=4)
-    noise: float = Field(default=0.03, ge=0)
-    factor: float = Field(default=0.5, gt=0, lt=1, description="inner radius / outer radius")
+    """scikit-learn's make_circles."""
+
+    n_samples: int = Field(default=100, ge=4)
+    noise: float = Field(default=0.0, ge=0, description="standard deviation of the noise")
+    factor: float = Field(default=0.8, gt=0, lt=1, description="inner radius / outer radius")
 
 
 @datasets.register("circles", params=Circles)
@@ -44,8 +48,10 @@ def circles(p: Circles, seed: int) -> Dataset:
 
 
 class Moons(DataParams):
-    n_samples: int = Field(default=1000, ge=4)
-    noise: float = Field(default=0.1, ge=0)
+    """scikit-learn's make_moons."""
+
+    n_samples: int = Field(default=100, ge=4)
+    noise: float = Field(default=0.0, ge=0, description="standard deviation of the noise")
 
 
 @datasets.register("moons", params=Moons)
@@ -65,7 +71,9 @@ def moons(p: Moons, seed: int) -> Dataset:
 
 
 class Blobs(DataParams):
-    n_samples: int = Field(default=1000, ge=2)
+    """scikit-learn's make_blobs (`box`: its center_box, as [-box, box])."""
+
+    n_samples: int = Field(default=100, ge=2)
     centers: int = Field(default=3, ge=2, description="number of classes")
     n_features: int = Field(default=2, ge=1)
     cluster_std: float = Field(default=1.0, gt=0)

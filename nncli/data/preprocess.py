@@ -103,6 +103,17 @@ class Preprocessing(BaseModel):
             mean, std = mu.tolist(), sd.tolist()
         return self.model_copy(update={"fill_values": fill_values, "mean": mean, "std": std})
 
+    def affine(self) -> tuple[list[float], list[float]]:
+        """Per encoded column, the gain and offset that turn a present raw value into the
+        model's input (`input = raw * gain + offset`): what equations and fit plots undo to
+        speak in the data's own units."""
+        gain = [self.scale if self.scale is not None else 1.0] * len(self.columns)
+        if self.mean is None or self.std is None:
+            return gain, [0.0] * len(gain)
+        return [g / s for g, s in zip(gain, self.std, strict=True)], [
+            -m / s for m, s in zip(self.mean, self.std, strict=True)
+        ]
+
     def _filled_scaled(
         self, x: NDArray[np.float32], overwrite: bool = False
     ) -> NDArray[np.float32]:

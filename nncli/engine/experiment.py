@@ -365,8 +365,22 @@ def _write_plots(folder: Path, p: Prepared, result: FitResult) -> list[Path]:
             plot_predictions(y_host, predict(p, x_host), folder / "predictions.png", title)
         )
         if x_host.shape[1:] == (1,) and p.task.n_outputs == 1:  # one input: draw the curve
-            points = {s: (xs.cpu().numpy(), ys.cpu().numpy()) for s, (xs, ys) in p.splits.items()}
+            # in the data's own units: the scaling of the model's input (input = raw * gain
+            # + offset) undone for the points, and applied to the grid the model is run on
+            pre = p.dataset.preprocessing
+            assert pre is not None  # data.prepare fits it
+            (gain,), (offset,) = pre.affine()
+            points = {
+                s: ((xs.cpu().numpy() - offset) / gain, ys.cpu().numpy())
+                for s, (xs, ys) in p.splits.items()
+            }
             written.append(
-                plot_fit(points, lambda grid: predict(p, grid), folder / "fit.png", name)
+                plot_fit(
+                    points,
+                    lambda grid: predict(p, grid * gain + offset),
+                    folder / "fit.png",
+                    name,
+                    (pre.columns[0], pre.targets[0]),
+                )
             )
     return written

@@ -195,10 +195,17 @@ def _check_shares(p: Prepared) -> None:
 
 
 def _monitor(spec: Spec, splits: list[str]) -> tuple[str, str]:
-    """train.monitor (default: the first held-out split's loss) and its direction."""
-    held_out = [s for s in ("val", "test") if s in splits]
-    monitor = spec.train.monitor or f"{held_out[0] if held_out else 'train'}_loss"
-    split = monitor.split("_", 1)[0]
+    """train.monitor and its direction; default: the val split's loss, else the train loss.
+    The test split never chooses anything (best.pt, when to stop, plateaus): what it scores
+    stays an honest estimate of new data."""
+    monitor = spec.train.monitor or ("val_loss" if "val" in splits else "train_loss")
+    split, metric = monitor.split("_", 1)
+    if split == "test":
+        raise NncliError(
+            f"train.monitor is '{monitor}', but the test split must not choose best.pt, when "
+            "to stop early or when to lower the learning rate: its scores would then flatter "
+            f"the model. Monitor val_{metric} (with data.split.val, e.g. 0.2) or train_{metric}"
+        )
     if split not in splits:
         raise NncliError(
             f"train.monitor is '{monitor}' but the data has no {split} split; "

@@ -275,11 +275,14 @@ def plot_fit(
     predict: Callable[[np.ndarray], np.ndarray],
     out: Path,
     title: str,
+    names: tuple[str, str] = ("x", "y"),
 ) -> Path:
     """A model of one input feature as the curve it draws, over each split's (x, y) points.
 
-    ``points`` maps a split name to its (N, 1) inputs and (N,) or (N, 1) targets;
-    ``predict`` is called once with a (M, 1) float32 grid spanning every split's inputs.
+    ``points`` maps a split name to its (N, 1) inputs and (N,) or (N, 1) targets, in the
+    data's own units; ``predict`` is called once with a (M, 1) float32 grid of such inputs
+    spanning every split's, and does any scaling the model needs. ``names``: the input's
+    and the target's, for the axes.
     """
     if not points:
         raise ValueError("no points to draw")
@@ -304,8 +307,8 @@ def plot_fit(
                 label=f"{SPLIT_LABELS.get(split, split)} points",
             )
         ax.plot(grid[:, 0], curve, color=MODEL_COLOUR, linewidth=2.0, label="model")
-        ax.set_xlabel("x")
-        ax.set_ylabel("y")
+        ax.set_xlabel(names[0])
+        ax.set_ylabel(names[1])
         ax.set_title(f"{title}: fit")
         ax.grid(True, alpha=0.3)
         ax.legend(loc="best", fontsize="small")

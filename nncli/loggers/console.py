@@ -34,6 +34,17 @@ def epoch_line(row: Mapping[str, float], epochs: int) -> str:
     return f"epoch {int(row['epoch']):>{width}}/{epochs}  {metrics}  ({row['time_s']:.2f}s)"
 
 
+def monitor_line(p: Prepared) -> str:
+    """What picks best.pt (and when to stop early), and that the test split does not."""
+    better = "lower" if p.mode == "min" else "higher"
+    stops = " and when to stop early" if p.spec.train.early_stopping else ""
+    why = "" if "val" in p.splits else " (there is no val split: data.split.val adds one)"
+    return (
+        f"monitor {p.monitor} ({better} is better) picks best.pt{stops}{why}; "
+        "the test split chooses nothing"
+    )
+
+
 class ConsoleLogger(Logger):
     """The run on the terminal: a line per epoch (a progress bar on a terminal)."""
 
@@ -67,6 +78,7 @@ class ConsoleLogger(Logger):
                 f"{p.rank.world} processes: global batch {p.spec.train.batch_size} = "
                 f"{p.rank.world} x {share} per process"
             )
+        self.say(monitor_line(p))
         self.say(f"run folder: {run.path}")
         if self.console.is_terminal and not self.quiet:
             from rich.progress import (

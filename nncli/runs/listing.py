@@ -75,14 +75,20 @@ def list_runs(folder: Path, statuses: Sequence[str] | None = None) -> list[dict[
 
 def _main_metric(info: RunInfo) -> str | None:
     """The metric a run is judged by: the monitored column when it is a metric, else the
-    first metric of the monitored split (`test_loss` -> `test_accuracy`, or `test_r2`...)."""
+    first metric of the held-out split it has (test before val: the test split judges,
+    it never chooses), else of the monitored split (`train_loss` -> `train_accuracy`)."""
     best, monitor = info.best or {}, info.monitor
     if monitor is None or monitor not in best:
         return None
     if not monitor.endswith("_loss"):
         return monitor
-    split = monitor.split("_", 1)[0]
-    return next((k for k in best if k.startswith(f"{split}_") and not k.endswith("_loss")), None)
+    for split in ("test", "val", monitor.split("_", 1)[0]):
+        found = next(
+            (k for k in best if k.startswith(f"{split}_") and not k.endswith("_loss")), None
+        )
+        if found is not None:
+            return found
+    return None
 
 
 def _statuses(statuses: Sequence[str] | None) -> set[str]:

@@ -39,7 +39,7 @@ def evaluate_run(
     run: Path,
     data_file: Path | None = None,
     split: Split | None = None,
-    checkpoint: Checkpoint = "best",
+    checkpoint: Checkpoint = "last",
 ) -> Evaluation:
     """The run's loss and metrics on one of its splits (default: test, else val, else
     train) or on a labelled file (CSV; NPZ for runs trained on NPZ arrays)."""

@@ -57,7 +57,7 @@ class TrainedRun:
         return infer_task(layout, self.spec.loss.name, self.spec.loss_info, self.shapes[-1])
 
 
-def load_run(run: Path, checkpoint: Checkpoint = "best") -> TrainedRun:
+def load_run(run: Path, checkpoint: Checkpoint = "last") -> TrainedRun:
     """Rebuild a run's model from config.yaml and load a checkpoint's weights into it (read
     with weights_only=True: nothing in it is executed). Every damaged or missing part is an
     NncliError naming its file; nothing in the folder is changed."""

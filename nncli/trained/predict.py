@@ -74,7 +74,7 @@ def prediction_columns(t: TrainedRun, out: torch.Tensor) -> dict[str, list[Any]]
     }
 
 
-def predict_file(run: Path, input_file: Path, checkpoint: Checkpoint = "best") -> pd.DataFrame:
+def predict_file(run: Path, input_file: Path, checkpoint: Checkpoint = "last") -> pd.DataFrame:
     """The rows of `input_file` with the run's predictions as extra columns: a CSV's rows
     as they are, or for .npz arrays a `row` column (the sample's index in the array)."""
     import pandas as pd

@@ -9,6 +9,7 @@ from typing import Any
 
 from nncli.config import yamlio
 from nncli.errors import NncliError
+from nncli.layers import info as layer_info
 from nncli.runs.files import CHECKPOINTS, CONFIG
 from nncli.runs.record import read_run
 from nncli.tables import Format, render
@@ -17,20 +18,57 @@ from nncli.trained.load import CHECKPOINT_FILES, Checkpoint, TrainedRun, load_ru
 ENDED: tuple[Checkpoint, ...] = ("last", "best")  # the weights a run ended with, first found
 
 
-def equation(state: dict[str, Any]) -> str | None:
-    """`y = 2.04 x + 0.98` when the model is one dense unit (weights `N.weight`, `N.bias`)."""
-    tensors = [(k, v) for k, v in state.items() if hasattr(v, "shape")]
+def equation(t: TrainedRun) -> list[str]:
+    """A single neuron as its equation in the data's own units: `y = 2.041 x + 0.9804`, or
+    `z = w.x + b` then `y = sigmoid(z)` where an activation follows (or the loss applies
+    one); [] for any other model. The run's input scaling and standardisation
+    (preprocessing.json) are folded into w and b, and inputs go by their column names."""
+    tensors = [(k, v) for k, v in t.state["model"].items() if hasattr(v, "shape")]
     if len(tensors) not in (1, 2) or not tensors[0][0].endswith("weight"):
-        return None
+        return []
     weight = tensors[0][1]
     if weight.ndim != 2 or weight.shape[0] != 1:
-        return None
-    bias = float(tensors[1][1].reshape(-1)[0]) if len(tensors) == 2 else 0.0
+        return []
+    neuron = int(tensors[0][0].split(".")[0])
+    out = "z"
+    for i, layer in enumerate(t.spec.model.layers):
+        traits = layer_info(layer.type)
+        if i == neuron or traits.passes is not None:  # dropout, flatten: nothing in eval
+            continue
+        if not (traits.activation and i > neuron):
+            return []
+        out = f"{layer.type}({out})"
+    applies = t.spec.loss_info.applies
+    if applies:
+        out = f"{applies}({out})"
+
     ws = [float(w) for w in weight.reshape(-1)]
-    names = ["x"] if len(ws) == 1 else [f"x{i + 1}" for i in range(len(ws))]
+    b = float(tensors[1][1].reshape(-1)[0]) if len(tensors) == 2 else 0.0
+    pre = t.preprocessing
+    names = [f"x{i + 1}" for i in range(len(ws))]
+    folded = False
+    if pre is not None and len(pre.columns) == len(ws):
+        gain, offset = pre.affine()  # input = raw * gain + offset
+        folded = any(g != 1.0 for g in gain) or any(c != 0.0 for c in offset)
+        b += sum(w * c for w, c in zip(ws, offset, strict=True))
+        ws = [w * g for w, g in zip(ws, gain, strict=True)]
+        names = [n if n.isidentifier() else f"[{n}]" for n in pre.columns]
+    if names == ["x1"]:
+        names = ["x"]
+    target = "y"
+    if pre is not None and pre.kind == "regression" and len(pre.targets) == 1:
+        target = pre.targets[0]
     terms = " + ".join(f"{w:.4g} {n}" for w, n in zip(ws, names, strict=True))
-    sign = "-" if bias < 0 else "+"
-    return f"y = {terms} {sign} {abs(bias):.4g}".replace("+ -", "- ")
+    linear = f"{terms} {'-' if b < 0 else '+'} {abs(b):.4g}".replace("+ -", "- ")
+    lines = [f"{target} = {linear}"] if out == "z" else [f"z = {linear}", f"{target} = {out}"]
+    if applies:
+        lines[-1] += f"  ({applies} applied by the loss, {t.spec.loss.name})"
+    if folded:
+        lines.append(
+            "(in the data's own units: the run's input scaling is folded into w and b; "
+            "the tensors below take the scaled inputs)"
+        )
+    return lines
 
 
 def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
@@ -104,9 +142,8 @@ def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
         if checkpoint is None:
             raise NncliError(f"{run} has no checkpoint to read weights from")
         yield f"weights ({checkpoint.name}):"
-        eq = equation(state)
-        if eq:
-            yield eq
+        assert trained is not None  # loaded with the checkpoint
+        yield from equation(trained)
         for key, tensor in state.items():
             if hasattr(tensor, "shape") and tensor.is_floating_point():
                 yield f"{key} {tuple(tensor.shape)}\n{tensor.numpy().round(4)}"

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from conftest import EXPERIMENTS, TINY, Rows, info
+from conftest import EXPERIMENTS, TINY, Rows, info, train_refused
 from sklearn import metrics as skm
 from typer.testing import CliRunner
 
@@ -79,8 +81,8 @@ train: {epochs: 300, batch_size: 4, device: cpu}
 
 def test_full_batch_regression_learns_the_line() -> None:
     rows = train_rows(load_spec(EXPERIMENTS / "linear_regression.yaml"))
-    assert rows[-1]["test_r2"] > 0.95
-    assert rows[-1]["test_rmse"] < 0.3  # the noise has sd 0.2
+    assert rows[-1]["train_r2"] > 0.95
+    assert rows[-1]["train_rmse"] < 0.3  # the noise has sd 0.2
 
 
 def test_max_batches_limits_an_epoch() -> None:
@@ -345,3 +347,160 @@ def test_a_first_step_that_breaks_the_weights_saves_no_checkpoint(
     (folder,) = (tmp_path / "runs").iterdir()
     assert info(folder)["status"] == "diverged"
     assert list((folder / "checkpoints").iterdir()) == []
+
+
+# --- what the course's numbers rest on ------------------------------------------------------
+
+
+def test_the_fit_figure_is_drawn_in_the_data_units(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """linear_regression.yaml trains on standardised x; its fit.png still spans x's own
+    range, [-0.99, 0.97], with the model's line through the raw points."""
+    from nncli.engine.experiment import write_plots
+    from nncli.engine.inference import predict
+    from nncli.figures import predictions
+
+    drawn = {}
+    real_save = predictions.save
+
+    def spy(fig: Any, out: Path) -> Path:
+        drawn[out.name] = fig.axes[0]
+        return real_save(fig, out)
+
+    monkeypatch.setattr(predictions, "save", spy)
+    p = prepare(load_spec(EXPERIMENTS / "linear_regression.yaml", ["train.epochs=20"]), "cpu")
+    result = fit(p, Rows())
+    write_plots(tmp_path, p, result)
+    ax = drawn["fit.png"]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("x", "y")
+    raw = np.loadtxt(EXPERIMENTS / "data" / "line.csv", delimiter=",", skiprows=1)
+    points = ax.collections[0].get_offsets()
+    assert np.allclose(np.sort(points[:, 0]), np.sort(raw[:, 0]), atol=1e-5)
+    (curve,) = ax.get_lines()
+    assert curve.get_xdata().min() == pytest.approx(raw[:, 0].min() - 0.05 * np.ptp(raw[:, 0]))
+    standardised = (curve.get_xdata() - raw[:, 0].mean()) / raw[:, 0].std()
+    model_y = predict(p, standardised[:, None].astype(np.float32)).ravel()
+    assert np.allclose(curve.get_ydata(), model_y, atol=1e-4)
+
+
+def test_the_test_split_never_chooses(runner: CliRunner, tmp_path: Path) -> None:
+    """best.pt, early stopping and plateaus follow val_loss, else train_loss; a monitor on
+    the test split is refused before anything is written."""
+    test_only = TINY.replace("split: {val: 0.2, test: 0.2}", "split: {test: 0.2}")
+    assert prepare(spec_of(TINY)).monitor == "val_loss"
+    assert prepare(spec_of(test_only)).monitor == "train_loss"
+    assert prepare(spec_of(test_only, "train.monitor=train_accuracy")).mode == "max"
+    with pytest.raises(NncliError) as refused:
+        prepare(spec_of(TINY, "train.monitor=test_accuracy"))
+    assert str(refused.value) == (
+        "train.monitor is 'test_accuracy', but the test split must not choose best.pt, when "
+        "to stop early or when to lower the learning rate: its scores would then flatter the "
+        "model. Monitor val_accuracy (with data.split.val, e.g. 0.2) or train_accuracy"
+    )
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(test_only, encoding="utf-8")
+    stderr = train_refused(runner, spec, tmp_path, "--set", "train.monitor=test_loss")
+    assert "train.monitor is 'test_loss', but the test split must not choose" in stderr
+
+
+def test_the_console_and_run_json_say_what_is_monitored(runner: CliRunner, tmp_path: Path) -> None:
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(TINY.replace("split: {val: 0.2, test: 0.2}", "split: {test: 0.2}"))
+    result = runner.invoke(app, ["train", str(spec), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[1] == (
+        "monitor train_loss (lower is better) picks best.pt (there is no val split: "
+        "data.split.val adds one); the test split chooses nothing"
+    )
+    run = Path(lines[-1])
+    record = json.loads((run / "run.json").read_text())
+    assert record["monitor"] == "train_loss"
+    best = record["best_checkpoint"]
+    assert f"; best.pt is epoch {best['epoch']} (train_loss " in lines[-2]
+
+    stopping = tmp_path / "stopping.yaml"
+    options = "device: cpu, monitor: val_accuracy, early_stopping: {patience: 5}}"
+    stopping.write_text(TINY.replace("device: cpu}", options))
+    args = ["train", str(stopping), "--runs-dir", str(tmp_path / "runs"), "-q"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    log = (Path(result.stdout.strip()) / "log.txt").read_text().splitlines()
+    assert log[1] == (
+        "monitor val_accuracy (higher is better) picks best.pt and when to stop early; "
+        "the test split chooses nothing"
+    )
+
+
+def test_predict_eval_export_plot_and_show_default_to_last_pt(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """One default checkpoint: last.pt, whose metrics run.json and the plots show."""
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(TINY)
+    result = runner.invoke(app, ["train", str(spec), "--runs-dir", str(tmp_path / "runs"), "-q"])
+    assert result.exit_code == 0, result.output
+    run = result.stdout.strip()
+    final = json.loads((Path(run) / "run.json").read_text())["final"]
+    shown = runner.invoke(app, ["eval", run, "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    table = runner.invoke(app, ["eval", run])
+    assert table.stdout.splitlines()[0] == f"{run}: the test split, 40 rows, last.pt"
+    values = {row["metric"]: row["value"] for row in json.loads(shown.stdout)}
+    for metric, value in values.items():
+        assert value == pytest.approx(final[f"test_{metric}"], abs=1e-6), metric
+
+    rows = tmp_path / "rows.csv"
+    rows.write_text("x1,x2\n0.1,0.2\n0.9,-0.3\n")
+    default = runner.invoke(app, ["predict", run, str(rows)])
+    last = runner.invoke(app, ["predict", run, str(rows), "--checkpoint", "last"])
+    assert default.exit_code == 0, default.output
+    assert default.stdout == last.stdout
+    weights = runner.invoke(app, ["show", run, "--weights"])
+    assert "weights (last.pt):" in weights.stdout.splitlines()
+    exported = runner.invoke(app, ["export", run, "--to", "state_dict"])
+    assert exported.exit_code == 0, exported.output
+    saved = torch.load(Path(run) / "checkpoints" / "last.pt", weights_only=True)["model"]
+    folder = Path(run) / "export" / "state_dict"
+    exported_state = torch.load(folder / "model_state_dict.pt", weights_only=True)
+    assert all(torch.equal(saved[k], exported_state[k]) for k in saved)
+
+
+def test_generators_take_scikit_learns_defaults() -> None:
+    """circles, moons and blobs default to make_circles', make_moons' and make_blobs'
+    settings (factor 0.8, no noise, 100 samples, ...), and make the same points."""
+    import inspect
+
+    from sklearn import datasets as skd
+
+    def defaults(function: Any) -> dict[str, Any]:
+        found = {
+            k: v.default
+            for k, v in inspect.signature(function).parameters.items()
+            if v.default is not inspect.Parameter.empty
+        }
+        return found
+
+    def ours(name: str) -> dict[str, Any]:
+        params = datamod.datasets.get(name).params.model_validate({"source": name})
+        return dict(params)
+
+    circles, moons, blobs = ours("circles"), ours("moons"), ours("blobs")
+    for mine, theirs in ((circles, skd.make_circles), (moons, skd.make_moons)):
+        expected = defaults(theirs)
+        assert mine["n_samples"] == expected["n_samples"]
+        assert mine["noise"] == (expected["noise"] or 0.0)
+    assert circles["factor"] == defaults(skd.make_circles)["factor"] == 0.8
+    expected = defaults(skd.make_blobs)
+    assert (blobs["n_samples"], blobs["n_features"]) == (100, expected["n_features"])
+    assert blobs["cluster_std"] == expected["cluster_std"]
+    assert blobs["centers"] == 3  # what make_blobs draws for centers=None
+    assert (-blobs["box"], blobs["box"]) == expected["center_box"]
+
+    for name, make in (("circles", skd.make_circles), ("moons", skd.make_moons)):
+        params = datamod.datasets.get(name).params.model_validate({"source": name})
+        ds = datamod.load(params, 0)
+        x, y = make(shuffle=False)
+        assert np.allclose(ds.x, x, atol=1e-6), name
+        assert ds.y.tolist() == y.tolist(), name

@@ -288,3 +288,38 @@ def test_many_calls_leave_no_figures(tmp_path: Path) -> None:
     for i in range(11):
         curves.plot_curves(rows, ["accuracy"], tmp_path / str(i), "loop")
     assert open_figures() == []
+
+
+def test_plot_fit_draws_the_points_and_curve_in_the_units_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The points as given, the curve over their span, the axes named after the columns."""
+    captured = []
+    real_save = predictions.save
+
+    def spy(fig: object, out: Path) -> Path:
+        captured.append(fig.axes[0])  # type: ignore[attr-defined]
+        return real_save(fig, out)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(predictions, "save", spy)
+    x = np.linspace(10.0, 20.0, 11)[:, None]
+    grids = []
+
+    def predict(grid: np.ndarray) -> np.ndarray:
+        grids.append(grid)
+        return 3 * grid - 5
+
+    out = tmp_path / "fit.png"
+    assert (
+        predictions.plot_fit({"train": (x, 3 * x - 5)}, predict, out, "r", ("area", "price")) == out
+    )
+    assert_png(out, predictions.FIT_FIGSIZE)
+    (ax,) = captured
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("area", "price")
+    (grid,) = grids
+    assert (grid.shape, grid.dtype) == ((predictions.GRID_RESOLUTION, 1), np.float32)
+    assert (grid.min(), grid.max()) == (pytest.approx(9.5), pytest.approx(20.5))
+    (curve,) = ax.get_lines()
+    assert np.allclose(curve.get_ydata(), 3 * curve.get_xdata() - 5, atol=1e-4)
+    (points,) = ax.collections
+    assert np.allclose(points.get_offsets(), np.c_[x, 3 * x - 5])

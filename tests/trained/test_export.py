@@ -187,8 +187,8 @@ def test_wrong_shaped_weights_are_named_by_every_command(
         "export": (["export", str(run)], "last.pt"),
         "export --to torchscript": (["export", str(run), "--to", "torchscript"], "last.pt"),
         "export --checkpoint best": (["export", str(run), "--checkpoint", "best"], "best.pt"),
-        "predict": (["predict", str(run), str(tmp_path / "new.npz")], "best.pt"),
-        "eval": (["eval", str(run)], "best.pt"),
+        "predict": (["predict", str(run), str(tmp_path / "new.npz")], "last.pt"),
+        "eval": (["eval", str(run)], "last.pt"),
         "show": (["show", str(run)], "last.pt"),
         "plot": (["plot", str(run)], "last.pt"),
     }

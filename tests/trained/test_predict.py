@@ -216,7 +216,7 @@ def test_eval_on_a_split_matches_the_run(classifier: Path) -> None:
     rows = {r["metric"]: float(r["value"]) for r in csv.DictReader(io.StringIO(stdout))}
     assert rows["accuracy"] == pytest.approx(final["val_accuracy"])
     code, stdout, _ = eval_(str(classifier))
-    assert stdout.splitlines()[0] == f"{classifier}: the test split, 18 rows, best.pt"
+    assert stdout.splitlines()[0] == f"{classifier}: the test split, 18 rows, last.pt"
 
 
 def test_eval_on_a_labelled_file(classifier: Path, tmp_path: Path) -> None:
