@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from nncli.errors import NncliError, SpecError
+from nncli.errors import NncliError, SpecError, printable
 from nncli.tables import Format
 
 if TYPE_CHECKING:
@@ -46,7 +46,8 @@ FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output for
 def user_errors() -> Iterator[None]:
     """NncliError -> its message in red on stderr and exit code 2; no traceback.
 
-    Messages are escaped: Rich would read `nncli[optuna]` or `[key]` as markup.
+    Messages are escaped: Rich would read `nncli[optuna]` or `[key]` as markup, drop control
+    characters and fail on a lone surrogate.
     """
     from rich.markup import escape
 
@@ -54,10 +55,12 @@ def user_errors() -> Iterator[None]:
         yield
     except SpecError as exc:
         for problem in exc.problems:
-            err.print(f"[red]error[/red] {escape(str(problem))}", markup=True, soft_wrap=True)
+            err.print(
+                f"[red]error[/red] {escape(printable(str(problem)))}", markup=True, soft_wrap=True
+            )
         raise typer.Exit(exc.exit_code) from None
     except NncliError as exc:
-        err.print(f"[red]error[/red] {escape(str(exc))}", markup=True, soft_wrap=True)
+        err.print(f"[red]error[/red] {escape(printable(str(exc)))}", markup=True, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
 
 
@@ -85,7 +88,11 @@ def warn_lint(exp: Experiment) -> None:
     from nncli.config.lint import check_experiment
 
     for problem in check_experiment(exp):
-        err.print(f"[yellow]warning[/yellow] {escape(str(problem))}", markup=True, soft_wrap=True)
+        err.print(
+            f"[yellow]warning[/yellow] {escape(printable(str(problem)))}",
+            markup=True,
+            soft_wrap=True,
+        )
 
 
 class CheckpointChoice(str, Enum):
