@@ -85,12 +85,12 @@ def read_npz(path: Path, keys: dict[str, str]) -> dict[str, NDArray[Any]]:
 
 
 def _check_sizes(path: Path, archive: Any, keys: dict[str, str]) -> None:
-    """From each array's header: no rows is an error, and so are arrays that would not fit
-    in memory (a few kB of compressed zeros can unpack to gigabytes)."""
+    """From the arrays' headers: arrays that would not fit in memory are refused unread (a
+    few kB of compressed zeros can unpack to gigabytes)."""
     import numpy as np
 
     total = 0
-    for key, name in keys.items():
+    for name in keys.values():
         with archive.open(f"{name}.npy") as f:
             version = np.lib.format.read_magic(f)
             one = version == (1, 0)
@@ -98,8 +98,6 @@ def _check_sizes(path: Path, archive: Any, keys: dict[str, str]) -> None:
                 np.lib.format.read_array_header_1_0 if one else np.lib.format.read_array_header_2_0
             )
             shape, _, dtype = read(f)
-        if len(shape) > 0 and shape[0] == 0:
-            raise NncliError(f"{path}: '{name}' (data.{key}) has no rows; give at least one")
         total += math.prod(shape) * (dtype.itemsize + 4)  # the array and its float32 copy
     check_memory(f"{path} ({', '.join(keys.values())})", total, "use a smaller file")
 
@@ -140,6 +138,8 @@ def npz(p: Npz, seed: int, loss_target: LossTarget | None = None) -> Dataset:
                 f"{path}: '{p.y_key}' must be (N,) or (N, T) with N = {len(x)} rows of "
                 f"'{p.x_key}', got shape {y.shape}"
             )
+        if len(x) == 0:
+            raise NncliError(f"{path}: '{p.x_key}' has no rows")
         _check_numbers(path, p.x_key, x, labels=False)
         if xs and x.shape[1:] != xs["train"].shape[1:]:
             raise NncliError(
