@@ -19,6 +19,16 @@ def first_line(exc: BaseException) -> str:
     return message.splitlines()[0] if message else type(exc).__name__
 
 
+def printable(text: str) -> str:
+    """`text` with what a terminal would drop or cannot encode (control characters, lone
+    surrogates) written as escapes, so a message shows the value it is about: `'bce\\x07'`,
+    not `'bce'`. Line breaks and tabs stay."""
+    return "".join(
+        c if c.isprintable() or c in "\n\t" else c.encode("unicode_escape").decode("ascii")
+        for c in text
+    )
+
+
 class NncliError(Exception):
     """A mistake in the user's input: the CLI prints the message and exits with 2."""
 

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from nncli.cli import complete
-from nncli.errors import NncliError, SpecError
+from nncli.errors import NncliError, SpecError, printable
 from nncli.tables import Format
 
 if TYPE_CHECKING:
@@ -54,14 +54,17 @@ def say(label: str, colour: str, text: str) -> None:
     `nncli[optuna]` or `[key]` as markup)."""
     from rich.markup import escape
 
-    err.print(f"[{colour}]{label}[/{colour}] {escape(text)}", markup=True, soft_wrap=True)
+    err.print(
+        f"[{colour}]{label}[/{colour}] {escape(printable(text))}", markup=True, soft_wrap=True
+    )
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
     """NncliError -> its message in red on stderr and exit code 2; no traceback.
 
-    Messages are escaped: Rich would read `nncli[optuna]` or `[key]` as markup.
+    Messages are escaped: Rich would read `nncli[optuna]` or `[key]` as markup, drop control
+    characters and fail on a lone surrogate.
     """
 
     try:

@@ -71,6 +71,22 @@ _NO_INPUT = (
 )
 
 
+# errors of the whole file's validator, and the key each is about
+_AT: dict[str, yamlio.Key] = {
+    "monitor_metric": ("train", "monitor"),
+    "metric_task": ("metrics",),
+}
+
+
+def _setting(path: yamlio.Key, overridden: dict[yamlio.Key, str], whole: bool) -> str | None:
+    """The `--set` that gave the value at `path`, or where a check of a `whole` section
+    failed, a value inside it (`data.split.val=0.9` for `data.split`'s val + test)."""
+    for key, text in overridden.items():
+        if path[: len(key)] == key or (whole and path and key[: len(path)] == path):
+            return text
+    return None
+
+
 def problems(
     exc: ValidationError,
     doc: yamlio.Document,
@@ -82,13 +98,16 @@ def problems(
     match its pattern is explained by `pattern_help[pattern]`."""
     found = []
     for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
+        loc = tuple(err["loc"]) or _AT.get(err["type"], ())
+        if err["type"] == "duplicate_metric":  # at the item given again
+            loc = (*loc, err["ctx"]["i"])
         path = _data_path(doc.data, loc)
         if err["type"] == "unknown_name":  # point at the `name:` inside a map, if any
             path = next(
                 (k for k in ((*path, t) for t in TAGS.values()) if k in doc.positions), path
             )
-        setting = next((text for key, text in overridden.items() if path[: len(key)] == key), None)
+        whole = err["type"] in ("value_error", *_AT)
+        setting = _setting(path, overridden, whole)
         where = f"--set {setting}" if setting else doc.where(path)
         message, hint = err["msg"], None
         if err["type"] == "extra_forbidden":

@@ -22,6 +22,9 @@ TAGS = {"model": layers.key, "loss": losses.key, "optimizer": optimizers.key, "d
 def apply(data: dict[str, Any], setting: str) -> yamlio.Key:
     """Apply one `dotted.key=value` to the file's values; the key's path is returned."""
     key, sep, raw = setting.partition("=")
+    half = yamlio.surrogate(setting)  # a command line's bytes that are not UTF-8
+    if half is not None:
+        raise SpecError([Problem(f"--set {setting}", key.strip(), *half)])
     if not sep or not key.strip():
         raise SpecError(
             [Problem(f"--set {setting}", "", "expected KEY=VALUE", "e.g. --set optimizer.lr=0.01")]

@@ -165,6 +165,19 @@ class Spec(Params):
         info: LossInfo = losses.get(self.loss.name).info
         return info
 
+    @field_validator("metrics")
+    @classmethod
+    def _each_metric_once(cls, names: list[str] | None) -> list[str] | None:
+        # each metric is a metrics.csv column: one given twice would make two of a name
+        for i, name in enumerate(names or []):
+            if name in (names or [])[:i]:
+                raise PydanticCustomError(
+                    "duplicate_metric",
+                    "'{name}' is already metrics.{first}; give each metric once",
+                    {"i": i, "name": name, "first": (names or []).index(name)},
+                )
+        return names
+
     @model_validator(mode="after")
     def _metrics_fit_the_loss(self) -> Spec:
         classify = self.loss_info.target in CLASSIFY

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from nncli.errors import Problem, SpecError
+from nncli.inputs import FileProblem, read_bytes
 
 MAX_BYTES = 1_000_000
 MAX_NODES = 100_000
@@ -37,6 +38,21 @@ _FLOAT = re.compile(
     |\.(?:nan|NaN|NAN))$""",
     re.VERBOSE,
 )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def surrogate(text: str) -> tuple[str, str] | None:
+    """What is wrong with text holding a lone surrogate (`"\\ud800"`, or bytes of a command
+    line that are not UTF-8), and the fix: it is no character; nothing can print it."""
+    found = _SURROGATE.search(text)
+    if found is None:
+        return None
+    code = f"U+{ord(found.group()):04X}"
+    return f"the text holds {code}, half of a surrogate pair and not a character", (
+        "write the character itself, or its \\UXXXXXXXX escape"
+    )
 
 
 _TOO_DEEP = (
@@ -238,7 +254,12 @@ class _Walker:
         if node.tag == _MERGE:  # `<<` as a value, not a key: the text, as YAML 1.2 reads it
             return str(node.value)
         try:
-            return self.loader.construct_object(node)
+            value = self.loader.construct_object(node)
+            half = surrogate(value) if isinstance(value, str) else None
+            if half is None:
+                return value
+            self.problems.append(_problem(self.source, node.start_mark, key, *half))
+            return None
         except yaml.YAMLError:
             raise  # a refused tag: reported with its place by loads
         except (ValueError, KeyError, AttributeError, TypeError, OverflowError) as exc:
@@ -328,27 +349,22 @@ def _yaml_problem(exc: yaml.YAMLError, text: str, source: str) -> Problem:
     return Problem(source, "", f"not valid YAML: {exc}")
 
 
+_FILE_PROBLEMS = {
+    "missing": ("no such file", "check the path"),
+    "folder": ("is a folder, not a file", "name a .yaml file"),
+    "large": (f"file is larger than {MAX_BYTES} bytes", "is it an experiment file?"),
+}
+
+
 def load(path: Path, source: str | None = None) -> Document:
-    """Read and parse a YAML file, with clear errors for a missing or unreadable file."""
+    """Read and parse a YAML file, with clear errors for a missing or unreadable file (a
+    device or a pipe is refused unread; no more than MAX_BYTES are read)."""
     shown = source or str(path)
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise SpecError([Problem(shown, "", "no such file", "check the path")]) from None
-    except IsADirectoryError:
-        raise SpecError(
-            [Problem(shown, "", "is a folder, not a file", "name a .yaml file")]
-        ) from None
-    except OSError as exc:
-        raise SpecError([Problem(shown, "", f"cannot be read: {exc.strerror}")]) from None
-    if len(raw) > MAX_BYTES:
-        raise SpecError(
-            [
-                Problem(
-                    shown, "", f"file is larger than {MAX_BYTES} bytes", "is it an experiment file?"
-                )
-            ]
-        )
+        raw = read_bytes(path, shown, MAX_BYTES)
+    except FileProblem as exc:
+        reason, hint = _FILE_PROBLEMS.get(exc.kind, (exc.reason, None))
+        raise SpecError([Problem(shown, "", reason, hint)]) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

@@ -86,7 +86,14 @@ class FileParams(ArrayParams):
         for name in self.path_fields:
             value = getattr(self, name)
             if value is not None:
-                path = Path(value).expanduser()
+                try:
+                    path = Path(value).expanduser()
+                except RuntimeError:  # `~nosuchuser/x.csv`: no such user, no home to expand
+                    user = value[1:].partition("/")[0]
+                    raise NncliError(
+                        f"data.{name}: {value} starts with ~{user}, but no user '{user}' has "
+                        "a home folder here; write the path in full"
+                    ) from None
                 update[name] = os.path.normpath(path if path.is_absolute() else folder / path)
         return self.model_copy(update=update)
 
@@ -145,6 +152,37 @@ def stack_splits(
     parts = list(xs.values())
     x = parts[0] if len(parts) == 1 else np.concatenate(parts, dtype=np.float32)
     return np.asarray(x, dtype=np.float32), given
+
+
+def check_generated(p: DataParams, n_values: int) -> None:
+    """A generator makes `n_values` float64 numbers (and a few working copies of them):
+    refused before any is made where this machine has not the memory."""
+    from nncli.inputs import check_memory
+
+    sizes = {k: v for k, v in p if k.startswith("n_") and isinstance(v, int)}
+    shown = ", ".join(f"data.{k} {v:,}" for k, v in sizes.items())
+    check_memory(f"{shown} ({n_values:,} values)", n_values * 8 * 4, "lower them")
+
+
+def finite32(p: DataParams, *arrays: NDArray[Any]) -> None:
+    """Numbers a generator made that float32 cannot hold (NaN, infinite, beyond ±3.4e38)
+    are refused, naming the parameters that made them: the largest first."""
+    import numpy as np
+
+    from nncli.data.preprocess import RANGE, out_of_range
+
+    if not any(np.isnan(a).any() or out_of_range(a).any() for a in arrays):
+        return
+    numbers = {
+        k: max(map(abs, v)) if isinstance(v, list) else abs(v)
+        for k, v in p
+        if isinstance(v, float | list) and k != "shape"
+    }
+    largest = max(numbers, key=numbers.__getitem__)
+    raise NncliError(
+        f"data.{largest} {getattr(p, largest)} makes the generated numbers leave float32's "
+        f"range: they must be {RANGE}; make it smaller"
+    )
 
 
 def task_field() -> Any:

@@ -26,7 +26,16 @@ from nncli.data import (
     stack_splits,
     task_field,
 )
+from nncli.data.preprocess import (
+    NOT_LABELS,
+    RANGE,
+    lines,
+    not_labels,
+    out_of_range,
+    shown_values,
+)
 from nncli.errors import NncliError, first_line
+from nncli.inputs import check_memory, regular_size
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -52,27 +61,60 @@ class Npz(SplitFiles):
 
 
 def read_npz(path: Path, keys: dict[str, str]) -> dict[str, NDArray[Any]]:
-    """The arrays `keys` (field -> array name) of an .npz file; nothing is unpickled."""
+    """The arrays `keys` (field -> array name) of an .npz file; nothing is unpickled, and
+    arrays larger than the memory available are refused from their headers, unread."""
     import zipfile
 
     import numpy as np
 
-    if not path.is_file():
-        raise NncliError(f"{path} does not exist")
+    regular_size(path, str(path))  # not a folder, a device or a pipe
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {}
             for key, name in keys.items():
                 if name not in archive.files:
                     raise NncliError(
                         f"{path} has no array '{name}' (data.{key}); its arrays: "
                         f"{', '.join(archive.files) or 'none'}"
                     )
-                arrays[key] = archive[name]
+            _check_sizes(path, archive.zip, keys)
+            arrays = {key: archive[name] for key, name in keys.items()}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         first = first_line(exc)
         raise NncliError(f"{path} cannot be read as .npz arrays: {first}") from None
     return arrays
+
+
+def _check_sizes(path: Path, archive: Any, keys: dict[str, str]) -> None:
+    """From the arrays' headers: arrays that would not fit in memory are refused unread (a
+    few kB of compressed zeros can unpack to gigabytes)."""
+    import numpy as np
+
+    total = 0
+    for name in keys.values():
+        with archive.open(f"{name}.npy") as f:
+            version = np.lib.format.read_magic(f)
+            one = version == (1, 0)
+            read = (
+                np.lib.format.read_array_header_1_0 if one else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read(f)
+        total += math.prod(shape) * (dtype.itemsize + 4)  # the array and its float32 copy
+    check_memory(f"{path} ({', '.join(keys.values())})", total, "use a smaller file")
+
+
+def _check_numbers(path: Path, name: str, values: NDArray[Any], labels: bool) -> None:
+    """Refuse NaN, infinite values and values beyond float32 (and, for class `labels`,
+    fractions), naming their rows."""
+    import numpy as np
+
+    if values.dtype.kind != "f":
+        return
+    rows = values.reshape(len(values), -1)
+    bad = np.isnan(rows) | (not_labels(rows) if labels else out_of_range(rows))
+    if bad.any():
+        what = f": {NOT_LABELS}" if labels else f"; inputs and targets must be {RANGE}"
+        where = lines(bad.any(axis=1), first=0, word="row")
+        raise NncliError(f"{path}: '{name}' holds {shown_values(rows[bad])} on {where}{what}")
 
 
 @datasets.register("npz", params=Npz)
@@ -96,8 +138,9 @@ def npz(p: Npz, seed: int, loss_target: LossTarget | None = None) -> Dataset:
                 f"{path}: '{p.y_key}' must be (N,) or (N, T) with N = {len(x)} rows of "
                 f"'{p.x_key}', got shape {y.shape}"
             )
-        if not np.isfinite(x).all():
-            raise NncliError(f"{path}: '{p.x_key}' holds NaN or infinite values")
+        if len(x) == 0:
+            raise NncliError(f"{path}: '{p.x_key}' has no rows")
+        _check_numbers(path, p.x_key, x, labels=False)
         if xs and x.shape[1:] != xs["train"].shape[1:]:
             raise NncliError(
                 f"{path}: samples are {x.shape[1:]} but {files['train']} has "
@@ -110,6 +153,8 @@ def npz(p: Npz, seed: int, loss_target: LossTarget | None = None) -> Dataset:
     if task is None:  # without a loss to ask: whole numbers or text are classes
         whole = y_train.dtype.kind in "biuUS" or bool(np.all(np.mod(y_train, 1) == 0))
         task = ("multilabel" if n_targets > 1 else "classification") if whole else "regression"
+    for split_name, y in ys.items():
+        _check_numbers(files[split_name], p.y_key, y, labels=task == "classification")
     x, given = stack_splits(xs)
     y_parts = list(ys.values())
     class_names = None

@@ -21,13 +21,18 @@ from nncli.data import (
     task_field,
 )
 from nncli.data.preprocess import (
+    NOT_LABELS,
+    RANGE,
     Feature,
     Fill,
     encode,
     is_text,
     label_strings,
     lines,
+    not_labels,
+    out_of_range,
     read_csv,
+    shown_values,
     sort_labels,
 )
 from nncli.errors import NncliError
@@ -180,11 +185,13 @@ def _targets(
                 f"data.target names {len(targets)} columns but a classification loss takes one "
                 "label column; for several 0/1 labels use loss: bce_with_logits (multi-label)"
             )
+        for split_name, frame in frames.items():
+            _class_labels(frame[targets[0]], files[split_name][0])
         labels = pd.concat([f[targets[0]] for f in frames.values()], ignore_index=True)
         codes, names = encode_labels(labels.to_numpy(), f"target column '{targets[0]}'")
         sizes = np.cumsum([len(f) for f in frames.values()])[:-1]
         return list(np.split(codes, sizes)), names
-    ys = []
+    ys: list[NDArray[Any]] = []
     for split_name, frame in frames.items():
         values = frame[targets]
         file = files[split_name][0]
@@ -202,7 +209,15 @@ def _targets(
                     f"target column '{name}' of {file} holds text ({sample}) on {lines(text)}; "
                     f"a {task} target needs {use}"
                 )
-        array = values.to_numpy(dtype=np.float32)
+        numbers = values.to_numpy(dtype=np.float64)
+        big = out_of_range(numbers)
+        if big.any():
+            col = targets[int(np.flatnonzero(big.any(axis=0))[0])]
+            raise NncliError(
+                f"target column '{col}' of {file} holds {shown_values(numbers[big])} on "
+                f"{lines(np.asarray(big.any(axis=1)))}; targets must be {RANGE}"
+            )
+        array = numbers.astype(np.float32)
         if task == "multilabel":
             bad = ~np.isin(array, (0.0, 1.0))
             if bad.any():
@@ -215,3 +230,19 @@ def _targets(
         else:
             ys.append(array)
     return ys, (targets if task == "multilabel" else None)
+
+
+def _class_labels(column: pd.Series[Any], file: Path) -> None:
+    """Numbers with fractions are values, not classes: each would be a class of its own."""
+    import numpy as np
+    import pandas as pd
+
+    if is_text(column) or pd.api.types.is_bool_dtype(column):
+        return
+    numbers = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = not_labels(numbers)
+    if bad.any():
+        raise NncliError(
+            f"target column '{column.name}' of {file} holds {shown_values(numbers[bad])} on "
+            f"{lines(bad)}: {NOT_LABELS}"
+        )

@@ -9,15 +9,16 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
 
-from nncli.data import DataParams, Dataset, Split, datasets
+from nncli.data import DataParams, Dataset, Split, check_generated, datasets, finite32
 
 if TYPE_CHECKING:
     import numpy as np
 
 
-def _classification(x: np.ndarray, y: np.ndarray, names: list[str]) -> Dataset:
+def _classification(p: DataParams, x: np.ndarray, y: np.ndarray, names: list[str]) -> Dataset:
     import numpy as np
 
+    finite32(p, x)
     return Dataset(x.astype(np.float32), y.astype(np.int64), "classification", names)
 
 
@@ -34,6 +35,7 @@ def circles(p: Circles, seed: int) -> Dataset:
     """Two concentric circles in 2-D (class 1 inside); not linearly separable."""
     import numpy as np
 
+    check_generated(p, p.n_samples * 2)
     rng = np.random.default_rng(seed)
     n_out = p.n_samples // 2
     n_in = p.n_samples - n_out
@@ -44,7 +46,7 @@ def circles(p: Circles, seed: int) -> Dataset:
     )
     y = np.r_[np.zeros(n_out), np.ones(n_in)]
     x += rng.normal(scale=p.noise, size=x.shape)
-    return _classification(x, y, ["outer", "inner"])
+    return _classification(p, x, y, ["outer", "inner"])
 
 
 class Moons(DataParams):
@@ -59,6 +61,7 @@ def moons(p: Moons, seed: int) -> Dataset:
     """Two interleaving half circles in 2-D."""
     import numpy as np
 
+    check_generated(p, p.n_samples * 2)
     rng = np.random.default_rng(seed)
     n_a = p.n_samples // 2
     n_b = p.n_samples - n_a
@@ -67,7 +70,7 @@ def moons(p: Moons, seed: int) -> Dataset:
     x = np.concatenate([np.c_[np.cos(t_a), np.sin(t_a)], np.c_[1 - np.cos(t_b), 0.5 - np.sin(t_b)]])
     y = np.r_[np.zeros(n_a), np.ones(n_b)]
     x += rng.normal(scale=p.noise, size=x.shape)
-    return _classification(x, y, ["upper", "lower"])
+    return _classification(p, x, y, ["upper", "lower"])
 
 
 class Blobs(DataParams):
@@ -85,11 +88,12 @@ def blobs(p: Blobs, seed: int) -> Dataset:
     """Gaussian clusters, one class each."""
     import numpy as np
 
+    check_generated(p, (p.n_samples + p.centers) * p.n_features)
     rng = np.random.default_rng(seed)
     centres = rng.uniform(-p.box, p.box, size=(p.centers, p.n_features))
     y = np.arange(p.n_samples) % p.centers
     x = centres[y] + rng.normal(scale=p.cluster_std, size=(p.n_samples, p.n_features))
-    return _classification(x, y, [f"blob{c}" for c in range(p.centers)])
+    return _classification(p, x, y, [f"blob{c}" for c in range(p.centers)])
 
 
 class Gate(DataParams):
@@ -101,11 +105,12 @@ class Gate(DataParams):
 def _gate(p: Gate, seed: int, truth: np.ndarray) -> Dataset:
     import numpy as np
 
+    check_generated(p, p.n_samples * 2)
     rng = np.random.default_rng(seed)
     corners = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
     which = np.arange(p.n_samples) % 4
     x = corners[which] + rng.normal(scale=p.noise, size=(p.n_samples, 2)) * (p.noise > 0)
-    return _classification(x, truth[which], ["0", "1"])
+    return _classification(p, x, truth[which], ["0", "1"])
 
 
 @datasets.register("xor", params=Gate)
@@ -152,10 +157,12 @@ def linear(p: Linear, seed: int) -> Dataset:
     """y = w.x + b + noise, x uniform in [low, high]: linear regression's data."""
     import numpy as np
 
+    check_generated(p, p.n_samples * (len(p.weights) + 2))
     rng = np.random.default_rng(seed)
     w = np.asarray(p.weights)
     x = rng.uniform(p.low, p.high, size=(p.n_samples, len(w)))
     y = x @ w + p.bias + rng.normal(scale=p.noise, size=p.n_samples)
+    finite32(p, x, y)
     return Dataset(
         x.astype(np.float32), y[:, None].astype(np.float32), "regression", target_names=["y"]
     )

@@ -116,6 +116,11 @@ def _check_classes(dataset: Dataset, indices: dict[str, NDArray[np.int64]]) -> l
     import numpy as np
 
     names = dataset.class_names or []
+    if len(names) == 1:  # no loss or output can tell one class from nothing
+        raise NncliError(
+            f"the target holds one class ('{names[0]}') in all {len(dataset.y)} rows; a "
+            "classifier needs rows of at least two classes"
+        )
     warnings = []
     for split_name, idx in indices.items():
         absent = [names[c] for c in np.setdiff1d(np.arange(len(names)), dataset.y[idx])]

@@ -4,6 +4,7 @@ table encoding (one-hot categories, missing values), fill, scale, standardise, r
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -19,6 +20,9 @@ if TYPE_CHECKING:
 TargetKind = Literal["classification", "regression", "multilabel"]
 Fill = Literal["mean", "median", "zero"]
 SHOWN_LINES = 5  # rows named in a message about missing or unknown values
+FLOAT32_MAX = 3.4028234663852886e38  # inputs and targets are float32: beyond it they are inf
+RANGE = "finite numbers within float32's range (±3.4e38)"
+MAX_JSON_BYTES = 64 * 2**20  # preprocessing.json holds a few numbers per input column
 FORMAT = 1  # preprocessing.json's layout; bumped when a reader could misread an older one
 
 
@@ -165,13 +169,21 @@ class Preprocessing(BaseModel):
                 f"{path} is missing: the run was trained by an older nncli or its folder is "
                 "incomplete; train it again to predict with it"
             )
+        from nncli.inputs import read_bytes
+
         try:
-            pre = cls.model_validate_json(path.read_bytes())
-        except (OSError, ValidationError) as exc:
+            pre = cls.model_validate_json(read_bytes(path, str(path), MAX_JSON_BYTES))
+        except ValidationError as exc:
             first = first_line(exc)
             raise NncliError(f"{path} cannot be read: {first}") from None
         if pre.format > FORMAT:
             raise NncliError(f"{path} was written by a newer nncli; upgrade nncli to use it")
+        size, width = math.prod(pre.shape), len(pre.columns)
+        if size != width:  # a damaged file: the model would be built for `size` inputs
+            raise NncliError(
+                f"{path} is damaged: its shape {pre.shape} holds {size:,} values but its "
+                f"features make {width} input column(s); train the run again"
+            )
         return pre
 
 
@@ -188,6 +200,40 @@ def lines(rows: NDArray[np.bool_], first: int = 2, word: str = "line") -> str:
     more = len(where) - SHOWN_LINES
     plural = "s" if len(where) > 1 else ""
     return f"{word}{plural} {shown}" + (f" and {more} more" if more > 0 else "")
+
+
+def out_of_range(values: NDArray[Any]) -> NDArray[np.bool_]:
+    """Flags of the numbers that float32 cannot hold: infinite or beyond ±3.4e38 (NaN, a
+    missing value, is left to the caller)."""
+    import numpy as np
+
+    with np.errstate(invalid="ignore", over="ignore"):
+        flags: NDArray[np.bool_] = np.abs(np.asarray(values, dtype=np.float64)) > FLOAT32_MAX
+    return flags
+
+
+NOT_LABELS = (
+    "numbers, not class labels; a classification loss (such as cross_entropy) needs whole "
+    "numbers or text per class, and values need a regression loss (mse, mae, huber)"
+)
+
+
+def not_labels(numbers: NDArray[Any]) -> NDArray[np.bool_]:
+    """Flags of the numbers that are no class label: with a fraction, infinite or beyond
+    float32 (each would be a class of its own); NaN is left to the caller."""
+    import numpy as np
+
+    with np.errstate(invalid="ignore"):
+        fraction = np.isfinite(numbers) & (np.mod(numbers, 1) != 0)
+    flags: NDArray[np.bool_] = fraction | out_of_range(numbers)
+    return flags
+
+
+def shown_values(values: NDArray[Any]) -> str:
+    """The first few distinct values, as a message shows them: `inf, 1e+39`."""
+    import numpy as np
+
+    return ", ".join(f"{v:g}" for v in np.unique(values)[:3].tolist())
 
 
 def label_strings(values: pd.Series[Any]) -> pd.Series[Any]:
@@ -255,7 +301,14 @@ def encode(
                     f"column '{feature.name}' of {file} holds text ({sample}) on {lines(text)}; "
                     "it is numeric in training"
                 )
-            parts.append(values.to_numpy(dtype=np.float32, na_value=np.nan)[:, None])
+            numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+            big = out_of_range(numbers)
+            if big.any():
+                raise NncliError(
+                    f"column '{feature.name}' of {file} holds {shown_values(numbers[big])} on "
+                    f"{lines(big)}; inputs must be {RANGE}: fix or remove those rows"
+                )
+            parts.append(numbers.astype(np.float32)[:, None])
             continue
         labels = label_strings(column)
         known = {c: i for i, c in enumerate(feature.categories)}
@@ -280,9 +333,9 @@ def read_csv(path: Path, key: str) -> pd.DataFrame:
     """A CSV file with a header line; NncliError naming the file and the key it came from."""
     import pandas as pd
 
-    if not path.is_file():
-        what = "is a folder, not a file" if path.is_dir() else "does not exist"
-        raise NncliError(f"{key}: {path} {what}")
+    from nncli.inputs import regular_size
+
+    regular_size(path, f"{key}: {path}")  # not a folder, a device or a pipe
     try:
         frame = pd.read_csv(path, low_memory=False)  # no mixed-type chunk warnings
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

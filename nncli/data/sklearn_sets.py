@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from nncli.data import ArrayParams, Dataset, Scale, datasets
+from nncli.data import ArrayParams, Dataset, Scale, check_generated, datasets, finite32
 from nncli.errors import NncliError
 
 
@@ -124,7 +124,9 @@ def make_classification(p: MakeClassification, seed: int) -> Dataset:
     from sklearn.datasets import make_classification as make
 
     params = p.model_dump(exclude={"source", "split", "shape", "scale", "standardize"})
+    check_generated(p, p.n_samples * p.n_features)
     x, y = _sklearn("make_classification", make, random_state=seed, **params)
+    finite32(p, x)
     names = [f"class{c}" for c in range(p.n_classes)]
     return Dataset(x.astype(np.float32), y.astype(np.int64), "classification", names, ["y"])
 
@@ -145,7 +147,9 @@ def make_regression(p: MakeRegression, seed: int) -> Dataset:
     from sklearn.datasets import make_regression as make
 
     params = p.model_dump(exclude={"source", "split", "shape", "scale", "standardize"})
+    check_generated(p, (p.n_samples + p.n_targets) * (p.n_features + p.n_targets))
     x, y = _sklearn("make_regression", make, random_state=seed, **params)
+    finite32(p, x, y)
     y = np.asarray(y, dtype=np.float32).reshape(len(x), p.n_targets)
     targets = ["y"] if p.n_targets == 1 else [f"y{i + 1}" for i in range(p.n_targets)]
     return Dataset(x.astype(np.float32), y, "regression", target_names=targets)
@@ -165,6 +169,7 @@ def make_multilabel_classification(p: MakeMultilabel, seed: int) -> Dataset:
     from sklearn.datasets import make_multilabel_classification as make
 
     params = p.model_dump(exclude={"source", "split", "shape", "scale", "standardize"})
+    check_generated(p, (p.n_samples + p.n_classes) * p.n_features)
     x, y = _sklearn("make_multilabel_classification", make, random_state=seed, **params)
     names = [f"label{i + 1}" for i in range(p.n_classes)]
     return Dataset(x.astype(np.float32), y.astype(np.int64), "multilabel", names, names)

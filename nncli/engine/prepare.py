@@ -98,6 +98,7 @@ def prepare(spec: Spec, device: str | None = None) -> Prepared:
             "the model has no weights to train: model.layers holds no layer with parameters "
             "(dense, conv1d, conv2d, ...); add one, e.g. `- dense: 1`"
         )
+    _check_batch_of_one(spec, model, sample, len(indices["train"]))
     info = spec.loss_info
     task = infer_task(dataset, spec.loss.name, info, shapes[-1])
 
@@ -172,7 +173,17 @@ def _too_large(spec: Spec, sample: torch.Tensor, reason: str) -> str:
     try:
         with torch.device("meta"):
             model, _ = build_model(spec.model.layers, sample.to("meta"))
-    except Exception:  # sizes past what even shapes can hold: say what torch said
+    except Exception:  # sizes past what even shapes can hold: the first layer that fails
+        specs = spec.model.layers
+        for i in range(len(specs)):
+            try:
+                with torch.device("meta"):
+                    build_model(specs[: i + 1], sample.to("meta"))
+            except Exception:
+                return (
+                    f"model.layers.{i} ({describe(specs[i])}) is too large to build, even "
+                    f"without memory ({reason}); make it smaller"
+                )
         return f"the model cannot be built: {reason}; is a layer in model.layers too large?"
     sizes = [count_parameters(m) for m in model]
     i = max(range(len(sizes)), key=sizes.__getitem__)
@@ -181,6 +192,32 @@ def _too_large(spec: Spec, sample: torch.Tensor, reason: str) -> str:
         f"({sizes[i] * 4 / 1e9:,.1f} GB as float32), more than this machine can allocate "
         f"({reason}); make it smaller"
     )
+
+
+def _check_batch_of_one(spec: Spec, model: nn.Sequential, sample: torch.Tensor, n: int) -> None:
+    """Batch normalisation cannot train on a batch of one sample (torch stops the run mid-
+    epoch): where the train split leaves one, the experiment is refused (rather than the
+    sample dropped or merged, which would train on other batches than the file says)."""
+    batch = spec.train.batch_size
+    if not (n == 1 or batch == 1 or (batch < n and n % batch == 1)):
+        return
+    if not any(layer_info(layer.type).normalisation for layer in spec.model.layers):
+        return
+    import copy
+
+    x = sample[:1]
+    with torch.no_grad():
+        for i, module in enumerate(copy.deepcopy(model).train()):
+            try:
+                x = module(x)
+            except ValueError as exc:
+                fix = next(b for b in range(batch + 1, n + 2) if b >= n or n % b != 1)
+                raise NncliError(
+                    f"train.batch_size {batch} leaves a batch of one sample of the {n} in the "
+                    f"train split, and model.layers.{i} ({spec.model.layers[i].type}) cannot "
+                    f"train on one sample ({first_line(exc)}); use train.batch_size {fix}, or "
+                    "change the split so that no batch holds a single sample"
+                ) from None
 
 
 def _check_shares(p: Prepared) -> None:

@@ -3,8 +3,11 @@ types, are refused at their line with the fix."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from conftest import TINY, problems
+from conftest import TINY, problems, train_refused
+from typer.testing import CliRunner
 
 
 @pytest.mark.parametrize(
@@ -67,3 +70,24 @@ def test_yaml_1_1_readings_and_lax_types_are_refused_with_the_fix(
     before: str, after: str, expected: str
 ) -> None:
     assert problems(TINY.replace(before, after)) == [expected]
+
+
+def test_a_metric_given_twice_is_located_at_its_second_mention() -> None:
+    # it trained, and metrics.csv had two columns of one name
+    text = TINY.replace("metrics: [accuracy, f1]", "metrics: [accuracy, f1, accuracy]")
+    assert problems(text) == [
+        "exp.yaml:17:25  metrics.2  'accuracy' is already metrics.0; give each metric once"
+    ]
+    assert problems(TINY, ("metrics=[f1, f1]",)) == [
+        "--set metrics=[f1, f1]  metrics.1  'f1' is already metrics.0; give each metric once"
+    ]
+
+
+def test_control_characters_in_a_message_are_shown_escaped(
+    runner: CliRunner, tiny: Path, tmp_path: Path
+) -> None:
+    # the terminal dropped the \x07: "unknown loss 'bce' (did you mean 'bce'?)"
+    stderr = train_refused(runner, tiny, tmp_path, "--set", 'loss="bce\\x07"')
+    assert stderr == (
+        "error --set loss=\"bce\\x07\"  loss  unknown loss 'bce\\x07'  (did you mean 'bce'?)\n"
+    )

@@ -111,7 +111,7 @@ def test_layer_without_parameter_given_one() -> None:
 def test_metric_must_fit_the_loss() -> None:
     text = TINY.replace("metrics: [accuracy, f1]", "metrics: [accuracy, r2]")
     (found,) = problems(text)
-    assert found.startswith("exp.yaml:1:1  <top>  r2 do(es) not apply to loss 'bce'")
+    assert found.startswith("exp.yaml:17:1  metrics  r2 do(es) not apply to loss 'bce'")
 
 
 def test_default_metrics_follow_the_loss() -> None:

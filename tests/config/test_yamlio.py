@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -266,3 +269,35 @@ def test_train_refuses_with_exit_2_and_writes_nothing(
     path = write(text)
     stderr = train_refused(runner, path, tmp_path)
     assert stderr.startswith(f"error {path}")
+
+
+def _end(fifo: Path) -> None:
+    with contextlib.suppress(OSError):  # no reader: nothing to end
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_a_device_or_a_pipe_is_refused_unread(runner: CliRunner, tmp_path: Path, kind: str) -> None:
+    # /dev/zero was read until memory ran out; a FIFO with no writer blocked for ever
+    path = Path("/dev/zero")
+    if kind == "fifo":
+        path = tmp_path / "exp.yaml"
+        os.mkfifo(path)
+        # should the FIFO be opened for reading, a writer comes after a while and ends it
+        threading.Timer(5, _end, [path]).start()
+    stderr = train_refused(runner, path, tmp_path)
+    assert stderr == (
+        f"error {path}  <top>  is not a regular file (a device, a pipe or a socket); name a file\n"
+    )
+
+
+def test_a_lone_surrogate_in_the_file_is_a_located_problem(
+    runner: CliRunner, tmp_path: Path, write: Callable[..., Path]
+) -> None:
+    # it was a UnicodeEncodeError traceback: pydantic and the terminal cannot encode it
+    path = write(TINY.replace("loss: bce", 'loss: "\\ud800"'))
+    stderr = train_refused(runner, path, tmp_path)
+    assert stderr == (
+        f"error {path}:14:7  loss  the text holds U+D800, half of a surrogate pair and not a "
+        "character  (write the character itself, or its \\UXXXXXXXX escape)\n"
+    )

@@ -122,3 +122,30 @@ def test_validate_build_runs_the_same_checks(runner: CliRunner, write: Callable[
     result = runner.invoke(app, ["validate", "--build", str(write(text))])
     assert result.exit_code == 2, result.output
     assert "error loss 'bce' takes probabilities" in result.stderr
+
+
+def test_batchnorm_with_a_last_batch_of_one_sample_is_refused_up_front(
+    runner: CliRunner, write: Callable[..., Path], tmp_path: Path
+) -> None:
+    # torch stopped the run in its first epoch: an internal error, a failed run folder
+    text = TINY.replace("n_samples: 200", "n_samples: 161").replace(
+        "val: 0.2, test: 0.2", ""
+    )  # 129 train
+    path = write(text.replace("- tanh", "- batchnorm1d"))
+    assert refused(runner, path, tmp_path).splitlines()[-1] == (
+        "error train.batch_size 32 leaves a batch of one sample of the 129 in the train "
+        "split, and model.layers.1 (batchnorm1d) cannot train on one sample (Expected more "
+        "than 1 value per channel when training, got input size torch.Size([1, 8])); use "
+        "train.batch_size 33, or change the split so that no batch holds a single sample"
+    )
+
+
+def test_a_layer_too_large_even_for_shapes_is_named(
+    runner: CliRunner, write: Callable[..., Path], tmp_path: Path
+) -> None:
+    # "the model cannot be built: empty(): argument 'size' failed..." named no layer
+    path = write(TINY.replace("- dense: 1\n", "- dense: " + "1" + "0" * 30 + "\n"))
+    assert refused(runner, path, tmp_path).startswith(
+        "error model.layers.2 (dense(units=1000000000000000000000000000000, bias=True)) is "
+        "too large to build, even without memory ("
+    )

@@ -1,0 +1,108 @@
+"""The user's input files (experiment files, data files, a run's preprocessing.json): only
+regular files are opened and every read is bounded, so a device such as `/dev/zero`, a pipe
+or a socket is refused instead of read for ever; and the memory a read needs is checked
+against what the machine has before it is allocated."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Literal
+
+from nncli.errors import NncliError
+
+Kind = Literal["missing", "folder", "special", "unreadable", "large"]
+
+
+class FileProblem(NncliError):
+    """An input file that cannot be read as one; `kind` says why, `reason` in words."""
+
+    def __init__(self, what: str, kind: Kind, reason: str) -> None:
+        self.kind, self.reason = kind, reason
+        super().__init__(f"{what} {reason}")
+
+
+SPECIAL = "is not a regular file (a device, a pipe or a socket); name a file"
+
+
+def _check(mode: int, what: str) -> None:
+    if stat.S_ISDIR(mode):
+        raise FileProblem(what, "folder", "is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        raise FileProblem(what, "special", SPECIAL)
+
+
+def regular_size(path: Path, what: str) -> int:
+    """The size of `path`, which must be a regular file (checked without opening it);
+    FileProblem otherwise, its message starting with `what` (e.g. `data.path: FILE`)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise FileProblem(what, "missing", "does not exist") from None
+    except OSError as exc:
+        raise FileProblem(what, "unreadable", f"cannot be read: {exc.strerror}") from None
+    except (UnicodeEncodeError, ValueError):  # a lone surrogate or a NUL in the name
+        raise FileProblem(what, "missing", "does not exist") from None
+    _check(info.st_mode, what)
+    return info.st_size
+
+
+def read_bytes(path: Path, what: str, limit: int) -> bytes:
+    """The bytes of the regular file `path`, at most `limit` of them (FileProblem beyond)."""
+    try:
+        # non-blocking: opening a FIFO that no one writes to would otherwise wait for ever
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise FileProblem(what, "missing", "does not exist") from None
+    except IsADirectoryError:
+        raise FileProblem(what, "folder", "is a folder, not a file") from None
+    except OSError as exc:
+        raise FileProblem(what, "unreadable", f"cannot be read: {exc.strerror}") from None
+    try:
+        _check(os.fstat(fd).st_mode, what)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            raw = f.read(limit + 1)
+    except OSError as exc:
+        raise FileProblem(what, "unreadable", f"cannot be read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(raw) > limit:
+        raise FileProblem(what, "large", f"is larger than {limit} bytes")
+    return raw
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this machine can still give (Linux's MemAvailable), or None where
+    the system does not say."""
+    try:
+        with Path("/proc/meminfo").open(encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def size_text(n_bytes: float) -> str:
+    """`1.6 TB`: a byte count for a message."""
+    for unit in ("bytes", "kB", "MB", "GB", "TB", "PB"):
+        if n_bytes < 1000 or unit == "PB":
+            return f"{n_bytes:,.0f} {unit}" if unit == "bytes" else f"{n_bytes:,.1f} {unit}"
+        n_bytes /= 1000
+    raise AssertionError  # pragma: no cover - the loop returns
+
+
+def check_memory(what: str, n_bytes: float, fix: str) -> None:
+    """Refuse, before allocating, to make `what` of `n_bytes` where the machine has less
+    memory available (NncliError naming both sizes and `fix`)."""
+    free = available_memory()
+    if free is not None and n_bytes > free:
+        raise NncliError(
+            f"{what} needs about {size_text(n_bytes)} of memory, more than the "
+            f"{size_text(free)} this machine has available; {fix}"
+        )
