@@ -56,6 +56,7 @@ from nncli.runs.files import (
     as_write_error,
     now,
     remove_temporaries,
+    reserve_space,
     write_atomic,
 )
 from nncli.runs.folder import Run
@@ -196,6 +197,7 @@ def resume_experiment(
             shared = True
             run = Run.open(info)
             remove_temporaries(folder)
+            reserve_space(folder)  # finish frees it to record the status on a full disk
             if epochs is not None:
                 write_atomic(folder / CONFIG, yamlio.dump(resolved(spec)))
             start = int(state["epoch"]) if state is not None else 0
