@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import platform
 import subprocess
@@ -25,16 +26,17 @@ from nncli.config import yamlio
 from nncli.config.spec import Spec, load_spec, resolved
 from nncli.engine import distributed
 from nncli.engine.devices import intra_op_threads, threads_for
-from nncli.engine.fit import FitResult, fit
+from nncli.engine.fit import FitResult, Tracker, fit
 from nncli.engine.inference import evaluate, predict, predict_classes
 from nncli.engine.model import summary
 from nncli.engine.prepare import Prepared, prepare
-from nncli.engine.state import load_checkpoint
+from nncli.engine.state import load_checkpoint, restore
 from nncli.errors import (
     EXIT_INTERNAL,
     NncliError,
     RunDiverged,
     RunInterrupted,
+    first_line,
 )
 from nncli.figures.curves import plot_curves
 from nncli.figures.predictions import (
@@ -50,6 +52,7 @@ from nncli.runs.files import (
     CHECKPOINTS,
     CONFIG,
     LAST,
+    METRICS,
     PLOTS,
     RUN_JSON,
     WriteError,
@@ -61,7 +64,7 @@ from nncli.runs.files import (
 )
 from nncli.runs.folder import Run
 from nncli.runs.lock import locked
-from nncli.runs.record import RunInfo, flatten, read_run
+from nncli.runs.record import RunInfo, flatten, read_metrics, read_run
 
 SMOKE_BATCHES = 2
 
@@ -182,17 +185,12 @@ def resume_experiment(
     try:
         with locked(folder):
             info = read_run(folder)  # read under the lock: as no other resume leaves it
-            _check_resumable(folder, info, epochs, target)
-            state = load_checkpoint(last) if last.is_file() else None
-            if state is not None:
-                edited = config_changes(state["config"], resolved(spec))
-                if edited:
-                    raise NncliError(
-                        f"{folder / CONFIG} was edited after the run started "
-                        f"({'; '.join(edited)}); a resumed run must keep its config. Undo the "
-                        f"edit, or start a new run from it: nncli train {folder / CONFIG}"
-                    )
+            # everything read and checked before the first write: a run that cannot be
+            # resumed is left exactly as it was, not marked failed
+            state = _check_resumable(folder, info, epochs, target, spec)
             p = prepare(spec)
+            if state is not None:
+                _check_state(folder, state, p)
             distributed.share(str(folder))
             shared = True
             run = Run.open(info)
@@ -211,7 +209,16 @@ def resume_experiment(
     return run, result
 
 
-def _check_resumable(folder: Path, info: RunInfo, epochs: int | None, target: int) -> None:
+# what fit's restore reads of a checkpoint
+RESUMED_FROM = ("model", "optimizer", "epoch", "tracker", "rng", "config")
+
+
+def _check_resumable(
+    folder: Path, info: RunInfo, epochs: int | None, target: int, spec: Spec
+) -> dict[str, Any] | None:
+    """last.pt's state to continue from (None: from the start), or NncliError where the
+    run's status does not allow it, or last.pt lacks an entry fit reads or was saved with
+    another config than `spec`."""
     status, done = info.status, info.epochs_done or 0
     if status == "completed" and (epochs is None or target <= done):
         raise NncliError(
@@ -225,6 +232,43 @@ def _check_resumable(folder: Path, info: RunInfo, epochs: int | None, target: in
         )
     if epochs is not None and epochs < done:
         raise NncliError(f"--epochs {epochs} is below the {done} epochs already done")
+    last = folder / CHECKPOINTS / LAST
+    if not last.is_file():
+        return None
+    state = load_checkpoint(last)
+    missing = [key for key in RESUMED_FROM if key not in state]
+    if missing:
+        raise NncliError(
+            f"{last} cannot be resumed: it has no '{missing[0]}' entry (it holds weights only: "
+            "use it with predict, eval or export, or train the run again)"
+        )
+    edited = config_changes(state["config"], resolved(spec))
+    if edited:
+        raise NncliError(
+            f"{folder / CONFIG} was edited after the run started "
+            f"({'; '.join(edited)}); a resumed run must keep its config. Undo the "
+            f"edit, or start a new run from it: nncli train {folder / CONFIG}"
+        )
+    return state
+
+
+def _check_state(folder: Path, state: Mapping[str, Any], p: Prepared) -> None:
+    """NncliError unless `state` loads into the prepared run as fit will load it, and
+    metrics.csv holds a row for each epoch it was saved after."""
+    from nncli.trained.load import load_weights  # (the one check of weights against a model)
+
+    last = folder / CHECKPOINTS / LAST
+    load_weights(p.model, state["model"], last, folder / CONFIG)  # names a misfit tensor
+    try:  # as fit will: the optimizer's, scheduler's and random states must fit too
+        start = restore(p, state, torch.Generator(), Tracker(p.mode))
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        raise NncliError(f"{last} cannot be resumed: {first_line(exc)}") from None
+    rows = [r["epoch"] for r in read_metrics(folder) if r.get("epoch", math.inf) <= start]
+    if rows != list(range(1, start + 1)):
+        raise NncliError(
+            f"{folder / METRICS} lacks rows for epochs 1 to {start} of {last}; it cannot "
+            "be continued"
+        )
 
 
 def config_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:

@@ -42,8 +42,12 @@ _WRITE_FIXES = {
     errno.EACCES: "the folder is not writable",
     errno.EPERM: "the folder is not writable",
     errno.EFBIG: "the file is larger than this process may write (ulimit -f)",
+}
+# what else a write may meet: named in the message, never taken for a full disk
+_OTHER_FIXES = {
     errno.ENOENT: "its folder does not exist",
     errno.EISDIR: "it is a folder",
+    errno.ENOTDIR: "a part of its path is a file, not a folder",
 }
 
 
@@ -51,7 +55,9 @@ def write_failed(path: Path, exc: BaseException) -> WriteError:
     """The WriteError for `exc` (an OSError, or torch.save's RuntimeError) writing `path`."""
     code = exc.errno if isinstance(exc, OSError) else None
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
-    fix = _WRITE_FIXES.get(code or 0, "is the disk full or the folder not writable?")
+    fix = {**_WRITE_FIXES, **_OTHER_FIXES}.get(
+        code or 0, "is the disk full or the folder not writable?"
+    )
     return WriteError(f"cannot write {path}: {reason} ({fix})")
 
 
