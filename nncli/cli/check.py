@@ -19,6 +19,7 @@ from nncli.cli.common import (
     out,
     print_item,
     say,
+    user_errors,
 )
 from nncli.errors import NncliError, Problem, SpecError
 from nncli.tables import Format, render
@@ -173,10 +174,12 @@ def schema(
 ) -> None:
     """Print the JSON Schema of experiment files (for editor completion and checking)."""
     from nncli.config.spec import schema as make_schema
+    from nncli.runs.files import write_atomic
 
     text = json.dumps(make_schema(), indent=2)
     if out_file is None:
         sys.stdout.write(text + "\n")
-    else:
-        out_file.write_text(text + "\n", encoding="utf-8")
-        out.print(f"wrote {out_file}")
+        return
+    with user_errors():
+        write_atomic(out_file, text + "\n")  # a full disk keeps the old file, exit 2
+    out.print(f"wrote {out_file}", soft_wrap=True, markup=False)

@@ -199,10 +199,9 @@ def predict(
         if out_file is None:
             sys.stdout.write(frame.to_csv(index=False))
             return
-        try:
-            frame.to_csv(out_file, index=False)
-        except OSError as exc:
-            raise NncliError(f"cannot write {out_file}: {exc.strerror}") from None
+        from nncli.runs.files import write_atomic
+
+        write_atomic(out_file, frame.to_csv(index=False))  # whole, or the old file kept
     err.print(f"wrote {len(frame)} predictions to {out_file}", soft_wrap=True, markup=False)
 
 

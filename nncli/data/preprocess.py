@@ -151,16 +151,16 @@ class Preprocessing(BaseModel):
         return out.reshape(len(out), *self.shape)
 
     def save(self, path: Path) -> None:
-        """Write preprocessing.json (temporary file, then rename: never half written)."""
-        tmp = path.with_name(f".{path.name}.tmp")
+        """Write preprocessing.json whole (runs.files.write_atomic: never half written)."""
+        from nncli.runs.files import write_atomic
+
         # one key a line with its value: a person can read it, and 784 pixels stay short
         fields = self.model_dump(mode="json")
         fields["features"] = [
             {k: v for k, v in f.items() if v is not None} for f in fields["features"]
         ]
         body = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in fields.items())
-        tmp.write_text("{\n" + body + "\n}\n", encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, "{\n" + body + "\n}\n")
 
     @classmethod
     def read(cls, path: Path) -> Preprocessing:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import math
 import os
 import platform
 import subprocess
@@ -25,27 +26,18 @@ import nncli
 from nncli.config import yamlio
 from nncli.config.spec import Spec, load_spec, resolved
 from nncli.engine import distributed
-from nncli.engine.devices import intra_op_threads, threads_for
-from nncli.engine.fit import FitResult, fit
-from nncli.engine.inference import evaluate, predict, predict_classes
-from nncli.engine.model import summary
+from nncli.engine.fit import FitResult, Tracker, fit
 from nncli.engine.prepare import Prepared, prepare
+from nncli.engine.run_figures import write_plots
 from nncli.engine.signals import deferred_signals
-from nncli.engine.state import load_checkpoint
+from nncli.engine.state import load_checkpoint, load_weights, restore
 from nncli.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     NncliError,
     RunDiverged,
     RunInterrupted,
-)
-from nncli.figures.curves import plot_curves
-from nncli.figures.predictions import (
-    plot_confusion_matrix,
-    plot_decision_boundary,
-    plot_fit,
-    plot_label_scores,
-    plot_predictions,
+    first_line,
 )
 from nncli.loggers.base import Logger, Loggers, loggers
 from nncli.loggers.run_folder import RunFolderLogger
@@ -53,12 +45,14 @@ from nncli.runs.files import (
     CHECKPOINTS,
     CONFIG,
     LAST,
+    METRICS,
     PLOTS,
     RUN_JSON,
     WriteError,
     as_write_error,
     now,
     remove_temporaries,
+    reserve_space,
     write_atomic,
 )
 from nncli.runs.folder import Run
@@ -207,21 +201,17 @@ def resume_experiment(
     try:
         with locked(folder):
             info = read_run(folder)  # read under the lock: as no other resume leaves it
-            _check_resumable(folder, info, epochs, target)
-            state = load_checkpoint(last) if last.is_file() else None
-            if state is not None:
-                edited = config_changes(state["config"], resolved(spec))
-                if edited:
-                    raise NncliError(
-                        f"{folder / CONFIG} was edited after the run started "
-                        f"({'; '.join(edited)}); a resumed run must keep its config. Undo the "
-                        f"edit, or start a new run from it: nncli train {folder / CONFIG}"
-                    )
+            # everything read and checked before the first write: a run that cannot be
+            # resumed is left exactly as it was, not marked failed
+            state = _check_resumable(folder, info, epochs, target, spec)
             p = prepare(spec)
+            if state is not None:
+                _check_state(folder, state, p)
             distributed.share(str(folder))
             shared = True
             run = Run.open(info)
             remove_temporaries(folder)
+            reserve_space(folder)  # finish frees it to record the status on a full disk
             if epochs is not None:
                 write_atomic(folder / CONFIG, yamlio.dump(resolved(spec)))
             start = int(state["epoch"]) if state is not None else 0
@@ -235,7 +225,16 @@ def resume_experiment(
     return run, result
 
 
-def _check_resumable(folder: Path, info: RunInfo, epochs: int | None, target: int) -> None:
+# what fit's restore reads of a checkpoint
+RESUMED_FROM = ("model", "optimizer", "epoch", "tracker", "rng", "config")
+
+
+def _check_resumable(
+    folder: Path, info: RunInfo, epochs: int | None, target: int, spec: Spec
+) -> dict[str, Any] | None:
+    """last.pt's state to continue from (None: from the start), or NncliError where the
+    run's status does not allow it, or last.pt lacks an entry fit reads or was saved with
+    another config than `spec`."""
     status, done = info.status, info.epochs_done or 0
     if status == "completed" and (epochs is None or target <= done):
         raise NncliError(
@@ -249,6 +248,42 @@ def _check_resumable(folder: Path, info: RunInfo, epochs: int | None, target: in
         )
     if epochs is not None and epochs < done:
         raise NncliError(f"--epochs {epochs} is below the {done} epochs already done")
+    last = folder / CHECKPOINTS / LAST
+    if not last.is_file():
+        return None
+    state = load_checkpoint(last)
+    missing = [key for key in RESUMED_FROM if key not in state]
+    if missing:
+        raise NncliError(
+            f"{last} cannot be resumed: it has no '{missing[0]}' entry (it holds weights only: "
+            "use it with predict, eval or export, or train the run again)"
+        )
+    edited = config_changes(state["config"], resolved(spec))
+    if edited:
+        raise NncliError(
+            f"{folder / CONFIG} was edited after the run started "
+            f"({'; '.join(edited)}); a resumed run must keep its config. Undo the "
+            f"edit, or start a new run from it: nncli train {folder / CONFIG}"
+        )
+    return state
+
+
+def _check_state(folder: Path, state: Mapping[str, Any], p: Prepared) -> None:
+    """NncliError unless `state` loads into the prepared run as fit will load it, and
+    metrics.csv holds a row for each epoch it was saved after."""
+
+    last = folder / CHECKPOINTS / LAST
+    load_weights(p.model, state["model"], last, folder / CONFIG)  # names a misfit tensor
+    try:  # as fit will: the optimizer's, scheduler's and random states must fit too
+        start = restore(p, state, torch.Generator(), Tracker(p.mode))
+    except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+        raise NncliError(f"{last} cannot be resumed: {first_line(exc)}") from None
+    rows = [r["epoch"] for r in read_metrics(folder) if r.get("epoch", math.inf) <= start]
+    if rows != list(range(1, start + 1)):
+        raise NncliError(
+            f"{folder / METRICS} lacks rows for epochs 1 to {start} of {last}; it cannot "
+            "be continued"
+        )
 
 
 def config_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
@@ -307,80 +342,3 @@ def _stopped_writing(run: Run, failure: WriteError) -> WriteError:
         f"{failure}; {marked}. Its checkpoints are kept as last saved; once there is room, "
         f"continue it with: nncli resume {run.path}"
     )
-
-
-def layer_table(p: Prepared) -> list[dict[str, Any]]:
-    return summary(p.spec.model.layers, p.model, p.shapes)
-
-
-def write_plots(folder: Path, p: Prepared, result: FitResult) -> list[Path]:
-    """The run's figures: curves, and per task a confusion matrix, decision boundary, scores
-    per label or predicted-vs-true plot on the first held-out split (train where none is
-    held out)."""
-    # the model runs on a whole split and a 300x300 grid: with fit's thread count (for
-    # circles on a busy 2-core machine, the grid took 0.4 s on 2 threads, 5 ms on 1)
-    with intra_op_threads(threads_for(p)):
-        return _write_plots(folder, p, result)
-
-
-def _write_plots(folder: Path, p: Prepared, result: FitResult) -> list[Path]:
-    name = p.spec.name or "run"
-    written = plot_curves(result.rows, p.metrics, folder, name)
-    split = next((s for s in ("test", "val") if s in p.splits), "train")
-    x, y = p.splits[split]
-    meter = result.meters[split]
-    # evaluated afresh: the train meter holds in-flight counts, and under torch.distributed
-    # each meter holds only this rank's share
-    with torch.no_grad():
-        p.model.eval()
-        evaluate(p.model, p.loss_fn, x, y, meter, len(x))
-    x_host, y_host = x.cpu().numpy(), y.cpu().numpy()
-    title = f"{name} ({split})"
-    if p.task.kind in ("binary", "multiclass"):
-        names = p.task.class_names or [str(c) for c in range(len(meter.confusion()))]
-        written.append(
-            plot_confusion_matrix(
-                np.array(meter.confusion()), names, folder / "confusion_matrix.png", title
-            )
-        )
-        if x_host.shape[1:] == (2,):
-            labels = y_host.reshape(len(y_host)).astype(np.int64)
-            written.append(
-                plot_decision_boundary(
-                    lambda grid: predict_classes(p, grid),
-                    x_host,
-                    labels,
-                    names,
-                    folder / "decision_boundary.png",
-                    title,
-                )
-            )
-    elif p.task.kind == "multilabel":
-        names = p.task.class_names or []  # (the figure numbers nameless labels from 1)
-        written.append(
-            plot_label_scores(meter.label_scores(), names, folder / "label_scores.png", title)
-        )
-    elif p.task.kind == "regression":
-        written.append(
-            plot_predictions(y_host, predict(p, x_host), folder / "predictions.png", title)
-        )
-        if x_host.shape[1:] == (1,) and p.task.n_outputs == 1:  # one input: draw the curve
-            # in the data's own units: the scaling of the model's input (input = raw * gain
-            # + offset) undone for the points, and applied to the grid the model is run on
-            pre = p.dataset.preprocessing
-            assert pre is not None  # data.prepare fits it
-            (gain,), (offset,) = pre.affine()
-            points = {
-                s: ((xs.cpu().numpy() - offset) / gain, ys.cpu().numpy())
-                for s, (xs, ys) in p.splits.items()
-            }
-            written.append(
-                plot_fit(
-                    points,
-                    lambda grid: predict(p, grid * gain + offset),
-                    folder / "fit.png",
-                    name,
-                    (pre.columns[0], pre.targets[0]),
-                )
-            )
-    return written

@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import contextlib
+import io
 import math
-import os
 import random
 import zipfile
 from collections.abc import Mapping
@@ -14,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from nncli.config.spec import resolved
 from nncli.errors import NncliError, first_line
-from nncli.runs.files import write_failed
+from nncli.runs.files import write_bytes_atomic, write_failed
 
 if TYPE_CHECKING:
     from nncli.engine.fit import Tracker
@@ -106,16 +106,14 @@ def _tuples(value: Any) -> Any:
 
 
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
-    """torch.save to a temporary file, then rename: a crash, or a full disk, leaves the old
-    file whole (WriteError names the file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """torch.save into memory, then written whole (runs.files.write_bytes_atomic): a crash, a
+    power cut or a full disk leaves the old file (WriteError names the file)."""
+    buffer = io.BytesIO()
     try:
-        torch.save(obj, tmp)
-        tmp.replace(path)
-    except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)  # the partial file only takes the space that ran out
+        torch.save(obj, buffer)
+    except RuntimeError as exc:  # torch reports a failed serialisation as RuntimeError
         raise write_failed(path, exc) from None
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -164,3 +162,35 @@ def verify_checkpoint(path: Path) -> None:
     ]
     if folders:
         raise NncliError(f"{path} is damaged: its part '{folders[0]}' is marked as a folder")
+
+
+def load_weights(model: nn.Module, weights: Any, path: Path, config: Path) -> None:
+    """A checkpoint's weights into `model`, or an NncliError naming the checkpoint, the
+    config and the first tensor that differs (torch's own message starts with a line that
+    names neither)."""
+    if not isinstance(weights, Mapping):
+        raise NncliError(f"{path} is not an nncli checkpoint (its 'model' entry holds no weights)")
+    misfit = f"{path} does not fit the model of {config} (was config.yaml edited?)"
+    expected = model.state_dict()
+    for key, tensor in expected.items():
+        if key not in weights:
+            raise NncliError(f"{misfit}: it has no tensor '{key}'")
+        got = weights[key]
+        if not isinstance(got, torch.Tensor):
+            raise NncliError(f"{misfit}: its '{key}' is not a tensor")
+        if got.shape != tensor.shape:
+            raise NncliError(
+                f"{misfit}: '{key}' is {_dims(got)} in the checkpoint, {_dims(tensor)} in the model"
+            )
+    extra = [key for key in weights if key not in expected]
+    if extra:
+        raise NncliError(f"{misfit}: it has a tensor '{extra[0]}' that the model lacks")
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        first = first_line(exc)
+        raise NncliError(f"{misfit}: {first}") from None
+
+
+def _dims(tensor: torch.Tensor) -> str:
+    return "x".join(str(d) for d in tensor.shape) or "a scalar"

@@ -27,7 +27,7 @@ def plot_overlays(comparison: Comparison, folder: Path) -> list[Path]:
     from matplotlib.ticker import MaxNLocator
 
     from nncli.figures.curves import CURVE_FIGSIZE
-    from nncli.figures.style import DPI
+    from nncli.figures.style import save
 
     runs = comparison.runs
     colours = _colours(len(runs))
@@ -95,7 +95,7 @@ def plot_overlays(comparison: Comparison, folder: Path) -> list[Path]:
         )
         path = folder / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', metric)}.png"
         # tight: the legend beside the axes grows with the labels
-        fig.savefig(path, dpi=DPI, format="png", bbox_inches="tight")
+        save(fig, path, tight_box=True)
         written.append(path)
     return written
 

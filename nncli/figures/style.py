@@ -45,9 +45,20 @@ def figure(
         plt.close(fig)
 
 
-def save(fig: Figure, out: Path) -> Path:
-    """Lay out, write a PNG at DPI to ``out`` (creating its folder); `figure` closes ``fig``."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=DPI, format="png")
+def save(fig: Figure, out: Path, tight_box: bool = False) -> Path:
+    """Lay out, write a PNG at DPI to ``out`` (creating its folder), whole or not at all
+    (runs.files.WriteError names it); `figure` closes ``fig``. ``tight_box`` crops the image
+    to what is drawn (a legend beside the axes) instead of laying the axes out."""
+    import io
+
+    from nncli.runs.files import make_folder, write_bytes_atomic
+
+    make_folder(out.parent)
+    png = io.BytesIO()  # drawn in memory: a full disk cannot leave half a PNG
+    if tight_box:
+        fig.savefig(png, dpi=DPI, format="png", bbox_inches="tight")
+    else:
+        fig.tight_layout()
+        fig.savefig(png, dpi=DPI, format="png")
+    write_bytes_atomic(out, png.getvalue())
     return out

@@ -13,7 +13,7 @@ from typing import Any
 from nncli.errors import NncliError
 from nncli.figures.overlays import plot_overlays
 from nncli.metrics import direction
-from nncli.runs.files import json_safe
+from nncli.runs.files import json_safe, write_atomic
 from nncli.runs.folder import metric_name, new_or_empty
 from nncli.runs.rundata import LAYERS, RunData, find_runs
 from nncli.tables import Format, render
@@ -313,7 +313,7 @@ def write_outputs(comparison: Comparison, folder: Path) -> list[Path]:
     """summary.csv (the table's columns) and one overlay figure per metric, in `folder`."""
     summary = folder / SUMMARY
     text_csv = str(render(comparison.text_rows(), comparison.columns, Format.csv))
-    summary.write_text(text_csv + "\n", encoding="utf-8")
+    write_atomic(summary, text_csv + "\n")
     return [summary, *plot_overlays(comparison, folder)]
 
 

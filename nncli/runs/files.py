@@ -1,5 +1,5 @@
-"""The files of a run folder: their names, and writing them whole (atomic replace, a clear
-WriteError for a full disk or read-only folder, strict JSON)."""
+"""The files of a run folder: their names, and writing them whole (atomic, synced replace;
+a clear WriteError for a full disk or read-only folder; strict JSON)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ PLOTS = "plots"
 LAST = "last.pt"
 BEST = "best.pt"
 PREPROCESSING = "preprocessing.json"
+RESERVE = ".reserve"  # space set aside while a run trains, for its last run.json
+RESERVE_BYTES = 32 * 1024  # run.json is a few kB (a file system rounds up to its blocks)
 
 
 def now() -> str:
@@ -41,13 +43,21 @@ _WRITE_FIXES = {
     errno.EPERM: "the folder is not writable",
     errno.EFBIG: "the file is larger than this process may write (ulimit -f)",
 }
+# what else a write may meet: named in the message, never taken for a full disk
+_OTHER_FIXES = {
+    errno.ENOENT: "its folder does not exist",
+    errno.EISDIR: "it is a folder",
+    errno.ENOTDIR: "a part of its path is a file, not a folder",
+}
 
 
 def write_failed(path: Path, exc: BaseException) -> WriteError:
     """The WriteError for `exc` (an OSError, or torch.save's RuntimeError) writing `path`."""
     code = exc.errno if isinstance(exc, OSError) else None
     reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
-    fix = _WRITE_FIXES.get(code or 0, "is the disk full or the folder not writable?")
+    fix = {**_WRITE_FIXES, **_OTHER_FIXES}.get(
+        code or 0, "is the disk full or the folder not writable?"
+    )
     return WriteError(f"cannot write {path}: {reason} ({fix})")
 
 
@@ -62,16 +72,70 @@ def as_write_error(exc: BaseException, folder: Path) -> WriteError | None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write a file so that a reader (or a crash) sees the old or the new text, never half;
-    WriteError if it cannot be written (the old file is then kept as it was)."""
+    """`text` as UTF-8 through write_bytes_atomic."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write a file so that a reader, a crash or a power cut finds the old bytes or the new
+    ones, never half or none: a temporary file beside it, synced, renamed over it, and the
+    folder synced. WriteError naming `path` if it cannot be written (the old file is then
+    kept as it was, and the temporary removed). Every writer of nncli's files comes here."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes are on disk before the name points at them
+        replace_synced(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)  # a half-written temporary only takes space
         raise write_failed(path, exc) from None
+
+
+def replace_synced(tmp: Path, path: Path) -> None:
+    """Rename the written and synced `tmp` over `path`, then sync the folder so that the
+    rename itself survives a power cut (OSError as the system reports it)."""
+    tmp.replace(path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # a file system that cannot sync folders (some FUSE)
+            raise
+    finally:
+        os.close(folder)
+
+
+def make_folder(folder: Path) -> Path:
+    """`folder` and its parents, made where missing; WriteError naming it otherwise."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_failed(folder, exc) from None
+    return folder
+
+
+def reserve_space(folder: Path) -> None:
+    """Set aside RESERVE_BYTES in `folder` so that a run whose disk fills up while it trains
+    can still record how it ended: release_space frees them just before that last write.
+    WriteError (and nothing kept) where the disk is already too full for them."""
+    reserve = folder / RESERVE
+    try:
+        with reserve.open("wb") as f:
+            f.write(os.urandom(RESERVE_BYTES))  # not zeros: a compressing file system keeps those
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        release_space(folder)
+        raise write_failed(reserve, exc) from None
+
+
+def release_space(folder: Path) -> None:
+    """Free the space reserve_space set aside in `folder` (nothing where there is none)."""
+    with contextlib.suppress(OSError):
+        (folder / RESERVE).unlink(missing_ok=True)
 
 
 def json_safe(value: Any) -> Any:

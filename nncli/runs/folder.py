@@ -37,6 +37,8 @@ from nncli.runs.files import (
     WriteError,
     json_safe,
     now,
+    release_space,
+    reserve_space,
     write_atomic,
     write_failed,
 )
@@ -80,6 +82,7 @@ class Run:
             (path / CONFIG).write_text(config_text, encoding="utf-8")
             run = cls(path, {"name": name, "status": "running", "started_at": now(), **info})
             run.write_info()
+            reserve_space(path)  # so that finish can record the status on a full disk
         except (OSError, WriteError) as exc:
             # nothing has trained yet: a half-made folder would only pass for a run
             shutil.rmtree(path, ignore_errors=True)
@@ -161,6 +164,7 @@ class Run:
             with contextlib.suppress(OSError):
                 self._metrics.close()
             self._metrics = None
+        release_space(self.path)  # room for this last run.json where the disk is full
         ended = datetime.now(timezone.utc).astimezone()
         started = self.info.get("started_at")  # missing only where run.json was edited
         duration = (ended - datetime.fromisoformat(started)).total_seconds() if started else None

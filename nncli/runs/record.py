@@ -4,6 +4,7 @@ the dotted keys of a config (flatten)."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -191,20 +192,28 @@ def _shown(value: Any) -> str:
 
 
 def read_metrics(path: Path) -> list[dict[str, float]]:
-    """The rows of a run's metrics.csv (a half-written last line is skipped)."""
+    """The rows of a run's metrics.csv (a half-written last line is skipped); UnreadableRun
+    where the file is missing or is not UTF-8 text."""
     file = path / METRICS
     if not file.is_file():
-        return []
+        raise UnreadableRun(path, f"{METRICS}: missing (each epoch's row is kept there)")
+    try:
+        data = file.read_bytes()
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        bad = data[exc.start : exc.start + 1].hex()
+        raise UnreadableRun(
+            path, f"{METRICS}: not UTF-8 text (byte 0x{bad} on line {line})"
+        ) from None
+    except OSError as exc:
+        raise UnreadableRun(path, f"{METRICS}: {first_line(exc)}") from None
     rows: list[dict[str, float]] = []
-    with file.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
-        for raw in reader:
-            try:
-                rows.append(
-                    {k: float(v) if v not in ("", None) else math.nan for k, v in raw.items()}
-                )
-            except (TypeError, ValueError):
-                break
+    for raw in csv.DictReader(io.StringIO(text, newline="")):
+        try:
+            rows.append({k: float(v) if v not in ("", None) else math.nan for k, v in raw.items()})
+        except (TypeError, ValueError):
+            break
     return rows
 
 

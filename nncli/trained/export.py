@@ -3,8 +3,10 @@ of what it expects (input shape, preprocessing) and gives (logits, probabilities
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import shutil
 import warnings
 from enum import Enum
@@ -12,7 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nncli.errors import NncliError
-from nncli.runs.files import PREPROCESSING
+from nncli.runs.files import (
+    PREPROCESSING,
+    make_folder,
+    replace_synced,
+    write_atomic,
+    write_bytes_atomic,
+    write_failed,
+)
 
 if TYPE_CHECKING:
     from nncli.trained.load import Checkpoint
@@ -62,22 +71,25 @@ def export_run(
     info, shape, model = t.info, t.input_shape, t.model
     sample = torch.zeros(2, *shape)
 
-    folder = out or run / "export" / fmt
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(out or run / "export" / fmt)
     target = folder / FILES[fmt]
+    # each format is made in memory and written whole: a full disk leaves the old file
+    data = io.BytesIO()
     if fmt == "state_dict":
-        torch.save(model.state_dict(), target)
+        torch.save(model.state_dict(), data)
     elif fmt == "exported":
         batch = torch.export.Dim("batch")
         program = torch.export.export(model, (sample,), dynamic_shapes=({0: batch},))
-        torch.export.save(program, target)
+        torch.export.save(program, data)
     elif fmt == "torchscript":
         with warnings.catch_warnings():
             # torch deprecates TorchScript in favour of torch.export; it still loads everywhere
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.jit.save(torch.jit.trace(model, sample), str(target))  # type: ignore[no-untyped-call]
-    else:
+            torch.jit.save(torch.jit.trace(model, sample), data)  # type: ignore[no-untyped-call]
+    if fmt == "onnx":
         _onnx(model, sample, target)
+    else:
+        write_bytes_atomic(target, data.getvalue())
 
     written = [target]
     meta: dict[str, Any] = {
@@ -94,10 +106,10 @@ def export_run(
     }
     if t.preprocessing is not None:
         preprocessing = run / PREPROCESSING
-        shutil.copyfile(preprocessing, folder / preprocessing.name)
+        write_bytes_atomic(folder / preprocessing.name, preprocessing.read_bytes())
         meta["preprocessing"] = preprocessing.name
         written.append(folder / preprocessing.name)
-    (folder / "model.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    write_atomic(folder / "model.json", json.dumps(meta, indent=2) + "\n")
     return [*written, folder / "model.json"]
 
 
@@ -114,6 +126,8 @@ def _need_onnx() -> None:
 
 
 def _onnx(model: Any, sample: Any, target: Path) -> None:
+    """model.onnx (and model.onnx.data for large weights) made in a temporary folder beside
+    `target`, then each file synced and renamed into place."""
     import torch
 
     # one self-contained file where protobuf allows it (under 2 GB), quietly: the command's
@@ -128,14 +142,26 @@ def _onnx(model: Any, sample: Any, target: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(
+            program = torch.onnx.export(
                 model,
                 (sample,),
-                str(target),
                 input_names=["x"],
                 dynamic_shapes=({0: "batch"},),
-                external_data=weights > ONNX_INLINE_BYTES,
                 verbose=False,
             )
     finally:
         registration.setLevel(level)
+    assert program is not None  # (the exporter returns it when given no file)
+    # the data file's name is written inside model.onnx: save under the final names
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        tmp.mkdir()
+        program.save(tmp / target.name, external_data=weights > ONNX_INLINE_BYTES)
+        for part in sorted(tmp.iterdir()):
+            with part.open("rb") as f:
+                os.fsync(f.fileno())
+            replace_synced(part, target.with_name(part.name))
+    except OSError as exc:
+        raise write_failed(target, exc) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -3,7 +3,6 @@ the config describes, and preprocessing.json. predict, eval, export, plot and sh
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -17,9 +16,9 @@ from nncli import data as datamod
 from nncli.config.spec import Spec, load_spec
 from nncli.data.preprocess import Preprocessing
 from nncli.engine.model import build_model
-from nncli.engine.state import load_checkpoint
+from nncli.engine.state import load_checkpoint, load_weights
 from nncli.engine.task import Task, infer_task
-from nncli.errors import NncliError, first_line
+from nncli.errors import NncliError
 from nncli.runs.files import BEST, CHECKPOINTS, CONFIG, LAST, PREPROCESSING, RUN_JSON
 from nncli.runs.record import RunInfo, read_run
 
@@ -78,38 +77,6 @@ def load_run(run: Path, checkpoint: Checkpoint = "last") -> TrainedRun:
     load_weights(model, state["model"], path, config)
     model.eval()
     return TrainedRun(run, info, spec, path, state, model, shapes, shape, pre)
-
-
-def load_weights(model: nn.Module, weights: Any, path: Path, config: Path) -> None:
-    """A checkpoint's weights into `model`, or an NncliError naming the checkpoint, the
-    config and the first tensor that differs (torch's own message starts with a line that
-    names neither)."""
-    if not isinstance(weights, Mapping):
-        raise NncliError(f"{path} is not an nncli checkpoint (its 'model' entry holds no weights)")
-    misfit = f"{path} does not fit the model of {config} (was config.yaml edited?)"
-    expected = model.state_dict()
-    for key, tensor in expected.items():
-        if key not in weights:
-            raise NncliError(f"{misfit}: it has no tensor '{key}'")
-        got = weights[key]
-        if not isinstance(got, torch.Tensor):
-            raise NncliError(f"{misfit}: its '{key}' is not a tensor")
-        if got.shape != tensor.shape:
-            raise NncliError(
-                f"{misfit}: '{key}' is {_dims(got)} in the checkpoint, {_dims(tensor)} in the model"
-            )
-    extra = [key for key in weights if key not in expected]
-    if extra:
-        raise NncliError(f"{misfit}: it has a tensor '{extra[0]}' that the model lacks")
-    try:
-        model.load_state_dict(weights)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        first = first_line(exc)
-        raise NncliError(f"{misfit}: {first}") from None
-
-
-def _dims(tensor: torch.Tensor) -> str:
-    return "x".join(str(d) for d in tensor.shape) or "a scalar"
 
 
 def _input_shape(run: Path, info: RunInfo, pre: Preprocessing | None) -> list[int]:

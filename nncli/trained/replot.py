@@ -7,19 +7,21 @@ from pathlib import Path
 
 import torch
 
-from nncli.engine.experiment import write_plots
 from nncli.engine.fit import FitResult
 from nncli.engine.inference import evaluate
 from nncli.engine.meter import Meter
 from nncli.engine.prepare import prepare
+from nncli.engine.run_figures import write_plots
+from nncli.engine.state import load_weights
 from nncli.runs.files import CONFIG, PLOTS
 from nncli.runs.record import RunInfo, read_metrics
-from nncli.trained.load import load_run, load_weights
+from nncli.trained.load import load_run
 
 
 def replot(run: Path, out: Path | None = None) -> list[Path]:
     """Write the run's figures to `out` (default: its plots/ folder); the paths written."""
     t = load_run(run, "last")  # every damaged part named before the data is read again
+    rows = read_metrics(run)  # the curves' rows: missing or unreadable is an error too
     p = prepare(t.spec, "cpu")
     # the model of the data as it reads now: where that changed, the weights name the misfit
     load_weights(p.model, t.state["model"], t.checkpoint, run / CONFIG)
@@ -31,7 +33,6 @@ def replot(run: Path, out: Path | None = None) -> list[Path]:
         for name, (x, y) in p.splits.items():
             if name != "train":
                 evaluate(p.model, p.loss_fn, x, y, meters[name], len(x))
-    rows = read_metrics(run)
     result = FitResult(rows=rows, meters=meters, best_epoch=best_epoch(t.info, len(rows)))
     return write_plots(out or run / PLOTS, p, result)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nncli.config import yamlio
+from nncli.config.spec import load_spec
 from nncli.errors import NncliError
 from nncli.layers import info as layer_info
 from nncli.runs.files import CHECKPOINTS, CONFIG
@@ -73,19 +74,10 @@ def equation(t: TrainedRun) -> list[str]:
 
 def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
     info = read_run(run)
-    duration = "?" if info.duration_s is None else info.duration_s
-    yield f"run {run}"
-    yield (
-        f"status {info.status}, {info.epochs_done or 0}/{info.epochs} epochs, "
-        f"started {info.started_at}, {duration}s, device {info.device}, "
-        f"seed {info.seed}, {info.n_params or 0:,} parameters, task {info.task}"
-    )
+    # every file read before the first line: a damaged one is the only thing printed
+    if (run / CONFIG).is_file():
+        load_spec(run / CONFIG)  # a located error where it is no experiment file
     config = yamlio.load(run / CONFIG).data if (run / CONFIG).is_file() else {}
-    layers = config.get("model", {}).get("layers", [])
-    loss, opt = config.get("loss", {}), config.get("optimizer", {})
-    source = config.get("data", {}).get("source")
-    yield f"data {source}, loss {loss.get('name')}, optimizer {opt.get('name')} lr {opt.get('lr')}"
-
     # the weights the run ended with; best.pt where the run stopped before saving last.pt,
     # none where it saved neither
     state: dict[str, Any] = {}
@@ -95,6 +87,18 @@ def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
     if ended is not None:
         trained = load_run(run, ended)
         state, checkpoint = trained.state["model"], trained.checkpoint
+
+    duration = "?" if info.duration_s is None else info.duration_s
+    yield f"run {run}"
+    yield (
+        f"status {info.status}, {info.epochs_done or 0}/{info.epochs} epochs, "
+        f"started {info.started_at}, {duration}s, device {info.device}, "
+        f"seed {info.seed}, {info.n_params or 0:,} parameters, task {info.task}"
+    )
+    layers = config.get("model", {}).get("layers", [])
+    loss, opt = config.get("loss", {}), config.get("optimizer", {})
+    source = config.get("data", {}).get("source")
+    yield f"data {source}, loss {loss.get('name')}, optimizer {opt.get('name')} lr {opt.get('lr')}"
     rows = []
     for i, layer in enumerate(layers):
         shapes = {k: tuple(v.shape) for k, v in state.items() if k.split(".")[0] == str(i)}

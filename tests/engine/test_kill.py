@@ -73,23 +73,30 @@ if kind == "epoch":
 
     RunFolderLogger.epoch = epoch
 elif kind == "save":
+    import io
+
     import torch
 
+    import nncli.loggers.run_folder as run_folder
+
     number, name = at.split(":")
-    saved = torch.save
+    saved = run_folder.save_atomic
 
     def save(obj, path, *rest, **kw):
-        saved(obj, path, *rest, **kw)
-        if obj["epoch"] == int(number) and Path(path).name.startswith(f".{name}."):
-            with open(path, "r+b") as f:
-                f.truncate(os.path.getsize(path) // 2)
+        if obj["epoch"] == int(number) and Path(path).name == name:
+            buffer = io.BytesIO()
+            torch.save(obj, buffer)
+            data = buffer.getvalue()
+            tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
+            tmp.write_bytes(data[: len(data) // 2])
             pause()
+        saved(obj, path, *rest, **kw)
 
-    torch.save = save
+    run_folder.save_atomic = save
 elif kind == "plots":
-    import nncli.engine.experiment as experiment
+    import nncli.engine.run_figures as run_figures
 
-    experiment.plot_confusion_matrix = lambda *a, **kw: pause()
+    run_figures.plot_confusion_matrix = lambda *a, **kw: pause()
 elif kind == "prepare":
     import nncli.engine.experiment as experiment
 
@@ -221,16 +228,16 @@ def test_a_resumed_runs_figures_show_every_epoch(
 ) -> None:
     spec = write(EARLY.replace("epochs: 40", "epochs: 4"), "early.yaml")
     folder = interrupted_run(runner, spec, tmp_path / "runs", monkeypatch, at=2)
-    from nncli.engine import experiment
+    from nncli.engine import run_figures
 
     drawn: list[list[float]] = []
-    curves = experiment.plot_curves
+    curves = run_figures.plot_curves
 
     def spy(rows: list[Mapping[str, float]], *args: Any) -> list[Path]:
         drawn.append([row["train_loss"] for row in rows])
         return curves(rows, *args)
 
-    monkeypatch.setattr(experiment, "plot_curves", spy)
+    monkeypatch.setattr(run_figures, "plot_curves", spy)
     result = runner.invoke(app, ["resume", str(folder), "-q"])
     assert result.exit_code == 0, result.output
     assert drawn == [[float(r["train_loss"]) for r in rows_without_time(folder)]]

@@ -3,6 +3,7 @@ damaged ones found by their checksums before torch reads them."""
 
 from __future__ import annotations
 
+import errno
 import io
 from pathlib import Path
 
@@ -15,30 +16,32 @@ from nncli.cli.app import app
 from nncli.engine.state import verify_checkpoint
 from nncli.errors import NncliError
 from nncli.runs import record
+from nncli.runs.files import write_failed
 from nncli.runs.lock import LOCK
 
 
 def test_a_disk_full_at_a_checkpoint_keeps_the_previous_one(
     runner: CliRunner, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_save = torch.save
+    import nncli.engine.state
 
-    def save(obj: dict[str, object], path: Path) -> None:
-        if obj["epoch"] == 2:  # the disk fills up half-way through epoch 2's last.pt
-            Path(path).write_bytes(b"PK\x03\x04partial")
-            raise RuntimeError("[enforce fail at inline_container.cc:672] . file write failed")
-        real_save(obj, path)
+    real_write = nncli.engine.state.write_bytes_atomic
+    epochs = iter(range(1, 100))
 
-    monkeypatch.setattr(torch, "save", save)
+    def write(path: Path, data: bytes) -> None:
+        if path.name == "last.pt" and next(epochs) == 2:  # the disk is full at epoch 2's
+            raise write_failed(path, OSError(errno.ENOSPC, "No space left on device"))
+        real_write(path, data)
+
+    monkeypatch.setattr(nncli.engine.state, "write_bytes_atomic", write)
     result = runner.invoke(app, ["train", str(tiny), "--runs-dir", str(tmp_path / "runs")])
     monkeypatch.undo()
     assert result.exit_code == 2, result.output
     (folder,) = (tmp_path / "runs").iterdir()
     assert result.stderr.strip() == (
-        f"error cannot write {folder}/checkpoints/last.pt: [enforce fail at "
-        "inline_container.cc:672] . file write failed (is the disk full or the folder not "
-        f"writable?); the run is marked failed: {folder}. Its checkpoints are kept as last "
-        f"saved; once there is room, continue it with: nncli resume {folder}"
+        f"error cannot write {folder}/checkpoints/last.pt: No space left on device (the disk "
+        f"is full; free some space); the run is marked failed: {folder}. Its checkpoints are "
+        f"kept as last saved; once there is room, continue it with: nncli resume {folder}"
     )
     done = info(folder)
     assert done["status"] == "failed"

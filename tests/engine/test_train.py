@@ -357,8 +357,8 @@ def test_the_fit_figure_is_drawn_in_the_data_units(
 ) -> None:
     """linear_regression.yaml trains on standardised x; its fit.png still spans x's own
     range, [-0.99, 0.97], with the model's line through the raw points."""
-    from nncli.engine.experiment import write_plots
     from nncli.engine.inference import predict
+    from nncli.engine.run_figures import write_plots
     from nncli.figures import predictions
 
     drawn = {}
