@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 from conftest import TINY, problems
 
+from nncli.data import datasets
 from nncli.errors import NncliError
 from nncli.layers import layers
 from nncli.losses import losses
-from nncli.optim import optimizers
+from nncli.metrics import metrics
+from nncli.optim import optimizers, schedulers
 from nncli.registry import NoParams, Params, Registry, UnknownName
 
 Builder = Callable[..., Any]
@@ -179,7 +181,10 @@ def test_unknown_layer_suggests_gelu() -> None:
     assert "unknown layer 'gleu'" in str(caught.value)
 
 
-@pytest.mark.parametrize("registry_", [layers, losses, optimizers], ids=lambda r: r.kind)
+EVERY_REGISTRY = [layers, losses, optimizers, schedulers, metrics, datasets]
+
+
+@pytest.mark.parametrize("registry_", EVERY_REGISTRY, ids=lambda r: r.kind)
 def test_unknown_real_name_lists_every_valid_name(registry_: Registry[Any]) -> None:
     with pytest.raises(UnknownName) as caught:
         registry_.get("zzzzqqq")
@@ -198,7 +203,7 @@ def test_iteration_is_sorted() -> None:
     assert len(reg) == 4
 
 
-@pytest.mark.parametrize("registry_", [layers, losses, optimizers], ids=lambda r: r.kind)
+@pytest.mark.parametrize("registry_", EVERY_REGISTRY, ids=lambda r: r.kind)
 def test_real_registries_iterate_sorted(registry_: Registry[Any]) -> None:
     names = [entry.name for entry in registry_]
     assert names == sorted(names)
