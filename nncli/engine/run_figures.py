@@ -1,13 +1,16 @@
-"""A trained run's own figures: its curves from every row of metrics.csv, and per task a
+"""A trained run's own figures: its curves from every row of metrics.csv; per task a
 confusion matrix, decision boundary, scores per label or predictions, from the model
-evaluated afresh on its first held-out split."""
+evaluated afresh on its first held-out split; and where they apply, the data before
+training (2-D inputs), the misclassified images and a conv net's first filters."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from nncli.engine.devices import intra_op_threads, threads_for
 from nncli.engine.fit import FitResult
@@ -21,6 +24,7 @@ from nncli.figures.predictions import (
     plot_label_scores,
     plot_predictions,
 )
+from nncli.figures.samples import plot_data, plot_filters, plot_misclassified
 
 
 def write_plots(folder: Path, p: Prepared, result: FitResult) -> list[Path]:
@@ -93,4 +97,53 @@ def _write_plots(folder: Path, p: Prepared, result: FitResult) -> list[Path]:
                     (pre.columns[0], pre.targets[0]),
                 )
             )
+    return written + _lesson_plots(folder, p, split, name)
+
+
+def _raw(p: Prepared, x: np.ndarray) -> np.ndarray:
+    """Model inputs (N, *shape) back in the data's own units (the run's scaling undone),
+    or as they are where the scaling is not one per input value."""
+    pre = p.dataset.preprocessing
+    if pre is None:
+        return x
+    gain, offset = (np.asarray(v, dtype=np.float64) for v in pre.affine())
+    if gain.size != math.prod(x.shape[1:]):
+        return x
+    shape = (1, *x.shape[1:])
+    return (x - offset.reshape(shape)) / gain.reshape(shape)
+
+
+def _lesson_plots(folder: Path, p: Prepared, split: str, name: str) -> list[Path]:
+    """data.png for 2-D inputs, misclassified.png for images, filters.png for conv nets."""
+    written: list[Path] = []
+    classes = p.task.kind in ("binary", "multiclass")
+    x, y = p.splits[split]
+    names = p.task.class_names or [str(c) for c in range(max(2, p.task.n_outputs))]
+    if x.shape[1:] == (2,) and (
+        classes or (p.task.kind == "regression" and y.shape[1:] in ((), (1,)))
+    ):
+        pre = p.dataset.preprocessing
+        axes = (pre.columns[0], pre.columns[1]) if pre and len(pre.columns) == 2 else ("x1", "x2")
+        points = {
+            s: (_raw(p, xs.cpu().numpy()), ys.cpu().numpy()) for s, (xs, ys) in p.splits.items()
+        }
+        written.append(
+            plot_data(points, folder / "data.png", name, axes, names if classes else None)
+        )
+    if classes and x.dim() in (3, 4):  # (N, H, W) or (N, C, H, W) images
+        x_host = x.cpu().numpy()
+        written.append(
+            plot_misclassified(
+                _raw(p, x_host),
+                y.cpu().numpy(),
+                predict_classes(p, x_host),
+                names,
+                folder / "misclassified.png",
+                f"{name} ({split})",
+            )
+        )
+    conv = next((m for m in p.model.modules() if isinstance(m, (nn.Conv1d, nn.Conv2d))), None)
+    if conv is not None:
+        weight = conv.weight.detach().float().cpu().numpy()
+        written.append(plot_filters(weight, folder / "filters.png", name))
     return written

@@ -19,7 +19,7 @@ GRID_RESOLUTION = 300  # fine enough that a class boundary shows no visible stai
 MODEL_COLOUR = "#000000"
 
 
-def _class_colours(n: int) -> list[tuple[float, ...]]:
+def class_colours(n: int) -> list[tuple[float, ...]]:
     """``n`` distinct colours, tab10 (tab20 beyond ten classes)."""
     import matplotlib
 
@@ -71,7 +71,7 @@ def plot_decision_boundary(
 
     n_classes = max(len(class_names), int(y.max()) + 1, int(zz.max()) + 1)
     names = [class_names[i] if i < len(class_names) else str(i) for i in range(n_classes)]
-    colours = _class_colours(n_classes)
+    colours = class_colours(n_classes)
 
     from matplotlib.colors import ListedColormap
 

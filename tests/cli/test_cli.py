@@ -87,6 +87,7 @@ def test_train_writes_a_complete_run_folder(runner: CliRunner, tiny: Path, tmp_p
         "plots/f1.png",
         "plots/confusion_matrix.png",
         "plots/decision_boundary.png",
+        "plots/data.png",
     }
 
     # the file as given, and the resolved spec that re-creates it

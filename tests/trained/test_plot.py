@@ -125,7 +125,7 @@ def trained(runner: CliRunner, path: Path, runs: Path) -> Path:
 @pytest.mark.parametrize(
     ("text", "figures"),
     [
-        (TINY, ["loss", "accuracy", "f1", "confusion_matrix", "decision_boundary"]),
+        (TINY, ["loss", "accuracy", "f1", "confusion_matrix", "decision_boundary", "data"]),
         (LINE, ["loss", "mae", "rmse", "r2", "predictions", "fit"]),
         (LABELS, ["loss", "accuracy", "label_scores"]),
     ],
