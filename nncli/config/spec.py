@@ -130,6 +130,9 @@ class TrainSpec(Params):
         default="fp32", description="bf16/fp16 run the forward pass under autocast"
     )
     compile: bool = Field(default=False, description="torch.compile the model (falls back)")
+    accumulate_batches: int = Field(
+        default=1, ge=1, description="batches per optimizer step (their gradients averaged)"
+    )
 
 
 def _default_optimizer() -> OptimizerSpec:

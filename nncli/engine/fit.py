@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from nncli.config.spec import TrainSpec
 from nncli.engine import distributed
 from nncli.engine.devices import intra_op_threads, threads_for
 from nncli.engine.inference import EVAL_BATCH, evaluate
@@ -137,6 +138,7 @@ def _fit(
     per_batch = step_on == "batch"
     batch_losses = torch.zeros(n_batches, device=dev)  # to name the batch that diverged
     params = [q for group in opt.param_groups for q in group["params"]]
+    accumulate = cfg.accumulate_batches
 
     for epoch in range(start, cfg.epochs + 1):
         started = time.perf_counter()
@@ -161,19 +163,17 @@ def _fit(
                 if bool(torch.isfinite(out).all()):
                     raise
                 raise RunDiverged(epoch, i + 1, n_batches, opt.param_groups[0]["lr"]) from None
-            for q in params:  # opt.zero_grad(set_to_none=True) without its wrappers
-                q.grad = None
-            scaler.scale(loss).backward()
-            if cfg.clip_grad_norm or cfg.clip_grad_value:
-                scaler.unscale_(opt)
-                if cfg.clip_grad_norm:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-                if cfg.clip_grad_value:
-                    nn.utils.clip_grad_value_(model.parameters(), cfg.clip_grad_value)
-            scaler.step(opt)
-            scaler.update()
-            if per_batch:
-                sched.step()
+            if i % accumulate == 0:  # opt.zero_grad(set_to_none=True) without its wrappers
+                for q in params:
+                    q.grad = None
+            # a step takes the mean of its group's gradients (the epoch's last group may
+            # hold fewer batches)
+            group = min(accumulate, n_batches - i // accumulate * accumulate)
+            scaler.scale(loss / group if group > 1 else loss).backward()
+            if (i + 1) % accumulate == 0 or i + 1 == n_batches:
+                step(opt, scaler, model, cfg)
+                if per_batch:
+                    sched.step()
             done = loss.detach()
             batch_losses[i] = done
             train_meter.update(out.detach().float(), yb, done, len(yb))
@@ -237,6 +237,20 @@ def _fit(
             return FitResult(rows, meters, tracker.best_epoch, tracker.value, stopped_early=True)
 
     return FitResult(rows, meters, tracker.best_epoch, tracker.value)
+
+
+def step(
+    opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, model: nn.Module, cfg: TrainSpec
+) -> None:
+    """One optimizer step on the gradients gathered so far, clipped as train says."""
+    if cfg.clip_grad_norm or cfg.clip_grad_value:
+        scaler.unscale_(opt)
+        if cfg.clip_grad_norm:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+        if cfg.clip_grad_value:
+            nn.utils.clip_grad_value_(model.parameters(), cfg.clip_grad_value)
+    scaler.step(opt)
+    scaler.update()
 
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

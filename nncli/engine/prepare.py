@@ -122,7 +122,8 @@ def prepare(spec: Spec, device: str | None = None) -> Prepared:
         _check_shares(p)
     if spec.scheduler is not None:
         entry = schedulers.get(spec.scheduler.name)
-        p.scheduler = entry.build(spec.scheduler, optimizer, spec.train.epochs, p.n_batches)
+        steps = -(-p.n_batches // spec.train.accumulate_batches)  # optimizer steps an epoch
+        p.scheduler = entry.build(spec.scheduler, optimizer, spec.train.epochs, steps)
     return p
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -504,3 +505,42 @@ def test_generators_take_scikit_learns_defaults() -> None:
         x, y = make(shuffle=False)
         assert np.allclose(ds.x, x, atol=1e-6), name
         assert ds.y.tolist() == y.tolist(), name
+
+
+ACCUMULATE = """\
+seed: 3
+data: {source: make_regression, n_samples: 60, n_features: 3, noise: 0.1, split: {val: 0.2}}
+model: {layers: [dense: 4, tanh, dense: 1]}
+loss: mse
+optimizer: {name: sgd, lr: 0.05, momentum: 0.9}
+scheduler: {name: onecycle, max_lr: 0.1}
+train: {epochs: 2, batch_size: 8, device: cpu, accumulate_batches: 2}
+"""
+
+
+def test_accumulated_batches_step_on_the_mean_of_their_gradients() -> None:
+    # 48 training samples: 6 batches of 8, 3 steps of 2 batches; 44: a last step on the
+    # one batch of 4 left. onecycle steps once per optimizer step (6 steps over 2 epochs)
+    for n_samples in (60, 55):
+        spec = spec_of(ACCUMULATE.replace("n_samples: 60", f"n_samples: {n_samples}"))
+        p = prepare(spec)
+        model = copy.deepcopy(p.model)
+        x, y = p.splits["train"]
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.1, epochs=2, steps_per_epoch=3)
+        order = torch.Generator().manual_seed(3)
+        for _ in range(2):
+            perm = torch.randperm(len(x), generator=order)
+            batches = [perm[i : i + 8] for i in range(0, len(x), 8)]
+            for group in (batches[i : i + 2] for i in range(0, len(batches), 2)):
+                opt.zero_grad()
+                for idx in group:
+                    loss = torch.nn.functional.mse_loss(model(x[idx]), y[idx])
+                    (loss / len(group)).backward()
+                opt.step()
+                sched.step()
+        rows = Rows()
+        fit(p, rows)
+        assert rows.rows[-1]["lr"] == pytest.approx(sched.get_last_lr()[0])
+        for mine, theirs in zip(p.model.parameters(), model.parameters(), strict=True):
+            torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-4)  # fused vs plain SGD
