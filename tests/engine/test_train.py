@@ -544,3 +544,52 @@ def test_accumulated_batches_step_on_the_mean_of_their_gradients() -> None:
         assert rows.rows[-1]["lr"] == pytest.approx(sched.get_last_lr()[0])
         for mine, theirs in zip(p.model.parameters(), model.parameters(), strict=True):
             torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-4)  # fused vs plain SGD
+
+
+def imbalanced(tmp_path: Path, weight: str, loss: str = "cross_entropy") -> str:
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], [60, 25, 15])
+    rows = "\n".join(
+        f"{a:.4f},{b:.4f},{c}" for (a, b), c in zip(rng.normal(size=(100, 2)), y, strict=True)
+    )
+    (tmp_path / "d.csv").write_text("a,b,y\n" + rows + "\n")
+    out = "dense: 3" if loss == "cross_entropy" else "dense: 1"
+    return f"""\
+data: {{source: csv, path: {tmp_path / "d.csv"}, target: y, split: {{val: 0.2}}}}
+model: {{layers: [{out}]}}
+loss: {{name: {loss}, weight: {weight}}}
+train: {{epochs: 1, batch_size: 16, device: cpu}}
+"""
+
+
+def test_balanced_class_weights_come_from_the_train_splits_counts(tmp_path: Path) -> None:
+    p = prepare(spec_of(imbalanced(tmp_path, "balanced")))
+    x, y = p.splits["train"]
+    counts = np.bincount(y.numpy(), minlength=3)
+    assert sorted(counts) != [counts[0]] * 3  # imbalanced, so the weights differ
+    expected = torch.tensor(len(y) / (3 * counts), dtype=torch.float32)
+    torch.testing.assert_close(p.loss_fn.weight, expected)
+    out = p.model(x[:16])
+    theirs = torch.nn.CrossEntropyLoss(weight=expected)(out, y[:16])
+    assert p.loss_fn(out, y[:16]).item() == pytest.approx(theirs.item())
+
+
+def test_balanced_positive_weight_for_bce(tmp_path: Path) -> None:
+    text = imbalanced(tmp_path, "balanced", "bce_with_logits")
+    (tmp_path / "d.csv").write_text(
+        (tmp_path / "d.csv").read_text().replace(",2\n", ",1\n")  # two classes: 60 / 40
+    )
+    p = prepare(spec_of(text))
+    y = p.splits["train"][1]
+    positives = float(y.sum())
+    torch.testing.assert_close(
+        p.loss_fn.pos_weight, torch.tensor([(len(y) - positives) / positives])
+    )
+
+
+def test_class_weights_of_the_wrong_length_are_refused(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text(imbalanced(tmp_path, "[1.0, 2.0]"))
+    stderr = train_refused(runner, path, tmp_path)
+    assert "loss.weight has 2 values, but the model has 3 classes" in stderr
+    assert "give one weight per class (3 values), or weight: balanced" in stderr
