@@ -133,6 +133,13 @@ class TrainSpec(Params):
     accumulate_batches: int = Field(
         default=1, ge=1, description="batches per optimizer step (their gradients averaged)"
     )
+    ema_decay: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="keep an exponential moving average of the weights (e.g. 0.999), "
+        "updated after each optimizer step, to evaluate the held-out splits",
+    )
 
 
 def _default_optimizer() -> OptimizerSpec:

@@ -593,3 +593,64 @@ def test_class_weights_of_the_wrong_length_are_refused(runner: CliRunner, tmp_pa
     stderr = train_refused(runner, path, tmp_path)
     assert "loss.weight has 2 values, but the model has 3 classes" in stderr
     assert "give one weight per class (3 values), or weight: balanced" in stderr
+
+
+class Kept(Rows):
+    """Rows, and the last epoch's checkpoint."""
+
+    def epoch_end(
+        self, row: Any, state: Callable[[], dict[str, Any]], last: bool, best: bool
+    ) -> None:
+        super().epoch_end(row, state, last, best)
+        self.state = state()
+
+
+def test_ema_weights_equal_torchs_average_and_score_the_held_out_splits() -> None:
+    spec = spec_of(
+        ACCUMULATE.replace("accumulate_batches: 2", "ema_decay: 0.9")
+        .replace("scheduler: {name: onecycle, max_lr: 0.1}\n", "")
+        .replace("epochs: 2", "epochs: 1")
+    )
+    p = prepare(spec)
+    model = copy.deepcopy(p.model)
+    x, y = p.splits["train"]
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    ema = [q.detach().clone() for q in model.parameters()]
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(3))
+    for step, i in enumerate(range(0, len(x), 8)):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x[perm[i : i + 8]]), y[perm[i : i + 8]]).backward()
+        opt.step()
+        for e, q in zip(ema, model.parameters(), strict=True):  # the first step copies
+            e.copy_(q.detach() if step == 0 else 0.9 * e + 0.1 * q.detach())
+    rows = Kept()
+    fit(p, rows)
+    averaged = list(rows.state["ema"].values())[1:]  # n_averaged, then the weights
+    for mine, theirs in zip(averaged, ema, strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-4)
+    assert rows.state["ema"]["n_averaged"] == step + 1 == p.n_batches
+    for mine, theirs in zip(p.model.parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-4)  # trained as before
+    xv, yv = p.splits["val"]
+    with torch.no_grad():
+        weights = dict(zip([n for n, _ in model.named_parameters()], ema, strict=True))
+        val = torch.func.functional_call(model, weights, (xv,))
+    assert rows.rows[-1]["val_loss"] == pytest.approx(
+        torch.nn.functional.mse_loss(val, yv).item(), rel=1e-5
+    )
+
+
+def test_ema_resumes_exactly() -> None:
+    text = ACCUMULATE.replace("accumulate_batches: 2", "ema_decay: 0.9").replace(
+        "scheduler: {name: onecycle, max_lr: 0.1}\n", ""
+    )
+    whole = Kept()
+    fit(prepare(spec_of(text)), whole)
+    first = Kept()
+    fit(prepare(spec_of(text.replace("epochs: 2", "epochs: 1"))), first)
+    then = Kept()
+    fit(prepare(spec_of(text)), then, resume=first.state)
+    assert then.state["ema"]["n_averaged"] == whole.state["ema"]["n_averaged"]
+    for key, value in whole.state["ema"].items():
+        torch.testing.assert_close(then.state["ema"][key], value, rtol=0, atol=0)
+    assert then.rows[-1]["val_loss"] == whole.rows[-1]["val_loss"]
