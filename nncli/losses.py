@@ -5,14 +5,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from nncli.registry import NoParams, Params, Registry
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
+
+# per-class weights: one positive number per class, or balanced (from the train split)
+ClassWeights = Literal["balanced"] | list[Annotated[float, Field(gt=0)]] | None
+WEIGHT_HELP = (
+    "per class: a list (one per class; for bce, bce_with_logits: the weight of positives "
+    "per output), or balanced: n_samples / (n_classes * count) in the train split"
+)
 
 
 @dataclass(frozen=True)
@@ -60,8 +68,13 @@ def huber(p: Huber) -> nn.Module:
     return nn.HuberLoss(delta=p.delta)
 
 
+class BCEWeights(Params):
+    weight: ClassWeights = Field(default=None, description=WEIGHT_HELP)
+
+
 @losses.register(
     "bce",
+    params=BCEWeights,
     info=LossInfo(
         "binary",
         "probabilities",
@@ -72,15 +85,25 @@ def huber(p: Huber) -> nn.Module:
         ),
     ),
 )
-def bce(p: NoParams) -> nn.Module:
+def bce(p: BCEWeights) -> nn.Module:
     """Binary cross-entropy of probabilities (end the model with sigmoid)."""
     from torch import nn
 
+    if isinstance(p.weight, list):
+        from nncli.modules import PositiveWeightedBCE
+
+        return PositiveWeightedBCE(_tensor(p.weight))
     return nn.BCELoss()
 
 
-class BCEWithLogits(Params):
+class BCEWithLogits(BCEWeights):
     pos_weight: float | None = Field(default=None, gt=0, description="weight of positives")
+
+    @model_validator(mode="after")
+    def _one_weight(self) -> BCEWithLogits:
+        if self.pos_weight is not None and self.weight is not None:
+            raise ValueError("give pos_weight or weight, not both")
+        return self
 
 
 @losses.register(
@@ -93,12 +116,15 @@ def bce_with_logits(p: BCEWithLogits) -> nn.Module:
     import torch
     from torch import nn
 
+    if isinstance(p.weight, list):
+        return nn.BCEWithLogitsLoss(pos_weight=_tensor(p.weight))
     weight = None if p.pos_weight is None else torch.tensor(p.pos_weight)
     return nn.BCEWithLogitsLoss(pos_weight=weight)
 
 
 class CrossEntropy(Params):
     label_smoothing: float = Field(default=0.0, ge=0.0, lt=1.0)
+    weight: ClassWeights = Field(default=None, description=WEIGHT_HELP)
 
 
 @losses.register(
@@ -111,7 +137,30 @@ def cross_entropy(p: CrossEntropy) -> nn.Module:
     """Softmax cross-entropy from logits and integer class labels (no final softmax)."""
     from torch import nn
 
-    return nn.CrossEntropyLoss(label_smoothing=p.label_smoothing)
+    weight = _tensor(p.weight) if isinstance(p.weight, list) else None
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=p.label_smoothing)
+
+
+def _tensor(values: list[float]) -> torch.Tensor:
+    import torch
+
+    return torch.tensor(values, dtype=torch.float32)
+
+
+def balanced(target: Literal["index", "binary"], y: torch.Tensor, n_classes: int) -> list[float]:
+    """Class weights from the train split's targets: n_samples / (n_classes * count) per
+    class for class indices; for 0/1 targets (one column per output), the weight of
+    positives relative to negatives, count(0) / count(1) per column (torch's pos_weight).
+    A class absent from the split gets weight 1."""
+    import torch
+
+    if target == "index":
+        counts = torch.bincount(y.long().reshape(-1), minlength=n_classes).double()
+        weights = len(y) / (n_classes * counts)
+    else:
+        positives = y.reshape(len(y), -1).double().sum(0)
+        weights = (len(y) - positives) / positives
+    return [w if 0 < w < float("inf") else 1.0 for w in weights.tolist()]
 
 
 @losses.register(

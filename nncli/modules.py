@@ -33,3 +33,17 @@ class PerceptronLoss(nn.Module):
         error = (y - t).detach()
         # y - y.detach() is zero in value but carries y's gradient, scaled by the error
         return (error.abs() + error * (y - y.detach())).mean()
+
+
+class PositiveWeightedBCE(nn.BCELoss):
+    """BCELoss with positives weighted per output column, as BCEWithLogitsLoss's
+    pos_weight does: -(w t log p + (1 - t) log(1 - p)), logs clamped at -100 like torch."""
+
+    def __init__(self, pos_weight: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("pos_weight", pos_weight)
+
+    def forward(self, p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        pos_weight: torch.Tensor = self.pos_weight  # type: ignore[assignment]
+        w = pos_weight * t + (1 - t)
+        return nn.functional.binary_cross_entropy(p, t, weight=w)

@@ -329,3 +329,29 @@ def test_perceptron_loss_through_a_step_is_rosenblatts_rule() -> None:
         torch.testing.assert_close(neuron.bias.detach(), b + lr * (t - y.detach()).reshape(1))
         moved += int(not torch.equal(neuron.weight.detach(), w))
     assert moved >= 1  # some sample was misclassified, so the rule was exercised
+
+
+def test_class_weights_are_torchs() -> None:
+    g = torch.Generator().manual_seed(5)
+    logits, labels = _class_logits(g)
+    weight = [0.5, 1.0, 2.0, 3.0, 0.25]
+    ce = losses.get("cross_entropy")
+    mine = ce.build(ce.params(weight=weight, label_smoothing=0.1))
+    theirs = nn.CrossEntropyLoss(weight=torch.tensor(weight), label_smoothing=0.1)
+    assert mine(logits, labels).item() == pytest.approx(theirs(logits, labels).item())
+    assert mine(logits, labels).item() != pytest.approx(F.cross_entropy(logits, labels).item())
+
+    out, t = _logits(g)
+    bwl = losses.get("bce_with_logits")
+    mine = bwl.build(bwl.params(weight=[3.0]))
+    theirs = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([3.0]))
+    assert mine(out, t).item() == pytest.approx(theirs(out, t).item())
+    # bce of probabilities: the same loss as bce_with_logits on their logits
+    bce = losses.get("bce")
+    mine = bce.build(bce.params(weight=[3.0]))
+    assert mine(torch.sigmoid(out), t).item() == pytest.approx(theirs(out, t).item(), rel=1e-5)
+
+
+def test_pos_weight_and_weight_together_are_refused() -> None:
+    with pytest.raises(ValueError, match="give pos_weight or weight, not both"):
+        losses.get("bce_with_logits").params(weight=[2.0], pos_weight=2.0)

@@ -130,6 +130,16 @@ class TrainSpec(Params):
         default="fp32", description="bf16/fp16 run the forward pass under autocast"
     )
     compile: bool = Field(default=False, description="torch.compile the model (falls back)")
+    accumulate_batches: int = Field(
+        default=1, ge=1, description="batches per optimizer step (their gradients averaged)"
+    )
+    ema_decay: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="keep an exponential moving average of the weights (e.g. 0.999), "
+        "updated after each optimizer step, to evaluate the held-out splits",
+    )
 
 
 def _default_optimizer() -> OptimizerSpec:

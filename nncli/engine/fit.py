@@ -16,7 +16,9 @@ from typing import Any, Protocol
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from nncli.config.spec import TrainSpec
 from nncli.engine import distributed
 from nncli.engine.devices import intra_op_threads, threads_for
 from nncli.engine.inference import EVAL_BATCH, evaluate
@@ -114,13 +116,15 @@ def _fit(
     min_delta = stopping.min_delta if stopping else 0.0
     rows: list[dict[str, float]] = []
     start = 1
+    ema = averaged(model, cfg.ema_decay) if cfg.ema_decay is not None else None
     if resume is not None:
-        start = restore(p, resume, order, tracker) + 1
+        start = restore(p, resume, order, tracker, ema) + 1
         if stopping is not None and tracker.stale >= stopping.patience:
             # killed after it stopped (e.g. while drawing the figures): nothing left to train
             return FitResult(rows, meters, tracker.best_epoch, tracker.value, stopped_early=True)
     forward = compiled(model, x[:2], sink) if cfg.compile else model
-    plain = forward  # evaluation needs no gradient averaging
+    # evaluation needs no gradient averaging; with EMA it uses the averaged weights
+    plain = forward if ema is None else ema.module
     rank, world = p.rank.rank, p.rank.world
     held_out = [(name, split) for name, split in p.splits.items() if name != "train"]
     share, eval_batch = slice(rank, None, world), max(batch, EVAL_BATCH)
@@ -137,6 +141,7 @@ def _fit(
     per_batch = step_on == "batch"
     batch_losses = torch.zeros(n_batches, device=dev)  # to name the batch that diverged
     params = [q for group in opt.param_groups for q in group["params"]]
+    accumulate = cfg.accumulate_batches
 
     for epoch in range(start, cfg.epochs + 1):
         started = time.perf_counter()
@@ -161,19 +166,19 @@ def _fit(
                 if bool(torch.isfinite(out).all()):
                     raise
                 raise RunDiverged(epoch, i + 1, n_batches, opt.param_groups[0]["lr"]) from None
-            for q in params:  # opt.zero_grad(set_to_none=True) without its wrappers
-                q.grad = None
-            scaler.scale(loss).backward()
-            if cfg.clip_grad_norm or cfg.clip_grad_value:
-                scaler.unscale_(opt)
-                if cfg.clip_grad_norm:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-                if cfg.clip_grad_value:
-                    nn.utils.clip_grad_value_(model.parameters(), cfg.clip_grad_value)
-            scaler.step(opt)
-            scaler.update()
-            if per_batch:
-                sched.step()
+            if i % accumulate == 0:  # opt.zero_grad(set_to_none=True) without its wrappers
+                for q in params:
+                    q.grad = None
+            # a step takes the mean of its group's gradients (the epoch's last group may
+            # hold fewer batches)
+            group = min(accumulate, n_batches - i // accumulate * accumulate)
+            scaler.scale(loss / group if group > 1 else loss).backward()
+            if (i + 1) % accumulate == 0 or i + 1 == n_batches:
+                step(opt, scaler, model, cfg)
+                if ema is not None:
+                    ema.update_parameters(model)
+                if per_batch:
+                    sched.step()
             done = loss.detach()
             batch_losses[i] = done
             train_meter.update(out.detach().float(), yb, done, len(yb))
@@ -184,6 +189,8 @@ def _fit(
 
         # evaluate the held-out splits
         model.eval()
+        if ema is not None:
+            ema.eval()
         try:
             with torch.no_grad(), autocast:
                 for name, (xs, ys) in held_out:  # each rank its share; totals are summed
@@ -231,12 +238,32 @@ def _fit(
         if stop and tracker.weights is not None:
             model.load_state_dict(tracker.weights)
         due = epoch % cfg.checkpoint_every == 0 or epoch == cfg.epochs or stop
-        state = functools.partial(checkpoint, p, epoch, order, tracker)
+        state = functools.partial(checkpoint, p, epoch, order, tracker, ema)
         sink.epoch_end(row, state, last=due, best=improved)
         if stop:
             return FitResult(rows, meters, tracker.best_epoch, tracker.value, stopped_early=True)
 
     return FitResult(rows, meters, tracker.best_epoch, tracker.value)
+
+
+def averaged(model: nn.Module, decay: float) -> AveragedModel:
+    """torch's exponential moving average of the model's weights and buffers."""
+    ema = get_ema_multi_avg_fn(decay)  # type: ignore[no-untyped-call]
+    return AveragedModel(model, multi_avg_fn=ema, use_buffers=True)
+
+
+def step(
+    opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, model: nn.Module, cfg: TrainSpec
+) -> None:
+    """One optimizer step on the gradients gathered so far, clipped as train says."""
+    if cfg.clip_grad_norm or cfg.clip_grad_value:
+        scaler.unscale_(opt)
+        if cfg.clip_grad_norm:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+        if cfg.clip_grad_value:
+            nn.utils.clip_grad_value_(model.parameters(), cfg.clip_grad_value)
+    scaler.step(opt)
+    scaler.update()
 
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

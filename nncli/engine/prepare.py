@@ -4,7 +4,7 @@ the device, the data on it, the model built on real samples, the loss and optimi
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -18,7 +18,7 @@ from nncli.engine.model import build_model, count_parameters, describe
 from nncli.engine.task import Task, infer_task
 from nncli.errors import NncliError, first_line
 from nncli.layers import info as layer_info
-from nncli.losses import losses
+from nncli.losses import balanced, losses
 from nncli.metrics import direction
 from nncli.optim import optimizers, schedulers
 from nncli.runs.folder import columns
@@ -110,7 +110,7 @@ def prepare(spec: Spec, device: str | None = None) -> Prepared:
     # its rows (the whole data set on the host for the length of the run)
     del x_all
     dataset = replace(dataset, x=dataset.x[:0].copy(), y=dataset.y[:0].copy())
-    loss_fn = losses.get(spec.loss.name).build(spec.loss).to(dev)
+    loss_fn = _loss(spec, task, splits["train"][1]).to(dev)
     _check_probabilities(spec, loss_fn)
     optimizer = optimizers.get(spec.optimizer.name).build(spec.optimizer, model.parameters())
     p = Prepared(
@@ -122,8 +122,29 @@ def prepare(spec: Spec, device: str | None = None) -> Prepared:
         _check_shares(p)
     if spec.scheduler is not None:
         entry = schedulers.get(spec.scheduler.name)
-        p.scheduler = entry.build(spec.scheduler, optimizer, spec.train.epochs, p.n_batches)
+        steps = -(-p.n_batches // spec.train.accumulate_batches)  # optimizer steps an epoch
+        p.scheduler = entry.build(spec.scheduler, optimizer, spec.train.epochs, steps)
     return p
+
+
+def _loss(spec: Spec, task: Task, y_train: torch.Tensor) -> nn.Module:
+    """The loss, its class weights (`loss.weight`) checked against the model's classes, or
+    computed from the train split's counts where `balanced`."""
+    params, weight = spec.loss, getattr(spec.loss, "weight", None)
+    n = task.n_outputs
+    if weight == "balanced":
+        target: Literal["index", "binary"] = (
+            "index" if spec.loss_info.target == "index" else "binary"
+        )
+        params = params.model_copy(update={"weight": balanced(target, y_train.cpu(), n)})
+    elif isinstance(weight, list) and len(weight) != n:
+        what = "classes" if spec.loss_info.target == "index" else "outputs (one per label)"
+        raise NncliError(
+            f"loss.weight has {len(weight)} values, but the model has {n} {what}; give "
+            f"one weight per class ({n} values), or weight: balanced to compute them from "
+            "the train split"
+        )
+    return losses.get(spec.loss.name).build(params)
 
 
 def _model_problem(spec: Spec, sample: torch.Tensor, exc: BaseException) -> str:

@@ -20,19 +20,29 @@ from nncli.errors import NncliError, first_line
 from nncli.runs.files import write_bytes_atomic, write_failed
 
 if TYPE_CHECKING:
+    from torch.optim.swa_utils import AveragedModel
+
     from nncli.engine.fit import Tracker
     from nncli.engine.prepare import Prepared
 
 
-def checkpoint(p: Prepared, epoch: int, order: torch.Generator, tracker: Tracker) -> dict[str, Any]:
+def checkpoint(
+    p: Prepared,
+    epoch: int,
+    order: torch.Generator,
+    tracker: Tracker,
+    ema: AveragedModel | None = None,
+) -> dict[str, Any]:
     """The whole training state after `epoch`: plain tensors and numbers only, so it loads
-    with weights_only=True and nothing in it can execute."""
+    with weights_only=True and nothing in it can execute. With train.ema_decay, "ema" holds
+    the averaged weights (and how many steps they average)."""
     np_name, np_keys, *np_rest = np.random.get_state(legacy=True)
     keys = np.asarray(np_keys, dtype=np.int64)
     return {
         "model": p.model.state_dict(),
         "optimizer": p.optimizer.state_dict(),
         "scheduler": p.scheduler.state_dict() if p.scheduler is not None else None,
+        "ema": ema.state_dict() if ema is not None else None,
         "epoch": epoch,
         "monitor": p.monitor,
         "tracker": {"best": tracker.best, "best_epoch": tracker.best_epoch, "stale": tracker.stale},
@@ -49,9 +59,17 @@ def checkpoint(p: Prepared, epoch: int, order: torch.Generator, tracker: Tracker
     }
 
 
-def restore(p: Prepared, state: Mapping[str, Any], order: torch.Generator, tracker: Tracker) -> int:
+def restore(
+    p: Prepared,
+    state: Mapping[str, Any],
+    order: torch.Generator,
+    tracker: Tracker,
+    ema: AveragedModel | None = None,
+) -> int:
     """Load a checkpoint into the prepared run; returns the epoch it was taken after."""
     p.model.load_state_dict(state["model"])
+    if ema is not None and state.get("ema") is not None:
+        ema.load_state_dict(state["ema"])
     p.optimizer.load_state_dict(state["optimizer"])
     if p.scheduler is not None and state.get("scheduler") is not None:
         p.scheduler.load_state_dict(state["scheduler"])

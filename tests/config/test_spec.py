@@ -26,7 +26,7 @@ def test_tiny_spec_resolves_every_default(tiny: Path) -> None:
     config = resolved(spec)
     assert config["model"]["layers"][0] == {"type": "dense", "units": 8, "bias": True}
     assert config["model"]["layers"][1] == {"type": "tanh"}
-    assert config["loss"] == {"name": "bce"}
+    assert config["loss"] == {"name": "bce", "weight": None}
     assert config["optimizer"]["name"] == "adam"
     assert config["optimizer"]["betas"] == [0.9, 0.999]
     assert config["train"]["shuffle"] is True

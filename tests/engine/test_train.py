@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -504,3 +505,152 @@ def test_generators_take_scikit_learns_defaults() -> None:
         x, y = make(shuffle=False)
         assert np.allclose(ds.x, x, atol=1e-6), name
         assert ds.y.tolist() == y.tolist(), name
+
+
+ACCUMULATE = """\
+seed: 3
+data: {source: make_regression, n_samples: 60, n_features: 3, noise: 0.1, split: {val: 0.2}}
+model: {layers: [dense: 4, tanh, dense: 1]}
+loss: mse
+optimizer: {name: sgd, lr: 0.05, momentum: 0.9}
+scheduler: {name: onecycle, max_lr: 0.1}
+train: {epochs: 2, batch_size: 8, device: cpu, accumulate_batches: 2}
+"""
+
+
+def test_accumulated_batches_step_on_the_mean_of_their_gradients() -> None:
+    # 48 training samples: 6 batches of 8, 3 steps of 2 batches; 44: a last step on the
+    # one batch of 4 left. onecycle steps once per optimizer step (6 steps over 2 epochs)
+    for n_samples in (60, 55):
+        spec = spec_of(ACCUMULATE.replace("n_samples: 60", f"n_samples: {n_samples}"))
+        p = prepare(spec)
+        model = copy.deepcopy(p.model)
+        x, y = p.splits["train"]
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.1, epochs=2, steps_per_epoch=3)
+        order = torch.Generator().manual_seed(3)
+        for _ in range(2):
+            perm = torch.randperm(len(x), generator=order)
+            batches = [perm[i : i + 8] for i in range(0, len(x), 8)]
+            for group in (batches[i : i + 2] for i in range(0, len(batches), 2)):
+                opt.zero_grad()
+                for idx in group:
+                    loss = torch.nn.functional.mse_loss(model(x[idx]), y[idx])
+                    (loss / len(group)).backward()
+                opt.step()
+                sched.step()
+        rows = Rows()
+        fit(p, rows)
+        assert rows.rows[-1]["lr"] == pytest.approx(sched.get_last_lr()[0])
+        for mine, theirs in zip(p.model.parameters(), model.parameters(), strict=True):
+            torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-4)  # fused vs plain SGD
+
+
+def imbalanced(tmp_path: Path, weight: str, loss: str = "cross_entropy") -> str:
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], [60, 25, 15])
+    rows = "\n".join(
+        f"{a:.4f},{b:.4f},{c}" for (a, b), c in zip(rng.normal(size=(100, 2)), y, strict=True)
+    )
+    (tmp_path / "d.csv").write_text("a,b,y\n" + rows + "\n")
+    out = "dense: 3" if loss == "cross_entropy" else "dense: 1"
+    return f"""\
+data: {{source: csv, path: {tmp_path / "d.csv"}, target: y, split: {{val: 0.2}}}}
+model: {{layers: [{out}]}}
+loss: {{name: {loss}, weight: {weight}}}
+train: {{epochs: 1, batch_size: 16, device: cpu}}
+"""
+
+
+def test_balanced_class_weights_come_from_the_train_splits_counts(tmp_path: Path) -> None:
+    p = prepare(spec_of(imbalanced(tmp_path, "balanced")))
+    x, y = p.splits["train"]
+    counts = np.bincount(y.numpy(), minlength=3)
+    assert sorted(counts) != [counts[0]] * 3  # imbalanced, so the weights differ
+    expected = torch.tensor(len(y) / (3 * counts), dtype=torch.float32)
+    torch.testing.assert_close(p.loss_fn.weight, expected)
+    out = p.model(x[:16])
+    theirs = torch.nn.CrossEntropyLoss(weight=expected)(out, y[:16])
+    assert p.loss_fn(out, y[:16]).item() == pytest.approx(theirs.item())
+
+
+def test_balanced_positive_weight_for_bce(tmp_path: Path) -> None:
+    text = imbalanced(tmp_path, "balanced", "bce_with_logits")
+    (tmp_path / "d.csv").write_text(
+        (tmp_path / "d.csv").read_text().replace(",2\n", ",1\n")  # two classes: 60 / 40
+    )
+    p = prepare(spec_of(text))
+    y = p.splits["train"][1]
+    positives = float(y.sum())
+    torch.testing.assert_close(
+        p.loss_fn.pos_weight, torch.tensor([(len(y) - positives) / positives])
+    )
+
+
+def test_class_weights_of_the_wrong_length_are_refused(runner: CliRunner, tmp_path: Path) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text(imbalanced(tmp_path, "[1.0, 2.0]"))
+    stderr = train_refused(runner, path, tmp_path)
+    assert "loss.weight has 2 values, but the model has 3 classes" in stderr
+    assert "give one weight per class (3 values), or weight: balanced" in stderr
+
+
+class Kept(Rows):
+    """Rows, and the last epoch's checkpoint."""
+
+    def epoch_end(
+        self, row: Any, state: Callable[[], dict[str, Any]], last: bool, best: bool
+    ) -> None:
+        super().epoch_end(row, state, last, best)
+        self.state = state()
+
+
+def test_ema_weights_equal_torchs_average_and_score_the_held_out_splits() -> None:
+    spec = spec_of(
+        ACCUMULATE.replace("accumulate_batches: 2", "ema_decay: 0.9")
+        .replace("scheduler: {name: onecycle, max_lr: 0.1}\n", "")
+        .replace("epochs: 2", "epochs: 1")
+    )
+    p = prepare(spec)
+    model = copy.deepcopy(p.model)
+    x, y = p.splits["train"]
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    ema = [q.detach().clone() for q in model.parameters()]
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(3))
+    for step, i in enumerate(range(0, len(x), 8)):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(x[perm[i : i + 8]]), y[perm[i : i + 8]]).backward()
+        opt.step()
+        for e, q in zip(ema, model.parameters(), strict=True):  # the first step copies
+            e.copy_(q.detach() if step == 0 else 0.9 * e + 0.1 * q.detach())
+    rows = Kept()
+    fit(p, rows)
+    averaged = list(rows.state["ema"].values())[1:]  # n_averaged, then the weights
+    for mine, theirs in zip(averaged, ema, strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-4)
+    assert rows.state["ema"]["n_averaged"] == step + 1 == p.n_batches
+    for mine, theirs in zip(p.model.parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-4)  # trained as before
+    xv, yv = p.splits["val"]
+    with torch.no_grad():
+        weights = dict(zip([n for n, _ in model.named_parameters()], ema, strict=True))
+        val = torch.func.functional_call(model, weights, (xv,))
+    assert rows.rows[-1]["val_loss"] == pytest.approx(
+        torch.nn.functional.mse_loss(val, yv).item(), rel=1e-5
+    )
+
+
+def test_ema_resumes_exactly() -> None:
+    text = ACCUMULATE.replace("accumulate_batches: 2", "ema_decay: 0.9").replace(
+        "scheduler: {name: onecycle, max_lr: 0.1}\n", ""
+    )
+    whole = Kept()
+    fit(prepare(spec_of(text)), whole)
+    first = Kept()
+    fit(prepare(spec_of(text.replace("epochs: 2", "epochs: 1"))), first)
+    then = Kept()
+    fit(prepare(spec_of(text)), then, resume=first.state)
+    assert then.state["ema"]["n_averaged"] == whole.state["ema"]["n_averaged"]
+    for key, value in whole.state["ema"].items():
+        torch.testing.assert_close(then.state["ema"][key], value, rtol=0, atol=0)
+    assert then.rows[-1]["val_loss"] == whole.rows[-1]["val_loss"]
