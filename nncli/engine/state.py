@@ -182,6 +182,16 @@ def verify_checkpoint(path: Path) -> None:
         raise NncliError(f"{path} is damaged: its part '{folders[0]}' is marked as a folder")
 
 
+def trained_weights(state: Mapping[str, Any]) -> Any:
+    """The weights a finished run is used with (predict, eval, export, plot, show): the
+    moving average's where the run kept one (train.ema_decay), since they scored its
+    held-out splits, else the model's."""
+    ema = state.get("ema")
+    if isinstance(ema, Mapping):
+        return {k.removeprefix("module."): v for k, v in ema.items() if k.startswith("module.")}
+    return state.get("model")
+
+
 def load_weights(model: nn.Module, weights: Any, path: Path, config: Path) -> None:
     """A checkpoint's weights into `model`, or an NncliError naming the checkpoint, the
     config and the first tensor that differs (torch's own message starts with a line that

@@ -16,7 +16,7 @@ from nncli import data as datamod
 from nncli.config.spec import Spec, load_spec
 from nncli.data.preprocess import Preprocessing
 from nncli.engine.model import build_model
-from nncli.engine.state import load_checkpoint, load_weights
+from nncli.engine.state import load_checkpoint, load_weights, trained_weights
 from nncli.engine.task import Task, infer_task
 from nncli.errors import NncliError
 from nncli.runs.files import BEST, CHECKPOINTS, CONFIG, LAST, PREPROCESSING, RUN_JSON
@@ -74,7 +74,7 @@ def load_run(run: Path, checkpoint: Checkpoint = "last") -> TrainedRun:
         raise NncliError(
             f"{config} does not build for inputs shaped {tuple(shape)}: {exc}"
         ) from None
-    load_weights(model, state["model"], path, config)
+    load_weights(model, trained_weights(state), path, config)
     model.eval()
     return TrainedRun(run, info, spec, path, state, model, shapes, shape, pre)
 

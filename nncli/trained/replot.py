@@ -12,7 +12,7 @@ from nncli.engine.inference import evaluate
 from nncli.engine.meter import Meter
 from nncli.engine.prepare import prepare
 from nncli.engine.run_figures import write_plots
-from nncli.engine.state import load_weights
+from nncli.engine.state import load_weights, trained_weights
 from nncli.runs.files import CONFIG, PLOTS
 from nncli.runs.record import RunInfo, read_metrics
 from nncli.trained.load import load_run
@@ -24,7 +24,7 @@ def replot(run: Path, out: Path | None = None) -> list[Path]:
     rows = read_metrics(run)  # the curves' rows: missing or unreadable is an error too
     p = prepare(t.spec, "cpu")
     # the model of the data as it reads now: where that changed, the weights name the misfit
-    load_weights(p.model, t.state["model"], t.checkpoint, run / CONFIG)
+    load_weights(p.model, trained_weights(t.state), t.checkpoint, run / CONFIG)
 
     # held-out splits as they stand with these weights; write_plots evaluates train itself
     meters = {name: Meter(p.task, p.metrics, p.device) for name in p.splits}

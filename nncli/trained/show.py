@@ -9,6 +9,7 @@ from typing import Any
 
 from nncli.config import yamlio
 from nncli.config.spec import load_spec
+from nncli.engine.state import trained_weights
 from nncli.errors import NncliError
 from nncli.layers import info as layer_info
 from nncli.runs.files import CHECKPOINTS, CONFIG
@@ -24,7 +25,7 @@ def equation(t: TrainedRun) -> list[str]:
     `z = w.x + b` then `y = sigmoid(z)` where an activation follows (or the loss applies
     one); [] for any other model. The run's input scaling and standardisation
     (preprocessing.json) are folded into w and b, and inputs go by their column names."""
-    tensors = [(k, v) for k, v in t.state["model"].items() if hasattr(v, "shape")]
+    tensors = [(k, v) for k, v in trained_weights(t.state).items() if hasattr(v, "shape")]
     if len(tensors) not in (1, 2) or not tensors[0][0].endswith("weight"):
         return []
     weight = tensors[0][1]
@@ -86,7 +87,7 @@ def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
     ended = next((c for c in ENDED if (run / CHECKPOINTS / CHECKPOINT_FILES[c]).is_file()), None)
     if ended is not None:
         trained = load_run(run, ended)
-        state, checkpoint = trained.state["model"], trained.checkpoint
+        state, checkpoint = trained_weights(trained.state), trained.checkpoint
 
     duration = "?" if info.duration_s is None else info.duration_s
     yield f"run {run}"
