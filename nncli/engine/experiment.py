@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import math
 import os
 import platform
 import subprocess
@@ -45,7 +44,6 @@ from nncli.runs.files import (
     CHECKPOINTS,
     CONFIG,
     LAST,
-    METRICS,
     PLOTS,
     RUN_JSON,
     WriteError,
@@ -55,7 +53,7 @@ from nncli.runs.files import (
     reserve_space,
     write_atomic,
 )
-from nncli.runs.folder import Run
+from nncli.runs.folder import Run, kept_rows
 from nncli.runs.lock import locked
 from nncli.runs.record import RunInfo, flatten, read_metrics, read_run
 
@@ -270,7 +268,7 @@ def _check_resumable(
 
 def _check_state(folder: Path, state: Mapping[str, Any], p: Prepared) -> None:
     """NncliError unless `state` loads into the prepared run as fit will load it, and
-    metrics.csv holds a row for each epoch it was saved after."""
+    metrics.csv has the run's columns and a row for each epoch it was saved after."""
 
     last = folder / CHECKPOINTS / LAST
     load_weights(p.model, state["model"], last, folder / CONFIG)  # names a misfit tensor
@@ -278,12 +276,8 @@ def _check_state(folder: Path, state: Mapping[str, Any], p: Prepared) -> None:
         start = restore(p, state, torch.Generator(), Tracker(p.mode))
     except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
         raise NncliError(f"{last} cannot be resumed: {first_line(exc)}") from None
-    rows = [r["epoch"] for r in read_metrics(folder) if r.get("epoch", math.inf) <= start]
-    if rows != list(range(1, start + 1)):
-        raise NncliError(
-            f"{folder / METRICS} lacks rows for epochs 1 to {start} of {last}; it cannot "
-            "be continued"
-        )
+    read_metrics(folder)  # names a missing file or one that is not text
+    kept_rows(folder, p.columns(), start)  # the columns and rows the run goes on from
 
 
 def config_changes(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:

@@ -29,6 +29,7 @@ from nncli.metrics import direction
 from nncli.runs.files import (
     CHECKPOINTS,
     CONFIG,
+    LAST,
     LOG,
     METRICS,
     PLOTS,
@@ -113,18 +114,7 @@ class Run:
         """Open metrics.csv for appending rows, keeping only the complete rows of the first
         `keep_epochs` epochs (a resumed run drops a half-written line and any epoch after
         its checkpoint, so no epoch appears twice)."""
-        kept = []
-        if keep_epochs > 0:
-            with (self.path / METRICS).open(encoding="utf-8", newline="") as f:
-                lines = list(csv.reader(f))
-            if lines and lines[0] != header:
-                raise NncliError(f"{self.path / METRICS} has other columns than this run logs")
-            kept = [r for r in lines[1:] if len(r) == len(header) and _epoch(r) <= keep_epochs]
-            if [_epoch(r) for r in kept] != list(range(1, keep_epochs + 1)):
-                raise NncliError(
-                    f"{self.path / METRICS} lacks rows for epochs 1 to {keep_epochs}; "
-                    "it cannot be continued"
-                )
+        kept = kept_rows(self.path, header, keep_epochs) if keep_epochs > 0 else []
         text = io.StringIO()
         csv.writer(text).writerows([header, *kept])
         write_atomic(self.path / METRICS, text.getvalue())
@@ -174,6 +164,31 @@ class Run:
             duration_s=round(duration, 3) if duration is not None else None,
             **updates,
         )
+
+
+def kept_rows(folder: Path, header: list[str], epochs: int) -> list[list[str]]:
+    """The complete rows of epochs 1 to `epochs` in `folder`'s metrics.csv, which a run
+    resumed after that epoch keeps; NncliError where the file has other columns than
+    `header` or lacks one of those rows (so resume can refuse before it writes)."""
+    file = folder / METRICS
+    try:
+        with file.open(encoding="utf-8", newline="") as f:
+            lines = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise NncliError(f"{file} cannot be read: {exc}") from None
+    if lines and lines[0] != header:
+        theirs = ", ".join(lines[0])
+        raise NncliError(
+            f"{file} has other columns ({theirs}) than this run logs ({', '.join(header)}); "
+            "it cannot be continued"
+        )
+    kept = [r for r in lines[1:] if len(r) == len(header) and _epoch(r) <= epochs]
+    if [_epoch(r) for r in kept] != list(range(1, epochs + 1)):
+        last = folder / CHECKPOINTS / LAST
+        raise NncliError(
+            f"{file} lacks rows for epochs 1 to {epochs} of {last}; it cannot be continued"
+        )
+    return kept
 
 
 def _epoch(row: list[str]) -> float:

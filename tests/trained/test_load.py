@@ -67,6 +67,9 @@ DAMAGE: dict[str, Callable[[Path], object]] = {
             if not line.startswith("2,")
         )
     ),
+    "metrics.csv other columns": lambda run: (run / "metrics.csv").write_text(
+        (run / "metrics.csv").read_text().replace("train_loss", "train_los", 1)
+    ),
     "last.pt without optimizer": lambda run: _last(run, lambda s: s.pop("optimizer")),
     "last.pt weights of the wrong shape": lambda run: _last(run, _wrong_shape),
     "last.pt model a list": lambda run: _last(
@@ -90,6 +93,10 @@ NO_ROW = (
     "{run}/metrics.csv lacks rows for epochs 1 to 2 of {run}/checkpoints/last.pt; it cannot "
     "be continued"
 )
+OTHER_COLUMNS = (
+    "{run}/metrics.csv has other columns ({header}) than this run logs ({columns}); it "
+    "cannot be continued"
+)
 NO_OPTIMIZER = (
     "{run}/checkpoints/last.pt cannot be resumed: it has no 'optimizer' entry (it holds "
     "weights only: use it with predict, eval or export, or train the run again)"
@@ -112,6 +119,7 @@ EXPECTED: dict[str, dict[str, str | None]] = {
     "metrics.csv missing": {**dict.fromkeys(COMMANDS), "plot": NO_METRICS, "resume": NO_METRICS},
     "metrics.csv not UTF-8": {**dict.fromkeys(COMMANDS), "plot": NOT_UTF8, "resume": NOT_UTF8},
     "metrics.csv without a row": {**dict.fromkeys(COMMANDS), "resume": NO_ROW},
+    "metrics.csv other columns": {**dict.fromkeys(COMMANDS), "resume": OTHER_COLUMNS},
     "last.pt without optimizer": {**dict.fromkeys(COMMANDS), "resume": NO_OPTIMIZER},
     "last.pt weights of the wrong shape": dict.fromkeys(COMMANDS, SHAPE),
     "last.pt model a list": dict.fromkeys(COMMANDS, NOT_WEIGHTS),
@@ -121,6 +129,15 @@ EXPECTED: dict[str, dict[str, str | None]] = {
 def _line(run: Path, text: str) -> int:
     lines = (run / "config.yaml").read_text(encoding="utf-8").splitlines()
     return lines.index(text) + 1 if text in lines else 0
+
+
+def _header(run: Path) -> dict[str, str]:
+    """metrics.csv's header as it is now, and as the run logs it."""
+    stopped = (run / "metrics.csv").read_bytes().decode("utf-8", "replace").split("\n", 1)[0]
+    return {
+        "header": stopped.replace(",", ", "),
+        "columns": stopped.replace(",", ", ").replace("train_los,", "train_loss,"),
+    }
 
 
 def contents(folder: Path) -> dict[str, bytes]:
@@ -154,7 +171,7 @@ def test_a_damaged_run_folder_is_named_and_left_as_it_was(
     assert result.exit_code == 2, result.output
     assert (
         result.stderr
-        == f"error {expected.format(run=run, model_line=_line(run, 'model: dense'))}\n"
+        == f"error {expected.format(run=run, model_line=_line(run, 'model: dense'), **_header(run))}\n"
     )
     assert result.stdout == ""
     assert contents(run) == before  # read, never rewritten: resume does not mark it failed
