@@ -132,7 +132,6 @@ def train_experiment(
         raise
     distributed.share(str(run.path))
     try:
-        _set_up(run, p, console)
         with locked(run.path):
             result = _execute(run, p, console, smoke=smoke)
     except (KeyboardInterrupt, RunInterrupted) as exc:
@@ -147,16 +146,10 @@ def _set_up(run: Run, p: Prepared, console: Logger) -> None:
     record = os.environ.get(distributed.RUN_RECORD)
     if record:  # tell the launcher which folder to mark failed if a rank dies
         Path(record).write_text(str(run.path), encoding="utf-8")
-    try:
-        p.dataset.save_preprocessing(run.path)  # what predict and eval apply to new rows
-        for warning in p.dataset.warnings:
-            run.log(f"warning: {warning}")
-            console.note(warning)
-    except (OSError, WriteError) as exc:
-        failure = as_write_error(exc, run.path)
-        if failure is None:
-            raise
-        raise _stopped_writing(run, failure) from None
+    p.dataset.save_preprocessing(run.path)  # what predict and eval apply to new rows
+    for warning in p.dataset.warnings:
+        run.log(f"warning: {warning}")
+        console.note(warning)
 
 
 def _interrupted(run: Run, exc: BaseException) -> RunInterrupted:
@@ -297,6 +290,8 @@ def _execute(
     """Fit into an open run folder and record how it ended (the one place statuses are set)."""
     out = Loggers([RunFolderLogger(run), console])
     try:
+        if resume is None:
+            _set_up(run, p, console)
         for entry in p.spec.loggers:
             out.add(entry.type, functools.partial(loggers.get(entry.type).build, entry, run.path))
         out.start(run, p, int(resume["epoch"]) if resume else 0)

@@ -266,6 +266,26 @@ def test_internal_failure_marks_run_failed(
     assert len(record.read_metrics(folder)) == 3
 
 
+def test_a_failure_before_the_first_epoch_marks_the_run_failed(
+    runner: CliRunner, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the folder existed, the run failed before fitting, and run.json stayed `running`
+    from nncli.data import Dataset
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("preprocessing exploded")
+
+    monkeypatch.setattr(Dataset, "save_preprocessing", broken)
+    code, _stdout, stderr = train(runner, str(tiny), "--runs-dir", str(tmp_path / "runs"))
+    assert code == 1
+    assert "internal error RuntimeError: preprocessing exploded" in stderr
+    (folder,) = (tmp_path / "runs").iterdir()
+    info = json.loads((folder / "run.json").read_text())
+    assert (info["status"], info["epochs_done"]) == ("failed", 0)
+    assert info["error"] == "RuntimeError: preprocessing exploded"
+    assert "Traceback" in (folder / "log.txt").read_text()
+
+
 def test_ctrl_c_marks_run_interrupted_and_keeps_epochs(
     runner: CliRunner, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
