@@ -40,8 +40,6 @@ from nncli.inputs import check_memory, regular_size
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-MAX_IDX_BYTES = 8 * 2**30  # an IDX header claiming more than this is refused, not read
-
 
 # --- npz ---------------------------------------------------------------------------------
 
@@ -214,8 +212,11 @@ def read_idx(path: Path, key: str) -> NDArray[Any]:
             dims = [int.from_bytes(f.read(4), "big") for _ in range(ndim)]
             dtype = np.dtype(_IDX_TYPES[header[2]])
             size = math.prod(dims) * dtype.itemsize
-            if size > MAX_IDX_BYTES:
-                raise NncliError(f"{key}: {path} claims {size:,} bytes of data; too large")
+            # the array and its float32 copy, refused from the header where they cannot fit
+            shape = "x".join(map(str, dims))
+            check_memory(
+                f"{key}: {path} ({shape})", size + math.prod(dims) * 4, "use a smaller file"
+            )
             data = f.read(size)
     except (OSError, EOFError, zlib.error) as exc:
         raise NncliError(f"{key}: {path} cannot be read: {exc}") from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -228,3 +229,43 @@ def test_a_data_path_that_is_not_a_regular_file_is_refused(
         "'nosuchuser' has a home folder here; write the path in full",
     }
     assert refused(runner, path, tmp_path) == f"error {expected[kind]}\n"
+
+
+def test_a_csv_larger_than_memory_is_refused_from_its_first_rows(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # it was read whole into a MemoryError
+    monkeypatch.setattr("nncli.inputs.available_memory", lambda: 2 * 10**6)
+    csv = table(tmp_path, [str(i % 2) for i in range(150_000)])
+    frame_and_copy = 150_000 * 3 * (8 + 4)  # three int64/float64 columns, and float32
+    path = experiment(tmp_path, f"{{source: csv, path: {csv}, target: y}}", "bce_with_logits")
+    message = refused(runner, path, tmp_path)
+    found = re.fullmatch(
+        rf"error data\.path: {re.escape(str(csv))} \((.+) MB, about ([\d,]+) rows\) needs about "
+        r"(.+) MB of memory, more than the 2\.0 MB this machine has available; use a smaller "
+        r"file, or fewer columns\n",
+        message,
+    )
+    assert found is not None, message
+    on_disk, rows, needed = (float(g.replace(",", "")) for g in found.groups())
+    assert on_disk == round(csv.stat().st_size / 1e6, 1)
+    # estimated from the first MB: within 5% of the truth
+    assert abs(rows - 150_000) / 150_000 < 0.05
+    assert abs(needed * 1e6 - frame_and_copy) / frame_and_copy < 0.05
+
+
+@pytest.mark.usefixtures("sixteen_gb")
+def test_an_idx_file_larger_than_memory_is_refused_from_its_header(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    # refused only past a fixed 8 GB, whatever the machine had
+    images, labels = tmp_path / "images.idx", tmp_path / "labels.idx"
+    images.write_bytes(b"\0\0\x08\x03" + b"".join(n.to_bytes(4, "big") for n in (10**6, 99, 99)))
+    labels.write_bytes(b"\0\0\x08\x01" + (10**6).to_bytes(4, "big") + bytes(10**6))
+    path = experiment(
+        tmp_path, f"{{source: idx, images: {images}, labels: {labels}}}", "cross_entropy"
+    )
+    assert refused(runner, path, tmp_path) == (
+        f"error data.images: {images} (1000000x99x99) needs about 49.0 GB of memory, more "
+        "than the 16.0 GB this machine has available; use a smaller file\n"
+    )
