@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -182,7 +183,11 @@ def _run_training(
     run = None
     try:
         with user_errors():
-            run, _ = start(console)
+            try:
+                run, _ = start(console)
+            except NncliError:
+                _let_rank_0_speak(rank.main)
+                raise
         console.stop()
         if run is not None:
             console.summary(run)
@@ -193,6 +198,8 @@ def _run_training(
             err.print(f"[red]diverged[/red] {exc}", markup=True, soft_wrap=True)
         else:
             folder = exc.folder
+            if exc.exit_code == EXIT_INTERNAL:  # rank 0 failed, and says why
+                _let_rank_0_speak(rank.main)
             err.print(_interrupted(folder, resuming), soft_wrap=True, markup=False)
         if folder:
             out.print(str(folder), soft_wrap=True)
@@ -210,6 +217,19 @@ def _run_training(
         distributed.finish()
     if run is not None:
         out.print(str(run.path), soft_wrap=True)
+
+
+RANK_0_GRACE_S = 10.0
+
+
+def _let_rank_0_speak(main: bool) -> None:
+    """A rank other than 0 stopped for a reason rank 0 meets too (an input error every rank
+    finds, or rank 0's own failure): rank 0 says it once and ends the job, and torchrun then
+    stops this rank. Exiting first would let torchrun stop rank 0 before it spoke, so this
+    rank waits; a reason of its own is shown after the wait."""
+    if not main:
+        time.sleep(RANK_0_GRACE_S)
+        err.quiet = False
 
 
 def _interrupted(folder: Path | None, resuming: Path | None) -> str:
