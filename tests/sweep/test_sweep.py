@@ -458,3 +458,30 @@ def test_bayes_search_with_optuna_itself(tmp_path: Path) -> None:
         assert first is not None
         asked.append(first.params)
     assert asked[0] == asked[1]
+
+
+def test_warm_trials_train_exactly_as_fresh_processes(runner: CliRunner, tmp_path: Path) -> None:
+    # --start warm forks each trial from one process that imported torch once
+    import torch
+
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(BASE)
+    results = {}
+    for start in ("warm", "process"):
+        out = tmp_path / start
+        args = ["sweep", str(exp), "--grid", "optimizer.lr=0.1,0.01", "--jobs", "2"]
+        result = runner.invoke(app, [*args, "--start", start, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        results[start] = [
+            (
+                [{k: v for k, v in row.items() if k != "time_s"} for row in read_metrics(run)],
+                torch.load(run / "checkpoints" / "last.pt", weights_only=True)["model"],
+            )
+            for run in (out / t["run"] for t in sweep_json(out)["trials"])
+        ]
+    for (warm_rows, warm_weights), (rows, weights) in zip(
+        results["warm"], results["process"], strict=True
+    ):
+        assert warm_rows == rows and len(rows) == 2
+        assert warm_weights.keys() == weights.keys()
+        assert all(torch.equal(warm_weights[k], weights[k]) for k in weights)

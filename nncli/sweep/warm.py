@@ -1,0 +1,131 @@
+"""How a sweep starts its trials' processes. `warm` (the default where the system can
+fork): Python's multiprocessing fork server imports torch, nncli and matplotlib once, and
+each trial is a fresh child forked from it, so a trial skips the seconds of imports and a
+crash or leak in one still cannot touch another. `process`: a new `python -m nncli`
+process per trial (as `nncli train` from a shell)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from functools import cache
+from multiprocessing.context import ForkServerContext
+from pathlib import Path
+from typing import Literal, Protocol
+
+Start = Literal["warm", "process"]
+
+# what the fork server imports before it forks a trial: everything a `nncli train`
+# imports that takes time (not the CLI's consoles, which find out where they print)
+PRELOAD = [
+    "torch",
+    "torch.optim",
+    "torch._dynamo",  # imported by the first optimizer step: seconds
+    "numpy",
+    "pandas",
+    "sklearn.datasets",
+    "matplotlib.pyplot",
+    "nncli.engine.experiment",
+    "nncli.figures.curves",
+    "nncli.figures.predictions",
+]
+
+
+class TrialProcess(Protocol):
+    """What the sweep needs of a trial's process (subprocess.Popen has it)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+
+def can_fork() -> bool:
+    return "forkserver" in multiprocessing.get_all_start_methods()
+
+
+def start(how: Start, args: Sequence[str], log: Path, env: dict[str, str]) -> TrialProcess:
+    """`nncli ARGS` in a process of its own session (Ctrl-C in the terminal reaches the
+    sweep alone, which then stops each trial once, with SIGTERM), stdin empty, stdout and
+    stderr appended to `log`, with the environment `env`."""
+    if how == "warm" and can_fork():
+        child = _fork_server().Process(
+            target=_trial_main, args=(list(args), str(log), env), name="nncli trial"
+        )
+        child.start()
+        return _Forked(child)
+    with log.open("a", encoding="utf-8") as f:
+        return subprocess.Popen(
+            [sys.executable, "-m", "nncli", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
+
+@cache
+def _fork_server() -> ForkServerContext:
+    """The context whose server (started with the first trial, kept for this process's
+    life) has imported PRELOAD."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)
+    return context
+
+
+def _trial_main(args: list[str], log: str, env: dict[str, str]) -> None:
+    """A forked trial: in a session of its own, output to `log`, then `nncli ARGS`."""
+    os.setsid()
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.environ.clear()
+    os.environ.update(env)
+    threads = env.get("OMP_NUM_THREADS", "")
+    if threads.isdigit() and int(threads) > 0:  # torch was imported before it was set
+        import torch
+
+        torch.set_num_threads(int(threads))
+    sys.argv = ["nncli", *args]
+    from nncli.cli.app import main
+
+    main()
+
+
+class _Forked:
+    """A forked trial, with subprocess.Popen's methods."""
+
+    def __init__(self, process: multiprocessing.process.BaseProcess) -> None:
+        self.process = process
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None  # started
+        return self.process.pid
+
+    def poll(self) -> int | None:
+        return self.process.exitcode
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.process.join(timeout)
+        code = self.process.exitcode
+        if code is None:
+            raise subprocess.TimeoutExpired(f"trial {self.pid}", timeout or 0)
+        return code
+
+    def terminate(self) -> None:
+        self.process.terminate()
+
+    def kill(self) -> None:
+        self.process.kill()
