@@ -65,6 +65,8 @@ class Preprocessing(BaseModel):
     fill_values: list[float] | None = None  # per encoded column (fitted)
     mean: list[float] | None = None  # per encoded column (fitted; 0 for one-hot columns)
     std: list[float] | None = None  # per encoded column (fitted; 1 for one-hot columns)
+    # loss.weight: balanced, as computed from the train split's counts (what eval's loss uses)
+    loss_weight: list[float] | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -76,7 +78,7 @@ class Preprocessing(BaseModel):
 
     def layout(self) -> dict[str, Any]:
         """Everything but the fitted statistics: equal layouts encode data the same way."""
-        return self.model_dump(exclude={"fill_values", "mean", "std"})
+        return self.model_dump(exclude={"fill_values", "mean", "std", "loss_weight"})
 
     def fit(self, x: NDArray[np.float32], train: NDArray[np.int64]) -> Preprocessing:
         """Fill values and standardisation statistics from the rows `train` of `x` only."""
