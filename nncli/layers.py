@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, model_validator
 
 from nncli.errors import NncliError
+from nncli.inits import InitSpec, Weighted, bias_init_field, init_field, initialised
 from nncli.registry import NoParams, Params, Registry
 
 if TYPE_CHECKING:
@@ -74,9 +75,11 @@ def activation(
 # --- weighted layers --------------------------------------------------------------------
 
 
-class Dense(Params):
+class Dense(Weighted):
     units: int = Field(gt=0, description="output features")
     bias: bool = True
+    init: InitSpec | None = init_field()
+    bias_init: float | None = bias_init_field()
 
 
 @layers.register("dense", "linear", params=Dense, positional="units", info=LayerInfo(affine=True))
@@ -85,16 +88,18 @@ def dense(p: Dense, shape: Shape) -> nn.Module:
     from torch import nn
 
     _dims("dense", shape, 1, "add a `flatten` layer before it")
-    return nn.Linear(shape[0], p.units, bias=p.bias)
+    return initialised(nn.Linear(shape[0], p.units, bias=p.bias), p.init, p.bias_init)
 
 
-class Conv(Params):
+class Conv(Weighted):
     out_channels: int = Field(gt=0)
     kernel_size: int = Field(default=3, gt=0)
     stride: int = Field(default=1, gt=0)
     padding: int | Literal["same", "valid"] = 0
     dilation: int = Field(default=1, gt=0)
     bias: bool = True
+    init: InitSpec | None = init_field()
+    bias_init: float | None = bias_init_field()
 
     @model_validator(mode="after")
     def _same_needs_stride_one(self) -> Conv:
@@ -111,9 +116,10 @@ def conv1d(p: Conv, shape: Shape) -> nn.Module:
     from torch import nn
 
     _dims("conv1d", shape, 2, "samples must be (channels, length); set data.shape")
-    return nn.Conv1d(
+    conv = nn.Conv1d(
         shape[0], p.out_channels, p.kernel_size, p.stride, p.padding, p.dilation, bias=p.bias
     )
+    return initialised(conv, p.init, p.bias_init)
 
 
 @layers.register("conv2d", params=Conv, positional="out_channels", info=LayerInfo(affine=True))
@@ -122,9 +128,10 @@ def conv2d(p: Conv, shape: Shape) -> nn.Module:
     from torch import nn
 
     _dims("conv2d", shape, 3, "samples must be (channels, height, width); set data.shape")
-    return nn.Conv2d(
+    conv = nn.Conv2d(
         shape[0], p.out_channels, p.kernel_size, p.stride, p.padding, p.dilation, bias=p.bias
     )
+    return initialised(conv, p.init, p.bias_init)
 
 
 class Pool(Params):

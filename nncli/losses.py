@@ -147,9 +147,10 @@ def _tensor(values: list[float]) -> torch.Tensor:
     return torch.tensor(values, dtype=torch.float32)
 
 
-def balanced(target: Literal["index", "binary"], y: torch.Tensor, n_classes: int) -> list[float]:
-    """Class weights from the train split's targets: n_samples / (n_classes * count) per
-    class for class indices; for 0/1 targets (one column per output), the weight of
+def balanced(target: str, y: torch.Tensor, n_classes: int) -> list[float]:
+    """Class weights from the train split's targets (a loss's LossInfo.target): n_samples /
+    (n_classes * count) per class for class indices; for 0/1 targets (one column per
+    output), the weight of
     positives relative to negatives, count(0) / count(1) per column (torch's pos_weight).
     A class absent from the split gets weight 1."""
     import torch

@@ -49,6 +49,20 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 
 
+class Report(str, Enum):
+    """What a command that prints a report, not a table, writes: text for people, or one
+    JSON document on stdout for programs."""
+
+    text = "text"
+    json = "json"
+
+
+ReportOption = Annotated[
+    Report,
+    typer.Option("--format", "-f", help="text; json (one JSON object on stdout, nothing else)."),
+]
+
+
 def say(label: str, colour: str, text: str) -> None:
     """`label text` on stderr with the label coloured; the text is escaped (Rich would read
     `nncli[optuna]` or `[key]` as markup)."""

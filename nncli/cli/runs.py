@@ -10,6 +10,8 @@ import typer
 
 from nncli.cli.common import (
     FormatOption,
+    Report,
+    ReportOption,
     RunArgument,
     err,
     natural_width,
@@ -25,11 +27,18 @@ def show(
     weights: Annotated[
         bool, typer.Option("--weights", help="Print the learned parameters.")
     ] = False,
+    report: ReportOption = Report.text,
 ) -> None:
-    """Summarise a run: config, model (with parameter counts), final and best metrics."""
-    from nncli.trained.show import describe_run
+    """Summarise a run: config, model (with parameter counts), final and best metrics.
+
+    --format json prints the same facts as one JSON object, and nothing else, on stdout."""
+    from nncli.trained.show import describe_run, run_json
 
     with user_errors():
+        if report is Report.json:
+            text = run_json(run, weights)  # read whole first: an error prints no half object
+            sys.stdout.write(text + "\n")
+            return
         for item in describe_run(run, weights):
             print_item(item)
 

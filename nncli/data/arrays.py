@@ -228,6 +228,16 @@ def read_idx(path: Path, key: str) -> NDArray[Any]:
     return np.frombuffer(data, dtype=dtype).reshape(dims)
 
 
+def _labels_as_images(path: Path, images_key: str, labels_key: str, n: int) -> str:
+    what = f"{images_key}: {path} holds labels (1-D: {n:,} values), not images (N x height x width)"
+    if images_key == labels_key:  # mnist: the folder's images file is misnamed
+        return f"{what}; put MNIST's images file under that name"
+    return (
+        f"{what}; swap it with {labels_key}, so that {images_key} names the images file "
+        f"(such as train-images-idx3-ubyte) and {labels_key} the labels file"
+    )
+
+
 def _idx_dataset(pairs: dict[str, tuple[Path, str, Path, str]]) -> Dataset:
     """Images and labels of each split (train first), as flat pixel rows and classes."""
     import numpy as np
@@ -237,6 +247,8 @@ def _idx_dataset(pairs: dict[str, tuple[Path, str, Path, str]]) -> Dataset:
     first: tuple[int, ...] = ()
     for split_name, (images_path, images_key, labels_path, labels_key) in pairs.items():
         images = read_idx(images_path, images_key)
+        if images.ndim == 1:  # a labels file: named here, not by a later shape mismatch
+            raise NncliError(_labels_as_images(images_path, images_key, labels_key, len(images)))
         labels = read_idx(labels_path, labels_key)
         if labels.ndim != 1 or len(labels) != len(images):
             raise NncliError(

@@ -65,6 +65,8 @@ class Preprocessing(BaseModel):
     fill_values: list[float] | None = None  # per encoded column (fitted)
     mean: list[float] | None = None  # per encoded column (fitted; 0 for one-hot columns)
     std: list[float] | None = None  # per encoded column (fitted; 1 for one-hot columns)
+    # loss.weight: balanced, as computed from the train split's counts (what eval's loss uses)
+    loss_weight: list[float] | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -76,7 +78,7 @@ class Preprocessing(BaseModel):
 
     def layout(self) -> dict[str, Any]:
         """Everything but the fitted statistics: equal layouts encode data the same way."""
-        return self.model_dump(exclude={"fill_values", "mean", "std"})
+        return self.model_dump(exclude={"fill_values", "mean", "std", "loss_weight"})
 
     def fit(self, x: NDArray[np.float32], train: NDArray[np.int64]) -> Preprocessing:
         """Fill values and standardisation statistics from the rows `train` of `x` only."""
@@ -271,59 +273,27 @@ def encode(
     frame: pd.DataFrame, features: list[Feature], fill: Fill | None, file: str
 ) -> NDArray[np.float32]:
     """The encoded matrix (N, F) of `features` in `frame`; numeric cells left empty stay NaN
-    for `fill`. Missing values without a fill, text in a numeric column and categories not
-    seen in training are errors that name the column and lines of `file`."""
+    for `fill`. Absent columns, missing values without a fill, text in a numeric column,
+    numbers float32 cannot hold and categories not seen in training are errors that name
+    the column and lines of `file`: every one of them, in one NncliError."""
     import numpy as np
-    import pandas as pd
 
+    problems: list[str] = []
     absent = [f.name for f in features if f.name not in frame.columns]
     if absent:
         names = ", ".join(repr(n) for n in absent)
-        raise NncliError(f"{file} lacks column(s) {names} that the run was trained on")
+        problems.append(f"{file} lacks column(s) {names} that the run was trained on")
     parts: list[NDArray[np.float32]] = []
     for feature in features:
-        column = frame[feature.name]
-        missing = column.isna().to_numpy()
-        if missing.any() and fill is None:
-            raise NncliError(
-                f"column '{feature.name}' of {file} has missing values on {lines(missing)}; "
-                "fill them in, or set data.fill: mean (or median, zero)"
-            )
-        if feature.categories is None:
-            values = pd.to_numeric(
-                column.astype(float) if pd.api.types.is_bool_dtype(column) else column,
-                errors="coerce",
-            )
-            text = values.isna().to_numpy() & ~missing
-            if text.any():
-                sample = ", ".join(repr(v) for v in column[text].unique()[:3].tolist())
-                raise NncliError(
-                    f"column '{feature.name}' of {file} holds text ({sample}) on {lines(text)}; "
-                    "it is numeric in training"
-                )
-            numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
-            big = out_of_range(numbers)
-            if big.any():
-                raise NncliError(
-                    f"column '{feature.name}' of {file} holds {shown_values(numbers[big])} on "
-                    f"{lines(big)}; inputs must be {RANGE}: fix or remove those rows"
-                )
-            parts.append(numbers.astype(np.float32)[:, None])
-            continue
-        labels = label_strings(column)
-        known = {c: i for i, c in enumerate(feature.categories)}
-        unknown = labels.notna().to_numpy() & ~labels.isin(list(known)).to_numpy()
-        if unknown.any():
-            sample = ", ".join(repr(v) for v in labels[unknown].unique()[:3].tolist())
-            raise NncliError(
-                f"column '{feature.name}' of {file} has value(s) {sample} on {lines(unknown)} "
-                f"that training never saw (known: {', '.join(feature.categories)})"
-            )
-        onehot = np.zeros((len(frame), len(known)), dtype=np.float32)
-        # a missing category (with a fill chosen) encodes as no category at all: all zeros
-        present = labels.notna().to_numpy()
-        onehot[np.flatnonzero(present), labels[present].map(known).to_numpy(dtype=np.int64)] = 1
-        parts.append(onehot)
+        if feature.name in frame.columns:
+            part, found = _encode_column(frame, feature, fill, file)
+            parts.append(part)
+            problems += found
+    if len(problems) == 1:
+        raise NncliError(problems[0])
+    if problems:
+        listed = "\n".join(f"  {problem}" for problem in problems)
+        raise NncliError(f"{file} has {len(problems)} problems, each to fix:\n{listed}")
     if not parts:
         return np.zeros((len(frame), 0), dtype=np.float32)
     return np.concatenate(parts, axis=1)
@@ -357,6 +327,59 @@ def _check_csv_memory(path: Path, size: int, key: str) -> None:
         per_row * rows,
         "use a smaller file, or fewer columns",
     )
+
+
+def _encode_column(
+    frame: pd.DataFrame, feature: Feature, fill: Fill | None, file: str
+) -> tuple[NDArray[np.float32], list[str]]:
+    """One feature's encoded columns, and what is wrong with its cells (the column name
+    and up to SHOWN_LINES lines of each problem)."""
+    import numpy as np
+    import pandas as pd
+
+    problems: list[str] = []
+    column = frame[feature.name]
+    missing = column.isna().to_numpy()
+    if missing.any() and fill is None:
+        problems.append(
+            f"column '{feature.name}' of {file} has missing values on {lines(missing)}; "
+            "fill them in, or set data.fill: mean (or median, zero)"
+        )
+    if feature.categories is None:
+        values = pd.to_numeric(
+            column.astype(float) if pd.api.types.is_bool_dtype(column) else column,
+            errors="coerce",
+        )
+        text = values.isna().to_numpy() & ~missing
+        if text.any():
+            sample = ", ".join(repr(v) for v in column[text].unique()[:3].tolist())
+            problems.append(
+                f"column '{feature.name}' of {file} holds text ({sample}) on {lines(text)}; "
+                "it is numeric in training"
+            )
+        numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
+        big = out_of_range(numbers)
+        if big.any():
+            problems.append(
+                f"column '{feature.name}' of {file} holds {shown_values(numbers[big])} on "
+                f"{lines(big)}; inputs must be {RANGE}: fix or remove those rows"
+            )
+        return numbers.astype(np.float32)[:, None], problems
+    labels = label_strings(column)
+    known = {c: i for i, c in enumerate(feature.categories)}
+    unknown = labels.notna().to_numpy() & ~labels.isin(list(known)).to_numpy()
+    onehot = np.zeros((len(frame), len(known)), dtype=np.float32)
+    if unknown.any():
+        sample = ", ".join(repr(v) for v in labels[unknown].unique()[:3].tolist())
+        problems.append(
+            f"column '{feature.name}' of {file} has value(s) {sample} on {lines(unknown)} "
+            f"that training never saw (known: {', '.join(feature.categories)})"
+        )
+        return onehot, problems
+    # a missing category (with a fill chosen) encodes as no category at all: all zeros
+    present = labels.notna().to_numpy()
+    onehot[np.flatnonzero(present), labels[present].map(known).to_numpy(dtype=np.int64)] = 1
+    return onehot, problems
 
 
 def read_csv(path: Path, key: str) -> pd.DataFrame:

@@ -4,7 +4,7 @@ the device, the data on it, the model built on real samples, the loss and optimi
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,7 +110,11 @@ def prepare(spec: Spec, device: str | None = None) -> Prepared:
     # its rows (the whole data set on the host for the length of the run)
     del x_all
     dataset = replace(dataset, x=dataset.x[:0].copy(), y=dataset.y[:0].copy())
-    loss_fn = _loss(spec, task, splits["train"][1]).to(dev)
+    loss_fn, weight = _loss(spec, task, splits["train"][1])
+    loss_fn = loss_fn.to(dev)
+    if weight is not None and dataset.preprocessing is not None:  # eval's loss uses them
+        kept = dataset.preprocessing.model_copy(update={"loss_weight": weight})
+        dataset = replace(dataset, preprocessing=kept)
     _check_probabilities(spec, loss_fn)
     optimizer = optimizers.get(spec.optimizer.name).build(spec.optimizer, model.parameters())
     p = Prepared(
@@ -127,16 +131,15 @@ def prepare(spec: Spec, device: str | None = None) -> Prepared:
     return p
 
 
-def _loss(spec: Spec, task: Task, y_train: torch.Tensor) -> nn.Module:
+def _loss(spec: Spec, task: Task, y_train: torch.Tensor) -> tuple[nn.Module, list[float] | None]:
     """The loss, its class weights (`loss.weight`) checked against the model's classes, or
-    computed from the train split's counts where `balanced`."""
+    computed from the train split's counts where `balanced` (and then returned too)."""
     params, weight = spec.loss, getattr(spec.loss, "weight", None)
     n = task.n_outputs
+    computed = None
     if weight == "balanced":
-        target: Literal["index", "binary"] = (
-            "index" if spec.loss_info.target == "index" else "binary"
-        )
-        params = params.model_copy(update={"weight": balanced(target, y_train.cpu(), n)})
+        computed = balanced(spec.loss_info.target, y_train.cpu(), n)
+        params = params.model_copy(update={"weight": computed})
     elif isinstance(weight, list) and len(weight) != n:
         what = "classes" if spec.loss_info.target == "index" else "outputs (one per label)"
         raise NncliError(
@@ -144,7 +147,7 @@ def _loss(spec: Spec, task: Task, y_train: torch.Tensor) -> nn.Module:
             f"one weight per class ({n} values), or weight: balanced to compute them from "
             "the train split"
         )
-    return losses.get(spec.loss.name).build(params)
+    return losses.get(spec.loss.name).build(params), computed
 
 
 def _model_problem(spec: Spec, sample: torch.Tensor, exc: BaseException) -> str:

@@ -14,7 +14,7 @@ from nncli import data as datamod
 from nncli.engine.inference import EVAL_BATCH, evaluate
 from nncli.engine.meter import Meter
 from nncli.errors import NncliError
-from nncli.losses import losses
+from nncli.losses import balanced, losses
 from nncli.trained.load import Checkpoint, TrainedRun, load_run
 from nncli.trained.rows import file_rows
 
@@ -59,12 +59,26 @@ def evaluate_run(
         targets = targets.long()
     else:
         targets = targets.float().reshape(len(targets), -1)
-    loss_fn = losses.get(t.spec.loss.name).build(t.spec.loss)
+    loss_fn = losses.get(t.spec.loss.name).build(_loss_params(t))
     meter = Meter(t.task, t.spec.metric_names, torch.device("cpu"))
     with torch.no_grad():
         evaluate(t.model, loss_fn, torch.as_tensor(x), targets, meter, EVAL_BATCH)
     metrics = meter.results(meter.totals().tolist())
     return Evaluation(run, rows, len(x), t.checkpoint, metrics)
+
+
+def _loss_params(t: TrainedRun) -> Any:
+    """The run's loss parameters with the class weights it trained with: `balanced` ones
+    as preprocessing.json keeps them, or computed again from the train split for a run
+    from before it kept them."""
+    params = t.spec.loss
+    if getattr(params, "weight", None) != "balanced":
+        return params
+    weight = t.pre.loss_weight
+    if weight is None:
+        _, y, _ = _split_rows(t, "train")
+        weight = balanced(t.spec.loss_info.target, torch.as_tensor(np.array(y)), t.task.n_outputs)
+    return params.model_copy(update={"weight": weight})
 
 
 def _split_rows(t: TrainedRun, split: str | None) -> tuple[NDArray[np.float32], NDArray[Any], str]:

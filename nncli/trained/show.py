@@ -3,7 +3,9 @@ and with --weights the learned parameters (a single neuron reads as its equation
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +14,8 @@ from nncli.config.spec import load_spec
 from nncli.engine.state import trained_weights
 from nncli.errors import NncliError
 from nncli.layers import info as layer_info
-from nncli.runs.files import CHECKPOINTS, CONFIG
-from nncli.runs.record import read_run
+from nncli.runs.files import CHECKPOINTS, CONFIG, json_safe
+from nncli.runs.record import RunInfo, read_run
 from nncli.tables import Format, render
 from nncli.trained.load import CHECKPOINT_FILES, Checkpoint, TrainedRun, load_run
 
@@ -73,7 +75,34 @@ def equation(t: TrainedRun) -> list[str]:
     return lines
 
 
-def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
+@dataclass
+class Summary:
+    """What `show` says of a run, read once: the text and the JSON forms both print it."""
+
+    run: Path
+    info: RunInfo
+    config: dict[str, Any]
+    layers: list[dict[str, Any]]  # #, layer, settings, output (shape or None), params
+    built: bool  # the model was built from a checkpoint (outputs and counts are its own)
+    metrics: list[dict[str, Any]]  # metric, final, best, best epoch
+    trained: TrainedRun | None
+    state: dict[str, Any]  # the checkpoint's trained weights
+
+    @property
+    def total(self) -> int:
+        return sum(int(row["params"]) for row in self.layers)
+
+    def weights(self) -> tuple[Path, list[str], dict[str, Any]]:
+        """The checkpoint read, the equation of a single neuron, and the float tensors."""
+        if self.trained is None:
+            raise NncliError(f"{self.run} has no checkpoint to read weights from")
+        tensors = {
+            k: v for k, v in self.state.items() if hasattr(v, "shape") and v.is_floating_point()
+        }
+        return self.trained.checkpoint, equation(self.trained), tensors
+
+
+def summarise(run: Path) -> Summary:
     info = read_run(run)
     # every file read before the first line: a damaged one is the only thing printed
     if (run / CONFIG).is_file():
@@ -82,33 +111,20 @@ def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
     # the weights the run ended with; best.pt where the run stopped before saving last.pt,
     # none where it saved neither
     state: dict[str, Any] = {}
-    checkpoint: Path | None = None
     trained: TrainedRun | None = None
     ended = next((c for c in ENDED if (run / CHECKPOINTS / CHECKPOINT_FILES[c]).is_file()), None)
     if ended is not None:
         trained = load_run(run, ended)
-        state, checkpoint = trained_weights(trained.state), trained.checkpoint
+        state = trained_weights(trained.state)
 
-    duration = "?" if info.duration_s is None else info.duration_s
-    yield f"run {run}"
-    yield (
-        f"status {info.status}, {info.epochs_done or 0}/{info.epochs} epochs, "
-        f"started {info.started_at}, {duration}s, device {info.device}, "
-        f"seed {info.seed}, {info.n_params or 0:,} parameters, task {info.task}"
-    )
-    layers = config.get("model", {}).get("layers", [])
-    loss, opt = config.get("loss", {}), config.get("optimizer", {})
-    source = config.get("data", {}).get("source")
-    yield f"data {source}, loss {loss.get('name')}, optimizer {opt.get('name')} lr {opt.get('lr')}"
     rows = []
-    for i, layer in enumerate(layers):
+    for i, layer in enumerate(config.get("model", {}).get("layers", [])):
         shapes = {k: tuple(v.shape) for k, v in state.items() if k.split(".")[0] == str(i)}
-        params = {k: v for k, v in layer.items() if k != "type"}
         rows.append(
             {
                 "#": i,
                 "layer": layer.get("type"),
-                "settings": ", ".join(f"{k}={v}" for k, v in params.items()),
+                "settings": {k: v for k, v in layer.items() if k != "type"},
                 "output": None,
                 "params": sum(_numel(s) for s in shapes.values()),
             }
@@ -116,15 +132,8 @@ def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
     if trained is not None:  # the model as built knows each layer's output (like Keras's)
         built = zip(rows, trained.model, trained.shapes, strict=False)
         for row, module, shape in built:
-            row["output"] = " x ".join(map(str, shape))
+            row["output"] = list(shape)
             row["params"] = sum(p.numel() for p in module.parameters())  # buffers are not
-    columns = ["#", "layer", "settings", "output", "params"]
-    yield render(rows, columns, Format.table, title="model")
-    total = sum(row["params"] for row in rows)
-    yield f"{total:,} parameters" + (
-        "" if trained is not None else " (no checkpoint to build from)"
-    )
-
     final = info.final or {}
     best = info.best or {}
     metric_rows = [
@@ -137,21 +146,91 @@ def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
         for k, v in final.items()
         if k not in ("epoch", "lr", "time_s")
     ]
-    if metric_rows:
-        yield render(
-            metric_rows, ["metric", "final", "best", "best epoch"], Format.table, title="metrics"
-        )
+    return Summary(run, info, config, rows, trained is not None, metric_rows, trained, state)
+
+
+def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
+    """`show`'s text: lines and tables, in order."""
+    s = summarise(run)
+    info, config = s.info, s.config
+    duration = "?" if info.duration_s is None else info.duration_s
+    yield f"run {run}"
+    yield (
+        f"status {info.status}, {info.epochs_done or 0}/{info.epochs} epochs, "
+        f"started {info.started_at}, {duration}s, device {info.device}, "
+        f"seed {info.seed}, {info.n_params or 0:,} parameters, task {info.task}"
+    )
+    loss, opt = config.get("loss", {}), config.get("optimizer", {})
+    source = config.get("data", {}).get("source")
+    yield f"data {source}, loss {loss.get('name')}, optimizer {opt.get('name')} lr {opt.get('lr')}"
+    rows = [
+        {
+            **row,
+            "settings": ", ".join(f"{k}={v}" for k, v in row["settings"].items()),
+            "output": None if row["output"] is None else " x ".join(map(str, row["output"])),
+        }
+        for row in s.layers
+    ]
+    columns = ["#", "layer", "settings", "output", "params"]
+    yield render(rows, columns, Format.table, title="model")
+    yield f"{s.total:,} parameters" + ("" if s.built else " (no checkpoint to build from)")
+    if s.metrics:
+        columns = ["metric", "final", "best", "best epoch"]
+        yield render(s.metrics, columns, Format.table, title="metrics")
     if info.error:
         yield f"error: {info.error}"
     if weights:
-        if checkpoint is None:
-            raise NncliError(f"{run} has no checkpoint to read weights from")
+        checkpoint, lines, tensors = s.weights()
         yield f"weights ({checkpoint.name}):"
-        assert trained is not None  # loaded with the checkpoint
-        yield from equation(trained)
-        for key, tensor in state.items():
-            if hasattr(tensor, "shape") and tensor.is_floating_point():
-                yield f"{key} {tuple(tensor.shape)}\n{tensor.numpy().round(4)}"
+        yield from lines
+        for key, tensor in tensors.items():
+            yield f"{key} {tuple(tensor.shape)}\n{tensor.numpy().round(4)}"
+
+
+def run_json(run: Path, weights: bool = False) -> str:
+    """`show --format json`: the same facts as one JSON object (NaN and infinity as null)."""
+    s = summarise(run)
+    info = s.info
+    loss, opt = s.config.get("loss", {}), s.config.get("optimizer", {})
+    facts: dict[str, Any] = {
+        "run": str(run),
+        "name": info.name,
+        "status": info.status,
+        "epochs_done": info.epochs_done or 0,
+        "epochs": info.epochs,
+        "started_at": info.started_at,
+        "duration_s": info.duration_s,
+        "device": info.device,
+        "seed": info.seed,
+        "n_params": info.n_params,
+        "task": info.task,
+        "data": s.config.get("data", {}).get("source"),
+        "loss": loss.get("name"),
+        "optimizer": opt.get("name"),
+        "lr": opt.get("lr"),
+        "config": s.config,
+        "layers": [
+            {"index": r["#"], **{k: r[k] for k in ("layer", "settings", "output", "params")}}
+            for r in s.layers
+        ],
+        "parameters": s.total,
+        "built": s.built,
+        "metrics": {
+            r["metric"]: {"final": r["final"], "best": r["best"], "best_epoch": r["best epoch"]}
+            for r in s.metrics
+        },
+        "error": info.error,
+    }
+    if weights:
+        checkpoint, lines, tensors = s.weights()
+        facts["weights"] = {
+            "checkpoint": checkpoint.name,
+            "equation": lines,
+            "tensors": {
+                k: {"shape": list(v.shape), "values": v.tolist()} for k, v in tensors.items()
+            },
+        }
+    return json.dumps(json_safe(facts), indent=2)
 
 
 def _numel(shape: tuple[int, ...]) -> int:

@@ -108,8 +108,11 @@ def test_csv_several_target_columns_are_multilabel_with_a_binary_loss(tmp_path: 
 def test_csv_missing_values_name_column_and_lines(tmp_path: Path) -> None:
     path = csv_file(tmp_path, "a,b,y\n1,2,0\n,3,1\n4,,0\n5,6,1\n,7,0\n8,9,1\n")
     section = f"source: csv\npath: {path}\ntarget: y\nsplit: {{test: 0}}"
-    assert error_of(section) == (
-        f"column 'a' of {path} has missing values on lines 3, 6; fill them in, or set "
+    assert error_of(section) == (  # every column's, not only the first
+        f"{path} has 2 problems, each to fix:\n"
+        f"  column 'a' of {path} has missing values on lines 3, 6; fill them in, or set "
+        "data.fill: mean (or median, zero)\n"
+        f"  column 'b' of {path} has missing values on line 4; fill them in, or set "
         "data.fill: mean (or median, zero)"
     )
     filled, _ = datamod.prepare(params(section + "\nfill: mean\nstandardize: false"), 0)

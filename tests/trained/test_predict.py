@@ -161,6 +161,41 @@ def test_predict_errors_name_the_column_value_or_file(classifier: Path, tmp_path
     assert "is not a run folder: it has no run.json" in stderr
 
 
+def test_predict_reports_every_problem_of_its_input_at_once(
+    classifier: Path, tmp_path: Path
+) -> None:
+    """A missing value no longer hides an unknown category, nor a missing column the rest;
+    each problem names its column and at most five lines."""
+    rows = ["weight,colour", *([",black"] * 7), "3,purple", "heavy,pink"]
+    path = tmp_path / "two.csv"
+    path.write_text("\n".join(rows) + "\n")
+    before = path.read_bytes()
+    code, stdout, stderr = predict(str(classifier), str(path), "--out", str(tmp_path / "o.csv"))
+    assert code == 2
+    assert stdout == ""
+    assert stderr.strip() == (
+        f"error {path} has 3 problems, each to fix:\n"
+        f"  column 'weight' of {path} has missing values on lines 2, 3, 4, 5, 6 and 2 more; "
+        "fill them in, or set data.fill: mean (or median, zero)\n"
+        f"  column 'weight' of {path} holds text ('heavy') on line 10; it is numeric in "
+        "training\n"
+        f"  column 'colour' of {path} has value(s) 'purple', 'pink' on lines 9, 10 that "
+        "training never saw (known: black, green, white)"
+    )
+    assert path.read_bytes() == before
+    assert not (tmp_path / "o.csv").exists()
+    (tmp_path / "no_weight.csv").write_text("colour\nblack\npurple\n")
+    code, _, stderr = predict(str(classifier), str(tmp_path / "no_weight.csv"))
+    assert code == 2
+    where = tmp_path / "no_weight.csv"
+    assert stderr.strip() == (
+        f"error {where} has 2 problems, each to fix:\n"
+        f"  {where} lacks column(s) 'weight' that the run was trained on\n"
+        f"  column 'colour' of {where} has value(s) 'purple' on line 3 that training never "
+        "saw (known: black, green, white)"
+    )
+
+
 def test_predict_needs_the_stored_preprocessing(classifier: Path, tmp_path: Path) -> None:
     import shutil
 
