@@ -31,11 +31,11 @@ from nncli.data.preprocess import (
     lines,
     not_labels,
     out_of_range,
-    read_csv,
     shown_values,
     sort_labels,
 )
 from nncli.errors import NncliError
+from nncli.inputs import read_csv
 from nncli.registry import closest
 
 if TYPE_CHECKING:

@@ -299,36 +299,6 @@ def encode(
     return np.concatenate(parts, axis=1)
 
 
-CSV_SAMPLE_BYTES = 2**20  # a CSV larger than this has its size in memory estimated first
-
-
-def _check_csv_memory(path: Path, size: int, key: str) -> None:
-    """Refuse, before reading it, a CSV whose table would not fit in memory: its size is
-    estimated from its first rows (what pandas holds of them, plus their float32 copy)."""
-    import io
-
-    import pandas as pd
-
-    from nncli.inputs import check_memory, size_text
-
-    try:
-        with path.open("rb") as f:
-            head = f.read(CSV_SAMPLE_BYTES)
-        head = head[: head.rfind(b"\n") + 1]
-        sample = pd.read_csv(io.BytesIO(head), low_memory=False)
-    except (OSError, ValueError, pd.errors.ParserError):
-        return  # the whole read reports what is wrong with the file
-    if len(sample) == 0:
-        return
-    per_row = (sample.memory_usage(deep=True).sum() + sample.size * 4) / len(sample)
-    rows = len(sample) * size / len(head)
-    check_memory(
-        f"{key}: {path} ({size_text(size)}, about {rows:,.0f} rows)",
-        per_row * rows,
-        "use a smaller file, or fewer columns",
-    )
-
-
 def _encode_column(
     frame: pd.DataFrame, feature: Feature, fill: Fill | None, file: str
 ) -> tuple[NDArray[np.float32], list[str]]:
@@ -380,24 +350,3 @@ def _encode_column(
     present = labels.notna().to_numpy()
     onehot[np.flatnonzero(present), labels[present].map(known).to_numpy(dtype=np.int64)] = 1
     return onehot, problems
-
-
-def read_csv(path: Path, key: str) -> pd.DataFrame:
-    """A CSV file with a header line; NncliError naming the file and the key it came from."""
-    import pandas as pd
-
-    from nncli.inputs import regular_size
-
-    size = regular_size(path, f"{key}: {path}")  # not a folder, a device or a pipe
-    if size > CSV_SAMPLE_BYTES:
-        _check_csv_memory(path, size, key)
-    try:
-        frame = pd.read_csv(path, low_memory=False)  # no mixed-type chunk warnings
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        first = first_line(exc)
-        raise NncliError(f"{key}: {path} cannot be read as CSV: {first}") from None
-    except OSError as exc:
-        raise NncliError(f"{key}: {path} cannot be read: {exc.strerror}") from None
-    if len(frame) == 0:
-        raise NncliError(f"{key}: {path} has a header but no rows")
-    return frame

@@ -10,10 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from nncli.data.preprocess import encode, read_csv
+from nncli.data.preprocess import encode
 from nncli.engine.inference import EVAL_BATCH
 from nncli.engine.task import Task
 from nncli.errors import NncliError
+from nncli.inputs import read_csv
 from nncli.trained.load import Checkpoint, TrainedRun, load_run
 from nncli.trained.rows import is_npz, npz_rows
 

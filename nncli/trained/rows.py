@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nncli.data.arrays import read_npz
-from nncli.data.preprocess import Preprocessing, encode, label_strings, lines, read_csv
+from nncli.data.preprocess import Preprocessing, encode, label_strings, lines
 from nncli.errors import NncliError
+from nncli.inputs import read_csv
 
 if TYPE_CHECKING:
     import pandas as pd
