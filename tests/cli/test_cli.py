@@ -200,7 +200,7 @@ def test_shape_mismatch_names_the_layer(
     path = write(TINY.replace("- dense: 8", "- conv2d: 4"))
     code, _, stderr = train(runner, str(path), "--runs-dir", str(tmp_path / "runs"))
     assert code == 2
-    assert "model.layers.0 (conv2d(out_channels=4" in stderr
+    assert f"error {path}:10:7  model.layers.0  conv2d(out_channels=4" in stderr
     assert "needs an input of 3 dimension(s) per sample, got (2,)" in stderr
     assert_nothing_written(tmp_path)
 
