@@ -98,11 +98,12 @@ class _Checked:
 
 
 def _check(file: Path, overrides: list[str], build: bool) -> _Checked:
-    """One file's errors (validation, and with --build the model's, at their keys) and lint
-    warnings."""
+    """One file's errors (validation; its data files, columns and outputs against the
+    targets; with --build the model's) and lint warnings."""
     from nncli.config.lint import check_experiment
     from nncli.config.locate import located
     from nncli.config.spec import load_experiment
+    from nncli.engine.precheck import precheck
 
     checked = _Checked(file)
     try:
@@ -117,8 +118,8 @@ def _check(file: Path, overrides: list[str], build: bool) -> _Checked:
     spec = exp.spec
     detail = ""
     try:
-        errors: list[NncliError] = []
-        if build:
+        errors = precheck(spec)
+        if build and not errors:
             from nncli.engine.prepare import prepare
 
             p = prepare(

@@ -16,7 +16,6 @@ from nncli.config import yamlio
 from nncli.config.activations import file_key
 from nncli.config.overrides import TAGS
 from nncli.errors import NncliError, Problem
-from nncli.inputs import FileProblem
 from nncli.registry import closest
 
 if TYPE_CHECKING:
@@ -235,11 +234,12 @@ def located(exc: NncliError, exp: Experiment) -> Problem | None:
     # a loss written as a map is pointed at by its `name:`
     place = where(exp.doc, (*path, "name") if path == ("loss",) else path, exp.overrides)
     message = _without_key(str(exc), key)
-    hint = None
-    if isinstance(exc, FileProblem) and exc.kind == "missing" and key.startswith("data."):
-        value = getattr(exp.spec.data, key[len("data.") :], None)
-        if isinstance(value, str):
-            hint = missing_file_hint(Path(value), exp.path)
+    field = key.removeprefix("data.")
+    value = getattr(exp.spec.data, field, None)
+    paths = getattr(exp.spec.data, "path_fields", ())
+    # a data file that is not there: the name nearest to it
+    absent = field in paths and isinstance(value, str) and not Path(value).exists()
+    hint = missing_file_hint(Path(str(value)), exp.path) if absent else None
     return Problem(place, ".".join(map(str, path)), message, hint)
 
 
