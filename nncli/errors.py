@@ -30,9 +30,19 @@ def printable(text: str) -> str:
 
 
 class NncliError(Exception):
-    """A mistake in the user's input: the CLI prints the message and exits with 2."""
+    """A mistake in the user's input: the CLI prints the message and exits with 2.
+
+    `key` is the dotted key of the experiment file the mistake is at (`data.target`,
+    `model.layers.3`), where the message does not start with it; the CLI then names the
+    file, line and column of that key (`config.locate.located`)."""
 
     exit_code = EXIT_USAGE
+    key: str | None = None
+
+    def __init__(self, *args: object, key: str | None = None) -> None:
+        super().__init__(*args)
+        if key is not None:
+            self.key = key
 
 
 @dataclass(frozen=True)

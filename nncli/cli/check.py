@@ -98,28 +98,38 @@ class _Checked:
 
 
 def _check(file: Path, overrides: list[str], build: bool) -> _Checked:
-    """One file's errors (validation, and with --build the model's) and lint warnings."""
+    """One file's errors (validation; its data files, columns and outputs against the
+    targets; with --build the model's) and lint warnings."""
     from nncli.config.lint import check_experiment
+    from nncli.config.locate import located
     from nncli.config.spec import load_experiment
+    from nncli.engine.precheck import precheck
 
     checked = _Checked(file)
     try:
         exp = load_experiment(file, overrides)
-        checked.warnings = check_experiment(exp)
-        spec = exp.spec
-        detail = ""
-        if build:
+    except SpecError as exc:
+        checked.errors = exc.problems
+        return checked
+    except NncliError as exc:
+        checked.errors = [Problem(str(file), "", str(exc))]
+        return checked
+    checked.warnings = check_experiment(exp)
+    spec = exp.spec
+    detail = ""
+    try:
+        errors = precheck(spec)
+        if build and not errors:
             from nncli.engine.prepare import prepare
 
             p = prepare(
                 spec.model_copy(update={"train": spec.train.model_copy(update={"device": "cpu"})})
             )
             detail = f", {p.task.kind}, {p.n_params:,} parameters"
-    except SpecError as exc:
-        checked.errors = exc.problems
-        return checked
     except NncliError as exc:
-        checked.errors = [Problem(str(file), "", str(exc))]
+        errors = [exc]
+    if errors:
+        checked.errors = [located(e, exp) or Problem(str(file), "", str(e)) for e in errors]
         return checked
     checked.summary = (
         f"{len(spec.model.layers)} layers, loss {spec.loss.name}, data {spec.data.source}{detail}"

@@ -74,8 +74,10 @@ def say(label: str, colour: str, text: str) -> None:
 
 
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """NncliError -> its message in red on stderr and exit code 2; no traceback.
+def user_errors(exp: Experiment | None = None) -> Iterator[None]:
+    """NncliError -> its message in red on stderr and exit code 2; no traceback. An error
+    about a key of `exp` (the experiment file being trained) reads as validate prints it:
+    `FILE:LINE:COL  key  message`.
 
     Messages are escaped: Rich would read `nncli[optuna]` or `[key]` as markup, drop control
     characters and fail on a lone surrogate.
@@ -88,7 +90,10 @@ def user_errors() -> Iterator[None]:
             say("error", "red", str(problem))
         raise typer.Exit(exc.exit_code) from None
     except NncliError as exc:
-        say("error", "red", str(exc))
+        from nncli.config.locate import located
+
+        at = located(exc, exp) if exp is not None else None
+        say("error", "red", str(at or exc))
         raise typer.Exit(exc.exit_code) from None
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from nncli.config.spec import Experiment
     from nncli.engine.fit import FitResult
     from nncli.loggers.console import ConsoleLogger
     from nncli.runs.folder import Run
@@ -86,7 +87,9 @@ def train(
     from nncli.engine.experiment import train_experiment
 
     _run_training(
-        lambda console: train_experiment(spec, file, text, runs_dir, console, smoke=smoke), quiet
+        lambda console: train_experiment(spec, file, text, runs_dir, console, smoke=smoke),
+        quiet,
+        exp=exp,
     )
 
 
@@ -160,12 +163,13 @@ def _run_training(
     start: Callable[[ConsoleLogger], tuple[Run | None, FitResult]],
     quiet: bool,
     resuming: Path | None = None,
+    exp: Experiment | None = None,
 ) -> None:
     """Run a training call with console progress; map how it ends to messages and exit codes.
 
     Ctrl-C and SIGTERM mark the run interrupted (exit 130/143), a non-finite loss marks it
     diverged (exit 3), anything unexpected marks it failed (exit 1). `resuming` is the
-    folder a resume continues.
+    folder a resume continues; `exp` the experiment file trained, whose keys errors name.
     """
     from nncli.engine import distributed
     from nncli.errors import RunDiverged
@@ -182,7 +186,7 @@ def _run_training(
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     run = None
     try:
-        with user_errors():
+        with user_errors(exp):
             try:
                 run, _ = start(console)
             except NncliError:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from nncli.config import yamlio
 from nncli.config.activations import file_key
+from nncli.config.locate import where
 from nncli.config.spec import Experiment, Spec
 from nncli.errors import Problem
 from nncli.layers import info
@@ -25,7 +26,7 @@ def check(spec: Spec, doc: yamlio.Document, overrides: Sequence[str] = ()) -> li
     for found_key, message, hint in found:
         key = file_key(doc.data, found_key)  # `{dense: 1, activation: sigmoid}`: 2 layers
         # a loss written as a map is pointed at by its `name:`
-        place = _where(doc, (*key, "name") if key == ("loss",) else key, overrides)
+        place = where(doc, (*key, "name") if key == ("loss",) else key, overrides)
         problems.append(Problem(place, ".".join(map(str, key)), message, hint))
     return problems
 
@@ -95,15 +96,3 @@ def _output(types: list[str], spec: Spec) -> list[Found]:
             )
         ]
     return []
-
-
-def _where(doc: yamlio.Document, key: yamlio.Key, overrides: Sequence[str]) -> str:
-    """FILE:LINE:COL of `key`, or the `--set` that replaced it (or renamed the entry)."""
-    for setting in overrides:
-        name = setting.partition("=")[0].strip()
-        parts = tuple(int(p) if p.isdigit() else p for p in name.split("."))
-        if len(parts) > 1 and parts[-1] in ("type", "name"):  # `--set loss.name=bce`
-            parts = parts[:-1]
-        if key[: len(parts)] == parts:
-            return f"--set {setting}"
-    return doc.where(key)

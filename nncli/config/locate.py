@@ -1,19 +1,25 @@
-"""Where a validation error is in the file: pydantic's error locations mapped to the
-file's line and column (or the `--set` that gave the value), with a message and a fix."""
+"""Where an error is in the file: pydantic's error locations, and the keys that errors of
+the data, the model and the loss name, mapped to the file's line and column (or the `--set`
+that gave the value), with a message and a fix."""
 
 from __future__ import annotations
 
 import re
 import types
-from collections.abc import Mapping
-from typing import Annotated, Any, Union, get_args, get_origin
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
 from nncli.config import yamlio
+from nncli.config.activations import file_key
 from nncli.config.overrides import TAGS
-from nncli.errors import Problem
+from nncli.errors import NncliError, Problem
 from nncli.registry import closest
+
+if TYPE_CHECKING:
+    from nncli.config.spec import Experiment
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -183,3 +189,88 @@ def _data_path(data: Any, loc: tuple[str | int, ...]) -> yamlio.Key:
             continue
         path.append(part)
     return tuple(path)
+
+
+def where(doc: yamlio.Document, key: yamlio.Key, overrides: Sequence[str]) -> str:
+    """FILE:LINE:COL of `key`, or the `--set` that replaced it (or renamed the entry)."""
+    for setting in overrides:
+        name = setting.partition("=")[0].strip()
+        parts = tuple(int(p) if p.isdigit() else p for p in name.split("."))
+        if len(parts) > 1 and parts[-1] in ("type", "name"):  # `--set loss.name=bce`
+            parts = parts[:-1]
+        if key[: len(parts)] == parts:
+            return f"--set {setting}"
+    return doc.where(key)
+
+
+_LEADING_KEY = re.compile(r"([A-Za-z_]\w*(?:\.\w+)*)(?=[:\s(]|$)")
+
+
+def error_key(exc: NncliError, exp: Experiment) -> str | None:
+    """The key of the experiment file an error is about: the one it was raised with, the
+    one its message starts with (`data.target: column ...`, `model.layers.3 (dense...`), or
+    the data file it starts with or names (`FILE: 'x' has no rows` is about `data.path`)."""
+    if exc.key:
+        return exc.key
+    text = str(exc)
+    found = _LEADING_KEY.match(text)
+    if found and found.group(1).split(".")[0] in type(exp.spec).model_fields:
+        return found.group(1)
+    named = [
+        (text.find(value), -len(value), f"data.{name}")
+        for name in getattr(exp.spec.data, "path_fields", ())
+        if isinstance(value := getattr(exp.spec.data, name), str) and value in text
+    ]
+    return min(named)[2] if named else None
+
+
+def located(exc: NncliError, exp: Experiment) -> Problem | None:
+    """`exc` at the FILE:LINE:COL of the key of `exp` it is about (None where it names no
+    key): what `nncli train` and `nncli validate` print for it."""
+    key = error_key(exc, exp)
+    if key is None:
+        return None
+    path = file_key(exp.doc.data, tuple(int(p) if p.isdigit() else p for p in key.split(".")))
+    # a loss written as a map is pointed at by its `name:`
+    place = where(exp.doc, (*path, "name") if path == ("loss",) else path, exp.overrides)
+    message = _without_key(str(exc), key)
+    field = key.removeprefix("data.")
+    value = getattr(exp.spec.data, field, None)
+    paths = getattr(exp.spec.data, "path_fields", ())
+    # a data file that is not there: the name nearest to it
+    absent = field in paths and isinstance(value, str) and not Path(value).exists()
+    hint = missing_file_hint(Path(str(value)), exp.path) if absent else None
+    return Problem(place, ".".join(map(str, path)), message, hint)
+
+
+def _without_key(message: str, key: str) -> str:
+    """The message without the key the location names: `data.target: column ...` is
+    `column ...`, `model.layers.3 (conv1d(...)) cannot ...` is `conv1d(...) cannot ...`."""
+    if message.startswith(f"{key}: "):
+        return message[len(key) + 2 :]
+    if message.startswith(f"{key} ("):
+        depth = 0
+        for i, c in enumerate(message[len(key) + 1 :], len(key) + 1):
+            depth += {"(": 1, ")": -1}.get(c, 0)
+            if depth == 0:
+                return message[len(key) + 2 : i] + message[i + 1 :]
+    return message
+
+
+def missing_file_hint(path: Path, experiment: Path) -> str:
+    """The fix for a data path that does not exist: the name nearest to its first missing
+    part in the folder that exists, or where relative paths are read from."""
+    folder = path.parent
+    missing = path.name
+    while not folder.is_dir() and folder != folder.parent:
+        folder, missing = folder.parent, folder.name
+    try:
+        names = sorted(p.name for p in folder.iterdir())
+    except OSError:
+        names = []
+    near = closest(missing, names)
+    if near is not None:
+        return f"did you mean {folder / near}?"
+    return (
+        f"relative paths are read from the experiment file's folder, {experiment.absolute().parent}"
+    )

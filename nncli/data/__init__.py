@@ -80,6 +80,21 @@ class FileParams(ArrayParams):
     path_fields: ClassVar[tuple[str, ...]] = ()
     held_out_files: ClassVar[dict[str, str]] = {}  # split -> the field whose file gives it
 
+    def missing_files(self) -> list[NncliError]:
+        """Each path given that is not a regular file, as loading would refuse it (what
+        `nncli validate` checks without reading them)."""
+        from nncli.inputs import regular_size
+
+        found = []
+        for name in self.path_fields:
+            value = getattr(self, name)
+            if value is not None:
+                try:
+                    regular_size(Path(value), f"data.{name}: {value}")
+                except NncliError as exc:
+                    found.append(exc)
+        return found
+
     def with_folder(self, folder: Path) -> FileParams:
         """These parameters with every relative path made absolute from `folder`."""
         update = {}
@@ -183,6 +198,19 @@ def finite32(p: DataParams, *arrays: NDArray[Any]) -> None:
         f"data.{largest} {getattr(p, largest)} makes the generated numbers leave float32's "
         f"range: they must be {RANGE}; make it smaller"
     )
+
+
+@dataclass(frozen=True)
+class Targets:
+    """A source's trait (`Entry.info`): the targets it makes, known from its parameters
+    without making them; `count` (classes, labels or target columns) is a number or the
+    name of the parameter that gives it."""
+
+    kind: TargetKind
+    count: int | str
+
+    def of(self, p: DataParams) -> int:
+        return self.count if isinstance(self.count, int) else int(getattr(p, self.count))
 
 
 def task_field() -> Any:

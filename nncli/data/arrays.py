@@ -20,6 +20,7 @@ from nncli.data import (
     Split,
     SplitFiles,
     TargetKind,
+    Targets,
     datasets,
     encode_labels,
     resolve_task,
@@ -354,6 +355,15 @@ class Mnist(FileParams):
             object.__setattr__(self, "split", self.split.model_copy(update={"test": 0.0}))
         return self
 
+    def missing_files(self) -> list[NncliError]:
+        """The first of MNIST's four files that is missing, as loading would refuse it."""
+        try:
+            for name in (n for pair in MNIST_FILES.values() for n in pair):
+                mnist_file(Path(self.folder), name)
+        except NncliError as exc:
+            return [exc]
+        return []
+
 
 def mnist_file(folder: Path, name: str) -> Path:
     """`name` in `folder`, gzipped or not (also the `train-images.idx3-ubyte` spelling)."""
@@ -369,7 +379,7 @@ def mnist_file(folder: Path, name: str) -> Path:
     )
 
 
-@datasets.register("mnist", params=Mnist)
+@datasets.register("mnist", params=Mnist, info=Targets("classification", 10))
 def mnist(p: Mnist, seed: int) -> Dataset:
     """MNIST: 60,000 + 10,000 handwritten digits, 28x28, from its four files in a folder."""
     folder = Path(p.folder)

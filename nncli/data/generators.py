@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, model_validator
 
-from nncli.data import DataParams, Dataset, Split, check_generated, datasets, finite32
+from nncli.data import (
+    DataParams,
+    Dataset,
+    Split,
+    Targets,
+    check_generated,
+    datasets,
+    finite32,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,7 +38,7 @@ class Circles(DataParams):
     factor: float = Field(default=0.8, gt=0, lt=1, description="inner radius / outer radius")
 
 
-@datasets.register("circles", params=Circles)
+@datasets.register("circles", params=Circles, info=Targets("classification", 2))
 def circles(p: Circles, seed: int) -> Dataset:
     """Two concentric circles in 2-D (class 1 inside); not linearly separable."""
     import numpy as np
@@ -56,7 +64,7 @@ class Moons(DataParams):
     noise: float = Field(default=0.0, ge=0, description="standard deviation of the noise")
 
 
-@datasets.register("moons", params=Moons)
+@datasets.register("moons", params=Moons, info=Targets("classification", 2))
 def moons(p: Moons, seed: int) -> Dataset:
     """Two interleaving half circles in 2-D."""
     import numpy as np
@@ -83,7 +91,7 @@ class Blobs(DataParams):
     box: float = Field(default=10.0, gt=0, description="centres drawn uniformly in [-box, box]")
 
 
-@datasets.register("blobs", params=Blobs)
+@datasets.register("blobs", params=Blobs, info=Targets("classification", "centers"))
 def blobs(p: Blobs, seed: int) -> Dataset:
     """Gaussian clusters, one class each."""
     import numpy as np
@@ -113,7 +121,7 @@ def _gate(p: Gate, seed: int, truth: np.ndarray) -> Dataset:
     return _classification(p, x, truth[which], ["0", "1"])
 
 
-@datasets.register("xor", params=Gate)
+@datasets.register("xor", params=Gate, info=Targets("classification", 2))
 def xor(p: Gate, seed: int) -> Dataset:
     """XOR of two bits: not linearly separable (one neuron cannot learn it)."""
     import numpy as np
@@ -121,7 +129,7 @@ def xor(p: Gate, seed: int) -> Dataset:
     return _gate(p, seed, np.array([0, 1, 1, 0]))
 
 
-@datasets.register("and", params=Gate)
+@datasets.register("and", params=Gate, info=Targets("classification", 2))
 def and_gate(p: Gate, seed: int) -> Dataset:
     """AND of two bits: linearly separable."""
     import numpy as np
@@ -129,7 +137,7 @@ def and_gate(p: Gate, seed: int) -> Dataset:
     return _gate(p, seed, np.array([0, 0, 0, 1]))
 
 
-@datasets.register("or", params=Gate)
+@datasets.register("or", params=Gate, info=Targets("classification", 2))
 def or_gate(p: Gate, seed: int) -> Dataset:
     """OR of two bits: linearly separable."""
     import numpy as np
@@ -152,7 +160,7 @@ class Linear(DataParams):
         return self
 
 
-@datasets.register("linear", params=Linear)
+@datasets.register("linear", params=Linear, info=Targets("regression", 1))
 def linear(p: Linear, seed: int) -> Dataset:
     """y = w.x + b + noise, x uniform in [low, high]: linear regression's data."""
     import numpy as np

@@ -106,7 +106,10 @@ def split(dataset: Dataset, spec: Split, seed: int) -> dict[str, NDArray[np.int6
                 if name != "train"
                 else "lower data.split.val / data.split.test"
             )
-            raise NncliError(f"the {name} split of {len(pool)} samples is empty; {fix}")
+            raise NncliError(
+                f"the {name} split of {len(pool)} samples is empty; {fix}",
+                key="data.split" if name == "train" else f"data.split.{name}",
+            )
         out[name] = rng.permutation(idx) if name == "train" else idx
     return out
 

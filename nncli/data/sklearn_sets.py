@@ -7,7 +7,15 @@ from typing import Any
 
 from pydantic import Field
 
-from nncli.data import ArrayParams, Dataset, Scale, check_generated, datasets, finite32
+from nncli.data import (
+    ArrayParams,
+    Dataset,
+    Scale,
+    Targets,
+    check_generated,
+    datasets,
+    finite32,
+)
 from nncli.errors import NncliError
 
 
@@ -22,7 +30,7 @@ class Digits(ArrayParams):
     standardize: bool = Field(default=False, description="per-pixel statistics of the train split")
 
 
-@datasets.register("digits", params=Digits)
+@datasets.register("digits", params=Digits, info=Targets("classification", 10))
 def digits(p: Digits, seed: int) -> Dataset:
     """1797 handwritten digits, 8x8 pixels (flat; shape: [1, 8, 8] for conv layers)."""
     import numpy as np
@@ -61,7 +69,7 @@ def _bunch(bunch: Any, target: str, classes: list[str] | None, regression: bool 
     )
 
 
-@datasets.register("iris", params=Tabular)
+@datasets.register("iris", params=Tabular, info=Targets("classification", 3))
 def iris(p: Tabular, seed: int) -> Dataset:
     """Fisher's iris: 150 flowers, 4 measurements, 3 species."""
     from sklearn.datasets import load_iris
@@ -70,7 +78,7 @@ def iris(p: Tabular, seed: int) -> Dataset:
     return _bunch(bunch, "species", [str(n) for n in bunch.target_names])
 
 
-@datasets.register("wine", params=Tabular)
+@datasets.register("wine", params=Tabular, info=Targets("classification", 3))
 def wine(p: Tabular, seed: int) -> Dataset:
     """178 Italian wines, 13 chemical measurements, 3 cultivars."""
     from sklearn.datasets import load_wine
@@ -79,7 +87,7 @@ def wine(p: Tabular, seed: int) -> Dataset:
     return _bunch(bunch, "cultivar", [str(n) for n in bunch.target_names])
 
 
-@datasets.register("breast_cancer", params=Tabular)
+@datasets.register("breast_cancer", params=Tabular, info=Targets("classification", 2))
 def breast_cancer(p: Tabular, seed: int) -> Dataset:
     """Wisconsin breast cancer: 569 tumours, 30 features, malignant or benign."""
     from sklearn.datasets import load_breast_cancer
@@ -88,7 +96,7 @@ def breast_cancer(p: Tabular, seed: int) -> Dataset:
     return _bunch(bunch, "diagnosis", [str(n) for n in bunch.target_names])
 
 
-@datasets.register("diabetes", params=Tabular)
+@datasets.register("diabetes", params=Tabular, info=Targets("regression", 1))
 def diabetes(p: Tabular, seed: int) -> Dataset:
     """442 diabetes patients, 10 measurements; target: disease progression a year later.
 
@@ -117,7 +125,9 @@ def _sklearn(entry: str, make: Any, **kwargs: Any) -> Any:
         raise NncliError(f"data ({entry}): {exc}") from None
 
 
-@datasets.register("make_classification", params=MakeClassification)
+@datasets.register(
+    "make_classification", params=MakeClassification, info=Targets("classification", "n_classes")
+)
 def make_classification(p: MakeClassification, seed: int) -> Dataset:
     """scikit-learn's classification generator: clusters on a hypercube's vertices."""
     import numpy as np
@@ -140,7 +150,9 @@ class MakeRegression(ArrayParams):
     bias: float = 0.0
 
 
-@datasets.register("make_regression", params=MakeRegression)
+@datasets.register(
+    "make_regression", params=MakeRegression, info=Targets("regression", "n_targets")
+)
 def make_regression(p: MakeRegression, seed: int) -> Dataset:
     """scikit-learn's regression generator: a random linear model of some features."""
     import numpy as np
@@ -162,7 +174,9 @@ class MakeMultilabel(ArrayParams):
     n_labels: int = Field(default=2, ge=1, description="average labels per sample")
 
 
-@datasets.register("make_multilabel_classification", params=MakeMultilabel)
+@datasets.register(
+    "make_multilabel_classification", params=MakeMultilabel, info=Targets("multilabel", "n_classes")
+)
 def make_multilabel_classification(p: MakeMultilabel, seed: int) -> Dataset:
     """scikit-learn's multi-label generator: word counts of topics; several labels each."""
     import numpy as np

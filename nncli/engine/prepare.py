@@ -15,7 +15,7 @@ from nncli.config.spec import Spec
 from nncli.engine import distributed
 from nncli.engine.devices import resolve_device, seed_everything
 from nncli.engine.model import build_model, count_parameters, describe
-from nncli.engine.task import Task, infer_task
+from nncli.engine.task import Task, infer_task, output_layer
 from nncli.errors import NncliError, first_line
 from nncli.layers import info as layer_info
 from nncli.losses import balanced, losses
@@ -96,11 +96,13 @@ def prepare(spec: Spec, device: str | None = None) -> Prepared:
     if count_parameters(model) == 0:  # the optimizer would refuse it, as if nncli failed
         raise NncliError(
             "the model has no weights to train: model.layers holds no layer with parameters "
-            "(dense, conv1d, conv2d, ...); add one, e.g. `- dense: 1`"
+            "(dense, conv1d, conv2d, ...); add one, e.g. `- dense: 1`",
+            key="model.layers",
         )
     _check_batch_of_one(spec, model, sample, len(indices["train"]))
     info = spec.loss_info
-    task = infer_task(dataset, spec.loss.name, info, shapes[-1])
+    at = output_layer([layer.type for layer in spec.model.layers])
+    task = infer_task(dataset, spec.loss.name, info, shapes[-1], at)
 
     splits = {
         name: (x_all[idx].to(dev), _targets(dataset.y[idx], task, dev))

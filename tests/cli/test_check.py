@@ -33,7 +33,10 @@ def test_validate_build_runs_a_forward_pass(
     bad = write(TINY.replace("- dense: 1\n", "- flatten\n    - conv1d: 2\n"), "bad.yaml")
     result = runner.invoke(app, ["validate", "--build", str(bad)])
     assert result.exit_code == 2
-    assert "model.layers.3 (conv1d(out_channels=2" in result.stderr
+    assert result.stderr.startswith(
+        f"error {bad}:13:7  model.layers.3  conv1d(out_channels=2, kernel_size=3, stride=1, "
+        "padding=0, dilation=1, bias=True): conv1d needs an input of 2 dimension(s)"
+    )
 
 
 def test_list_layers_in_every_format(runner: CliRunner) -> None:

@@ -15,7 +15,7 @@ BROKEN = """\
 data: circles
 model:
   layers:
-    - dense: 4
+    - dense: 1
     - sigmoid
 loss: bce_with_logits
 optimizer: {name: adam, lr: -1}

@@ -46,7 +46,8 @@ def test_inf_in_a_csv_feature_names_the_column_and_line(runner: CliRunner, tmp_p
     csv = table(tmp_path, ["0", "1"] * 10, (3, 0, "inf"))
     path = experiment(tmp_path, f"{{source: csv, path: {csv}, target: y}}", "bce_with_logits")
     assert refused(runner, path, tmp_path) == (
-        f"error column 'a' of {csv} holds inf on line 5; inputs must be {RANGE}: fix or "
+        f"error {tmp_path / 'exp.yaml'}:1:21  data.path  "
+        f"column 'a' of {csv} holds inf on line 5; inputs must be {RANGE}: fix or "
         "remove those rows\n"
     )
 
@@ -58,7 +59,8 @@ def test_a_csv_target_beyond_float32_names_the_column_and_line(
     csv = table(tmp_path, [str(i / 3) for i in range(20)], (6, 2, "1e39"))
     path = experiment(tmp_path, f"{{source: csv, path: {csv}, target: y}}")
     assert refused(runner, path, tmp_path) == (
-        f"error target column 'y' of {csv} holds 1e+39 on line 8; targets must be {RANGE}\n"
+        f"error {tmp_path / 'exp.yaml'}:1:21  data.path  "
+        f"target column 'y' of {csv} holds 1e+39 on line 8; targets must be {RANGE}\n"
     )
 
 
@@ -70,7 +72,8 @@ def test_an_npz_input_beyond_float32_names_the_array_and_row(
     np.savez(tmp_path / "a.npz", x=x, y=np.arange(20.0) / 3)
     path = experiment(tmp_path, f"{{source: npz, path: {tmp_path / 'a.npz'}}}")
     assert refused(runner, path, tmp_path) == (
-        f"error {tmp_path / 'a.npz'}: 'x' holds 1e+39 on row 4; inputs and targets must be "
+        f"error {tmp_path / 'exp.yaml'}:1:21  data.path  "
+        f"{tmp_path / 'a.npz'}: 'x' holds 1e+39 on row 4; inputs and targets must be "
         f"{RANGE}\n"
     )
 
@@ -85,7 +88,8 @@ def test_nan_in_an_npz_regression_target_of_the_test_file_is_refused(
     np.savez(tmp_path / "test.npz", x=np.ones((5, 3)), y=y)
     data = f"{{source: npz, path: {tmp_path / 'train.npz'}, test_path: {tmp_path / 'test.npz'}}}"
     assert refused(runner, experiment(tmp_path, data), tmp_path) == (
-        f"error {tmp_path / 'test.npz'}: 'y' holds nan on row 2; inputs and targets must be "
+        f"error {tmp_path / 'exp.yaml'}:1:101  data.test_path  "
+        f"{tmp_path / 'test.npz'}: 'y' holds nan on row 2; inputs and targets must be "
         f"{RANGE}\n"
     )
 
@@ -95,7 +99,7 @@ def test_a_generator_parameter_that_overflows_float32_is_named(
 ) -> None:
     path = write(TINY.replace("noise: 0.05", "noise: 1e300"))
     assert refused(runner, path, tmp_path) == (
-        "error data.noise 1e+300 makes the generated numbers leave float32's range: they must "
+        f"error {path}:6:3  data.noise  data.noise 1e+300 makes the generated numbers leave float32's range: they must "
         f"be {RANGE}; make it smaller\n"
     )
 
@@ -134,7 +138,7 @@ def test_generated_data_larger_than_memory_is_refused_before_it_is_made(
     # a MemoryError traceback, or "internal error"
     path = write(TINY.replace(before, after))
     assert refused(runner, path, tmp_path) == (
-        f"error {expected} of memory, more than the 16.0 GB this machine has available; "
+        f"error {path}:5:3  data.n_samples  {expected} of memory, more than the 16.0 GB this machine has available; "
         "lower them\n"
     )
 
@@ -157,7 +161,8 @@ def test_an_npz_that_would_unpack_past_memory_is_refused_from_its_header(
         archive.writestr("y.npy", _npy_header((10**6,)))
     path = experiment(tmp_path, f"{{source: npz, path: {npz}}}")
     assert refused(runner, path, tmp_path) == (
-        f"error {npz} (x, y) needs about 12.0 TB of memory, more than the 16.0 GB this "
+        f"error {tmp_path / 'exp.yaml'}:1:21  data.path  "
+        f"{npz} (x, y) needs about 12.0 TB of memory, more than the 16.0 GB this "
         "machine has available; use a smaller file\n"
     )
 
@@ -183,7 +188,9 @@ def test_a_preprocessing_file_whose_shape_disagrees_with_its_features_is_damaged
 def test_an_npz_of_no_rows_is_refused(runner: CliRunner, tmp_path: Path) -> None:
     np.savez(tmp_path / "a.npz", x=np.zeros((0, 3)), y=np.zeros(0))
     path = experiment(tmp_path, f"{{source: npz, path: {tmp_path / 'a.npz'}}}")
-    assert refused(runner, path, tmp_path) == (f"error {tmp_path / 'a.npz'}: 'x' has no rows\n")
+    assert refused(runner, path, tmp_path) == (
+        f"error {tmp_path / 'exp.yaml'}:1:21  data.path  {tmp_path / 'a.npz'}: 'x' has no rows\n"
+    )
 
 
 def test_fractions_with_a_classification_loss_are_not_class_labels(
@@ -194,7 +201,8 @@ def test_fractions_with_a_classification_loss_are_not_class_labels(
     data = f"{{source: csv, path: {csv}, target: y}}"
     path = experiment(tmp_path, data, "cross_entropy", "[{dense: 20}]")
     assert refused(runner, path, tmp_path) == (
-        f"error target column 'y' of {csv} holds 0.33, 0.67, 1.33 on lines 3, 4, 6, 7, 9 and "
+        f"error {tmp_path / 'exp.yaml'}:1:21  data.path  "
+        f"target column 'y' of {csv} holds 0.33, 0.67, 1.33 on lines 3, 4, 6, 7, 9 and "
         "8 more: numbers, not class labels; a classification loss (such as cross_entropy) "
         "needs whole numbers or text per class, and values need a regression loss (mse, mae, "
         "huber)\n"
@@ -221,9 +229,9 @@ def test_a_data_path_that_is_not_a_regular_file_is_refused(
         os.mkfifo(tmp_path / "fifo")
     path = experiment(tmp_path, f"{{source: csv, path: '{given[kind]}', target: y}}")
     expected = {
-        "device": "data.path: /dev/zero is not a regular file (a device, a pipe or a socket); "
+        "device": f"{path}:1:21  data.path  /dev/zero is not a regular file (a device, a pipe or a socket); "
         "name a file",
-        "fifo": f"data.path: {tmp_path / 'fifo'} is not a regular file (a device, a pipe or a "
+        "fifo": f"{path}:1:21  data.path  {tmp_path / 'fifo'} is not a regular file (a device, a pipe or a "
         "socket); name a file",
         "no user": "data.path: ~nosuchuser/a.csv starts with ~nosuchuser, but no user "
         "'nosuchuser' has a home folder here; write the path in full",

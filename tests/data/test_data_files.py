@@ -185,7 +185,8 @@ def test_train_with_a_missing_file_exits_2_and_writes_nothing(tmp_path: Path) ->
     result = CliRunner().invoke(app, ["train", str(exp), "--runs-dir", str(tmp_path / "runs")])
     assert result.exit_code == 2, result.output
     assert result.stderr.strip() == (
-        f"error data.path: {tmp_path / 'data' / 'missing.csv'} does not exist"
+        f"error {exp}:4:3  data.path  {tmp_path / 'data' / 'missing.csv'} does not exist  "
+        f"(relative paths are read from the experiment file's folder, {tmp_path})"
     )
     assert not (tmp_path / "runs").exists()
 

@@ -18,7 +18,7 @@ def absent_cuda() -> list[tuple[str, str]]:
         return [
             (
                 "cuda",
-                "error train.device is 'cuda' but this machine has no CUDA device (or this "
+                "train.device is 'cuda' but this machine has no CUDA device (or this "
                 "torch build has no CUDA support); use device: auto or cpu",
             )
         ]
@@ -26,7 +26,7 @@ def absent_cuda() -> list[tuple[str, str]]:
     return [
         (
             f"cuda:{n}",
-            f"error train.device is 'cuda:{n}' but only {n} CUDA device(s) exist "
+            f"train.device is 'cuda:{n}' but only {n} CUDA device(s) exist "
             f"(cuda:0 to cuda:{n - 1})",
         )
     ]
@@ -36,8 +36,9 @@ def absent_cuda() -> list[tuple[str, str]]:
 def test_an_absent_cuda_device_is_refused_before_any_folder(
     runner: CliRunner, tiny: Path, tmp_path: Path, device: str, message: str
 ) -> None:
-    stderr = refused(runner, tiny, tmp_path, "--set", f"train.device={device}")
-    assert stderr.strip() == message
+    setting = f"train.device={device}"
+    stderr = refused(runner, tiny, tmp_path, "--set", setting)
+    assert stderr.strip() == f"error --set {setting}  train.device  {message}"
 
 
 @pytest.mark.skipif(torch.backends.mps.is_available(), reason="MPS is present here")
@@ -46,5 +47,5 @@ def test_mps_off_apple_is_refused_before_any_folder(
 ) -> None:
     path = write(TINY.replace("device: cpu", "device: mps"))
     assert refused(runner, path, tmp_path).strip() == (
-        "error train.device is 'mps' but MPS (Apple GPU) is not available here; use auto or cpu"
+        f"error {path}:16:36  train.device  train.device is 'mps' but MPS (Apple GPU) is not available here; use auto or cpu"
     )

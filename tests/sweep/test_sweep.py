@@ -274,7 +274,10 @@ def test_fail_fast_stops_the_running_trials_and_resume_retries(
     failed = sweep_json(out)["trials"][0]
     assert failed["exit_code"] == 2
     assert failed["run"] is None
-    assert failed["error"].startswith("the val split of 4 samples is empty")
+    assert failed["error"] == (  # at the key, in the file every trial trains
+        f"{exp}:7:11  data.split.val  the val split of 4 samples is empty; use more samples "
+        "or a larger fraction"
+    )
     assert (
         "trial 1/2  failed  data.n_samples=4" in result.stderr
         and f"{out}/logs/trial-001.log" in result.stderr
