@@ -249,7 +249,8 @@ def test_a_csv_larger_than_memory_is_refused_from_its_first_rows(
     path = experiment(tmp_path, f"{{source: csv, path: {csv}, target: y}}", "bce_with_logits")
     message = refused(runner, path, tmp_path)
     found = re.fullmatch(
-        rf"error data\.path: {re.escape(str(csv))} \((.+) MB, about ([\d,]+) rows\) needs about "
+        rf"error {re.escape(str(path))}:1:\d+  data\.path  {re.escape(str(csv))} \((.+) MB, about "
+        r"([\d,]+) rows\) needs about "
         r"(.+) MB of memory, more than the 2\.0 MB this machine has available; use a smaller "
         r"file, or fewer columns\n",
         message,
@@ -274,6 +275,6 @@ def test_an_idx_file_larger_than_memory_is_refused_from_its_header(
         tmp_path, f"{{source: idx, images: {images}, labels: {labels}}}", "cross_entropy"
     )
     assert refused(runner, path, tmp_path) == (
-        f"error data.images: {images} (1000000x99x99) needs about 49.0 GB of memory, more "
+        f"error {path}:1:21  data.images  {images} (1000000x99x99) needs about 49.0 GB of memory, more "
         "than the 16.0 GB this machine has available; use a smaller file\n"
     )
