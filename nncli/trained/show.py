@@ -73,34 +73,22 @@ def equation(t: TrainedRun) -> list[str]:
     return lines
 
 
-def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
-    info = read_run(run)
-    # every file read before the first line: a damaged one is the only thing printed
-    if (run / CONFIG).is_file():
-        load_spec(run / CONFIG)  # a located error where it is no experiment file
-    config = yamlio.load(run / CONFIG).data if (run / CONFIG).is_file() else {}
-    # the weights the run ended with; best.pt where the run stopped before saving last.pt,
-    # none where it saved neither
-    state: dict[str, Any] = {}
-    checkpoint: Path | None = None
-    trained: TrainedRun | None = None
-    ended = next((c for c in ENDED if (run / CHECKPOINTS / CHECKPOINT_FILES[c]).is_file()), None)
-    if ended is not None:
-        trained = load_run(run, ended)
-        state, checkpoint = trained_weights(trained.state), trained.checkpoint
+MODEL_COLUMNS = ("#", "layer", "settings", "output", "params")
 
-    duration = "?" if info.duration_s is None else info.duration_s
-    yield f"run {run}"
-    yield (
-        f"status {info.status}, {info.epochs_done or 0}/{info.epochs} epochs, "
-        f"started {info.started_at}, {duration}s, device {info.device}, "
-        f"seed {info.seed}, {info.n_params or 0:,} parameters, task {info.task}"
-    )
-    layers = config.get("model", {}).get("layers", [])
-    loss, opt = config.get("loss", {}), config.get("optimizer", {})
-    source = config.get("data", {}).get("source")
-    yield f"data {source}, loss {loss.get('name')}, optimizer {opt.get('name')} lr {opt.get('lr')}"
-    rows = []
+
+def ended_run(run: Path) -> TrainedRun | None:
+    """The run with the weights it ended with: last.pt, else best.pt (a run that stopped
+    before saving last.pt); None where it saved neither."""
+    ended = next((c for c in ENDED if (run / CHECKPOINTS / CHECKPOINT_FILES[c]).is_file()), None)
+    return load_run(run, ended) if ended is not None else None
+
+
+def model_rows(layers: list[dict[str, Any]], trained: TrainedRun | None) -> list[dict[str, Any]]:
+    """One row per layer of config.yaml's model.layers (MODEL_COLUMNS): its settings, and
+    where `trained` built the model, each layer's output shape for one sample and its
+    parameter count."""
+    state = trained_weights(trained.state) if trained is not None else {}
+    rows: list[dict[str, Any]] = []
     for i, layer in enumerate(layers):
         shapes = {k: tuple(v.shape) for k, v in state.items() if k.split(".")[0] == str(i)}
         params = {k: v for k, v in layer.items() if k != "type"}
@@ -118,8 +106,32 @@ def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
         for row, module, shape in built:
             row["output"] = " x ".join(map(str, shape))
             row["params"] = sum(p.numel() for p in module.parameters())  # buffers are not
-    columns = ["#", "layer", "settings", "output", "params"]
-    yield render(rows, columns, Format.table, title="model")
+    return rows
+
+
+def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
+    info = read_run(run)
+    # every file read before the first line: a damaged one is the only thing printed
+    if (run / CONFIG).is_file():
+        load_spec(run / CONFIG)  # a located error where it is no experiment file
+    config = yamlio.load(run / CONFIG).data if (run / CONFIG).is_file() else {}
+    trained = ended_run(run)
+    state = trained_weights(trained.state) if trained is not None else {}
+    checkpoint = trained.checkpoint if trained is not None else None
+
+    duration = "?" if info.duration_s is None else info.duration_s
+    yield f"run {run}"
+    yield (
+        f"status {info.status}, {info.epochs_done or 0}/{info.epochs} epochs, "
+        f"started {info.started_at}, {duration}s, device {info.device}, "
+        f"seed {info.seed}, {info.n_params or 0:,} parameters, task {info.task}"
+    )
+    layers = config.get("model", {}).get("layers", [])
+    loss, opt = config.get("loss", {}), config.get("optimizer", {})
+    source = config.get("data", {}).get("source")
+    yield f"data {source}, loss {loss.get('name')}, optimizer {opt.get('name')} lr {opt.get('lr')}"
+    rows = model_rows(layers, trained)
+    yield render(rows, list(MODEL_COLUMNS), Format.table, title="model")
     total = sum(row["params"] for row in rows)
     yield f"{total:,} parameters" + (
         "" if trained is not None else " (no checkpoint to build from)"
