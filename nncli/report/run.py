@@ -164,7 +164,7 @@ def _figures(folder: Path, columns: Sequence[str]) -> list[tuple[str, bytes]]:
         found = sorted(p for p in plots.iterdir() if p.suffix.lower() == ".png" and p.is_file())
     except OSError:
         return []
-    curves = ["loss", *dict.fromkeys(metric_name(c) for c in columns)]
+    curves = dict.fromkeys(["loss", *(metric_name(c) for c in columns)])
     order = {f"{name}.png": i for i, name in enumerate(curves)}
     found.sort(key=lambda p: (order.get(p.name, len(order)), p.name))
     items = []
