@@ -65,7 +65,8 @@ var c=console.error;console.error=function(){{add(Array.prototype.join.call(argu
 c.apply(console,arguments);}};}})();
 """
 
-# A click on a column's header sorts the table by it (numbers by value, blanks last);
+# A click on a column's header sorts the table by it (numbers by value; blanks, NaN and
+# infinities last);
 # a second click reverses the order.
 _SORT = """
 document.querySelectorAll("table.sortable th").forEach(function(th){
@@ -75,7 +76,7 @@ var dir=th.dataset.dir==="asc"?"desc":"asc",sign=dir==="asc"?1:-1;
 table.querySelectorAll("th").forEach(function(h){delete h.dataset.dir;});
 th.dataset.dir=dir;
 function key(row){var c=row.cells[i];if(!c||c.textContent==="")return null;
-var v=c.dataset.v;return v!==undefined?parseFloat(v):c.textContent;}
+var v=c.dataset.v;if(v===undefined)return c.textContent;return v===""?null:parseFloat(v);}
 var rows=Array.prototype.slice.call(body.rows);
 rows.sort(function(a,b){var x=key(a),y=key(b);
 if(x===null||y===null)return x===y?0:x===null?1:-1;

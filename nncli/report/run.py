@@ -14,7 +14,7 @@ from nncli.errors import NncliError, first_line
 from nncli.report import html
 from nncli.runs.files import CONFIG, PLOTS, REPORT, SPEC
 from nncli.runs.folder import NOT_METRICS, metric_name
-from nncli.runs.record import UnreadableRun, read_run
+from nncli.runs.record import read_run
 from nncli.runs.rundata import RunData
 
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -27,11 +27,9 @@ def read(folder: Path) -> RunData:
     read_run(folder)  # run.json: every field of the right type, or the error naming it
     try:
         return RunData.read(folder)
-    except UnreadableRun as exc:
-        raise NncliError(f"{folder}/{exc.what}") from None
     except NncliError as exc:  # `metrics.csv is truncated ...`: relative to the run
         raise NncliError(
-            f"{folder}/{exc}; the run's report cannot be made until it is fixed"
+            f"{folder}/{exc}; repair the file, or leave this run out of the report"
         ) from None
 
 

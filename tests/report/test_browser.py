@@ -9,6 +9,7 @@ Skipped where chromium is missing, except on CI (CI=true), where that is a failu
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -241,3 +242,24 @@ def test_a_click_on_a_header_sorts_the_table(pages: dict[str, Path], browser: De
     assert ascending == sorted(losses)
     assert descending == sorted(losses, reverse=True)
     assert browser.evaluate(f"document.getElementById('{ERRORS_ID}').textContent") == ""
+
+
+def test_blank_and_non_finite_cells_sort_last(browser: DevTools, tmp_path: Path) -> None:
+    from nncli.report import html
+
+    rows = [{"loss": 1.0}, {"loss": math.nan}, {"loss": None}, {"loss": 0.5}, {"loss": 2.0}]
+    page = tmp_path / "page.html"
+    page.write_text(html.page("nan", html.table(rows, ["loss"])))
+    browser.open(page)
+    column = (
+        "(function(){var th=document.querySelector('th');th.click();var up=[].map.call("
+        "document.querySelectorAll('tbody td'),function(c){return c.textContent;});th.click();"
+        "return [up,[].map.call(document.querySelectorAll('tbody td'),"
+        "function(c){return c.textContent;})];})()"
+    )
+
+    ascending, descending = browser.evaluate(column)
+
+    assert ascending[:3] == ["0.5000", "1", "2"]
+    assert descending[:3] == ["2", "1", "0.5000"]
+    assert sorted(ascending[3:]) == sorted(descending[3:]) == ["", "nan"]

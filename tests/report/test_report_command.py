@@ -131,8 +131,8 @@ def test_a_damaged_metrics_csv_is_named_and_nothing_is_written(
 
     assert result.exit_code == 2
     assert result.stderr == (
-        f"error {metrics} is truncated (its last line is incomplete); the run's report "
-        "cannot be made until it is fixed\n"
+        f"error {metrics} is truncated (its last line is incomplete); repair the file, or "
+        "leave this run out of the report\n"
     )
     assert "Traceback" not in result.output
     assert not out.exists()
