@@ -233,7 +233,8 @@ def test_train_parses_the_experiment_file_once(
     monkeypatch.setattr(yamlio, "load", counting)
     result = runner.invoke(app, ["train", str(tiny), "--runs-dir", str(tmp_path / "runs"), "-q"])
     assert result.exit_code == 0, result.output
-    assert parsed == [tiny]
+    # and the run's config.yaml once, by trained/load (report.html's model summary)
+    assert parsed == [tiny, Path(result.stdout.strip()) / "config.yaml"]
 
 
 def _modules_calling(text: str) -> list[str]:

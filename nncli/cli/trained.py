@@ -73,7 +73,8 @@ def plot(
     nncli plot RUN            loss and metric curves, and per task the decision
                               boundary (2-D inputs), confusion matrix, predicted vs
                               true and fit (1-D inputs), from config.yaml,
-                              metrics.csv and checkpoints/last.pt (on the cpu)
+                              metrics.csv and checkpoints/last.pt (on the cpu);
+                              then RUN/report.html again (not with --out)
     nncli plot activations    every registered activation over [-5, 5] (--range),
                               its derivative dashed; --only picks some, with
                               their parameter (--only leaky_relu=0.2)

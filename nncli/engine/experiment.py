@@ -45,6 +45,7 @@ from nncli.runs.files import (
     CONFIG,
     LAST,
     PLOTS,
+    REPORT,
     RUN_JSON,
     WriteError,
     as_write_error,
@@ -302,20 +303,36 @@ def _execute(
         out.finish("completed", result, None)
     except (KeyboardInterrupt, RunInterrupted) as exc:
         out.finish("interrupted", None, None)
+        _write_report(run, out)
         code = exc.exit_code if isinstance(exc, RunInterrupted) else EXIT_INTERRUPTED
         raise RunInterrupted(code, run.path) from None
     except RunDiverged as exc:
         out.finish("diverged", None, str(exc))
+        _write_report(run, out)
         raise
     except BaseException as exc:
         failure = as_write_error(exc, run.path)
         if failure is not None:
-            raise _stopped_writing(run, failure) from None
+            raise _stopped_writing(run, failure) from None  # no room for a report either
         with contextlib.suppress(WriteError):  # a full disk must not hide the real failure
             run.log(traceback.format_exc())
         out.finish("failed", None, f"{type(exc).__name__}: {exc}")
+        _write_report(run, out)
         raise
+    _write_report(run, out)
     return result
+
+
+def _write_report(run: Run, out: Loggers) -> None:
+    """report.html, once run.json says how the run ended; never the run's failure: an
+    error (or a Ctrl-C while it is written) is a warning."""
+    from nncli.report.run import write_run_report
+
+    try:
+        write_run_report(run.path)
+    except (Exception, KeyboardInterrupt) as exc:
+        with contextlib.suppress(Exception):  # a full disk that cannot take log.txt either
+            out.note(f"{run.path / REPORT} was not written: {first_line(exc)}")
 
 
 def _stopped_writing(run: Run, failure: WriteError) -> WriteError:

@@ -13,13 +13,15 @@ from nncli.engine.meter import Meter
 from nncli.engine.prepare import prepare
 from nncli.engine.run_figures import write_plots
 from nncli.engine.state import load_weights, trained_weights
+from nncli.report.run import write_run_report
 from nncli.runs.files import CONFIG, PLOTS
 from nncli.runs.record import RunInfo, read_metrics
 from nncli.trained.load import load_run
 
 
 def replot(run: Path, out: Path | None = None) -> list[Path]:
-    """Write the run's figures to `out` (default: its plots/ folder); the paths written."""
+    """Write the run's figures to `out`, or to its plots/ folder and then its report.html;
+    the paths written."""
     t = load_run(run, "last")  # every damaged part named before the data is read again
     rows = read_metrics(run)  # the curves' rows: missing or unreadable is an error too
     p = prepare(t.spec, "cpu")
@@ -34,7 +36,10 @@ def replot(run: Path, out: Path | None = None) -> list[Path]:
             if name != "train":
                 evaluate(p.model, p.loss_fn, x, y, meters[name], len(x))
     result = FitResult(rows=rows, meters=meters, best_epoch=best_epoch(t.info, len(rows)))
-    return write_plots(out or run / PLOTS, p, result)
+    if out is not None:
+        return write_plots(out, p, result)
+    written = write_plots(run / PLOTS, p, result)
+    return [*written, write_run_report(run)]  # the page shows the figures just drawn
 
 
 def best_epoch(info: RunInfo, epochs: int) -> int:

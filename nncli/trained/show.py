@@ -15,6 +15,7 @@ from nncli.engine.state import trained_weights
 from nncli.errors import NncliError
 from nncli.layers import info as layer_info
 from nncli.runs.files import CHECKPOINTS, CONFIG, json_safe
+from nncli.runs.folder import NOT_METRICS
 from nncli.runs.record import RunInfo, read_run
 from nncli.tables import Format, render
 from nncli.trained.load import CHECKPOINT_FILES, Checkpoint, TrainedRun, load_run
@@ -75,6 +76,10 @@ def equation(t: TrainedRun) -> list[str]:
     return lines
 
 
+MODEL_COLUMNS = ("#", "layer", "settings", "output", "params")
+METRIC_COLUMNS = ("metric", "final", "best", "best epoch")
+
+
 @dataclass
 class Summary:
     """What `show` says of a run, read once: the text and the JSON forms both print it."""
@@ -91,6 +96,18 @@ class Summary:
     @property
     def total(self) -> int:
         return sum(int(row["params"]) for row in self.layers)
+
+    def layer_table(self) -> list[dict[str, Any]]:
+        """The layers as `show` prints them (MODEL_COLUMNS): settings as `k=v, ...`, the
+        output shape as `a x b`."""
+        return [
+            {
+                **row,
+                "settings": ", ".join(f"{k}={v}" for k, v in row["settings"].items()),
+                "output": None if row["output"] is None else " x ".join(map(str, row["output"])),
+            }
+            for row in self.layers
+        ]
 
     def weights(self) -> tuple[Path, list[str], dict[str, Any]]:
         """The checkpoint read, the equation of a single neuron, and the float tensors."""
@@ -144,7 +161,7 @@ def summarise(run: Path) -> Summary:
             "best epoch": best[k].epoch if k in best else None,
         }
         for k, v in final.items()
-        if k not in ("epoch", "lr", "time_s")
+        if k not in NOT_METRICS
     ]
     return Summary(run, info, config, rows, trained is not None, metric_rows, trained, state)
 
@@ -163,20 +180,10 @@ def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
     loss, opt = config.get("loss", {}), config.get("optimizer", {})
     source = config.get("data", {}).get("source")
     yield f"data {source}, loss {loss.get('name')}, optimizer {opt.get('name')} lr {opt.get('lr')}"
-    rows = [
-        {
-            **row,
-            "settings": ", ".join(f"{k}={v}" for k, v in row["settings"].items()),
-            "output": None if row["output"] is None else " x ".join(map(str, row["output"])),
-        }
-        for row in s.layers
-    ]
-    columns = ["#", "layer", "settings", "output", "params"]
-    yield render(rows, columns, Format.table, title="model")
+    yield render(s.layer_table(), list(MODEL_COLUMNS), Format.table, title="model")
     yield f"{s.total:,} parameters" + ("" if s.built else " (no checkpoint to build from)")
     if s.metrics:
-        columns = ["metric", "final", "best", "best epoch"]
-        yield render(s.metrics, columns, Format.table, title="metrics")
+        yield render(s.metrics, list(METRIC_COLUMNS), Format.table, title="metrics")
     if info.error:
         yield f"error: {info.error}"
     if weights:

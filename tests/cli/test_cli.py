@@ -78,6 +78,7 @@ def test_train_writes_a_complete_run_folder(runner: CliRunner, tiny: Path, tmp_p
         "config.yaml",
         "spec.yaml",
         "run.json",
+        "report.html",
         "metrics.csv",
         "log.txt",
         "checkpoints/last.pt",

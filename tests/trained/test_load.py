@@ -133,6 +133,8 @@ def _line(run: Path, text: str) -> int:
 
 def _header(run: Path) -> dict[str, str]:
     """metrics.csv's header as it is now, and as the run logs it."""
+    if not (run / "metrics.csv").is_file():
+        return {}
     stopped = (run / "metrics.csv").read_bytes().decode("utf-8", "replace").split("\n", 1)[0]
     return {
         "header": stopped.replace(",", ", "),

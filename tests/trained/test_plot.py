@@ -142,7 +142,8 @@ def test_plot_run_draws_the_same_figures_again(
 
     result = runner.invoke(app, ["plot", str(run)])
     assert result.exit_code == 0, result.output
-    written = [Path(line) for line in result.stdout.splitlines()]
+    *written, report = [Path(line) for line in result.stdout.splitlines()]
+    assert report == run / "report.html"  # rewritten with the figures (tests/report/)
     assert [p.stem for p in written] == figures
     assert all(p.parent == run / "plots" for p in written)
     # same config, seed, split and weights: the very same pictures
