@@ -24,10 +24,11 @@ if TYPE_CHECKING:
     from nncli.runs.folder import Run
 
 SPLITS = ("train", "val", "test")
-# the hparams plugin's status of each way a run ends
+# the hparams plugin's status of each way a run ends (it has none for a stopped run; the
+# `status` text says which)
 STATUS = {
     "completed": "STATUS_SUCCESS",
-    "interrupted": "STATUS_ABORTED",
+    "interrupted": "STATUS_UNKNOWN",
     "failed": "STATUS_FAILURE",
     "diverged": "STATUS_FAILURE",
 }

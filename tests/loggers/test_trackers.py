@@ -99,6 +99,7 @@ def test_an_interrupted_run_ends_killed_and_resume_continues_the_same_runs(
     folder = interrupted_run(runner, write(LOGGED), tmp_path / "runs", monkeypatch, at=1)
     run_id = links(folder)["mlflow"]["run_id"]
     assert mlflow_run(tracking, run_id).info.status == "KILLED"
+    assert "warning" not in (folder / "log.txt").read_text()  # no logger was dropped
     # Ctrl-C came as the run folder wrote epoch 1: the trackers did not see it
     assert history(tracking, run_id, "train_loss") == []
     # as if a killed process had logged epoch 2 after last.pt was saved for epoch 1
@@ -127,6 +128,7 @@ def test_an_interrupted_run_ends_killed_and_resume_continues_the_same_runs(
         (int(r["epoch"]), pytest.approx(r["train_loss"], rel=1e-6)) for r in table
     ]
     assert info(folder)["status"] == "completed"
+    assert "warning" not in (folder / "log.txt").read_text()
 
 
 def test_a_failed_run_ends_failed(
@@ -144,6 +146,7 @@ def test_a_failed_run_ends_failed(
     monkeypatch.setattr(nncli.engine.experiment, "write_plots", broken)
     result = runner.invoke(app, ["train", str(write(LOGGED)), "--runs-dir", str(tmp_path / "runs")])
     assert result.exit_code == 1
+    assert "warning" not in result.stderr
     (folder,) = (tmp_path / "runs").iterdir()
     assert info(folder)["status"] == "failed"
     run = mlflow_run(tracking, links(folder)["mlflow"]["run_id"])
