@@ -152,3 +152,20 @@ def test_a_path_without_runs_is_refused(runner: CliRunner, tmp_path: Path) -> No
         f"error {tmp_path / 'empty'} is not a run folder nor a folder of run folders "
         "(no run.json)\n"
     )
+
+
+def test_a_sweep_folder_sends_its_trials(
+    runner: CliRunner, two_runs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    (sweep / "sweep.json").write_text("{}")
+    (tmp_path / "runs").rename(sweep / "runs")  # a sweep keeps its trials in runs/
+    result = runner.invoke(
+        app, ["export-runs", str(sweep), "--to", "tensorboard", "--log-dir", "tb"]
+    )
+    assert result.exit_code == 0, result.output
+    tb = (tmp_path / "tb").resolve()
+    assert sorted(result.stdout.splitlines()) == sorted(
+        f"{sweep / 'runs' / run.name} -> {tb / run.name}" for run in two_runs
+    )

@@ -228,3 +228,32 @@ def test_a_missing_library_is_refused_before_any_run_folder(
         f"error {spec}:19:5  loggers.0.{logger}  this logger needs {logger}, which is not "
         f"installed (pip install 'nncli[{logger}]')\n"
     )
+
+
+@pytest.mark.slow
+def test_under_torchrun_only_the_process_that_writes_the_run_folder_logs(
+    write: Callable[..., Path], tmp_path: Path, tracking: str
+) -> None:
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    spec = write(LOGGED.replace("epochs: 3", "epochs: 2"))
+    command = ["train", str(spec), "--runs-dir", "runs", "-q", "--nproc-per-node", "2"]
+    two = subprocess.run(
+        [sys.executable, "-m", "nncli", *command],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert two.returncode == 0, two.stdout + two.stderr
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert len(list(folder.glob("events.out.tfevents.*"))) == 1
+    assert [s for s, _ in scalars(folder)["loss/train"]] == [1, 2]
+    client = MlflowClient(tracking)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    found = client.search_runs(ids, f"tags.`nncli.run_folder` = '{folder.resolve()}'")
+    assert [r.info.run_id for r in found] == [links(folder)["mlflow"]["run_id"]]
+    assert [s for s, _ in history(tracking, found[0].info.run_id, "train_loss")] == [1, 2]
