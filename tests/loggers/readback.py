@@ -2,8 +2,9 @@
 tables takes seconds), each test in its own working folder (MLflow puts artifacts in
 ./mlruns), and what TensorBoard's event reader and MLflow's client find of a run.
 
-A test module imports the fixtures (tracking_store, own_folder_fixture): tests/conftest.py is the
-one `conftest` module the tests import from."""
+Nothing is written outside the tests' temporary folders. A test module imports the
+fixtures (tracking_store, own_folder_fixture): tests/conftest.py is the one `conftest`
+module the tests import from."""
 
 from __future__ import annotations
 
@@ -24,8 +25,11 @@ def tracking_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     from mlflow import MlflowClient
 
-    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
-    with warnings.catch_warnings():
+    folder = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    # MLflow keeps one store per URI, its artifacts in ./mlruns of where it was made
+    with pytest.MonkeyPatch.context() as here, warnings.catch_warnings():
+        here.chdir(folder)
         warnings.simplefilter("ignore", DeprecationWarning)
         MlflowClient(uri).search_experiments()  # creates the tables
     yield uri
