@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from nncli.cli import check, report, runs, sweep, train, trained
+from nncli.cli import check, export_runs, report, runs, sweep, train, trained
 from nncli.cli.common import out
 
 app = typer.Typer(
@@ -50,6 +50,7 @@ app.command()(runs.show)
 app.command()(runs.compare)
 app.command()(runs.runs)
 app.command()(report.report)
+app.command("export-runs")(export_runs.export_runs)
 app.command()(trained.plot)
 app.command()(trained.export)
 app.command()(trained.predict)

@@ -1,2 +1,5 @@
 """Where a run's progress goes: the Logger interface and its implementations (the run
-folder, the console)."""
+folder, the console, and the registered `loggers:` entries: tensorboard, mlflow)."""
+
+# the registered loggers, torch-free at import: each imports its library when built
+from nncli.loggers import mlflow, tensorboard  # noqa: F401

@@ -24,6 +24,7 @@ LAST = "last.pt"
 BEST = "best.pt"
 PREPROCESSING = "preprocessing.json"
 REPORT = "report.html"  # the run's page for people (nncli/report/)
+LOGGERS = "loggers.json"  # where the optional loggers log it (nncli/loggers/links.py)
 RESERVE = ".reserve"  # space set aside while a run trains, for its last run.json
 RESERVE_BYTES = 32 * 1024  # run.json is a few kB (a file system rounds up to its blocks)
 
