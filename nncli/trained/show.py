@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from nncli.blocks import Block, Parallel, Residual
 from nncli.config import yamlio
 from nncli.config.spec import load_spec
 from nncli.engine.state import trained_weights
@@ -103,24 +104,21 @@ def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
     rows = []
     for i, layer in enumerate(layers):
         shapes = {k: tuple(v.shape) for k, v in state.items() if k.split(".")[0] == str(i)}
-        params = {k: v for k, v in layer.items() if k != "type"}
         rows.append(
             {
                 "#": i,
                 "layer": layer.get("type"),
-                "settings": ", ".join(f"{k}={v}" for k, v in params.items()),
+                "settings": _settings(layer),
                 "output": None,
                 "params": sum(_numel(s) for s in shapes.values()),
             }
         )
+    total = sum(row["params"] for row in rows)
     if trained is not None:  # the model as built knows each layer's output (like Keras's)
-        built = zip(rows, trained.model, trained.shapes, strict=False)
-        for row, module, shape in built:
-            row["output"] = " x ".join(map(str, shape))
-            row["params"] = sum(p.numel() for p in module.parameters())  # buffers are not
+        rows = list(_tree(trained.spec.model.layers, list(trained.model), "", 0, _outputs(trained)))
+        total = sum(row["params"] for row in rows if "." not in row["#"])  # buffers are not
     columns = ["#", "layer", "settings", "output", "params"]
     yield render(rows, columns, Format.table, title="model")
-    total = sum(row["params"] for row in rows)
     yield f"{total:,} parameters" + (
         "" if trained is not None else " (no checkpoint to build from)"
     )
@@ -152,6 +150,74 @@ def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
         for key, tensor in state.items():
             if hasattr(tensor, "shape") and tensor.is_floating_point():
                 yield f"{key} {tuple(tensor.shape)}\n{tensor.numpy().round(4)}"
+
+
+def _settings(layer: dict[str, Any]) -> str:
+    """A layer's parameters, those holding layers left out (they are rows of their own)."""
+    shown = {k: v for k, v in layer.items() if k != "type" and not isinstance(v, list)}
+    return ", ".join(f"{k}={v}" for k, v in shown.items())
+
+
+def _outputs(t: TrainedRun) -> dict[str, tuple[int, ...]]:
+    """The output shape of every module of the model, by its name, for one sample."""
+    import torch
+
+    found: dict[str, tuple[int, ...]] = {}
+    hooks = [
+        module.register_forward_hook(
+            lambda _m, _i, out, name=name: found.__setitem__(name, tuple(out.shape[1:]))
+        )
+        for name, module in t.model.named_modules()
+        if name
+    ]
+    try:
+        with torch.no_grad():
+            t.model(torch.zeros(2, *t.input_shape))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return found
+
+
+def _row(name: str, depth: int, label: str, settings: str, module: Any, outputs: Any) -> Row:
+    shape = outputs.get(name)
+    return {
+        "#": name,
+        "layer": "  " * depth + label,
+        "settings": settings,
+        "output": None if shape is None else " x ".join(map(str, shape)),
+        "params": sum(p.numel() for p in module.parameters()),
+    }
+
+
+Row = dict[str, Any]
+
+
+def _tree(specs: Any, modules: list[Any], prefix: str, depth: int, outputs: Any) -> Iterator[Row]:
+    """One row per layer, the layers inside a residual, parallel or block below it,
+    indented; `#` is the layer's module name (its weights' prefix in --weights)."""
+    for i, (spec, module) in enumerate(zip(specs, modules, strict=True)):
+        name = f"{prefix}{i}"
+        yield _row(name, depth, spec.type, _settings(spec.model_dump()), module, outputs)
+        if isinstance(spec, Residual):
+            yield from _tree(spec.layers, list(module.body), f"{name}.body.", depth + 1, outputs)
+            if module.projection is not None:
+                what = "1x1 convolution" if module.projection.weight.ndim > 2 else "linear map"
+                yield _row(
+                    f"{name}.projection", depth + 1, "projection", what, module.projection, outputs
+                )
+        elif isinstance(spec, Parallel):
+            for b, branch in enumerate(spec.branches):
+                inner = list(module.branches[b])
+                yield from _tree(branch, inner, f"{name}.branches.{b}.", depth + 1, outputs)
+        elif isinstance(spec, Block):
+            if spec.repeat == 1:
+                yield from _tree(spec.layers(), list(module), f"{name}.", depth + 1, outputs)
+                continue
+            for r, rep in enumerate(module):
+                label = f"{spec.name} {r + 1} of {spec.repeat}"
+                yield _row(f"{name}.{r}", depth + 1, label, "", rep, outputs)
+                yield from _tree(spec.layers(), list(rep), f"{name}.{r}.", depth + 2, outputs)
 
 
 def _numel(shape: tuple[int, ...]) -> int:
