@@ -420,3 +420,41 @@ def test_resume_is_exact(
 
     assert rows(folder) == rows(whole)
     assert len(rows(whole)) == 4
+
+
+# --- registry, schema, list ------------------------------------------------------------------
+
+
+def test_list_layers_and_the_schema_cover_the_new_entries(runner: CliRunner) -> None:
+    listed = runner.invoke(app, ["list", "layers", "--format", "csv"])
+    assert listed.exit_code == 0, listed.output
+    names = {line.split(",")[0] for line in listed.stdout.splitlines()[1:]}
+    assert {"residual", "parallel", "block", "global_avg_pool", "global_max_pool"} <= names
+    schema = runner.invoke(app, ["schema"])
+    assert schema.exit_code == 0, schema.output
+    defs = json.loads(schema.stdout)["$defs"]
+    assert {"ResidualLayer", "ParallelLayer", "BlockLayer", "GlobalAvgPoolLayer"} <= set(defs)
+    blocks = defs["ModelSpec"]["properties"]["blocks"]
+    assert blocks["patternProperties"]["^[a-z][a-z0-9_]*$"]["minItems"] == 1
+    assert blocks["additionalProperties"] is False
+
+
+def test_a_layer_registered_later_is_valid_inside_nested_lists(tmp_path: Path) -> None:
+    """The nested lists take the union of the moment: a plugin's layer goes in a block."""
+    code = (
+        "from nncli.layers import LayerInfo, layers\n"
+        "from nncli.registry import NoParams\n"
+        "@layers.register('twice', info=LayerInfo())\n"
+        "def twice(p: NoParams, shape: tuple) -> object:\n"
+        "    '''2x.'''\n"
+        "    raise NotImplementedError\n"
+        "from nncli.config import yamlio\n"
+        "from nncli.config.spec import validate\n"
+        "text = 'data: circles\\nmodel:\\n  blocks: {b: [residual: [twice]]}\\n"
+        "  layers: [parallel: [[b], [twice]]]\\nloss: mse\\n'\n"
+        "spec = validate(yamlio.loads(text, 'f.yaml'))\n"
+        "print(spec.model.blocks['b'][0].layers[0].type)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "twice\n"

@@ -93,6 +93,7 @@ class ModelSpec(Params):
     blocks: dict[BlockName, nested.LayerList] = Field(
         default_factory=dict,
         description="named lists of layers, used in layers (and other blocks) by name",
+        json_schema_extra={"additionalProperties": False},  # a name off the pattern too
     )
     layers: list[LayerSpec] = Field(min_length=1)
 
