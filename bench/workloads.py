@@ -1,5 +1,5 @@
 """The benchmark's three workloads: an experiment file for nncli, the same network written
-by hand for the hand-written loops, and the data (W2 and W3 are synthetic, made here)."""
+by hand for the hand-written loops, and the data (W2, W3 and W4 are synthetic, made here)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class Workload:
-    key: str  # W1, W2, W3
+    key: str  # W1, W2, W3, W4
     title: str
     spec_text: str  # the experiment file nncli trains
     model: Callable[[], nn.Module]  # the same network, written by hand
@@ -90,6 +90,66 @@ metrics: [accuracy]
 """
 
 
+RESNET_SPEC = """\
+name: w4_resnet
+seed: 0
+data: {{source: npz, path: {train}, split: {{test: 0.0}}}}
+model:
+  blocks:
+    basic:
+      - residual: [conv2d: {{out_channels: 16, padding: 1}}, batchnorm2d, relu,
+                   conv2d: {{out_channels: 16, padding: 1}}, batchnorm2d]
+      - relu
+  layers:
+    - conv2d: {{out_channels: 16, padding: 1}}
+    - batchnorm2d
+    - relu
+    - basic: {{repeat: 2}}
+    - residual: [conv2d: {{out_channels: 32, stride: 2, padding: 1}}, batchnorm2d, relu,
+                 conv2d: {{out_channels: 32, padding: 1}}, batchnorm2d]
+    - relu
+    - global_avg_pool
+    - dense: 10
+loss: cross_entropy
+optimizer: {{name: adam, lr: 0.001}}
+train: {{epochs: 1, batch_size: 64, device: {device}}}
+metrics: [accuracy]
+"""
+
+
+class _Basic(nn.Module):
+    """conv-bn-relu-conv-bn plus the input (through a strided 1x1 conv where it changes)."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(),
+            nn.Conv2d(cout, cout, 3, 1, 1),
+            nn.BatchNorm2d(cout),
+        )
+        self.skip = nn.Conv2d(cin, cout, 1, stride, bias=False) if stride > 1 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.body(x) + (x if self.skip is None else self.skip(x))
+        return torch.relu(out)
+
+
+def _resnet_model() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        _Basic(16, 16, 1),
+        _Basic(16, 16, 1),
+        _Basic(16, 32, 2),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 10),
+    )
+
+
 def synthetic(n: int, shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
     """`n` samples of 10 classes: a fixed random pattern per class plus noise, in 0..1-ish,
     so a model has something to learn (accuracy climbs within one epoch)."""
@@ -151,6 +211,24 @@ def cnn(folder: Path, device: str, n_train: int) -> Workload:
         f"CNN conv16-pool-conv32-pool-dense10, Adam 1e-3, batch 64, 1 epoch of {n_train:,}",
         CNN_SPEC.format(train=train, device=device),
         _cnn_model,
+        nn.CrossEntropyLoss,
+        lr=1e-3,
+        batch=64,
+        epochs=1,
+        binary=False,
+        seed=0,
+    )
+
+
+def resnet(folder: Path, device: str, n_train: int) -> Workload:
+    x, y = synthetic(n_train, (1, 16, 16), seed=3)
+    train = _npz(folder, "w4_train", x, y)
+    return Workload(
+        "W4",
+        f"residual CNN: conv16, 2 basic blocks, 1 strided block to 32 (1x1 projection), "
+        f"global avg pool, dense10; Adam 1e-3, batch 64, 1 epoch of {n_train:,} 1x16x16",
+        RESNET_SPEC.format(train=train, device=device),
+        _resnet_model,
         nn.CrossEntropyLoss,
         lr=1e-3,
         batch=64,

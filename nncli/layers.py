@@ -32,6 +32,7 @@ class LayerInfo:
     output_range: str | None = None  # the range it squashes into, e.g. "(0, 1)"
     probabilities: bool = False  # its outputs stay within 0..1, as bce needs
     normalisation: bool = False  # normalises its input (batch or layer statistics)
+    nested: bool = False  # holds layer lists (blocks.py); built with a Nest as third argument
 
 
 layers: Registry[Callable[..., nn.Module]] = Registry("layer", key="type")
@@ -332,3 +333,7 @@ def log_softmax(p: Softmax, shape: Shape) -> nn.Module:
     from torch import nn
 
     return nn.LogSoftmax(dim=p.dim)
+
+
+# layers that hold layers, registered here so that every user of the registry sees them
+from nncli import blocks  # noqa: E402, F401

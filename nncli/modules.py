@@ -47,3 +47,50 @@ class PositiveWeightedBCE(nn.BCELoss):
         pos_weight: torch.Tensor = self.pos_weight  # type: ignore[assignment]
         w = pos_weight * t + (1 - t)
         return nn.functional.binary_cross_entropy(p, t, weight=w)
+
+
+class Residual(nn.Module):
+    """body(x) + x, or body(x) + projection(x) where the body changes the shape."""
+
+    def __init__(self, body: nn.Module, projection: nn.Module | None = None) -> None:
+        super().__init__()
+        self.body = body
+        self.projection = projection
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skip = x if self.projection is None else self.projection(x)
+        out: torch.Tensor = self.body(x) + skip
+        return out
+
+
+class Parallel(nn.Module):
+    """Branches that each take the same input, merged by concatenating their outputs along
+    the first dimension after the batch (channels, features) or by adding them."""
+
+    def __init__(self, branches: list[nn.Module], merge: str) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+        self.merge = merge
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outs: list[torch.Tensor] = [branch(x) for branch in self.branches]
+        if self.merge == "concat":
+            return torch.cat(outs, dim=1)
+        total = outs[0]
+        for out in outs[1:]:
+            total = total + out
+        return total
+
+
+class GlobalPool(nn.Module):
+    """The mean (or max) of each channel over every dimension after it: (N, C, ...) ->
+    (N, C), whatever the number of spatial (or time) dimensions."""
+
+    def __init__(self, reduce: str) -> None:
+        super().__init__()
+        self.reduce = reduce
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.flatten(2)
+        out: torch.Tensor = flat.amax(dim=2) if self.reduce == "max" else flat.mean(dim=2)
+        return out

@@ -227,6 +227,20 @@ def test_a_lenet_cnn_reads_the_digits() -> None:
     assert rows[-1]["test_accuracy"] >= 0.95
 
 
+@pytest.mark.slow
+def test_a_small_resnet_reads_the_digits_and_its_plain_twin_differs_only_by_its_skips() -> None:
+    p, rows = train("digits_resnet")
+    assert rows[-1]["test_accuracy"] >= 0.97
+    plain = prepare(load_spec(EXPERIMENTS / "digits_resnet_plain.yaml"), "cpu")
+    # the same layers: the plain net lacks only the 1x1 projection (16 -> 32 channels)
+    assert p.n_params - plain.n_params == 16 * 32
+    assert p.shapes == [*plain.shapes[:3], (16, 8, 8), (32, 4, 4), *plain.shapes[-3:]]
+    table = lessons()
+    measured = f"{rows[-1]['test_accuracy']:.4f} | {rows[-1]['test_loss']:.4f} |"
+    assert f"| digits_resnet | yes | {p.n_params:,} | {measured}" in table
+    assert "| digits_resnet_plain | no | 23,946 | 0.9861 |" in table
+
+
 # --- the README teaches with these files ----------------------------------------------------
 
 

@@ -161,6 +161,14 @@ CASES: dict[str, tuple[Case, ...]] = {
         ),
     ),
     "flatten": (Case({}, (2, 3, 4), lambda m, x: x.reshape(BATCH, 24)),),
+    "global_avg_pool": (
+        Case({}, (3, 4, 5), lambda m, x: x.mean(dim=(2, 3))),
+        Case({}, (3, 7), lambda m, x: x.mean(dim=2), label="over time"),
+    ),
+    "global_max_pool": (
+        Case({}, (3, 4, 5), lambda m, x: x.amax(dim=(2, 3))),
+        Case({}, (3, 7), lambda m, x: x.amax(dim=2), label="over time"),
+    ),
     "dropout": (
         Case({"p": 0.5}, (10,), lambda m, x: x, label="eval is identity"),
         Case({"p": 0.0}, (10,), lambda m, x: x, train=True, label="p=0 train"),
@@ -210,7 +218,7 @@ CASES: dict[str, tuple[Case, ...]] = {
     ),
 }
 
-LAYER_NAMES = [entry.name for entry in layers]
+LAYER_NAMES = [entry.name for entry in layers if not entry.info.nested]  # nested: test_blocks
 
 
 def _batch(shape: Shape, seed: int = 0, scale: float = 2.0) -> torch.Tensor:

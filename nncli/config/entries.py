@@ -5,27 +5,41 @@ and each form spelled out for the JSON Schema."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, WithJsonSchema, create_model
 from pydantic_core import PydanticCustomError
 
 from nncli.registry import Registry, UnknownName
 
 
-def _shorthand(registry: Registry[Any]) -> Callable[[Any], Any]:
+@dataclass(frozen=True)
+class References:
+    """Names a file defines for itself (model.blocks), used where a registered name goes:
+    `entry(name, value)` is the entry a reference stands for (None: not one of them),
+    `names()` the names defined, `schema` the JSON Schema of the map form `{name: ...}`."""
+
+    entry: Callable[[str, Any], dict[str, Any] | None]
+    names: Callable[[], list[str]]
+    schema: dict[str, Any]
+
+
+def _shorthand(registry: Registry[Any], refs: References | None = None) -> Callable[[Any], Any]:
     """Normalise `name`, `{name: value}` and `{key: name, ...}` into `{key: canonical, ...}`."""
     key = registry.key
 
     def unknown(name: object) -> PydanticCustomError:
-        err = UnknownName(registry.kind, str(name), registry.names())
+        defined = refs.names() if refs is not None else []
+        err = UnknownName(registry.kind, str(name), sorted({*registry.names(), *defined}))
         return PydanticCustomError(
             "unknown_name", "{reason} ({hint})", {"reason": err.reason, "hint": err.hint}
         )
 
     def normalise(value: Any) -> Any:
         if isinstance(value, str):
-            value = {key: value}
+            found = None if refs is None or registry.find(value) else refs.entry(value, None)
+            value = found or {key: value}
         if not isinstance(value, dict):
             return value  # the union reports the wrong type
         if key in value:
@@ -40,6 +54,10 @@ def _shorthand(registry: Registry[Any]) -> Callable[[Any], Any]:
                 {"kind": registry.kind, "key": key},
             )
         [(name, arg)] = value.items()
+        if refs is not None and isinstance(name, str) and registry.find(name) is None:
+            found = refs.entry(name, arg)
+            if found is not None:
+                return found
         try:
             entry = registry.get(name)
         except UnknownName:
@@ -59,17 +77,18 @@ def _shorthand(registry: Registry[Any]) -> Callable[[Any], Any]:
     return normalise
 
 
-def entry_annotation(registry: Registry[Any]) -> Any:
+def entry_annotation(registry: Registry[Any], refs: References | None = None) -> Any:
     """The annotation of one registry item in the file: shorthand in, tagged union out.
 
     The schema lists each form a file may use: a bare name, a one-key map per name (its
-    value the positional parameter, a map of parameters, or nothing), or the full map."""
+    value the positional parameter, a map of parameters, or nothing), or the full map; with
+    `refs`, also a one-key map naming something the file defines."""
     names = Literal[tuple(registry.names())] if len(registry) else str
-    forms = (names, *_written_forms(registry), registry.union())
+    defined = [] if refs is None else [Annotated[dict[str, Any], WithJsonSchema(refs.schema)]]
+    forms = (names, *_written_forms(registry), *defined, registry.union())
     shorthand = Union[forms]  # type: ignore[valid-type]  # noqa: UP007
-    return Annotated[
-        registry.union(), BeforeValidator(_shorthand(registry), json_schema_input_type=shorthand)
-    ]
+    normalise = _shorthand(registry, refs)
+    return Annotated[registry.union(), BeforeValidator(normalise, json_schema_input_type=shorthand)]
 
 
 def _written_forms(registry: Registry[Any]) -> list[type[BaseModel]]:
@@ -95,7 +114,10 @@ def _written_forms(registry: Registry[Any]) -> list[type[BaseModel]]:
         for name in (entry.name, *entry.aliases):
             title = "".join(part.title() for part in name.split("_")) + "Shorthand"
             fields: dict[str, Any] = {name: (value, ...), **sugar}
-            forms.append(create_model(title, __config__=ConfigDict(extra="forbid"), **fields))
+            # built when first used (after the spec's refresh): a nested layer list takes
+            # the layer union of that moment, this entry's form included
+            config = ConfigDict(extra="forbid", defer_build=True)
+            forms.append(create_model(title, __config__=config, **fields))
     return forms
 
 

@@ -13,17 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Optional
 
-from pydantic import (
-    Field,
-    ValidationError,
-    ValidatorFunctionWrapHandler,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from nncli.config import yamlio
-from nncli.config.activations import relocated, split_activations
 from nncli.config.entries import entry_annotation, name_annotation
 from nncli.config.fields import (
     DEVICE_PATTERN,
@@ -33,6 +26,7 @@ from nncli.config.fields import (
     SplitMetric,
 )
 from nncli.config.locate import problems
+from nncli.config.model import LayerSpec, ModelSpec, rebind, remember
 from nncli.config.overrides import TAGS, apply
 from nncli.config.sweep import SweepSpec
 from nncli.data import DataParams, FileParams, datasets
@@ -46,10 +40,9 @@ from nncli.metrics import info as metric_info
 from nncli.optim import optimizers, schedulers
 from nncli.registry import Params
 
-if TYPE_CHECKING:  # what type checkers see of the generated unions
+__all__ = ["LayerSpec", "ModelSpec", "Spec", "load_experiment", "load_spec", "schema"]
 
-    class LayerSpec(Params):
-        type: str
+if TYPE_CHECKING:  # what type checkers see of the generated unions
 
     class LossSpec(Params):
         name: str
@@ -66,35 +59,12 @@ if TYPE_CHECKING:  # what type checkers see of the generated unions
     MetricName = str
 
 else:
-    LayerSpec = entry_annotation(layers)
     LossSpec = entry_annotation(losses)
     OptimizerSpec = entry_annotation(optimizers)
     SchedulerSpec = entry_annotation(schedulers)
     DataSpec = entry_annotation(datasets)
     LoggerSpec = entry_annotation(loggers)
     MetricName = name_annotation(metrics)
-
-
-class ModelSpec(Params):
-    """The layer stack, in order; input sizes are inferred from the data."""
-
-    layers: list[LayerSpec] = Field(min_length=1)
-
-    @field_validator("layers", mode="wrap")
-    @classmethod
-    def _activation_sugar(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
-        """`{dense: 25, activation: relu}` (Keras's habit) becomes `dense: 25` then `relu`;
-        every error is placed where the file says it."""
-        if not isinstance(value, list):
-            return handler(value)
-        split, origin, errors = split_activations(value)
-        try:
-            result = handler(split)
-        except ValidationError as exc:
-            errors = relocated(exc, origin) + errors
-        if errors:
-            raise ValidationError.from_exception_data(cls.__name__, errors)
-        return result
 
 
 class EarlyStopping(Params):
@@ -226,8 +196,9 @@ class Spec(Params):
 def _refresh() -> None:
     """Rebuild the models' unions after a registration, so that an entry registered at any
     time (by a plugin, or a test) is valid in experiment files and in the schema."""
+    item = rebind()
     annotations: dict[tuple[type[Params], str], Any] = {
-        (ModelSpec, "layers"): list[entry_annotation(layers)],  # type: ignore[misc]
+        (ModelSpec, "layers"): list[item],  # type: ignore[valid-type]
         (Spec, "data"): entry_annotation(datasets),
         (Spec, "loss"): entry_annotation(losses),
         (Spec, "optimizer"): entry_annotation(optimizers),
@@ -263,9 +234,11 @@ def validate(doc: yamlio.Document, overrides: list[str] | tuple[str, ...] = ()) 
     for setting in overrides:
         overridden[apply(data, setting)] = setting
     try:
-        return Spec.model_validate(data)
+        spec = Spec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(problems(exc, doc, overridden, Spec, PATTERN_HELP)) from None
+    remember(spec.model, doc)  # a layer that does not fit the data is named in the file
+    return spec
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from nncli.blocks import Nest
+from nncli.config.model import ModelSpec, where
 from nncli.config.spec import LayerSpec
 from nncli.errors import NncliError, first_line
-from nncli.layers import LayerShapeError, layers
+from nncli.layers import LayerShapeError, Shape, layers
 
 
 class ShapeError(NncliError):
@@ -22,38 +24,90 @@ class ShapeError(NncliError):
 
 
 def describe(layer: LayerSpec) -> str:
-    """`dense(units=16)`: how a layer reads in messages and summaries."""
+    """`dense(units=16)`: how a layer reads in messages and summaries (a layer that holds
+    layers without them: `residual(projection=auto)`, `block(name=basic, repeat=2)`)."""
     values = layer.model_dump(exclude={"type"})
+    if layers.get(layer.type).info.nested:
+        values = {k: v for k, v in values.items() if not isinstance(v, list)}
     params = ", ".join(f"{k}={v}" for k, v in values.items())
     return f"{layer.type}({params})" if params else layer.type
 
 
+Key = tuple[str | int, ...]
+
+
+class _Builder:
+    """Builds layers while a batch flows through them; a layer that holds layers builds
+    its lists through `nest`, and a mistake anywhere is named by the path that leads to it
+    (and its place in the file, where the spec was read from one)."""
+
+    def __init__(self, model: ModelSpec | None) -> None:
+        self.model = model
+
+    def layer(
+        self, spec: LayerSpec, x: torch.Tensor, key: Key, path: tuple[str, ...]
+    ) -> tuple[nn.Module, torch.Tensor]:
+        shape = tuple(x.shape[1:])
+        path = (*path, f"{'.'.join(map(str, key))} ({describe(spec)})")
+        entry = layers.get(spec.type)
+        try:
+            if entry.info.nested:
+                module = entry.build(spec, shape, self._nest(x, key, path))
+            else:
+                module = entry.build(spec, shape)
+        except (LayerShapeError, ValueError) as exc:
+            raise ShapeError(self._named(key, path, f": {exc}")) from None
+        module = module.to(x.device)
+        module.eval()
+        try:
+            with torch.no_grad():
+                y = module(x)
+        except RuntimeError as exc:
+            reason = f" cannot take input of shape {shape}: {first_line(exc)}"
+            raise ShapeError(self._named(key, path, reason)) from None
+        return module, y
+
+    def _nest(self, x: torch.Tensor, at: Key, path: tuple[str, ...]) -> Nest:
+        def nest(specs: Sequence[Any], shape: Shape, key: Key) -> tuple[nn.Module, Shape]:
+            inner = key if key[:1] == ("model",) else (*at, *key)
+            h = x if tuple(x.shape[1:]) == shape else x.new_zeros((len(x), *shape))
+            modules = []
+            for i, spec in enumerate(specs):
+                module, h = self.layer(spec, h, (*inner, i), path)
+                modules.append(module)
+            return nn.Sequential(*modules), tuple(h.shape[1:])
+
+        return nest
+
+    def _named(self, key: Key, path: tuple[str, ...], reason: str) -> str:
+        """`FILE:LINE:COL  KEY  layer(...): reason` as every located error reads; a layer
+        inside blocks gives the path that leads to it: `model.layers.2 (block(...)) >
+        model.blocks.basic.0 (...) > ...: reason`."""
+        place = where(self.model, key) if self.model is not None else None
+        name = ".".join(map(str, key))
+        text = " > ".join(path) + reason
+        if len(path) == 1:  # the key is said once, by the location
+            text = path[0].removeprefix(f"{name} (").removesuffix(")") + reason
+        return f"{place}  {name}  {text}" if place else " > ".join(path) + reason
+
+
 def build_model(
-    specs: Sequence[LayerSpec], sample: torch.Tensor
+    specs: ModelSpec | Sequence[LayerSpec], sample: torch.Tensor
 ) -> tuple[nn.Sequential, list[tuple[int, ...]]]:
-    """The model for `specs`, and the shape each layer outputs for one sample.
+    """The model for `specs` (a model section, or a list of layers), and the shape each
+    layer outputs for one sample.
 
     `sample` is a small batch of real inputs (two or more rows, for batch norm); the model
     is returned in training mode on the sample's device.
     """
+    model_spec = specs if isinstance(specs, ModelSpec) else None
+    stack: Sequence[LayerSpec] = specs.layers if isinstance(specs, ModelSpec) else specs
+    builder = _Builder(model_spec)
     modules: list[nn.Module] = []
     shapes: list[tuple[int, ...]] = []
     x = sample
-    for i, spec in enumerate(specs):
-        shape = tuple(x.shape[1:])
-        name = f"model.layers.{i} ({describe(spec)})"
-        try:
-            module = layers.get(spec.type).build(spec, shape)
-        except (LayerShapeError, ValueError) as exc:
-            raise ShapeError(f"{name}: {exc}") from None
-        module = module.to(sample.device)
-        module.eval()
-        try:
-            with torch.no_grad():
-                x = module(x)
-        except RuntimeError as exc:
-            reason = first_line(exc)
-            raise ShapeError(f"{name} cannot take input of shape {shape}: {reason}") from None
+    for i, spec in enumerate(stack):
+        module, x = builder.layer(spec, x, ("model", "layers", i), ())
         modules.append(module)
         shapes.append(tuple(x.shape[1:]))
     model = nn.Sequential(*modules)

@@ -85,7 +85,7 @@ def prepare(spec: Spec, device: str | None = None) -> Prepared:
     torch.manual_seed(spec.seed)
     sample = x_all[indices["train"][:2]].to(dev)
     try:
-        model, shapes = build_model(spec.model.layers, sample)
+        model, shapes = build_model(spec.model, sample)
     except (RuntimeError, MemoryError, OverflowError, TypeError, IndexError, ValueError) as exc:
         # what build_model does not name: a layer too large to allocate (RuntimeError, or
         # TypeError for a size past 64 bits) or a forward pass torch refuses with IndexError

@@ -69,7 +69,7 @@ def load_run(run: Path, checkpoint: Checkpoint = "last") -> TrainedRun:
     path = run / CHECKPOINTS / CHECKPOINT_FILES[checkpoint]
     state = load_checkpoint(path)
     try:
-        model, shapes = build_model(spec.model.layers, torch.zeros(2, *shape))
+        model, shapes = build_model(spec.model, torch.zeros(2, *shape))
     except NncliError as exc:
         raise NncliError(
             f"{config} does not build for inputs shaped {tuple(shape)}: {exc}"

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nncli.blocks import Block, Parallel, Residual
 from nncli.config import yamlio
 from nncli.config.spec import load_spec
 from nncli.engine.state import trained_weights
@@ -77,6 +78,7 @@ def equation(t: TrainedRun) -> list[str]:
 
 
 MODEL_COLUMNS = ("#", "layer", "settings", "output", "params")
+Row = dict[str, Any]
 METRIC_COLUMNS = ("metric", "final", "best", "best epoch")
 
 
@@ -87,7 +89,9 @@ class Summary:
     run: Path
     info: RunInfo
     config: dict[str, Any]
-    layers: list[dict[str, Any]]  # #, layer, settings, output (shape or None), params
+    # #, depth, layer, settings, output (shape or None), params: a row per layer, those
+    # inside a residual, parallel or block below it (# is its module name)
+    layers: list[Row]
     built: bool  # the model was built from a checkpoint (outputs and counts are its own)
     metrics: list[dict[str, Any]]  # metric, final, best, best epoch
     trained: TrainedRun | None
@@ -95,7 +99,8 @@ class Summary:
 
     @property
     def total(self) -> int:
-        return sum(int(row["params"]) for row in self.layers)
+        """The model's parameters (the top-level rows: nested rows are part of them)."""
+        return sum(int(row["params"]) for row in self.layers if row["depth"] == 0)
 
     def layer_table(self) -> list[dict[str, Any]]:
         """The layers as `show` prints them (MODEL_COLUMNS): settings as `k=v, ...`, the
@@ -103,6 +108,7 @@ class Summary:
         return [
             {
                 **row,
+                "layer": "  " * row["depth"] + str(row["layer"]),
                 "settings": ", ".join(f"{k}={v}" for k, v in row["settings"].items()),
                 "output": None if row["output"] is None else " x ".join(map(str, row["output"])),
             }
@@ -134,23 +140,22 @@ def summarise(run: Path) -> Summary:
         trained = load_run(run, ended)
         state = trained_weights(trained.state)
 
-    rows = []
+    rows: list[Row] = []
     for i, layer in enumerate(config.get("model", {}).get("layers", [])):
         shapes = {k: tuple(v.shape) for k, v in state.items() if k.split(".")[0] == str(i)}
         rows.append(
             {
-                "#": i,
+                "#": str(i),
+                "depth": 0,
                 "layer": layer.get("type"),
-                "settings": {k: v for k, v in layer.items() if k != "type"},
+                "settings": _settings(layer),
                 "output": None,
                 "params": sum(_numel(s) for s in shapes.values()),
             }
         )
     if trained is not None:  # the model as built knows each layer's output (like Keras's)
-        built = zip(rows, trained.model, trained.shapes, strict=False)
-        for row, module, shape in built:
-            row["output"] = list(shape)
-            row["params"] = sum(p.numel() for p in module.parameters())  # buffers are not
+        model = list(trained.model)
+        rows = list(_tree(trained.spec.model.layers, model, "", 0, _outputs(trained)))
     final = info.final or {}
     best = info.best or {}
     metric_rows = [
@@ -217,7 +222,10 @@ def run_json(run: Path, weights: bool = False) -> str:
         "lr": opt.get("lr"),
         "config": s.config,
         "layers": [
-            {"index": r["#"], **{k: r[k] for k in ("layer", "settings", "output", "params")}}
+            {
+                "module": r["#"],
+                **{k: r[k] for k in ("depth", "layer", "settings", "output", "params")},
+            }
             for r in s.layers
         ],
         "parameters": s.total,
@@ -238,6 +246,76 @@ def run_json(run: Path, weights: bool = False) -> str:
             },
         }
     return json.dumps(json_safe(facts), indent=2)
+
+
+def _settings(layer: dict[str, Any]) -> dict[str, Any]:
+    """A layer's parameters, those holding layers left out (they are rows of their own)."""
+    return {k: v for k, v in layer.items() if k != "type" and not isinstance(v, list)}
+
+
+def _outputs(t: TrainedRun) -> dict[str, tuple[int, ...]]:
+    """The output shape of every module of the model, by its name, for one sample."""
+    import torch
+
+    found: dict[str, tuple[int, ...]] = {}
+    hooks = [
+        module.register_forward_hook(
+            lambda _m, _i, out, name=name: found.__setitem__(name, tuple(out.shape[1:]))
+        )
+        for name, module in t.model.named_modules()
+        if name
+    ]
+    try:
+        with torch.no_grad():
+            t.model(torch.zeros(2, *t.input_shape))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return found
+
+
+def _row(name: str, depth: int, label: str, settings: Any, module: Any, outputs: Any) -> Row:
+    shape = outputs.get(name)
+    return {
+        "#": name,
+        "depth": depth,
+        "layer": label,
+        "settings": settings,
+        "output": None if shape is None else list(shape),
+        "params": sum(p.numel() for p in module.parameters()),  # buffers are not
+    }
+
+
+def _tree(specs: Any, modules: list[Any], prefix: str, depth: int, outputs: Any) -> Iterator[Row]:
+    """One row per layer, the layers inside a residual, parallel or block below it;
+    `#` is the layer's module name (its weights' prefix in --weights)."""
+    for i, (spec, module) in enumerate(zip(specs, modules, strict=True)):
+        name = f"{prefix}{i}"
+        yield _row(name, depth, spec.type, _settings(spec.model_dump()), module, outputs)
+        if isinstance(spec, Residual):
+            yield from _tree(spec.layers, list(module.body), f"{name}.body.", depth + 1, outputs)
+            if module.projection is not None:
+                what = "1x1 convolution" if module.projection.weight.ndim > 2 else "linear map"
+                yield _row(
+                    f"{name}.projection",
+                    depth + 1,
+                    "projection",
+                    {"kind": what},
+                    module.projection,
+                    outputs,
+                )
+        elif isinstance(spec, Parallel):
+            for b, branch in enumerate(spec.branches):
+                inner = list(module.branches[b])
+                yield from _tree(branch, inner, f"{name}.branches.{b}.", depth + 1, outputs)
+        elif isinstance(spec, Block):
+            if spec.repeat == 1:
+                yield from _tree(spec.layers(), list(module), f"{name}.", depth + 1, outputs)
+                continue
+            for r, rep in enumerate(module):
+                label = f"{spec.name} {r + 1} of {spec.repeat}"
+                yield _row(f"{name}.{r}", depth + 1, label, {}, rep, outputs)
+                yield from _tree(spec.layers(), list(rep), f"{name}.{r}.", depth + 2, outputs)
 
 
 def _numel(shape: tuple[int, ...]) -> int:
