@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import interrupted_run, problems
+from conftest import EXPERIMENTS, interrupted_run, problems
 from torch import nn
 from typer.testing import CliRunner
 
@@ -459,3 +459,12 @@ def test_a_layer_registered_later_is_valid_inside_nested_lists(tmp_path: Path) -
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "twice\n"
+
+
+def test_a_model_without_blocks_resolves_as_before_blocks_existed() -> None:
+    # `blocks: {}` in config.yaml made every earlier run's checkpoint disagree with its
+    # config, so resume refused it as edited
+    from nncli.config.spec import load_spec, resolved
+
+    spec = load_spec(EXPERIMENTS / "circles.yaml")
+    assert list(resolved(spec)["model"]) == ["layers"]

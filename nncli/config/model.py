@@ -94,6 +94,8 @@ class ModelSpec(Params):
         default_factory=dict,
         description="named lists of layers, used in layers (and other blocks) by name",
         json_schema_extra={"additionalProperties": False},  # a name off the pattern too
+        # left out of config.yaml when there are none: runs from before blocks resume
+        exclude_if=lambda blocks: not blocks,
     )
     layers: list[LayerSpec] = Field(min_length=1)
 
