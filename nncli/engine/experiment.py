@@ -36,6 +36,7 @@ from nncli.errors import (
     NncliError,
     RunDiverged,
     RunInterrupted,
+    RunPruned,
     first_line,
 )
 from nncli.loggers.base import Logger, Loggers, loggers
@@ -306,6 +307,9 @@ def _execute(
         raise RunInterrupted(code, run.path) from None
     except RunDiverged as exc:
         out.finish("diverged", None, str(exc))
+        raise
+    except RunPruned:  # a sweep's pruner stopped a poor trial: it keeps what it reached
+        out.finish("pruned", None, None)
         raise
     except BaseException as exc:
         failure = as_write_error(exc, run.path)
