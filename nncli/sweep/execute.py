@@ -120,6 +120,7 @@ def _loop(
     killed = False
     unranked = False  # a completed trial without the metric was reported
     next_look = 0.0  # when to look for a trial to take again, after finding none
+    looked = False  # this pass looked and found nothing to take
     with sweep.sync():
         sweep.status = "running"
     try:
@@ -138,7 +139,7 @@ def _loop(
             while stopping is None and len(running) < jobs and time.monotonic() >= next_look:
                 found = _take(sweep, claims, search, on_event)
                 if found is None:
-                    next_look = time.monotonic() + LOOK_S
+                    next_look, looked = time.monotonic() + LOOK_S, True
                     break
                 trial, resumed = found
                 child = _start(sweep, trial, env, how, nproc, claims)
@@ -162,8 +163,11 @@ def _loop(
                         on_event(Event("note", total, text=_stopping_text(running, "failed")))
                     _terminate(running)
 
-            if not running and (stopping is not None or _all_ended(sweep, search)):
+            if not running and stopping is not None:
                 break
+            if not running and looked and _all_ended(sweep):
+                break  # nothing to take, and nothing left that a worker could give up
+            looked = False
             time.sleep(POLL_S)
     except BaseException:
         # a bug or a resource problem here: leave no trial running unrecorded
@@ -231,12 +235,11 @@ def _end(sweep: Sweep, claims: Claims, search: BayesSearch | None, trial: Trial)
     sweep.mine.discard(trial.number)
 
 
-def _all_ended(sweep: Sweep, search: BayesSearch | None) -> bool:
-    """Whether every trial has ended, as sweep.json says now (other workers' too)."""
-    with sweep.sync():
-        if search is not None and search.more():
-            return False
-        return all(t.status not in TAKEN for t in sweep.trials)
+def _all_ended(sweep: Sweep) -> bool:
+    """Whether every trial has ended, as sweep.json says now (other workers' too); read
+    only (it is replaced atomically), so a waiting worker does not rewrite it."""
+    trials = Sweep.load(sweep.folder).trials
+    return len(trials) >= sweep.space.n_trials and all(t.status not in TAKEN for t in trials)
 
 
 def _unranked_text(trial: Trial) -> str:

@@ -246,3 +246,19 @@ def test_sweep_settings_for_many_machines_are_checked(tmp_path: Path, runner: Cl
     refused = runner.invoke(app, ["sweep", "--join", str(tmp_path), "--grid", "seed=1,2"])
     assert refused.exit_code == 2
     assert "--join continues a sweep as it was planned; give no --grid" in refused.stderr
+
+
+@pytest.mark.slow
+def test_each_trial_can_be_a_torchrun_job(tmp_path: Path, runner: CliRunner) -> None:
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(BASE)
+    out = tmp_path / "sweep"
+    args = ["sweep", str(exp), "--grid", "seed=1,2", "--nproc-per-node", "2", "--out", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    trials = sweep_json(out)["trials"]
+    # torchrun's run folder is found as a single process's is
+    assert [(t["status"], t["attempts"]) for t in trials] == [("completed", 1)] * 2
+    assert {f"runs/{p.name}" for p in run_folders(out)} == {t["run"] for t in trials}
+    log = (out / "logs" / "trial-001.log").read_text()
+    assert "--runs-dir" in log and "--nproc-per-node 2 -q" in log.splitlines()[0]
