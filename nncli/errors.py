@@ -11,6 +11,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 EXIT_DIVERGED = 3
+EXIT_PRUNED = 4
 
 
 def first_line(exc: BaseException) -> str:
@@ -97,3 +98,11 @@ class RunDiverged(Exception):
             f"(it was {lr:g}), gradient clipping (train.clip_grad_norm: 1.0), or check the data "
             "for NaN or huge values"
         )
+
+
+class RunPruned(BaseException):
+    """A sweep's pruner stopped the run early (a poor trial): it is marked pruned. Not an
+    Exception, like KeyboardInterrupt: a request to stop, which a logger's own failure
+    handling (`except Exception`) must let through."""
+
+    exit_code = EXIT_PRUNED

@@ -33,6 +33,13 @@ class MethodChoice(str, Enum):
     bayes = "bayes"
 
 
+class LauncherChoice(str, Enum):
+    """Where the sweep's workers run."""
+
+    local = "local"
+    slurm = "slurm"
+
+
 class StartChoice(str, Enum):
     """How a trial's process starts (nncli/sweep/warm.py)."""
 
@@ -147,6 +154,44 @@ def sweep(
             "once (seconds less per trial); process: a fresh `nncli train` process per trial.",
         ),
     ] = StartChoice.warm,
+    join_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--join",
+            metavar="SWEEP_DIR",
+            help="Work on a running sweep (this machine or another with the same files): "
+            "take its pending trials, and those of workers that died, until none are left.",
+            show_default=False,
+        ),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            metavar="URL",
+            envvar="NNCLI_SWEEP_STORAGE",
+            help="Bayes: the Optuna database that keeps the study (postgresql://...) "
+            "[default: a journal file in the sweep folder]",
+            show_default=False,
+        ),
+    ] = None,
+    launcher: Annotated[
+        LauncherChoice,
+        typer.Option(
+            "--launcher",
+            help="local: this process runs the trials; slurm: sweep.slurm.workers jobs, each "
+            "a --join worker, are submitted through submitit (pip install 'nncli[slurm]') "
+            "and waited for.",
+        ),
+    ] = LauncherChoice.local,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            "--nproc-per-node",
+            min=1,
+            help="Each trial as N processes (torchrun; one GPU each on cuda).",
+        ),
+    ] = 1,
 ) -> None:
     """Search over settings: each trial a run folder, then the trials ranked by a metric.
 
@@ -157,30 +202,39 @@ def sweep(
     folder and metric; a line on stderr reports each start and end. At the end the trials
     are compared (ranked by the metric's best value) on stdout, and the best completed
     trial's config.yaml is copied to SWEEP/best.yaml.
-    Exit 0 when every trial completed, 1 when any did not (failed, diverged), 2 for
-    mistakes in the input, 130 on Ctrl-C (running trials are marked interrupted;
-    --resume finishes them).
+    Workers on other machines share it with --join SWEEP_DIR; each trial is run by one
+    worker, and a dead worker's trial is resumed by another.
+    Exit 0 when every trial completed (or was pruned), 1 when any did not (failed,
+    diverged), 2 for mistakes in the input, 130 on Ctrl-C (running trials are marked
+    interrupted; --resume finishes them).
     """
     from rich.markup import escape
 
     from nncli.sweep.execute import run
     from nncli.sweep.plan import plan as make_plan
     from nncli.sweep.space import METHODS, Options
-    from nncli.sweep.state import RETRIED, create, reopen
+    from nncli.sweep.state import RETRIED, TAKEN, create, reopen
     from nncli.sweep.summary import summarize
 
     chosen = METHODS[method.value] if method is not None else None
     options = Options(grid or [], choice or [], range_ or [], chosen, n_trials, seed, metric)
+    again = join_dir or resume_dir  # a sweep that exists
     with user_errors():  # every input mistake below is an NncliError: exit 2, one style
-        if resume_dir is not None:
-            given = (("--set", set_), ("--out", out_dir), ("--dry-run", dry_run))
+        if join_dir is not None and resume_dir is not None:
+            raise NncliError("give --join or --resume, not both")
+        if again is not None:
+            flag = "--join" if join_dir is not None else "--resume"
+            joined_file = join_dir is not None and file is not None
+            given: list[tuple[str, object]] = [("--set", set_), ("--out", out_dir)]
+            given += [("--dry-run", dry_run), ("FILE", joined_file)]
             refused = options.given() + [flag for flag, value in given if value]
             if refused:
                 raise NncliError(
-                    f"--resume continues a sweep as it was planned; give no {', '.join(refused)} "
+                    f"{flag} continues a sweep as it was planned; give no {', '.join(refused)} "
                     "with it (--metric, --jobs and --fail-fast may change)"
                 )
-            state = reopen(resume_dir, file)
+            state = reopen(again, file, retry=resume_dir is not None)
+            state.use_storage(storage)
         elif file is None:
             raise NncliError("missing FILE: the experiment file to sweep (or --resume SWEEP_DIR)")
         else:
@@ -188,17 +242,24 @@ def sweep(
             if dry_run:
                 print_item(_sweep_plan(plan, fmt))
                 return
-            state = create(plan, out_dir)
+            if storage is not None and plan.space.method != "bayes":
+                raise NncliError("--storage is where bayes search keeps its study; give it "
+                                 "with --method bayes only")  # fmt: skip
+            state = create(plan, out_dir, storage)
 
         space = state.space
-        left = sum(t.status in RETRIED for t in state.trials)
+        left = sum(t.status in (RETRIED if resume_dir else TAKEN) for t in state.trials)
         left += space.n_trials - len(state.trials)  # bayes: the trials not asked for yet
+        where = "on Slurm" if launcher == LauncherChoice.slurm else "at once"
         _say(
             f"sweep {state.folder}: {space.n_trials} trials ({space.method}), {left} to run, "
-            f"{jobs} at once"
+            f"{jobs} {where}"
         )
         try:
-            run(state, jobs, fail_fast, _sweep_event, start.value)
+            if launcher == LauncherChoice.slurm:
+                _on_slurm(state, jobs, start.value, nproc)
+            else:
+                run(state, jobs, fail_fast, _sweep_event, start.value, nproc, again is None)
         except RunInterrupted as exc:
             _say(
                 "interrupted: the running trials are marked interrupted; finish the sweep "
@@ -206,7 +267,7 @@ def sweep(
             )
             raise typer.Exit(exc.exit_code) from None
         # a new sweep's --metric is in its plan; with --resume it re-ranks the trials
-        summary = summarize(state, metric if resume_dir is not None else None)
+        summary = summarize(state, metric if again is not None else None)
 
     for warning in summary.warnings:
         err.print(f"[yellow]warning[/yellow] {escape(warning)}", markup=True, soft_wrap=True)
@@ -218,7 +279,7 @@ def sweep(
             f"best: trial {summary.best.number} ({' '.join(summary.best.settings)}), "
             f"{summary.metric} {summary.best_value:.4g}; its config: {summary.best_file}"
         )
-    unfinished = [t for t in state.trials if t.status != "completed"]
+    unfinished = [t for t in state.trials if t.status not in ("completed", "pruned")]
     if unfinished:
         _say(
             f"{len(unfinished)} of {space.n_trials} trials did not complete "
@@ -226,6 +287,22 @@ def sweep(
             f"with: nncli sweep --resume {state.folder}"
         )
         raise typer.Exit(1)
+
+
+def _on_slurm(state: Any, jobs: int, start: str, nproc: int) -> None:
+    """Submit the workers and wait for them; each job's failure is a line on stderr."""
+    from nncli.sweep.slurm import submit, wait
+
+    submitted = submit(state, jobs, start, nproc)
+    _say(f"submitted {len(submitted)} workers: jobs {', '.join(j.job_id for j in submitted)}")
+    try:
+        failures = wait(submitted)
+    except KeyboardInterrupt:
+        _say("the workers go on as jobs; see the sweep with: nncli sweep --resume SWEEP_DIR")
+        raise RunInterrupted() from None
+    for line in failures:
+        _say(line)
+    state.refresh()
 
 
 def _say(text: str) -> None:
@@ -275,7 +352,9 @@ def _sweep_event(event: Event) -> None:
         verb = f"resuming {trial.run}" if event.resumed else "started"
         err.print(f"{head}  {verb}  {what}", markup=True, soft_wrap=True, highlight=False)
         return
-    colour = {"completed": "green", "interrupted": "yellow"}.get(trial.status, "red")
+    colour = {"completed": "green", "interrupted": "yellow", "pruned": "yellow"}.get(
+        trial.status, "red"
+    )
     parts = [head, f"[{colour}]{trial.status}[/{colour}]", what]
     if trial.value is not None:
         parts.append(f"{trial.metric} {trial.value:.4g}")

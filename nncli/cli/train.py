@@ -132,6 +132,9 @@ def _launch(nproc: int) -> None:
         record = Path(tmp) / "run"
         code = distributed.launch(nproc, args, str(record))
         folder = Path(record.read_text()) if record.is_file() else None
+    outer = os.environ.get(distributed.RUN_RECORD)  # e.g. a sweep's, which looks for it there
+    if outer and folder is not None:
+        Path(outer).write_text(str(folder), encoding="utf-8")
     if code != 0 and folder is not None and is_run(folder):
         try:
             info = read_run(folder)
@@ -172,7 +175,7 @@ def _run_training(
     folder a resume continues; `exp` the experiment file trained, whose keys errors name.
     """
     from nncli.engine import distributed
-    from nncli.errors import RunDiverged
+    from nncli.errors import RunDiverged, RunPruned
     from nncli.loggers.console import ConsoleLogger
 
     with user_errors():
@@ -195,11 +198,13 @@ def _run_training(
         console.stop()
         if run is not None:
             console.summary(run)
-    except (RunInterrupted, RunDiverged) as exc:
+    except (RunInterrupted, RunDiverged, RunPruned) as exc:
         console.stop()
         folder = console.run.path if console.run else None
         if isinstance(exc, RunDiverged):
             err.print(f"[red]diverged[/red] {exc}", markup=True, soft_wrap=True)
+        elif isinstance(exc, RunPruned):
+            err.print(f"[yellow]pruned[/yellow] {exc}", markup=True, soft_wrap=True)
         else:
             folder = exc.folder
             if exc.exit_code == EXIT_INTERNAL:  # rank 0 failed, and says why

@@ -1,5 +1,6 @@
 """The `sweep:` section of an experiment file: the keys to search and how (grid, choice,
-range), its seed and the metric that ranks the trials. `nncli train` ignores it."""
+range), its seed, the metric that ranks the trials, pruning, and the Slurm resources of
+its workers. `nncli train` ignores it."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pydantic_core import PydanticCustomError
 from nncli.config import yamlio
 from nncli.config.fields import SplitMetric
 from nncli.errors import SpecError
+from nncli.loggers import sweep_prune as _sweep_prune  # noqa: F401  (registers the logger)
 from nncli.registry import Params
 
 SWEEP_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$"
@@ -75,6 +77,41 @@ class SweepRange(Params):
         return isinstance(self.low, int) and isinstance(self.high, int)
 
 
+def _prune_shorthand(value: Any) -> Any:
+    """`prune: median` -> `{type: median}`."""
+    return {"type": value} if isinstance(value, str) else value
+
+
+class PruneSpec(Params):
+    """Optuna's pruner, told each trial's metric after every epoch: a trial doing worse
+    than the others did at the same epoch stops there, with status pruned."""
+
+    type: Literal["median", "hyperband"]
+    startup_trials: int = Field(
+        default=5, ge=0, description="median: trials that finish before any is pruned"
+    )
+    warmup_epochs: int = Field(
+        default=0, ge=0, description="median: epochs of each trial never pruned"
+    )
+
+
+class SlurmSpec(Params):
+    """What `nncli sweep --launcher slurm` asks of Slurm for each worker job (submitit)."""
+
+    workers: int = Field(default=1, gt=0, description="jobs, each `nncli sweep --join`")
+    partition: str | None = None
+    time: int = Field(default=60, gt=0, description="minutes a job may run")
+    gpus_per_node: int | None = Field(default=None, ge=0)
+    cpus_per_task: int | None = Field(default=None, gt=0)
+    mem_gb: float | None = Field(default=None, gt=0)
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    additional: dict[str, str] = Field(
+        default_factory=dict, description="more #SBATCH options, name -> value"
+    )
+
+
 class SweepSpec(Params):
     """What `nncli sweep` searches: every combination of `grid`, or n_trials drawn from
     `choice` and `range` (random, or bayes through Optuna). `nncli train` ignores it."""
@@ -104,3 +141,11 @@ class SweepSpec(Params):
         default=None,
         description="split_metric that ranks the trials; default: train.monitor",
     )
+    prune: (
+        Annotated[
+            PruneSpec,
+            BeforeValidator(_prune_shorthand, json_schema_input_type=str | PruneSpec),
+        ]
+        | None
+    ) = Field(default=None, description="bayes: median or hyperband; stops poor trials early")
+    slurm: SlurmSpec | None = Field(default=None, description="for --launcher slurm")

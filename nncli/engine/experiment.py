@@ -36,6 +36,7 @@ from nncli.errors import (
     NncliError,
     RunDiverged,
     RunInterrupted,
+    RunPruned,
     first_line,
 )
 from nncli.loggers.base import Logger, Loggers, loggers
@@ -309,6 +310,9 @@ def _execute(
     except RunDiverged as exc:
         out.finish("diverged", None, str(exc))
         _write_report(run, out)
+        raise
+    except RunPruned:  # a sweep's pruner stopped a poor trial: it keeps what it reached
+        out.finish("pruned", None, None)
         raise
     except BaseException as exc:
         failure = as_write_error(exc, run.path)

@@ -45,7 +45,7 @@ from nncli.runs.files import (
 )
 from nncli.runs.record import RunInfo
 
-STATUSES = ("running", "completed", "failed", "interrupted", "diverged")
+STATUSES = ("running", "completed", "failed", "interrupted", "diverged", "pruned")
 NOT_METRICS = ("epoch", "lr", "time_s")
 
 

@@ -1,19 +1,27 @@
-"""Bayes search: Optuna's TPE sampler asked for each new trial and told each result."""
+"""Bayes search: Optuna's TPE sampler, asked for each new trial and told each result, its
+study kept in Optuna storage (the sweep folder's journal file, or a database) that every
+worker of the sweep shares; the pruner of `sweep.prune`."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from nncli.loggers.sweep_prune import make_pruner, open_storage
 from nncli.metrics import direction
 from nncli.sweep.space import import_optuna, rounded, value_text
 from nncli.sweep.state import FAILED, Sweep, Trial
 
 
 class BayesSearch:
-    """Asks Optuna's TPE sampler for each new trial and tells it each result; a resumed
-    sweep's finished trials are added to the study first."""
+    """The sweep's shared study: asked for new trials (under sweep.lock, so trial numbers
+    and the count stay one sequence across workers) and told each result.
 
-    def __init__(self, sweep: Sweep) -> None:
+    `seeded`: the process that created the sweep draws from the sweep's seed; a joining or
+    resuming worker from a seed of its own, or it would ask the same points as the first.
+    """
+
+    def __init__(self, sweep: Sweep, seeded: bool = True) -> None:
         optuna = self.optuna = import_optuna()
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # nothing below the CLI prints
         self.sweep = sweep
@@ -33,18 +41,28 @@ class BayesSearch:
                     p.bounds.low, p.bounds.high, log=p.bounds.log
                 )
         goal = direction(sweep.space.metric or "val_loss")
-        self.study = optuna.create_study(
-            direction="minimize" if goal == "min" else "maximize",
-            sampler=optuna.samplers.TPESampler(seed=sweep.space.seed),
-        )
-        self.asked: dict[int, Any] = {}
-        for trial in sweep.trials:
-            self._add(trial)
+        seed = sweep.space.seed if seeded else (sweep.space.seed + os.getpid()) % 2**32
+        with sweep.sync():
+            legacy = sweep.study is None  # made before studies were stored: told again below
+            if legacy:
+                sweep.study = sweep.folder.name
+            self.study = optuna.create_study(
+                study_name=sweep.study,
+                storage=open_storage(optuna, sweep.storage_where),
+                direction="minimize" if goal == "min" else "maximize",
+                sampler=optuna.samplers.TPESampler(seed=seed),
+                pruner=make_pruner(optuna, sweep.space.prune),
+                load_if_exists=True,
+            )
+            if legacy:
+                for trial in sweep.trials:
+                    self._add(trial)
 
     def more(self) -> bool:
         return len(self.sweep.trials) < self.sweep.space.n_trials
 
     def ask(self) -> Trial | None:
+        """A new trial, numbered after the last (call under sweep.lock)."""
         if not self.more():
             return None
         asked = self.study.ask(self.distributions)
@@ -55,20 +73,27 @@ class BayesSearch:
                 params[p.key] = self.texts[p.key][raw]
             else:
                 params[p.key] = rounded(raw, p.bounds)
-        trial = Trial(len(self.sweep.trials) + 1, params)
+        trial = Trial(len(self.sweep.trials) + 1, params, optuna=asked.number)
         self.sweep.trials.append(trial)
-        self.asked[trial.number] = asked
         return trial
 
     def tell(self, trial: Trial) -> None:
-        asked = self.asked.pop(trial.number, None)
-        if asked is None:
+        """The trial's result, to its study trial; one asked before studies were stored, or
+        told already (a failed trial run again), is added as a new finished one."""
+        state = self.optuna.trial.TrialState
+        if trial.optuna is None or self._finished(trial.optuna):
             self._add(trial)
         elif trial.status == "completed" and trial.value is not None:
-            self.study.tell(asked, trial.value)
-        elif trial.status in FAILED:
-            self.study.tell(asked, state=self.optuna.trial.TrialState.FAIL)
-        # an interrupted trial is told nothing: a resumed sweep adds it once it completes
+            self.study.tell(trial.optuna, trial.value)
+        elif trial.status == "pruned":  # its last reported epoch is what it reached
+            self.study.tell(trial.optuna, state=state.PRUNED)
+        elif trial.status in FAILED or trial.status == "completed":
+            self.study.tell(trial.optuna, state=state.FAIL)
+        # an interrupted trial is told nothing: whoever resumes it tells its end
+
+    def _finished(self, number: int) -> bool:
+        found = [t for t in self.study.get_trials(deepcopy=False) if t.number == number]
+        return not found or found[0].state.is_finished()
 
     def _add(self, trial: Trial) -> None:
         if trial.status != "completed" or trial.value is None:

@@ -1,17 +1,18 @@
-"""Running a sweep's trials: a `nncli train` (or `resume`) child process per trial (started
-as warm.py says), signals, --fail-fast, and an event per start and end. Nothing here
-prints: the CLI renders events.
+"""A sweep's worker: it claims trials (claims.py) and runs each as a `nncli train` (or a
+resume of its run folder) in a child process (started as warm.py says), with signals,
+--fail-fast, and an event per start and end. Nothing here prints: the CLI renders events.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,24 +21,29 @@ from types import FrameType
 from typing import Literal
 
 from nncli.engine.distributed import RUN_RECORD
-from nncli.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, NncliError, RunInterrupted
+from nncli.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, RunInterrupted
+from nncli.loggers.sweep_prune import TRIAL_ENV
 from nncli.runs.files import now
-from nncli.runs.lock import is_locked, locked
 from nncli.runs.record import is_run
 from nncli.sweep import warm
 from nncli.sweep.bayes import BayesSearch
+from nncli.sweep.claims import CLAIM_ENV, Claims
 from nncli.sweep.state import (
+    DONE,
+    ENDED,
     FAILED,
-    RETRIED,
     RUNS,
+    TAKEN,
     Sweep,
     Trial,
     metric_value,
     read_trial_run,
     recorded_run,
+    settle,
 )
 
 POLL_S = 0.05
+LOOK_S = 0.5  # how often a worker with a free slot looks for a trial to take
 STOP_WAIT_S = 60  # after SIGTERM, how long a trial may take to record itself interrupted
 
 
@@ -61,6 +67,7 @@ class _Child:
     log: Path
     offset: int  # where this attempt's output starts in the log
     started: float
+    resumed: bool  # it continues the trial's run folder
     stopped: bool = False  # the sweep sent it SIGTERM
 
 
@@ -70,19 +77,23 @@ def run(
     fail_fast: bool = False,
     on_event: Callable[[Event], None] = lambda event: None,
     how: warm.Start = "warm",
+    nproc: int = 1,
+    seeded: bool = True,
 ) -> None:
-    """Run every trial not done yet, `jobs` processes at once, until all have ended; `how`
-    says how a trial's process starts (see warm.py).
+    """Work on the sweep until no trial is left: take pending trials (and those of workers
+    that died), `jobs` processes at once, each as `how` says (see warm.py); `nproc` > 1
+    makes each trial a torchrun job of that many processes.
 
-    A trial that ends other than completed is reported as it ends and the others go on
-    (with `fail_fast`, running trials are stopped and no new one starts). Ctrl-C or
-    SIGTERM stops the running trials, which mark themselves interrupted, and raises
-    RunInterrupted once sweep.json records them.
+    Other workers may share the sweep (`nncli sweep --join`): each trial is claimed by
+    one (claims.py), and a worker waits, once nothing is left to take, until the others'
+    trials have ended, to take over any whose worker dies. A trial that ends other than
+    completed is reported as it ends and the others go on (with `fail_fast`, this worker's
+    running trials are stopped and it takes no new one). Ctrl-C or SIGTERM stops the
+    running trials, which mark themselves interrupted, and raises RunInterrupted once
+    sweep.json records them.
     """
-    if is_locked(sweep.folder):
-        raise NncliError(f"{sweep.folder} is in use by another nncli sweep; wait for it to end")
-    with locked(sweep.folder), _signals() as received:
-        _loop(sweep, jobs, fail_fast, on_event, received, how)
+    with _signals() as received:
+        _loop(sweep, jobs, fail_fast, on_event, received, how, nproc, seeded)
     if received:
         raise RunInterrupted(EXIT_TERMINATED if received[0] == signal.SIGTERM else EXIT_INTERRUPTED)
 
@@ -94,18 +105,24 @@ def _loop(
     on_event: Callable[[Event], None],
     received: list[int],
     how: warm.Start,
+    nproc: int,
+    seeded: bool,
 ) -> None:
     total = sweep.space.n_trials
-    todo = deque(t for t in sweep.trials if t.status in RETRIED)
-    search = BayesSearch(sweep) if sweep.space.method == "bayes" else None
+    claims = Claims(sweep.folder)
+    search = BayesSearch(sweep, seeded) if sweep.space.method == "bayes" else None
     env = _child_env(jobs)
+    if nproc > 1:
+        how = "process"  # torchrun starts its own processes: nothing to fork warm
     running: list[_Child] = []
     stopping: str | None = None  # why no trial starts any more: "failed" or "interrupted"
     stop_at = 0.0
     killed = False
     unranked = False  # a completed trial without the metric was reported
-    sweep.status = "running"
-    sweep.save()
+    next_look = 0.0  # when to look for a trial to take again, after finding none
+    looked = False  # this pass looked and found nothing to take
+    with sweep.sync():
+        sweep.status = "running"
     try:
         while True:
             if received and stopping != "interrupted":
@@ -119,22 +136,23 @@ def _loop(
                 for child in running:
                     child.proc.kill()
 
-            while stopping is None and len(running) < jobs:
-                trial = todo.popleft() if todo else (search.ask() if search else None)
-                if trial is None:
+            while stopping is None and len(running) < jobs and time.monotonic() >= next_look:
+                found = _take(sweep, claims, search, on_event)
+                if found is None:
+                    next_look, looked = time.monotonic() + LOOK_S, True
                     break
-                child = _start(sweep, trial, env, how)
+                trial, resumed = found
+                child = _start(sweep, trial, env, how, nproc, claims)
                 running.append(child)
                 sweep.save()
-                on_event(Event("start", total, trial, resumed=child.args[0] == "resume"))
+                on_event(Event("start", total, trial, resumed=resumed))
 
             for child in [c for c in running if c.proc.poll() is not None]:
                 running.remove(child)
                 _finish(sweep, child)
-                sweep.save()
+                _end(sweep, claims, search, child.trial)
                 on_event(Event("end", total, child.trial, log=child.log))
-                if search is not None:
-                    search.tell(child.trial)
+                next_look = 0.0
                 trial = child.trial
                 if trial.status == "completed" and trial.value is None and not unranked:
                     unranked = True  # say so now, not after the last trial
@@ -145,9 +163,11 @@ def _loop(
                         on_event(Event("note", total, text=_stopping_text(running, "failed")))
                     _terminate(running)
 
-            more = stopping is None and (todo or (search is not None and search.more()))
-            if not running and not more:
+            if not running and stopping is not None:
                 break
+            if not running and looked and _all_ended(sweep):
+                break  # nothing to take, and nothing left that a worker could give up
+            looked = False
             time.sleep(POLL_S)
     except BaseException:
         # a bug or a resource problem here: leave no trial running unrecorded
@@ -159,17 +179,67 @@ def _loop(
                 child.proc.kill()
                 child.proc.wait()
             _finish(sweep, child)
-        sweep.status = "failed"
-        sweep.save()
+            _end(sweep, claims, None, child.trial)
+        with sweep.sync():
+            sweep.status = "failed"
         raise
-    statuses = [t.status for t in sweep.trials]
-    if stopping == "interrupted":
-        sweep.status = "interrupted"
-    elif all(s == "completed" for s in statuses) and len(statuses) >= total:
-        sweep.status = "completed"
-    else:
-        sweep.status = "failed"
+    with sweep.sync():
+        statuses = [t.status for t in sweep.trials]
+        if stopping == "interrupted":
+            sweep.status = "interrupted"
+        elif all(s in DONE for s in statuses) and len(statuses) >= total:
+            sweep.status = "completed"
+        elif (all(s in ENDED for s in statuses) and len(statuses) >= total) or stopping == "failed":
+            sweep.status = "failed"
+
+
+def _take(
+    sweep: Sweep, claims: Claims, search: BayesSearch | None, on_event: Callable[[Event], None]
+) -> tuple[Trial, bool] | None:
+    """Claim the next trial to run, under sweep.lock: a pending or interrupted one, or one
+    whose worker and process are gone, else (bayes) a new one asked of the study. A
+    taken-over trial whose run folder ended meanwhile is recorded, not run. (trial,
+    whether its run folder is continued), or None where nothing is left to take now."""
+    with sweep.sync():
+        for trial in sweep.trials:
+            if trial.status not in TAKEN or trial.number in claims.held:
+                continue
+            if not claims.take(trial.number):
+                continue  # another worker runs it
+            if trial.status in ("running", "interrupted"):
+                settle(sweep, trial)  # where its last attempt left it
+                if trial.status in ENDED:
+                    claims.release(trial.number)
+                    text = f"trial {trial.number}: its run ended {trial.status} while unwatched"
+                    on_event(Event("note", sweep.space.n_trials, text=text))
+                    continue
+            sweep.mine.add(trial.number)
+            run = sweep.run_path(trial)
+            return trial, run is not None and is_run(run)
+        asked = search.ask() if search is not None else None
+        if asked is None:
+            return None
+        if not claims.take(asked.number):  # pragma: no cover - a new number is nobody's
+            return None
+        sweep.mine.add(asked.number)
+        return asked, False
+
+
+def _end(sweep: Sweep, claims: Claims, search: BayesSearch | None, trial: Trial) -> None:
+    """Record a trial's end, then let go of it (its claim last: until sweep.json says how
+    it ended, no other worker may take it)."""
+    if search is not None:
+        search.tell(trial)
     sweep.save()
+    claims.release(trial.number)
+    sweep.mine.discard(trial.number)
+
+
+def _all_ended(sweep: Sweep) -> bool:
+    """Whether every trial has ended, as sweep.json says now (other workers' too); read
+    only (it is replaced atomically), so a waiting worker does not rewrite it."""
+    trials = Sweep.load(sweep.folder).trials
+    return len(trials) >= sweep.space.n_trials and all(t.status not in TAKEN for t in trials)
 
 
 def _unranked_text(trial: Trial) -> str:
@@ -222,33 +292,54 @@ def _child_env(jobs: int) -> dict[str, str]:
     return env
 
 
-def _train_args(sweep: Sweep, trial: Trial) -> list[str]:
+def _train_args(sweep: Sweep, trial: Trial, nproc: int) -> list[str]:
     sets = [arg for s in [*sweep.sets, *trial.settings] for arg in ("--set", s)]
     runs_dir = str(sweep.runs_dir.absolute())
-    return ["train", str(sweep.file), *sets, "--runs-dir", runs_dir, "-q"]
+    spread = ["--nproc-per-node", str(nproc)] if nproc > 1 else []
+    return ["train", str(sweep.file), *sets, "--runs-dir", runs_dir, *spread, "-q"]
 
 
-def _start(sweep: Sweep, trial: Trial, env: dict[str, str], how: warm.Start) -> _Child:
+def _start(
+    sweep: Sweep, trial: Trial, env: dict[str, str], how: warm.Start, nproc: int, claims: Claims
+) -> _Child:
     """Start a trial's process: `train` in a new run folder, or `resume` of its folder."""
     run = sweep.run_path(trial)
-    if run is not None and is_run(run):
+    resumed = run is not None and is_run(run)
+    if run is not None and resumed:
         args = ["resume", str(run.absolute()), "-q"]
+        if nproc > 1:  # as train --resume, which can spread it over processes
+            args = ["train", "--resume", args[1], "--nproc-per-node", str(nproc), "-q"]
     else:
         trial.run = None
-        args = _train_args(sweep, trial)
+        args = _train_args(sweep, trial, nproc)
         sweep.record_path(trial).unlink(missing_ok=True)  # an earlier attempt's
     # train writes its run folder's path there as it creates the folder
-    env = {**env, RUN_RECORD: str(sweep.record_path(trial).absolute())}
+    env = {
+        **env,
+        RUN_RECORD: str(sweep.record_path(trial).absolute()),
+        CLAIM_ENV: str(claims.path(trial.number).absolute()),
+    }
+    if sweep.space.prune is not None and trial.optuna is not None:
+        env[TRIAL_ENV] = json.dumps(
+            {
+                "storage": sweep.storage_where,
+                "study": sweep.study,
+                "trial": trial.optuna,
+                "metric": sweep.space.metric,
+                "prune": sweep.space.prune,
+            }
+        )
     log = sweep.log_path(trial)
     log.parent.mkdir(exist_ok=True)
     with log.open("a", encoding="utf-8") as f:
         f.write(f"$ nncli {shlex.join(args)}\n")
         offset = f.tell()
-    proc = warm.start(how, args, log, env)
+    proc = warm.start(how, args, log, env, keep=[claims.held[trial.number]])
     trial.status, trial.pid, trial.attempts = "running", proc.pid, trial.attempts + 1
+    trial.host = socket.gethostname()
     trial.started_at, trial.ended_at, trial.duration_s = now(), None, None
     trial.exit_code, trial.error = None, None
-    return _Child(trial, proc, args, log, offset, time.monotonic())
+    return _Child(trial, proc, args, log, offset, time.monotonic(), resumed)
 
 
 def _finish(sweep: Sweep, child: _Child) -> None:
@@ -257,13 +348,13 @@ def _finish(sweep: Sweep, child: _Child) -> None:
     with child.log.open("rb") as f:
         f.seek(child.offset)
         output = f.read().decode("utf-8", errors="replace")
-    run = sweep.run_path(trial) if child.args[0] == "resume" else None
+    run = sweep.run_path(trial) if child.resumed else None
     if run is None:
         run = recorded_run(sweep, trial)
         trial.run = f"{RUNS}/{run.name}" if run else None
     info = read_trial_run(run) if run is not None else None
     status = info.status if info is not None else None
-    if status not in ("completed", "diverged"):
+    if status not in ("completed", "diverged", "pruned"):
         # a resume refused (exit 2) leaves its run as it was: the attempt failed all the same
         stopped = child.stopped or code in (EXIT_INTERRUPTED, EXIT_TERMINATED, -2, -15)
         status = "interrupted" if stopped else "failed"
@@ -274,7 +365,7 @@ def _finish(sweep: Sweep, child: _Child) -> None:
     if status == "interrupted":
         trial.error = "interrupted; --resume continues it"
     else:
-        trial.error = None if status == "completed" else _error_text(output, code)
+        trial.error = None if status in DONE else _error_text(output, code)
 
 
 def _error_text(output: str, code: int) -> str:

@@ -13,7 +13,16 @@ from typing import Any
 from nncli.config import yamlio
 from nncli.config.spec import default_name, validate
 from nncli.errors import Problem, SpecError
-from nncli.sweep.space import Options, Space, import_optuna, search_space, settings, trial_params
+from nncli.loggers.sweep_prune import LOGGER as PRUNE_LOGGER
+from nncli.sweep.space import (
+    Options,
+    Space,
+    import_optuna,
+    search_space,
+    settings,
+    trial_params,
+    value_text,
+)
 
 
 @dataclasses.dataclass
@@ -25,6 +34,7 @@ class Plan:
     sets: list[str]
     space: Space
     trials: list[dict[str, Any]]  # bayes: empty (its trials are picked as it goes)
+    slurm: dict[str, Any] | None = None  # sweep.slurm
 
 
 def plan(file: Path, sets: Sequence[str], options: Options) -> Plan:
@@ -39,10 +49,15 @@ def plan(file: Path, sets: Sequence[str], options: Options) -> Plan:
     space = search_space(doc, spec, options)
     if space.method == "bayes":
         import_optuna()
+    sets = list(sets)
+    if space.prune is not None:  # each trial reports its epochs through this logger
+        given = [e.model_dump() for e in spec.loggers]
+        sets.append(f"loggers={value_text([*given, {'type': PRUNE_LOGGER}])}")
     trials = trial_params(space)
-    check(doc, list(sets), space, trials)
+    check(doc, sets, space, trials)
     name = spec.name or default_name(file)
-    return Plan(file, name, list(sets), space, [] if space.method == "bayes" else trials)
+    slurm = spec.sweep.slurm.model_dump() if spec.sweep and spec.sweep.slurm else None
+    return Plan(file, name, sets, space, [] if space.method == "bayes" else trials, slurm)
 
 
 def _fresh(doc: yamlio.Document) -> yamlio.Document:

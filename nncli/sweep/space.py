@@ -90,6 +90,7 @@ class Space:
     seed: int
     metric: str | None  # ranks the trials; None: each run's monitor
     metric_where: str = ""
+    prune: dict[str, Any] | None = None  # sweep.prune as a dict: type, startup_trials, ...
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -97,13 +98,15 @@ class Space:
             "n_trials": self.n_trials,
             "seed": self.seed,
             "metric": self.metric,
+            "prune": self.prune,
             "params": [p.describe() for p in self.params],
         }
 
     @classmethod
     def read(cls, data: dict[str, Any]) -> Space:
         params = tuple(Param.read(p) for p in data["params"])
-        return cls(data["method"], params, data["n_trials"], data["seed"], data["metric"])
+        method, n, seed, metric = data["method"], data["n_trials"], data["seed"], data["metric"]
+        return cls(method, params, n, seed, metric, prune=data.get("prune"))
 
 
 @dataclass
@@ -218,7 +221,13 @@ def search_space(doc: yamlio.Document, spec: Spec, options: Options) -> Space:
             raise NncliError(f"--metric {options.metric}: {unknown}")
         metric, metric_where = options.metric, f"--metric {options.metric}"
     seed = options.seed if options.seed is not None else section.seed
-    return Space(method, tuple(params), n_trials, seed, metric, metric_where)
+    prune = section.prune.model_dump() if section.prune is not None else None
+    if prune is not None and method != "bayes":
+        raise NncliError(
+            f"{doc.where(('sweep', 'prune'))} sweep.prune: pruning compares trials in Optuna's "
+            f"study, which bayes search keeps; use method: bayes, or remove prune"
+        )
+    return Space(method, tuple(params), n_trials, seed, metric, metric_where, prune)
 
 
 def trial_params(space: Space) -> list[dict[str, Any]]:

@@ -1,19 +1,28 @@
 """The sweep folder: sweep.json with where every trial stands, creating and reopening a
-sweep, and what a trial's run folder recorded."""
+sweep, and what a trial's run folder recorded.
+
+Several workers (`nncli sweep --join`, on this machine or another with the same files)
+share one sweep: each change to sweep.json is read-merge-write under sweep.lock, each
+writer owning the trials it claimed (claims.py).
+"""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from nncli.errors import NncliError
 from nncli.runs.files import json_safe, now, write_atomic
 from nncli.runs.folder import new_folder, new_or_empty
-from nncli.runs.lock import process_alive
 from nncli.runs.record import RunInfo, is_run, read_run
 from nncli.sweep.plan import Plan
 from nncli.sweep.space import Space, import_optuna, settings
@@ -24,10 +33,15 @@ BEST_YAML = "best.yaml"
 SUMMARY = "summary.csv"
 RUNS = "runs"
 LOGS = "logs"
+LOCK = "sweep.lock"  # held for each read-merge-write of sweep.json
+JOURNAL = "optuna.journal"  # the bayes study, unless --storage names a database
 
 FAILED = ("failed", "diverged")
+DONE = ("completed", "pruned")  # ended as planned: pruned trials are ranked too
+ENDED = (*DONE, *FAILED)
+TAKEN = ("pending", "running", "interrupted")  # what a worker takes (running: if abandoned)
 # diverged trials are not retried: the same seed and settings diverge the same way again
-RETRIED = ("pending", "running", "interrupted", "failed")
+RETRIED = (*TAKEN, "failed")
 
 
 @dataclass
@@ -36,7 +50,7 @@ class Trial:
 
     number: int
     params: dict[str, Any]
-    status: str = "pending"  # pending, running, completed, failed, diverged, interrupted
+    status: str = "pending"  # pending, running, completed, pruned, failed, diverged, interrupted
     run: str | None = None  # the run folder, relative to the sweep folder
     metric: str | None = None  # the column ranked: the sweep's metric, else the run's monitor
     value: float | None = None  # its best value in the run
@@ -44,6 +58,8 @@ class Trial:
     error: str | None = None
     attempts: int = 0
     pid: int | None = None
+    host: str | None = None  # of the worker running it
+    optuna: int | None = None  # bayes: the trial's number in the Optuna study
     started_at: str | None = None
     ended_at: str | None = None
     duration_s: float | None = None
@@ -68,8 +84,47 @@ class Sweep:
     status: str = "running"
     metric: str | None = None  # the metric the trials were ranked by
     best: dict[str, Any] | None = None
+    study: str | None = None  # bayes: the Optuna study's name in its storage
+    storage: str | None = None  # bayes: a database URL (None: the journal file, JOURNAL)
+    slurm: dict[str, Any] | None = None  # sweep.slurm, for --launcher slurm
+    mine: set[int] = field(default_factory=set)  # the trials this process writes
+    _held: bool = False
+
+    @contextmanager
+    def sync(self) -> Iterator[None]:
+        """Hold sweep.lock: the other workers' changes are read in first (refresh), and
+        sweep.json is written with this process's own trials when the block ends."""
+        if self._held:
+            yield
+            return
+        try:
+            fd = os.open(self.folder / LOCK, os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as exc:
+            raise NncliError(f"cannot open {self.folder / LOCK}: {exc.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # short: other workers hold it to read and write
+            self._held = True
+            self.refresh()
+            yield
+            self._write()
+        finally:
+            self._held = False
+            os.close(fd)
 
     def save(self) -> None:
+        with self.sync():
+            pass
+
+    def refresh(self) -> None:
+        """Take the other workers' trials from sweep.json, keeping this process's own."""
+        if not (self.folder / SWEEP_JSON).is_file():
+            return
+        theirs = Sweep.load(self.folder).trials
+        ours = {t.number: t for t in self.trials if t.number in self.mine}
+        merged = [ours.pop(t.number, t) for t in theirs]
+        self.trials = merged + sorted(ours.values(), key=lambda t: t.number)
+
+    def _write(self) -> None:
         data = {
             "name": self.name,
             "file": str(self.file),
@@ -81,9 +136,28 @@ class Sweep:
             **self.space.describe(),
             "ranked_by": self.metric,
             "best": self.best,
+            "study": self.study,
+            "storage": _without_password(self.storage),
+            "slurm": self.slurm,
             "trials": [asdict(t) for t in self.trials],
         }
         write_atomic(self.folder / SWEEP_JSON, json.dumps(json_safe(data), indent=2) + "\n")
+
+    def use_storage(self, given: str | None) -> None:
+        """--storage URL where given; NncliError where sweep.json keeps a URL without its
+        password, so the study cannot be reached without it."""
+        if given is not None:
+            self.storage = given
+        elif self.storage is not None and _HIDDEN in self.storage:
+            raise NncliError(
+                f"{self.folder} keeps its study in {self.storage}; give --storage URL with "
+                "the password (sweep.json keeps the URL without it)"
+            )
+
+    @property
+    def storage_where(self) -> str:
+        """Where the Optuna study is: the database URL, or the journal file's path."""
+        return self.storage or str((self.folder / JOURNAL).absolute())
 
     @classmethod
     def load(cls, folder: Path) -> Sweep:
@@ -104,6 +178,9 @@ class Sweep:
                 status=data["status"],
                 metric=data.get("ranked_by"),
                 best=data.get("best"),
+                study=data.get("study"),
+                storage=data.get("storage"),
+                slurm=data.get("slurm"),
             )
         except FileNotFoundError:
             raise NncliError(
@@ -128,13 +205,22 @@ class Sweep:
         return self.folder / trial.run if trial.run else None
 
 
+_HIDDEN = ":***@"
+
+
+def _without_password(url: str | None) -> str | None:
+    """`postgresql://user:secret@host/db` -> `postgresql://user:***@host/db`."""
+    return re.sub(r"^([a-z0-9+.-]+://[^:/@]*):[^@/]*@", rf"\1{_HIDDEN}", url) if url else url
+
+
 def _sha256(file: Path) -> str:
     return hashlib.sha256(file.read_bytes()).hexdigest()
 
 
-def create(p: Plan, out: Path | None) -> Sweep:
+def create(p: Plan, out: Path | None, storage: str | None = None) -> Sweep:
     """Make the sweep folder (`out`, new or empty, or sweeps/<time>_<name>_<suffix>) and
-    its sweep.json with every trial pending."""
+    its sweep.json with every trial pending; a bayes sweep's study is named after the
+    folder, in `storage` (a database URL) or the folder's journal file."""
     if out is not None:
         if (out / SWEEP_JSON).is_file():
             raise NncliError(f"{out} holds a sweep already; continue it with --resume {out}")
@@ -154,13 +240,17 @@ def create(p: Plan, out: Path | None) -> Sweep:
         trials,
         now(),
         metric=p.space.metric,
+        study=folder.name if p.space.method == "bayes" else None,
+        storage=storage,
+        slurm=p.slurm,
     )
     sweep.save()
     return sweep
 
 
-def reopen(folder: Path, file: Path | None) -> Sweep:
-    """A sweep to continue: its experiment file unchanged, no trial of it still running."""
+def reopen(folder: Path, file: Path | None, retry: bool = True) -> Sweep:
+    """A sweep to continue or join: its experiment file unchanged. With `retry` (--resume)
+    its failed trials are run again (its workers do not retry them on their own)."""
     sweep = Sweep.load(folder)
     if file is not None and file.absolute() != sweep.file:
         raise NncliError(f"{folder} sweeps {sweep.file}, not {file}; give no FILE with --resume")
@@ -173,21 +263,17 @@ def reopen(folder: Path, file: Path | None) -> Sweep:
         )
     if sweep.space.method == "bayes":
         import_optuna()
-    for trial in sweep.trials:
-        if trial.status == "running" and trial.pid is not None and process_alive(trial.pid):
-            raise NncliError(
-                f"trial {trial.number} of {folder} is still running (process {trial.pid}), "
-                f"left by a sweep that was killed; wait for it to end (or stop it: kill "
-                f"{trial.pid}), then --resume again"
-            )
-        if trial.status in ("running", "interrupted", "failed"):
-            _settle(sweep, trial)
+    if retry:
+        with sweep.sync():
+            for trial in sweep.trials:
+                if trial.status == "failed":
+                    trial.status = "pending"
     return sweep
 
 
-def _settle(sweep: Sweep, trial: Trial) -> None:
-    """Bring a trial that a stopped sweep left unfinished up to date with its run folder
-    (which may have been found, or have finished, since)."""
+def settle(sweep: Sweep, trial: Trial) -> None:
+    """Bring a trial that a stopped worker left unfinished up to date with its run folder
+    (which may have been found, or have ended, since)."""
     if trial.run is None:
         found = recorded_run(sweep, trial)
         trial.run = f"{RUNS}/{found.name}" if found else None
@@ -198,8 +284,8 @@ def _settle(sweep: Sweep, trial: Trial) -> None:
         trial.run = None
         return
     info = read_trial_run(run)
-    if info is not None and info.status == "completed":
-        trial.status, trial.error = "completed", None
+    if info is not None and info.status in ENDED and info.status != "failed":
+        trial.status, trial.error = info.status, None
         trial.metric, trial.value = metric_value(info, sweep.space.metric)
 
 

@@ -53,10 +53,13 @@ def can_fork() -> bool:
     return "forkserver" in multiprocessing.get_all_start_methods()
 
 
-def start(how: Start, args: Sequence[str], log: Path, env: dict[str, str]) -> TrialProcess:
+def start(
+    how: Start, args: Sequence[str], log: Path, env: dict[str, str], keep: Sequence[int] = ()
+) -> TrialProcess:
     """`nncli ARGS` in a process of its own session (Ctrl-C in the terminal reaches the
     sweep alone, which then stops each trial once, with SIGTERM), stdin empty, stdout and
-    stderr appended to `log`, with the environment `env`."""
+    stderr appended to `log`, with the environment `env`; a fresh process inherits the
+    descriptors `keep` (the trial's claim; a forked one takes it from `env`)."""
     if how == "warm" and can_fork():
         child = _fork_server().Process(
             target=_trial_main, args=(list(args), str(log), env), name="nncli trial"
@@ -71,6 +74,7 @@ def start(how: Start, args: Sequence[str], log: Path, env: dict[str, str]) -> Tr
             stderr=subprocess.STDOUT,
             env=env,
             start_new_session=True,
+            pass_fds=tuple(keep),
         )
 
 
@@ -92,6 +96,9 @@ def _trial_main(args: list[str], log: str, env: dict[str, str]) -> None:
     os.close(fd)
     os.environ.clear()
     os.environ.update(env)
+    from nncli.sweep.claims import hold_in_trial
+
+    hold_in_trial()
     threads = env.get("OMP_NUM_THREADS", "")
     if threads.isdigit() and int(threads) > 0:  # torch was imported before it was set
         import torch
