@@ -125,8 +125,12 @@ def train_experiment(
         return _follow(p, console, smoke)
     run: Run | None = None
     try:
-        with deferred_signals():  # Ctrl-C waits until the folder is whole
+        with deferred_signals():  # Ctrl-C waits until the folder is whole and recorded
             run = Run.create(runs_dir, spec.name, spec_text, yamlio.dump(resolved(spec)), info)
+            record = os.environ.get(distributed.RUN_RECORD)
+            if record:  # the launcher or sweep that started this process learns the folder
+                with contextlib.suppress(OSError):  # (it is gone: nobody is waiting)
+                    Path(record).write_text(str(run.path), encoding="utf-8")
     except BaseException as exc:
         distributed.share("")  # the other ranks stop instead of waiting for a path
         if run is not None and isinstance(exc, RunInterrupted):
@@ -145,9 +149,6 @@ def train_experiment(
 
 def _set_up(run: Run, p: Prepared, console: Logger) -> None:
     """What a new run folder holds before its first epoch, besides Run.create's files."""
-    record = os.environ.get(distributed.RUN_RECORD)
-    if record:  # tell the launcher which folder to mark failed if a rank dies
-        Path(record).write_text(str(run.path), encoding="utf-8")
     p.dataset.save_preprocessing(run.path)  # what predict and eval apply to new rows
     for warning in p.dataset.warnings:
         run.log(f"warning: {warning}")

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from nncli.blocks import Block, Parallel, Residual
-from nncli.config import yamlio
-from nncli.config.spec import load_spec
+from nncli.config.spec import load_experiment, resolved
 from nncli.engine.state import trained_weights
 from nncli.errors import NncliError
 from nncli.layers import info as layer_info
@@ -127,18 +126,19 @@ class Summary:
 
 def summarise(run: Path) -> Summary:
     info = read_run(run)
-    # every file read before the first line: a damaged one is the only thing printed
-    if (run / CONFIG).is_file():
-        load_spec(run / CONFIG)  # a located error where it is no experiment file
-    config = yamlio.load(run / CONFIG).data if (run / CONFIG).is_file() else {}
-    # the weights the run ended with; best.pt where the run stopped before saving last.pt,
-    # none where it saved neither
+    # every file read before the first line: a damaged one is the only thing printed.
+    # The weights the run ended with: best.pt where it stopped before saving last.pt, none
+    # where it saved neither. config.yaml is parsed once (it is the resolved spec).
     state: dict[str, Any] = {}
     trained: TrainedRun | None = None
+    config: dict[str, Any] = {}
     ended = next((c for c in ENDED if (run / CHECKPOINTS / CHECKPOINT_FILES[c]).is_file()), None)
     if ended is not None:
         trained = load_run(run, ended)
         state = trained_weights(trained.state)
+        config = resolved(trained.spec)
+    elif (run / CONFIG).is_file():
+        config = load_experiment(run / CONFIG).doc.data  # a located error where it is none
 
     rows: list[Row] = []
     for i, layer in enumerate(config.get("model", {}).get("layers", [])):
