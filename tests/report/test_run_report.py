@@ -51,7 +51,7 @@ def test_a_run_ends_with_a_self_contained_report_of_its_numbers(
         assert base64.b64encode(png.read_bytes()).decode() in page, png.name
     # the model as `nncli show` gives it: module, layer, settings, output shape, parameters
     assert (
-        '<tr><td>0</td><td>dense</td><td>units=8, bias=True</td>'
+        "<tr><td>0</td><td>dense</td><td>units=8, bias=True</td>"
         '<td>8</td><td class="n" data-v="24" title="24">24</td></tr>'
     ) in page
     assert "33 parameters" in page
