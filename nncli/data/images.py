@@ -13,7 +13,7 @@ from pydantic_core import PydanticCustomError
 
 from nncli.data import DataParams, Dataset, FileParams, PathText, Scale, datasets, encode_labels
 from nncli.errors import NncliError
-from nncli.inputs import check_memory, regular_size
+from nncli.inputs import FileProblem, check_memory, regular_size
 
 if TYPE_CHECKING:
     import numpy as np
@@ -121,6 +121,10 @@ def decode(path: Path, size: tuple[int, int], crop: str, channels: int) -> NDArr
     from PIL import Image, ImageOps
 
     height, width = size
+    try:
+        regular_size(path, str(path))  # a pipe or a device named in an index: never opened
+    except FileProblem as exc:
+        raise OSError(exc.reason) from None
     with warnings.catch_warnings():
         # a decompression bomb is a bad file, never a warning that tests turn into errors
         warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -300,3 +300,17 @@ def test_the_digits_folder_example_reaches_095(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     info = json.loads((Path(result.stdout.strip()) / "run.json").read_text())
     assert info["final"]["test_accuracy"] >= 0.95, info["final"]
+
+
+def test_an_index_names_its_missing_files_and_never_opens_a_pipe(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "pipe.png")
+    index = write_index(tmp_path, ["f/left/000.png,a", "gone.png,b", "pipe.png,a"])
+    with pytest.raises(datamod.NncliError) as caught:
+        load(f"source: images\nindex: {index}\nsize: [4, 4]")
+    assert str(caught.value) == (
+        f"data.index: {index}: 2 of 3 images cannot be read: {tmp_path}/gone.png (does not "
+        f"exist); {tmp_path}/pipe.png (is not a regular file (a device, a pipe or a socket); "
+        "name a file); fix or remove them, or set data.skip_bad: true to leave them out"
+    )
