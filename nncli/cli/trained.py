@@ -165,11 +165,12 @@ def export(
 
 def predict(
     run: RunArgument,
-    input_file: Annotated[
-        Path,
+    inputs: Annotated[
+        list[Path],
         typer.Argument(
-            metavar="INPUT",
-            help="CSV of rows to predict, or .npz arrays for a run of numeric inputs.",
+            metavar="INPUT...",
+            help="CSV of rows to predict, or .npz arrays for a run of numeric inputs; for a "
+            "run trained on images, image files and folders of them.",
             show_default=False,
         ),
     ],
@@ -189,14 +190,16 @@ def predict(
     gives a `row` column (its index). The output is the rows plus, for classification,
     `prediction` (the class label) and `probability` (of that class); for regression
     `prediction` (or `prediction_<target>` per target); for multi-label
-    `prediction_<label>` (0/1) and `probability_<label>`.
+    `prediction_<label>` (0/1) and `probability_<label>`. A run trained on images
+    takes image files and folders (their image files, subfolders too) and gives a
+    `path` column, one row per image.
     """
-    from nncli.trained.predict import predict_file
+    from nncli.trained.predict import predict_inputs
 
     with user_errors():
-        if out_file is not None and out_file.resolve() == input_file.resolve():
+        if out_file is not None and any(out_file.resolve() == i.resolve() for i in inputs):
             raise NncliError(f"--out {out_file} is the input file; write to another file")
-        frame = predict_file(run, input_file, checkpoint.value)
+        frame = predict_inputs(run, inputs, checkpoint.value)
         if out_file is None:
             sys.stdout.write(frame.to_csv(index=False))
             return

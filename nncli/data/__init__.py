@@ -287,5 +287,6 @@ def encode_labels(values: NDArray[Any], what: str) -> tuple[NDArray[np.int64], l
 from nncli.data import arrays as _arrays  # noqa: E402,F401  (registers the entries)
 from nncli.data import csv as _csv  # noqa: E402,F401
 from nncli.data import generators as _generators  # noqa: E402,F401
+from nncli.data import images as _images  # noqa: E402,F401
 from nncli.data import sklearn_sets as _sklearn_sets  # noqa: E402,F401
 from nncli.data.pipeline import load, prepare, split  # noqa: E402

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from nncli.data import DataParams, LossTarget, TargetKind, Targets, datasets, resolve_task
 from nncli.data.csv import Csv, _known
+from nncli.data.images import folder_classes
 from nncli.errors import NncliError
 
 MAX_LABEL_BYTES = 64 * 2**20  # the target column's classes are counted in files up to this
@@ -64,6 +65,9 @@ def outline(
         return Outline(traits.kind, traits.of(p), flat), []
     if isinstance(p, Csv):
         return _csv(p, loss_target, flat)
+    classes = folder_classes(p)  # images in class folders: one class a folder
+    if classes is not None:
+        return Outline("classification", classes, shape is not None and len(shape) == 1), []
     return None, []
 
 

@@ -16,7 +16,7 @@ from nncli.engine.task import Task
 from nncli.errors import NncliError
 from nncli.inputs import read_csv
 from nncli.trained.load import Checkpoint, TrainedRun, load_run
-from nncli.trained.rows import is_npz, npz_rows
+from nncli.trained.rows import image_rows, is_npz, npz_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -78,9 +78,28 @@ def prediction_columns(t: TrainedRun, out: torch.Tensor) -> dict[str, list[Any]]
 def predict_file(run: Path, input_file: Path, checkpoint: Checkpoint = "last") -> pd.DataFrame:
     """The rows of `input_file` with the run's predictions as extra columns: a CSV's rows
     as they are, or for .npz arrays a `row` column (the sample's index in the array)."""
+    return predict_inputs(run, [input_file], checkpoint)
+
+
+def predict_inputs(run: Path, inputs: list[Path], checkpoint: Checkpoint = "last") -> pd.DataFrame:
+    """`predict_file` for a run of tables or arrays (one file); for a run trained on images,
+    a `path` column of every image file given or found in the folders given."""
     import pandas as pd
 
     t = load_run(run, checkpoint)
+    if t.pre.source == "images":
+        files, x = image_rows(t, inputs)
+        frame = pd.DataFrame({"path": [str(f) for f in files]})
+        columns = prediction_columns(t, outputs(t.model, x))
+        for name, values in columns.items():
+            frame[name] = values
+        return frame
+    if len(inputs) != 1:
+        raise NncliError(
+            f"{run} was trained on {t.pre.source} data: give one CSV or .npz file, not "
+            f"{len(inputs)} inputs"
+        )
+    input_file = inputs[0]
     if is_npz(input_file):
         x, _ = npz_rows(t, input_file, targets=False)
         frame = pd.DataFrame({"row": np.arange(len(x))})

@@ -86,6 +86,32 @@ def npz_rows(
     return x, encode_targets(frame, t.pre, str(path), array=y_key)
 
 
+def image_rows(t: TrainedRun, paths: list[Path]) -> tuple[list[Path], NDArray[np.float32]]:
+    """The images of `paths` (files, and the image files under folders) for a run trained on
+    `source: images`, decoded and prepared as in training; any that cannot be read refuse
+    them all, named."""
+    from nncli.data.images import Images, bad_files_text, decode_all, image_files
+
+    p = t.spec.data
+    assert isinstance(p, Images)
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = image_files(path, p.extensions)
+            if not found:
+                raise NncliError(f"{path} holds no images ({', '.join(p.extensions)})")
+            files += found
+        elif path.exists():
+            files.append(path)
+        else:
+            raise NncliError(f"{path} does not exist; name image files or folders of them")
+    size = (p.size[0], p.size[1])
+    pixels, bad = decode_all(files, size, p.crop, p.channels, "the images")
+    if bad:
+        raise NncliError(f"{bad_files_text(bad, len(files))}; fix or leave them out")
+    return files, t.pre.transform(pixels.reshape(len(files), -1).astype(np.float32))
+
+
 def _first_names(names: list[str], shown: int = 5) -> str:
     return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
 

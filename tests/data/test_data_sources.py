@@ -97,11 +97,15 @@ def file_source(name: str, folder: Path) -> str:
         write_idx(folder / "i.idx", images)
         write_idx(folder / "l.idx", labels)
         return f"source: idx\nimages: {folder / 'i.idx'}\nlabels: {folder / 'l.idx'}"
+    if name == "images":
+        from test_images import write_folder
+
+        return f"source: images\npath: {write_folder(folder / 'images')}\nsize: [6, 6]"
     assert name == "mnist"
     return f"source: mnist\nfolder: {write_mnist(folder / 'mnist')}"
 
 
-FILE_SOURCES = ("csv", "npz", "idx", "mnist")
+FILE_SOURCES = ("csv", "npz", "idx", "mnist", "images")
 
 
 @pytest.mark.parametrize("name", [e.name for e in datasets])
