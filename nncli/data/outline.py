@@ -108,7 +108,7 @@ def _named_columns(p: DataParams) -> list[NncliError]:
     from nncli.data.timeseries import Timeseries
 
     if isinstance(p, Timeseries) and not p.path.lower().endswith(".npz"):
-        named = [("data.target", p.target_columns), ("data.features", p.input_columns)]
+        named = [("data.target", p.target_columns), ("data.features", p.features or [])]
         named += [("data.date", [p.date])] if p.date else []
     elif isinstance(p, Text):
         named = [("data.text", [p.text]), ("data.target", [p.target])]

@@ -35,8 +35,8 @@ class SeriesSplit(Split):
     def _in_time_order(cls, value: bool) -> bool:
         if value:
             raise ValueError(
-                "a timeseries splits in time order (train, then val, then test); stratify "
-                "would mix later rows into training: remove it"
+                "a timeseries splits in time order (train, then val, then test), so stratify "
+                "must be false (stratifying would mix later rows into training); remove it"
             )
         return value
 
@@ -96,7 +96,7 @@ def _check_columns(frame: pd.DataFrame, p: Timeseries | Series, file: Path, key:
     columns = [str(c) for c in frame.columns]
     if isinstance(p, Timeseries):
         _known(p.target_columns, columns, "data.target", file)
-        _known(p.input_columns, columns, "data.features", file)
+        _known(p.features or [], columns, "data.features", file)
         _known([p.date] if p.date else [], columns, "data.date", file)
     else:
         _known(p.columns + ([p.date] if p.date else []), columns, key, file)

@@ -97,11 +97,17 @@ def file_source(name: str, folder: Path) -> str:
         write_idx(folder / "i.idx", images)
         write_idx(folder / "l.idx", labels)
         return f"source: idx\nimages: {folder / 'i.idx'}\nlabels: {folder / 'l.idx'}"
+    if name == "text":
+        (folder / "s.csv").write_text("text,label\n" + "good film,pos\nbad plot,neg\n" * 10)
+        return f"source: text\npath: {folder / 's.csv'}\ntarget: label"
+    if name == "timeseries":
+        (folder / "ts.csv").write_text("y\n" + "".join(f"{i % 7}\n" for i in range(40)))
+        return f"source: timeseries\npath: {folder / 'ts.csv'}\ntarget: y"
     assert name == "mnist"
     return f"source: mnist\nfolder: {write_mnist(folder / 'mnist')}"
 
 
-FILE_SOURCES = ("csv", "npz", "idx", "mnist")
+FILE_SOURCES = ("csv", "npz", "idx", "mnist", "text", "timeseries")
 
 
 @pytest.mark.parametrize("name", [e.name for e in datasets])
