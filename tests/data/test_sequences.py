@@ -377,3 +377,28 @@ def test_a_flatten_dense_model_trains_on_sines_end_to_end(
 
     result = evaluate_run(run)
     assert result.n == round(0.2 * 280)  # (a pipeline check: no accuracy is claimed)
+
+
+@pytest.mark.parametrize("kind", ["timeseries", "text"])
+def test_an_interrupted_run_resumes_and_exports(
+    kind: str, runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import interrupted_run
+
+    if kind == "timeseries":
+        series_csv(tmp_path)
+        path = spec(tmp_path, text=SERIES.replace("epochs: 30", "epochs: 3"))
+    else:
+        reviews(tmp_path)
+        path = spec(tmp_path, text=TEXT)
+    folder = interrupted_run(runner, path, tmp_path / "runs", monkeypatch)
+    before = (folder / "preprocessing.json").read_bytes()
+    result = runner.invoke(app, ["resume", str(folder), "-q"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((folder / "run.json").read_text())["status"] == "completed"
+    assert (folder / "preprocessing.json").read_bytes() == before
+    result = runner.invoke(
+        app, ["export", str(folder), "--to", "state_dict", "-o", str(tmp_path / "x")]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "x" / "preprocessing.json").read_bytes() == before
