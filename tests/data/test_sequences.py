@@ -155,16 +155,12 @@ def test_predict_gives_one_forecast_per_window_in_the_targets_units(
     assert other.n == 30 - 4 - 2 + 1 and other.metrics["r2"] > 0.99
     result = runner.invoke(app, ["eval", str(run), "--data", str(labelled)])
     assert result.exit_code == 0, result.output
-
-
-def test_predict_reads_an_npz_history(runner: CliRunner, tmp_path: Path) -> None:
-    series_csv(tmp_path)
-    run = train(runner, spec(tmp_path), tmp_path)
-    days = np.array([f"2025-01-0{d}" for d in range(1, 9)])
-    np.savez(tmp_path / "new.npz", y=sine(8), day=days)
+    # an .npz history: one 1-D array per column
+    np.savez(tmp_path / "new.npz", y=sine(8), day=np.array([f"2025-01-0{d}" for d in range(1, 9)]))
     result = runner.invoke(app, ["predict", str(run), str(tmp_path / "new.npz")])
     assert result.exit_code == 0, result.output
-    assert len(result.stdout.strip().splitlines()) == 1 + 5
+    npz_rows = list(pd.read_csv(io.StringIO(result.stdout)).itertuples(index=False))
+    assert [r.prediction for r in npz_rows] == pytest.approx(by_hand.tolist(), rel=1e-5)
 
 
 @pytest.mark.parametrize(
