@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import BeforeValidator, Field, model_validator
 
 from nncli.data.preprocess import Feature, Fill, Preprocessing, TargetKind
+from nncli.data.sequences import Series, Tokens
 from nncli.errors import NncliError
 from nncli.registry import Params, Registry
 
@@ -239,6 +240,10 @@ class Dataset:
     given: dict[str, NDArray[np.int64]] = field(default_factory=dict)  # split rows from files
     preprocessing: Preprocessing | None = None
     warnings: list[str] = field(default_factory=list)
+    series: Series | None = None  # a timeseries: x holds windows (N, window, columns)
+    texts: list[str] | None = None  # a text column's rows; x is their ids once `prepare` fits
+    tokens: Tokens | None = None  # how `texts` become ids (the vocabulary from train only)
+    vocab_size: int | None = None  # token id inputs: ids 0 .. vocab_size - 1 (0 pads, 1 unknown)
 
     @property
     def n_classes(self) -> int:
@@ -288,5 +293,8 @@ from nncli.data import arrays as _arrays  # noqa: E402,F401  (registers the entr
 from nncli.data import csv as _csv  # noqa: E402,F401
 from nncli.data import generators as _generators  # noqa: E402,F401
 from nncli.data import images as _images  # noqa: E402,F401
+from nncli.data import seqsets as _seqsets  # noqa: E402,F401
 from nncli.data import sklearn_sets as _sklearn_sets  # noqa: E402,F401
+from nncli.data import text as _text  # noqa: E402,F401
+from nncli.data import timeseries as _timeseries  # noqa: E402,F401
 from nncli.data.pipeline import load, prepare, split  # noqa: E402

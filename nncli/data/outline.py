@@ -59,10 +59,14 @@ def outline(
     the columns loading would refuse (a CSV's target or features it lacks). Its files exist
     (`FileParams.missing_files`)."""
     shape = getattr(p, "shape", None)
-    flat = shape is None or len(shape) == 1
+    windowed = "window" in type(p).model_fields  # samples (window, columns) unless reshaped
+    flat = len(shape) == 1 if shape is not None else not windowed
     traits = datasets.get(getattr(p, datasets.key)).info
+    errors = _named_columns(p)
     if isinstance(traits, Targets):
-        return Outline(traits.kind, traits.of(p), flat), []
+        return (None, errors) if errors else (Outline(traits.kind, traits.of(p), flat), [])
+    if errors:
+        return None, errors
     if isinstance(p, Csv):
         return _csv(p, loss_target, flat)
     classes = folder_classes(p)  # images in class folders: one class a folder
@@ -100,6 +104,29 @@ def _csv(
         return None, []
     classes = _classes(files, p.target_columns[0])
     return (None if classes is None else Outline(task, classes, flat)), []
+
+
+def _named_columns(p: DataParams) -> list[NncliError]:
+    """A timeseries' or text source's CSV header against the columns it names."""
+    from nncli.data.text import Text
+    from nncli.data.timeseries import Timeseries
+
+    if isinstance(p, Timeseries) and not p.path.lower().endswith(".npz"):
+        named = [("data.target", p.target_columns), ("data.features", p.features or [])]
+        named += [("data.date", [p.date])] if p.date else []
+    elif isinstance(p, Text):
+        named = [("data.text", [p.text]), ("data.target", [p.target])]
+    else:
+        return []
+    path = Path(p.path)
+    columns = _header(path)
+    errors = []
+    for key, names in named if columns is not None else []:
+        try:
+            _known(names, columns or [], key, path)
+        except NncliError as exc:
+            errors.append(exc)
+    return errors
 
 
 def _rows(path: Path) -> Iterator[list[str]]:

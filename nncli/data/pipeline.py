@@ -55,6 +55,9 @@ def load(params: DataParams, seed: int, loss_target: LossTarget | None = None) -
         scale=getattr(params, "scale", None),
         standardize=getattr(params, "standardize", False),
         fill=getattr(params, "fill", None),
+        series=dataset.series,
+        text=dataset.tokens,
+        vocab_size=dataset.vocab_size,
     )
     x = np.ascontiguousarray(flat, dtype=np.float32)
     return replace(dataset, x=x, preprocessing=pre)
@@ -162,6 +165,24 @@ def prepare(
             "every step uses all of them"
         )
     assert dataset.preprocessing is not None  # load lays it out
-    fitted = dataset.preprocessing.fit(dataset.x, indices["train"])
-    x = fitted.transform(dataset.x, overwrite=True)  # `load` made this x: ours to change
-    return replace(dataset, x=x, preprocessing=fitted, warnings=warnings), indices
+    pre, raw = dataset.preprocessing, dataset.x
+    if dataset.texts is not None and pre.text is not None:  # the vocabulary: train rows only
+        tokens = pre.text.fit([dataset.texts[i] for i in indices["train"]])
+        pre = pre.model_copy(update={"text": tokens, "vocab_size": tokens.vocab_size})
+        raw = raw_inputs(dataset, pre)
+    fitted = pre.fit(raw, indices["train"]).fit_targets(dataset.y, indices["train"])
+    x = fitted.transform(raw, overwrite=True)  # `load` made this x: ours to change
+    y = fitted.scale_targets(dataset.y)
+    done = replace(dataset, x=x, y=y, preprocessing=fitted, warnings=warnings)
+    return replace(done, vocab_size=fitted.vocab_size), indices
+
+
+def raw_inputs(
+    dataset: Dataset, pre: Preprocessing, rows: NDArray[np.int64] | None = None
+) -> NDArray[np.float32]:
+    """The raw inputs of `rows` (default: all) of a loaded dataset as `pre` encodes them:
+    a text's rows as token ids of its fitted vocabulary, others as they are."""
+    if dataset.texts is None or pre.text is None:
+        return dataset.x if rows is None else dataset.x[rows]
+    texts = dataset.texts if rows is None else [dataset.texts[i] for i in rows]
+    return pre.text.ids(texts)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from nncli.data.sequences import Series, Tokens
 from nncli.errors import NncliError, first_line
 
 if TYPE_CHECKING:
@@ -67,6 +68,12 @@ class Preprocessing(BaseModel):
     std: list[float] | None = None  # per encoded column (fitted; 1 for one-hot columns)
     # loss.weight: balanced, as computed from the train split's counts (what eval's loss uses)
     loss_weight: list[float] | None = None
+    series: Series | None = None  # a timeseries: how rows become windows (data/sequences.py)
+    text: Tokens | None = None  # a text column: its tokens and the train split's vocabulary
+    vocab_size: int | None = None  # token id inputs: ids 0 .. vocab_size - 1 (0 pads, 1 unknown)
+    # a standardised timeseries' targets: per target column, from the train windows (fitted)
+    target_mean: list[float] | None = None
+    target_std: list[float] | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -78,7 +85,18 @@ class Preprocessing(BaseModel):
 
     def layout(self) -> dict[str, Any]:
         """Everything but the fitted statistics: equal layouts encode data the same way."""
-        return self.model_dump(exclude={"fill_values", "mean", "std", "loss_weight"})
+        return self.model_dump(
+            exclude={
+                "fill_values": True,
+                "mean": True,
+                "std": True,
+                "loss_weight": True,
+                "target_mean": True,
+                "target_std": True,
+                "vocab_size": self.text is not None,  # a text's: fitted with its vocabulary
+                "text": {"vocabulary"},
+            }
+        )
 
     def fit(self, x: NDArray[np.float32], train: NDArray[np.int64]) -> Preprocessing:
         """Fill values and standardisation statistics from the rows `train` of `x` only."""
@@ -101,13 +119,40 @@ class Preprocessing(BaseModel):
         mean = std = None
         if self.standardize:
             done = self.model_copy(update={"fill_values": fill_values})._filled_scaled(rows)
-            mu = done.mean(axis=0, dtype=np.float64)
-            sd = done.std(axis=0, dtype=np.float64)
+            steps = 1
+            if self.series is not None:  # per column of the series' train part, each step alike
+                done, steps = self.series.train_part(done[np.argsort(train)]), self.series.window
+            mu = np.tile(done.mean(axis=0, dtype=np.float64), steps)
+            sd = np.tile(done.std(axis=0, dtype=np.float64), steps)
             sd[sd < 1e-12] = 1.0  # a constant column stays constant instead of dividing by 0
             onehot = np.array([f.categories is not None for f in self.features for _ in f.columns])
             mu[onehot], sd[onehot] = 0.0, 1.0
             mean, std = mu.tolist(), sd.tolist()
         return self.model_copy(update={"fill_values": fill_values, "mean": mean, "std": std})
+
+    def fit_targets(self, y: NDArray[Any], train: NDArray[np.int64]) -> Preprocessing:
+        """A standardised timeseries' target statistics, from the train windows' targets."""
+        import numpy as np
+
+        if self.series is None or not self.standardize:
+            return self
+        rows = np.asarray(y[train], dtype=np.float64).reshape(len(train), -1)
+        sd = rows.std(axis=0)
+        sd[sd < 1e-12] = 1.0
+        return self.model_copy(
+            update={"target_mean": rows.mean(axis=0).tolist(), "target_std": sd.tolist()}
+        )
+
+    def scale_targets(self, y: NDArray[Any], back: bool = False) -> NDArray[Any]:
+        """Targets (N, K) as the model learns them (standardised where `fit_targets` was);
+        `back`: the model's outputs in the targets' own units."""
+        import numpy as np
+
+        if self.target_mean is None or self.target_std is None:
+            return y
+        mean, std = np.asarray(self.target_mean), np.asarray(self.target_std)
+        out: NDArray[Any] = y * std + mean if back else (y - mean) / std
+        return out.astype(np.float64 if back else np.float32)
 
     def affine(self) -> tuple[list[float], list[float]]:
         """Per encoded column, the gain and offset that turn a present raw value into the

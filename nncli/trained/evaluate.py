@@ -96,4 +96,5 @@ def _split_rows(t: TrainedRun, split: str | None) -> tuple[NDArray[np.float32], 
     if split not in indices:
         raise NncliError(f"{t.folder} has no {split} split; it has {', '.join(indices)}")
     idx = indices[split]
-    return t.pre.transform(raw.x[idx]), raw.y[idx], split
+    x = t.pre.transform(datamod.pipeline.raw_inputs(raw, t.pre, idx))
+    return x, t.pre.scale_targets(raw.y[idx]), split

@@ -16,7 +16,7 @@ from nncli.engine.task import Task
 from nncli.errors import NncliError
 from nncli.inputs import read_csv
 from nncli.trained.load import Checkpoint, TrainedRun, load_run
-from nncli.trained.rows import image_rows, is_npz, npz_rows
+from nncli.trained.rows import image_rows, is_npz, npz_rows, sequence_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,6 +47,7 @@ def prediction_columns(t: TrainedRun, out: torch.Tensor) -> dict[str, list[Any]]
     task, n = t.task, len(out)
     if task.kind == "regression":
         values = out.reshape(n, -1).numpy().astype(np.float64)
+        values = t.pre.scale_targets(values, back=True)  # in the targets' own units
         names = t.pre.targets if values.shape[1] == len(t.pre.targets) else []
         if values.shape[1] == 1:
             return {"prediction": values[:, 0].tolist()}
@@ -77,7 +78,9 @@ def prediction_columns(t: TrainedRun, out: torch.Tensor) -> dict[str, list[Any]]
 
 def predict_file(run: Path, input_file: Path, checkpoint: Checkpoint = "last") -> pd.DataFrame:
     """The rows of `input_file` with the run's predictions as extra columns: a CSV's rows
-    as they are, or for .npz arrays a `row` column (the sample's index in the array)."""
+    as they are, or for .npz arrays a `row` column (the sample's index in the array). For
+    a timeseries run, the history's rows from the `window`-th on, each with the forecast
+    its window (it and the rows before) makes for `horizon` rows later."""
     return predict_inputs(run, [input_file], checkpoint)
 
 
@@ -100,7 +103,10 @@ def predict_inputs(run: Path, inputs: list[Path], checkpoint: Checkpoint = "last
             f"{len(inputs)} inputs"
         )
     input_file = inputs[0]
-    if is_npz(input_file):
+    sequences = sequence_rows(t, input_file, "input", targets=False)
+    if sequences is not None:  # a timeseries: one forecast per window, on its last row
+        frame, x, _ = sequences
+    elif is_npz(input_file):
         x, _ = npz_rows(t, input_file, targets=False)
         frame = pd.DataFrame({"row": np.arange(len(x))})
     else:

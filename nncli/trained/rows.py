@@ -121,17 +121,64 @@ def _rows(flags: NDArray[np.bool_]) -> str:
     return lines(flags, first=0, word="row")
 
 
+def sequence_rows(
+    t: TrainedRun, path: Path, key: str, targets: bool
+) -> tuple[pd.DataFrame, NDArray[np.float32], NDArray[Any] | None] | None:
+    """A timeseries' or text run's rows of `path` (None for other runs): the rows predict
+    shows (a timeseries: the row ending each window, whose forecast it is), the prepared
+    inputs and, with `targets`, the targets (a timeseries: of the windows whose target row
+    is in the file)."""
+    from nncli.data.text import token_rows
+    from nncli.data.timeseries import read_series, series_rows
+
+    pre = t.pre
+    if pre.series is not None:
+        s = pre.series
+        wanted = [*s.columns, *([s.date] if s.date else []), *(pre.targets if targets else [])]
+        frame = read_series(path, key, list(dict.fromkeys(wanted)))
+        if targets:
+            _has_targets(frame, pre, path)
+        x, y = series_rows(s, pre.targets if targets else None, frame, path)
+        return (
+            frame.iloc[s.window - 1 :],
+            pre.transform(x),
+            None if y is None else pre.scale_targets(y),
+        )
+    if pre.text is None:
+        return None
+    if is_npz(path):
+        raise NncliError(
+            f"{path}: {t.folder} reads text; give its rows as a CSV with the column "
+            f"'{pre.text.column}'"
+        )
+    frame = read_csv(path, key)
+    x = pre.transform(token_rows(pre.text, frame, path))
+    if not targets:
+        return frame, x, None
+    _has_targets(frame, pre, path)
+    return frame, x, encode_targets(frame, pre, str(path))
+
+
+def _has_targets(frame: pd.DataFrame, pre: Preprocessing, path: Path) -> None:
+    absent = [c for c in pre.targets if c not in frame.columns]
+    if absent:
+        listed = ", ".join(repr(c) for c in absent)
+        raise NncliError(f"{path} lacks target column(s) {listed} to evaluate against")
+
+
 def file_rows(t: TrainedRun, path: Path) -> tuple[NDArray[np.float32], NDArray[Any]]:
     """Inputs and targets of a labelled file, encoded as the run's data was."""
+    sequences = sequence_rows(t, path, "--data", targets=True)
+    if sequences is not None:
+        _, x, y = sequences
+        assert y is not None
+        return x, y
     if is_npz(path):
         x, y = npz_rows(t, path, targets=True)
         assert y is not None
         return x, y
     frame = read_csv(path, "--data")
-    absent = [c for c in t.pre.targets if c not in frame.columns]
-    if absent:
-        listed = ", ".join(repr(c) for c in absent)
-        raise NncliError(f"{path} lacks target column(s) {listed} to evaluate against")
+    _has_targets(frame, t.pre, path)
     x = t.pre.transform(encode(frame, t.pre.features, t.pre.fill, str(path)))
     return x, encode_targets(frame, t.pre, str(path))
 

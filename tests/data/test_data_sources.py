@@ -101,11 +101,17 @@ def file_source(name: str, folder: Path) -> str:
         from test_images import write_folder
 
         return f"source: images\npath: {write_folder(folder / 'images')}\nsize: [6, 6]"
+    if name == "text":
+        (folder / "s.csv").write_text("text,label\n" + "good film,pos\nbad plot,neg\n" * 10)
+        return f"source: text\npath: {folder / 's.csv'}\ntarget: label"
+    if name == "timeseries":
+        (folder / "ts.csv").write_text("y\n" + "".join(f"{i % 7}\n" for i in range(40)))
+        return f"source: timeseries\npath: {folder / 'ts.csv'}\ntarget: y"
     assert name == "mnist"
     return f"source: mnist\nfolder: {write_mnist(folder / 'mnist')}"
 
 
-FILE_SOURCES = ("csv", "npz", "idx", "mnist", "images")
+FILE_SOURCES = ("csv", "npz", "idx", "mnist", "images", "text", "timeseries")
 
 
 @pytest.mark.parametrize("name", [e.name for e in datasets])
