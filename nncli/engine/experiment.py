@@ -126,7 +126,9 @@ def train_experiment(
     run: Run | None = None
     try:
         with deferred_signals():  # Ctrl-C waits until the folder is whole
-            run = Run.create(runs_dir, spec.name, spec_text, yamlio.dump(resolved(spec)), info)
+            # p.spec: with what prepare learned from the data (an embedding's vocab)
+            config = yamlio.dump(resolved(p.spec))
+            run = Run.create(runs_dir, spec.name, spec_text, config, info)
     except BaseException as exc:
         distributed.share("")  # the other ranks stop instead of waiting for a path
         if run is not None and isinstance(exc, RunInterrupted):
