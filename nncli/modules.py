@@ -242,6 +242,7 @@ class SelfAttention(nn.Module):
         self.out_proj = nn.Linear(dim, dim)
         self.dropout = nn.Dropout(dropout)
         self.heads = heads
+        self.size = dim // heads  # of a head (plain ints: a trace keeps no tensor sizes)
         self.causal = causal
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -249,19 +250,20 @@ class SelfAttention(nn.Module):
         return self.attend(x, keep) * keep.unsqueeze(-1).to(x.dtype)
 
     def attend(self, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        n, t, d = x.shape
+        n, t = x.shape[0], x.shape[1]
         q, k, v = (
-            part.reshape(n, t, self.heads, d // self.heads).transpose(1, 2)
+            part.reshape(n, t, self.heads, self.size).transpose(1, 2)
             for part in self.in_proj(x).chunk(3, dim=-1)
         )
-        scores = q @ k.transpose(-2, -1) / math.sqrt(d // self.heads)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.size)
         allowed = keep[:, None, None, :]
         if self.causal:
             order = torch.arange(t, device=x.device)
             allowed = allowed & (order.unsqueeze(1) >= order.unsqueeze(0))
         scores = scores.masked_fill(~allowed, torch.finfo(scores.dtype).min)
         weights = self.dropout(torch.softmax(scores, dim=-1))
-        out: torch.Tensor = self.out_proj((weights @ v).transpose(1, 2).reshape(n, t, d))
+        joined = (weights @ v).transpose(1, 2).reshape(n, t, self.heads * self.size)
+        out: torch.Tensor = self.out_proj(joined)
         return out
 
 
