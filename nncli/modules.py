@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from nncli.errors import NncliError
+
 
 class Step(nn.Module):
     """Heaviside step: 1.0 where x > 0, else 0.0.
@@ -150,9 +152,23 @@ class Embedding(nn.Module):
         self.embedding = nn.Embedding(vocab, dim, padding_idx=0)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        tracing = torch.jit.is_tracing()  # type: ignore[attr-defined, no-untyped-call]
+        if not (tracing or torch.compiler.is_compiling()):
+            self._check(ids)  # (a check on values: left out of an exported graph)
         index = ids.long()
         out: torch.Tensor = self.embedding(index)
         return out * (index != 0).unsqueeze(-1).to(out.dtype)
+
+    def _check(self, ids: torch.Tensor) -> None:
+        """New inputs (predict, eval) with ids the trained vocabulary does not hold."""
+        vocab = self.embedding.num_embeddings
+        bad = (ids < 0) | (ids >= vocab) | (ids != ids.round())
+        if bool(bad.any()):
+            raise NncliError(
+                f"the inputs hold token id {float(ids[bad][0]):g}, but the model's embedding "
+                f"takes whole ids 0..{vocab - 1} (0 is padding); map unknown tokens to an id "
+                "it knows"
+            )
 
 
 class Recurrent(nn.Module):

@@ -365,6 +365,15 @@ def test_the_vocabulary_is_inferred_and_written_into_config_yaml(
     result = runner.invoke(app, ["predict", str(run), str(tmp_path / "ids.npz")])
     assert result.exit_code == 0, result.output
     assert len(result.stdout.strip().splitlines()) == 1 + 64
+    ids = np.load(tmp_path / "ids.npz")["x"]
+    ids[3, 0] = 9  # beyond the vocabulary the run learned
+    np.savez(tmp_path / "new.npz", x=ids, y=np.zeros(64, int))
+    result = runner.invoke(app, ["predict", str(run), str(tmp_path / "new.npz")])
+    assert result.exit_code == 2
+    assert " ".join(result.stderr.split()) == (
+        "error the inputs hold token id 9, but the model's embedding takes whole ids 0..8 "
+        "(0 is padding); map unknown tokens to an id it knows"
+    )
 
 
 def test_ids_that_are_no_whole_numbers_are_refused(runner: CliRunner, tmp_path: Path) -> None:
