@@ -14,7 +14,7 @@ from pydantic import Field, GetPydanticSchema, PrivateAttr, WrapValidator
 from pydantic_core import PydanticCustomError
 
 from nncli.layers import LayerInfo, LayerShapeError, Shape, layers
-from nncli.registry import NoParams, Params
+from nncli.registry import Params
 
 if TYPE_CHECKING:
     from torch import nn
@@ -219,19 +219,30 @@ def _global(kind: str, shape: Shape) -> None:
         )
 
 
-@layers.register("global_avg_pool", info=LayerInfo(keeps_linear=True))
-def global_avg_pool(p: NoParams, shape: Shape) -> nn.Module:
-    """The mean of each channel over space (or time): (C, H, W) -> (C,)."""
-    from nncli.modules import GlobalPool
+class GlobalPool(Params):
+    over: Literal["channels", "time"] = Field(
+        default="channels",
+        description="channels: (C, ...) samples, each channel over every later dimension; "
+        "time: (time, features) sequences over time, padded (all-zero) steps skipped",
+        exclude_if=lambda over: over == "channels",  # config.yaml as before sequences
+    )
+
+
+@layers.register("global_avg_pool", params=GlobalPool, info=LayerInfo(keeps_linear=True))
+def global_avg_pool(p: GlobalPool, shape: Shape) -> nn.Module:
+    """The mean of each channel over space (or time): (C, H, W) -> (C,); over: time,
+    (T, F) -> (F,)."""
+    from nncli.modules import GlobalPool as Module
 
     _global("global_avg_pool", shape)
-    return GlobalPool("mean")
+    return Module("mean", p.over)
 
 
-@layers.register("global_max_pool", info=LayerInfo())
-def global_max_pool(p: NoParams, shape: Shape) -> nn.Module:
-    """The largest value of each channel over space (or time): (C, H, W) -> (C,)."""
-    from nncli.modules import GlobalPool
+@layers.register("global_max_pool", params=GlobalPool, info=LayerInfo())
+def global_max_pool(p: GlobalPool, shape: Shape) -> nn.Module:
+    """The largest value of each channel over space (or time): (C, H, W) -> (C,); over:
+    time, (T, F) -> (F,)."""
+    from nncli.modules import GlobalPool as Module
 
     _global("global_max_pool", shape)
-    return GlobalPool("max")
+    return Module("max", p.over)

@@ -335,5 +335,6 @@ def log_softmax(p: Softmax, shape: Shape) -> nn.Module:
     return nn.LogSoftmax(dim=p.dim)
 
 
-# layers that hold layers, registered here so that every user of the registry sees them
-from nncli import blocks  # noqa: E402, F401
+# layers that hold layers, and sequence layers, registered here so that every user of the
+# registry sees them
+from nncli import blocks, sequence  # noqa: E402, F401

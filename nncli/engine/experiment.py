@@ -126,7 +126,9 @@ def train_experiment(
     run: Run | None = None
     try:
         with deferred_signals():  # Ctrl-C waits until the folder is whole and recorded
-            run = Run.create(runs_dir, spec.name, spec_text, yamlio.dump(resolved(spec)), info)
+            # p.spec: with what prepare learned from the data (an embedding's vocab)
+            config = yamlio.dump(resolved(p.spec))
+            run = Run.create(runs_dir, spec.name, spec_text, config, info)
             record = os.environ.get(distributed.RUN_RECORD)
             if record:  # the launcher or sweep that started this process learns the folder
                 with contextlib.suppress(OSError):  # (it is gone: nobody is waiting)

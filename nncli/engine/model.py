@@ -14,7 +14,7 @@ from torch import nn
 
 from nncli.blocks import Nest
 from nncli.config.model import ModelSpec, where
-from nncli.config.spec import LayerSpec
+from nncli.config.spec import LayerSpec, Spec
 from nncli.errors import NncliError, first_line
 from nncli.layers import LayerShapeError, Shape, layers
 
@@ -113,6 +113,37 @@ def build_model(
     model = nn.Sequential(*modules)
     model.train()
     return model, shapes
+
+
+def with_vocabulary(spec: Spec, x: torch.Tensor) -> Spec:
+    """`spec` with the vocabulary of an `embedding` that starts model.layers filled from
+    the inputs `x` (every row: the largest id + 1), so that config.yaml records it and a
+    trained run builds without its data; ids that are no whole numbers >= 0, or that a
+    given vocab does not hold, are refused at the layer."""
+    first = spec.model.layers[0]
+    if first.type != "embedding":
+        return spec
+    key = "model.layers.0"
+    bad = (x < 0) | (x != x.round())
+    if bool(bad.any()):
+        raise NncliError(
+            f"embedding takes token ids, whole numbers 0 and up (0 is padding), but the "
+            f"inputs hold {float(x[bad][0]):g}; give the data as integer ids (N, T)",
+            key=key,
+        )
+    top = int(x.max()) + 1 if x.numel() else 1
+    vocab = getattr(first, "vocab", None)
+    if vocab is not None:
+        if top > vocab:
+            raise NncliError(
+                f"embedding: vocab {vocab} takes ids 0..{vocab - 1}, but the inputs hold id "
+                f"{top - 1}; set vocab: {top} or more, or leave vocab out to infer it",
+                key=key,
+            )
+        return spec
+    filled = first.model_copy(update={"vocab": max(top, 2)})
+    model = spec.model.model_copy(update={"layers": [filled, *spec.model.layers[1:]]})
+    return spec.model_copy(update={"model": model})
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -14,7 +14,7 @@ from nncli import data as datamod
 from nncli.config.spec import Spec
 from nncli.engine import distributed
 from nncli.engine.devices import resolve_device, seed_everything
-from nncli.engine.model import build_model, count_parameters, describe
+from nncli.engine.model import build_model, count_parameters, describe, with_vocabulary
 from nncli.engine.task import Task, infer_task, output_layer
 from nncli.errors import NncliError, first_line
 from nncli.layers import info as layer_info
@@ -80,6 +80,7 @@ def prepare(spec: Spec, device: str | None = None) -> Prepared:
         spec.data, spec.seed, spec.loss_info.target, spec.train.batch_size
     )
     x_all = torch.as_tensor(dataset.x, dtype=torch.float32)
+    spec = with_vocabulary(spec, x_all)  # an embedding's vocab, from the data
 
     # model: built layer by layer on a few real samples, so shapes are checked here
     torch.manual_seed(spec.seed)

@@ -79,7 +79,9 @@ def export_run(
         torch.save(model.state_dict(), data)
     elif fmt == "exported":
         batch = torch.export.Dim("batch")
-        program = torch.export.export(model, (sample,), dynamic_shapes=({0: batch},))
+        with warnings.catch_warnings():
+            _quiet_rnn()
+            program = torch.export.export(model, (sample,), dynamic_shapes=({0: batch},))
         torch.export.save(program, data)
     elif fmt == "torchscript":
         with warnings.catch_warnings():
@@ -113,6 +115,13 @@ def export_run(
     return [*written, folder / "model.json"]
 
 
+def _quiet_rnn() -> None:
+    """nn.LSTM (GRU, RNN) refreshes its weight list in every forward, which torch.export
+    reports as a warning about torch's own module: nothing a user of nncli can act on."""
+    # (by category: torch.export refuses a filter by message while it traces)
+    warnings.simplefilter("ignore", UserWarning)
+
+
 def _need_onnx() -> None:
     import importlib.util
 
@@ -142,6 +151,7 @@ def _onnx(model: Any, sample: Any, target: Path) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
+            _quiet_rnn()
             program = torch.onnx.export(
                 model,
                 (sample,),

@@ -260,7 +260,10 @@ def _outputs(t: TrainedRun) -> dict[str, tuple[int, ...]]:
     found: dict[str, tuple[int, ...]] = {}
     hooks = [
         module.register_forward_hook(
-            lambda _m, _i, out, name=name: found.__setitem__(name, tuple(out.shape[1:]))
+            # an nn.LSTM inside a layer returns (output, state): its output's shape
+            lambda _m, _i, out, name=name: found.__setitem__(
+                name, tuple((out[0] if isinstance(out, tuple) else out).shape[1:])
+            )
         )
         for name, module in t.model.named_modules()
         if name
