@@ -241,6 +241,33 @@ def test_a_small_resnet_reads_the_digits_and_its_plain_twin_differs_only_by_its_
     assert "| digits_resnet_plain | no | 23,946 | 0.9861 |" in table
 
 
+@pytest.mark.slow
+def test_an_lstm_forecasts_sines_as_well_as_the_linear_baseline() -> None:
+    table = lessons()
+    for name in ("sine_lstm", "sine_linear"):
+        p, rows = train(name)
+        last = rows[-1]
+        assert last["test_r2"] >= 0.95, name
+        measured = f"| {name} | {p.n_params:,} | {last['test_r2']:.4f} | {last['test_mae']:.4f} |"
+        assert measured in table, measured
+
+
+@pytest.mark.slow
+def test_attention_reads_word_order_that_a_bag_of_words_cannot() -> None:
+    table = lessons()
+    accuracy = {}
+    for name in ("text_attention", "text_bow"):
+        p, rows = train(name)
+        last = rows[-1]
+        accuracy[name] = last["test_accuracy"]
+        measured = (
+            f"| {name} | {p.n_params:,} | {last['test_accuracy']:.4f} | {last['test_loss']:.4f} |"
+        )
+        assert measured in table, measured
+    assert accuracy["text_attention"] >= 0.9
+    assert accuracy["text_bow"] < 0.85  # a `not` it sees, never where
+
+
 # --- the README teaches with these files ----------------------------------------------------
 
 

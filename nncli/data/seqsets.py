@@ -87,19 +87,22 @@ class TextSentiment(DataParams):
 
     n_samples: int = Field(default=600, ge=4)
     words: int = Field(default=6, ge=1, description="filler words per sentence")
-    negation: float = Field(default=0.3, ge=0, le=1, description="share with 'not' before it")
+    negation: float = Field(
+        default=0.3, ge=0, le=1, description="share with 'not' before it (and after it)"
+    )
     max_length: int = Field(default=12, ge=2, description="tokens per row: cut or padded")
 
 
 @datasets.register("text_sentiment", params=TextSentiment, info=Targets("classification", 2))
 def text_sentiment(p: TextSentiment, seed: int) -> Dataset:
-    """Filler words around one sentiment word (good or bad); `not` before it flips the label.
-    Word tokens, the vocabulary from the train split (as `source: text`)."""
+    """Filler words around one sentiment word (good or bad); `not` before it flips the label,
+    and as many sentences have a `not` after it that flips nothing, so the order of the
+    words matters. Word tokens, the vocabulary from the train split (as `source: text`)."""
     import numpy as np
 
     from nncli.data.sequences import Tokens
 
-    check_generated(p, p.n_samples * (p.words + 2))
+    check_generated(p, p.n_samples * (p.words + 3))
     rng = np.random.default_rng(seed)
     texts, labels = [], []
     for _ in range(p.n_samples):
@@ -109,6 +112,8 @@ def text_sentiment(p: TextSentiment, seed: int) -> Dataset:
         negated = bool(rng.random() < p.negation)
         at = int(rng.integers(0, p.words + 1))
         words[at:at] = ["not", word] if negated else [word]
+        if not negated and rng.random() < p.negation:  # a `not` that negates no sentiment:
+            words.insert(at + 1, "not")  # its presence alone says nothing, its place does
         texts.append(" ".join(words))
         labels.append(int(good != negated))
     tokens = Tokens(column="text", tokenizer="word", max_length=p.max_length)

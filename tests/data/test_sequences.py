@@ -347,13 +347,22 @@ def test_marker_order_labels_which_marker_comes_first() -> None:
     assert 10 < ds.y.sum() < 40
 
 
+GOOD = ("good", "great", "fine", "lovely", "superb", "pleasant")
+BAD = ("bad", "awful", "poor", "boring", "terrible", "dull")
+
+
 def test_text_sentiment_follows_its_rule_and_tokenises_from_train() -> None:
     ds, idx = datamod.prepare(section("source: text_sentiment\nn_samples: 80"), 0, "index")
     assert ds.texts is not None and ds.class_names == ["negative", "positive"]
+    kinds = []
     for text, label in zip(ds.texts, ds.y.tolist(), strict=True):
         words = text.split()
-        good = any(w in ("good", "great", "fine", "lovely", "superb", "pleasant") for w in words)
-        assert label == int(good != ("not" in words))
+        (at,) = [i for i, w in enumerate(words) if w in GOOD + BAD]
+        negated = at > 0 and words[at - 1] == "not"  # a `not` elsewhere negates nothing
+        assert label == int((words[at] in GOOD) != negated)
+        kinds.append(("not" in words, negated))
+    # a `not` that flips nothing is about as common as one that flips: its place decides
+    assert min(kinds.count((True, False)), kinds.count((True, True))) >= 10
     pre = ds.preprocessing
     assert pre is not None and pre.text is not None and pre.vocab_size == ds.vocab_size
     train_words = {w for i in idx["train"] for w in ds.texts[i].split()}
