@@ -8,7 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from typer.testing import CliRunner
@@ -17,6 +17,9 @@ from nncli.cli.app import app
 from nncli.config import yamlio
 from nncli.config.spec import validate
 from nncli.errors import SpecError
+
+if TYPE_CHECKING:
+    import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS = ROOT / "experiments"
@@ -141,3 +144,28 @@ def nncli(*args: str, **kwargs: object) -> subprocess.Popen[str]:
 def info(folder: Path) -> dict[str, object]:
     data: dict[str, object] = json.loads((folder / "run.json").read_text())
     return data
+
+
+def assert_exports_agree(runner: CliRunner, run: Path, x: torch.Tensor, tmp_path: Path) -> None:
+    """`nncli export` to ONNX (run in onnxruntime, in a process of its own) and to
+    torch.export gives the trained model's outputs for `x`."""
+    import numpy as np
+    import torch
+
+    from nncli.trained.load import load_run
+
+    with torch.no_grad():
+        want = load_run(run).model(x)
+    for fmt in ("onnx", "exported"):
+        result = runner.invoke(app, ["export", str(run), "-f", fmt, "--out", str(tmp_path / fmt)])
+        assert result.exit_code == 0, result.output
+    exported = torch.export.load(str(tmp_path / "exported" / "model.pt2")).module()
+    torch.testing.assert_close(exported(x), want)
+    np.save(tmp_path / "x.npy", x.numpy())
+    code = (
+        "import numpy as np, onnxruntime as ort\n"
+        f"s = ort.InferenceSession({str(tmp_path / 'onnx' / 'model.onnx')!r})\n"
+        f"print(s.run(None, {{'x': np.load({str(tmp_path / 'x.npy')!r})}})[0].tolist())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    torch.testing.assert_close(torch.tensor(json.loads(out.stdout)), want, rtol=1e-4, atol=1e-5)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import EXPERIMENTS, interrupted_run, problems
+from conftest import EXPERIMENTS, assert_exports_agree, interrupted_run, problems
 from torch import nn
 from typer.testing import CliRunner
 
@@ -373,27 +373,9 @@ def test_export_to_onnx_and_torch_export_give_the_models_outputs(
 ) -> None:
     pytest.importorskip("onnxscript")
     pytest.importorskip("onnxruntime")
-    from nncli.trained.load import load_run
-
     run = train(runner, resnet, tmp_path / "runs")
     x = torch.randn(5, 1, 6, 6, generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        want = load_run(run).model(x)
-    for fmt in ("onnx", "exported"):
-        out = tmp_path / fmt
-        result = runner.invoke(app, ["export", str(run), "-f", fmt, "--out", str(out)])
-        assert result.exit_code == 0, result.output
-    exported = torch.export.load(str(tmp_path / "exported" / "model.pt2")).module()
-    torch.testing.assert_close(exported(x), want)
-    np.save(tmp_path / "x.npy", x.numpy())
-    code = (
-        "import numpy as np, onnxruntime as ort\n"
-        f"s = ort.InferenceSession({str(tmp_path / 'onnx' / 'model.onnx')!r})\n"
-        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
-        "print(s.run(None, {'x': x})[0].tolist())\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    torch.testing.assert_close(torch.tensor(json.loads(out.stdout)), want, rtol=1e-4, atol=1e-5)
+    assert_exports_agree(runner, run, x, tmp_path)
 
 
 def test_predict_and_eval_read_a_run_with_blocks(

@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from conftest import interrupted_run
+from conftest import assert_exports_agree, interrupted_run
 from torch import nn
 from typer.testing import CliRunner
 
@@ -406,25 +406,9 @@ def test_onnx_and_torch_export_give_the_models_outputs(
 ) -> None:
     pytest.importorskip("onnxscript")
     pytest.importorskip("onnxruntime")
-    from nncli.trained.load import load_run
-
     run = train(runner, experiment(tmp_path, layers_), tmp_path / "runs")
     x = torch.tensor(np.load(tmp_path / "ids.npz")["x"][:9], dtype=torch.float32)
-    with torch.no_grad():
-        want = load_run(run).model(x)
-    for fmt in ("onnx", "exported"):
-        result = runner.invoke(app, ["export", str(run), "-f", fmt, "--out", str(tmp_path / fmt)])
-        assert result.exit_code == 0, result.output
-    exported = torch.export.load(str(tmp_path / "exported" / "model.pt2")).module()
-    torch.testing.assert_close(exported(x), want)
-    np.save(tmp_path / "x.npy", x.numpy())
-    code = (
-        "import numpy as np, onnxruntime as ort\n"
-        f"s = ort.InferenceSession({str(tmp_path / 'onnx' / 'model.onnx')!r})\n"
-        f"print(s.run(None, {{'x': np.load({str(tmp_path / 'x.npy')!r})}})[0].tolist())\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    torch.testing.assert_close(torch.tensor(json.loads(out.stdout)), want, rtol=1e-4, atol=1e-5)
+    assert_exports_agree(runner, run, x, tmp_path)
 
 
 def test_resume_is_exact(

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import TINY
+from test_sweep import BASE, run_folders, statuses, sweep_json
 from typer.testing import CliRunner
 
 from nncli.cli.app import app
@@ -24,22 +24,6 @@ from nncli.sweep.execute import Event, _take
 from nncli.sweep.state import reopen
 
 NNCLI = [sys.executable, "-m", "nncli"]
-BASE = TINY.replace("epochs: 3", "epochs: 2").replace(
-    "metrics: [accuracy, f1]", "metrics: [accuracy]"
-)
-
-
-def sweep_json(folder: Path) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((folder / "sweep.json").read_text())
-    return data
-
-
-def statuses(folder: Path) -> list[str]:
-    return [t["status"] for t in sweep_json(folder)["trials"]]
-
-
-def run_folders(folder: Path) -> list[Path]:
-    return sorted((folder / "runs").iterdir())
 
 
 def start(*args: str) -> subprocess.Popen[str]:
