@@ -125,7 +125,8 @@ def _check_classes(dataset: Dataset, indices: dict[str, NDArray[np.int64]]) -> l
     if len(names) == 1:  # no loss or output can tell one class from nothing
         raise NncliError(
             f"the target holds one class ('{names[0]}') in all {len(dataset.y)} rows; a "
-            "classifier needs rows of at least two classes"
+            "classifier needs rows of at least two classes",
+            key="data.target",
         )
     warnings = []
     for split_name, idx in indices.items():
@@ -136,7 +137,8 @@ def _check_classes(dataset: Dataset, indices: dict[str, NDArray[np.int64]]) -> l
         if split_name == "train":
             raise NncliError(
                 f"class(es) {listed} have no rows in the train split ({len(idx)} rows), so the "
-                "model cannot learn them; add rows of them or remove them from the data"
+                "model cannot learn them; add rows of them or remove them from the data",
+                key="data.split",
             )
         warnings.append(
             f"the {split_name} split ({len(idx)} rows) has no rows of class(es) {listed}; its "

@@ -213,9 +213,10 @@ def test_a_target_of_one_class_is_refused_as_such(runner: CliRunner, tmp_path: P
     # it said: use loss cross_entropy with a final dense: 1 (which cannot learn either)
     csv = table(tmp_path, ["1"] * 20)
     path = experiment(tmp_path, f"{{source: csv, path: {csv}, target: y}}", "bce_with_logits")
+    column = path.read_text().splitlines()[0].index("target: y") + 1
     assert refused(runner, path, tmp_path) == (
-        "error the target holds one class ('1') in all 20 rows; a classifier needs rows of at "
-        "least two classes\n"
+        f"error {path}:1:{column}  data.target  the target holds one class ('1') in all 20 "
+        "rows; a classifier needs rows of at least two classes\n"
     )
 
 

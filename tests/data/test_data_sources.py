@@ -260,6 +260,7 @@ def test_a_class_missing_from_train_is_an_error_and_from_test_a_warning(tmp_path
         "class(es) 'z' have no rows in the train split (22 rows), so the model cannot learn "
         "them; add rows of them or remove them from the data"
     )
+    assert info.value.key == "data.split"  # located there by the CLI
 
 
 def test_an_empty_split_says_how_to_fix_it() -> None:
