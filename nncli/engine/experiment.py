@@ -177,7 +177,8 @@ def resume_experiment(
 ) -> tuple[Run | None, FitResult]:
     """Continue an interrupted, failed or killed run in its own folder from last.pt.
 
-    `epochs` extends a run (a completed one too) to that many epochs. A run that is
+    `epochs` extends a run (a completed one too, and one that stopped early, whose early
+    stopping then counts anew) to that many epochs. A run that is
     complete, diverged, still running, or whose config.yaml was edited is refused. Under
     torch.distributed every rank resumes from the same checkpoint; rank 0 alone checks
     and writes.
@@ -203,6 +204,10 @@ def resume_experiment(
             p = prepare(spec)
             if state is not None:
                 _check_state(folder, state, p)
+                if epochs is not None and info.stopped_early:
+                    # asked for more epochs, a run that stopped early trains them: early
+                    # stopping counts stale epochs anew from where it stopped
+                    state = {**state, "tracker": {**state["tracker"], "stale": 0}}
             distributed.share(str(folder))
             shared = True
             run = Run.open(info)

@@ -173,6 +173,26 @@ def test_completed_run_is_refused_unless_extended(
     assert info(folder)["epochs"] == 5
 
 
+def test_a_run_that_stopped_early_trains_further_when_extended(
+    runner: CliRunner, write: Callable[..., Path], tmp_path: Path
+) -> None:
+    # resume --epochs N trained nothing: the stale count that stopped it stopped it again
+    text = TINY.replace(
+        "train: {epochs: 3, batch_size: 32, device: cpu}",
+        "train:\n  epochs: 10\n  batch_size: 32\n  device: cpu\n"
+        "  early_stopping: {patience: 1, min_delta: 100}",  # no epoch after the first improves
+    )
+    result = runner.invoke(app, ["train", str(write(text)), "--runs-dir", str(tmp_path), "-q"])
+    assert result.exit_code == 0, result.output
+    folder = Path(result.stdout.strip())
+    assert (info(folder)["epochs_done"], info(folder)["stopped_early"]) == (2, True)
+    extended = runner.invoke(app, ["resume", str(folder), "--epochs", "12", "-q"])
+    assert extended.exit_code == 0, extended.output
+    # early stopping counts anew from where it stopped: one more stale epoch, then it stops
+    assert [int(r["epoch"]) for r in rows_without_time(folder)] == [1, 2, 3]
+    assert (info(folder)["epochs_done"], info(folder)["stopped_early"]) == (3, True)
+
+
 def test_not_a_run_and_edited_config_are_refused(
     runner: CliRunner, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
