@@ -21,7 +21,16 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-__all__ = ["Feature", "Fill", "Preprocessing", "TargetKind", "load", "prepare", "split"]
+__all__ = [
+    "Feature",
+    "Fill",
+    "Preprocessing",
+    "TargetKind",
+    "load",
+    "prepare",
+    "split",
+    "take_splits",
+]
 
 SPLITS = ("train", "val", "test")
 LossTarget = Literal["index", "binary", "value"]
@@ -276,6 +285,15 @@ def resolve_task(
 def encode_labels(values: NDArray[Any], what: str) -> tuple[NDArray[np.int64], list[str]]:
     """Class indices of labels (numbers or text) and the label of each index, sorted."""
     import numpy as np
+
+    numbers = np.asarray(values)
+    kind = numbers.dtype.kind
+    if kind in "iu" or (kind == "f" and bool(np.isfinite(numbers).all())):
+        found, inverse = np.unique(numbers, return_inverse=True)
+        if kind in "iu" or bool(np.all(np.mod(found, 1) == 0)):  # whole numbers: in numpy
+            return inverse.reshape(len(numbers)).astype(np.int64), [
+                str(int(v)) for v in found.tolist()
+            ]
     import pandas as pd
 
     from nncli.data.preprocess import label_strings, sort_labels
@@ -297,4 +315,4 @@ from nncli.data import seqsets as _seqsets  # noqa: E402,F401
 from nncli.data import sklearn_sets as _sklearn_sets  # noqa: E402,F401
 from nncli.data import text as _text  # noqa: E402,F401
 from nncli.data import timeseries as _timeseries  # noqa: E402,F401
-from nncli.data.pipeline import load, prepare, split  # noqa: E402
+from nncli.data.pipeline import load, prepare, split, take_splits  # noqa: E402

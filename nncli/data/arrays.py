@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import math
 import zlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -39,6 +40,7 @@ from nncli.errors import NncliError, first_line
 from nncli.inputs import check_memory, regular_size
 
 if TYPE_CHECKING:
+    import numpy as np
     from numpy.typing import NDArray
 
 
@@ -59,9 +61,12 @@ class Npz(SplitFiles):
     test_path: PathText | None = Field(default=None, description="test rows (for split.test)")
 
 
-def read_npz(path: Path, keys: dict[str, str]) -> dict[str, NDArray[Any]]:
+def read_npz(
+    path: Path, keys: dict[str, str], sized: dict[str, str] | None = None
+) -> dict[str, NDArray[Any]]:
     """The arrays `keys` (field -> array name) of an .npz file; nothing is unpickled, and
-    arrays larger than the memory available are refused from their headers, unread."""
+    arrays larger than the memory available are refused from their headers, unread. The
+    arrays `sized` must be there too and fit in memory beside them, but are left unread."""
     import zipfile
 
     import numpy as np
@@ -69,13 +74,13 @@ def read_npz(path: Path, keys: dict[str, str]) -> dict[str, NDArray[Any]]:
     regular_size(path, str(path))  # not a folder, a device or a pipe
     try:
         with np.load(path, allow_pickle=False) as archive:
-            for key, name in keys.items():
+            for key, name in {**(sized or {}), **keys}.items():
                 if name not in archive.files:
                     raise NncliError(
                         f"{path} has no array '{name}' (data.{key}); its arrays: "
                         f"{', '.join(archive.files) or 'none'}"
                     )
-            _check_sizes(path, archive.zip, keys)
+            _check_sizes(path, archive.zip, {**(sized or {}), **keys})
             arrays = {key: archive[name] for key, name in keys.items()}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         first = first_line(exc)
@@ -86,19 +91,94 @@ def read_npz(path: Path, keys: dict[str, str]) -> dict[str, NDArray[Any]]:
 def _check_sizes(path: Path, archive: Any, keys: dict[str, str]) -> None:
     """From the arrays' headers: arrays that would not fit in memory are refused unread (a
     few kB of compressed zeros can unpack to gigabytes)."""
-    import numpy as np
-
     total = 0
     for name in keys.values():
         with archive.open(f"{name}.npy") as f:
-            version = np.lib.format.read_magic(f)
-            one = version == (1, 0)
-            read = (
-                np.lib.format.read_array_header_1_0 if one else np.lib.format.read_array_header_2_0
-            )
-            shape, _, dtype = read(f)
+            shape, _, dtype = _header(f)
         total += math.prod(shape) * (dtype.itemsize + 4)  # the array and its float32 copy
     check_memory(f"{path} ({', '.join(keys.values())})", total, "use a smaller file")
+
+
+def _header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """The shape, Fortran order and dtype of the .npy file open at `f`'s start; `f` is
+    left at the first byte of the values."""
+    import numpy as np
+
+    version = np.lib.format.read_magic(f)
+    read = (
+        np.lib.format.read_array_header_1_0
+        if version == (1, 0)
+        else np.lib.format.read_array_header_2_0
+    )
+    shape, fortran, dtype = read(f)
+    return tuple(shape), bool(fortran), dtype
+
+
+_CHUNK_BYTES = 16 * 2**20  # what a read of rows holds beside the destination
+
+
+def _read_inputs(path: Path, name: str, out: NDArray[np.float32]) -> None:
+    """Read the .npz array `name` (already checked from its header to fit `out`'s rows)
+    into `out` as float32, a chunk of rows at a time: no second copy of the inputs, and
+    NaN, infinite values and values beyond float32 refused, naming their rows."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        shown, bad = _copy_inputs(path, name, out)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise NncliError(f"{path} cannot be read as .npz arrays: {first_line(exc)}") from None
+    if shown:
+        values = np.concatenate(shown)
+        where = lines(bad, first=0, word="row")
+        raise NncliError(
+            f"{path}: '{name}' holds {shown_values(values)} on {where}; inputs and targets "
+            f"must be {RANGE}"
+        )
+
+
+def _copy_inputs(
+    path: Path, name: str, out: NDArray[np.float32]
+) -> tuple[list[NDArray[Any]], NDArray[np.bool_]]:
+    """_read_inputs' reading: the first bad values of each chunk, and the bad rows."""
+    import numpy as np
+
+    bad = np.zeros(len(out), dtype=bool)
+    shown: list[NDArray[Any]] = []
+    with np.load(path, allow_pickle=False) as archive, archive.zip.open(f"{name}.npy") as f:
+        shape, fortran, dtype = _header(f)
+        width = math.prod(shape[1:])
+        chunks: Iterable[tuple[int, NDArray[Any]]]
+        if fortran or dtype.hasobject:  # rows are not contiguous: numpy reads it whole
+            chunks = [(0, archive[name].reshape(len(out), width))]
+        else:
+            step = max(1, _CHUNK_BYTES // max(1, width * dtype.itemsize))
+            chunks = _row_chunks(f, dtype, len(out), width, step)
+        for lo, rows in chunks:
+            if dtype.kind == "f":
+                flags = np.isnan(rows) | out_of_range(rows)
+                if flags.any():
+                    bad[lo : lo + len(rows)] = flags.any(axis=1)
+                    shown.append(np.unique(rows[flags])[:3])
+            if shown:  # refused when read through; no cast of values float32 cannot hold
+                continue
+            out[lo : lo + len(rows)] = rows.reshape(len(rows), *out.shape[1:])
+    return shown, bad
+
+
+def _row_chunks(
+    f: Any, dtype: np.dtype[Any], n: int, width: int, step: int
+) -> Iterator[tuple[int, NDArray[Any]]]:
+    """Rows of an .npy file's values (C order) open at `f`, `step` rows at a time."""
+    import numpy as np
+
+    for lo in range(0, n, step):
+        count = min(step, n - lo) * width
+        data = f.read(count * dtype.itemsize)
+        if len(data) != count * dtype.itemsize:
+            raise EOFError(f"the array ends after {lo} rows of {n}")
+        yield lo, np.frombuffer(data, dtype=dtype).reshape(-1, width)
 
 
 def _check_numbers(path: Path, name: str, values: NDArray[Any], labels: bool) -> None:
@@ -116,36 +196,62 @@ def _check_numbers(path: Path, name: str, values: NDArray[Any], labels: bool) ->
         raise NncliError(f"{path}: '{name}' holds {shown_values(rows[bad])} on {where}{what}")
 
 
+def _npz_layout(path: Path, p: Npz) -> tuple[tuple[int, ...], NDArray[Any]]:
+    """The shape of a file's inputs, from their header (checked: numbers, rows, the
+    memory they need), and its targets, read."""
+    import zipfile
+
+    import numpy as np
+
+    arrays = read_npz(path, {"y_key": p.y_key}, sized={"x_key": p.x_key})
+    y = arrays["y_key"]
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(f"{p.x_key}.npy") as f:
+            shape, _, dtype = _header(f)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise NncliError(f"{path} cannot be read as .npz arrays: {first_line(exc)}") from None
+    if dtype.kind not in "biuf" or len(shape) < 2:
+        raise NncliError(
+            f"{path}: '{p.x_key}' must hold numbers shaped (samples, features...), "
+            f"got {dtype} {shape}"
+        )
+    if y.ndim not in (1, 2) or len(y) != shape[0]:
+        raise NncliError(
+            f"{path}: '{p.y_key}' must be (N,) or (N, T) with N = {shape[0]} rows of "
+            f"'{p.x_key}', got shape {y.shape}"
+        )
+    if shape[0] == 0:
+        raise NncliError(f"{path}: '{p.x_key}' has no rows")
+    return shape, np.asarray(y)
+
+
 @datasets.register("npz", params=Npz)
 def npz(p: Npz, seed: int, loss_target: LossTarget | None = None) -> Dataset:
-    """NumPy .npz arrays: inputs (N, ...) and targets (N,) or (N, T), keys x and y."""
+    """NumPy .npz arrays: inputs (N, ...) and targets (N,) or (N, T), keys x and y.
+
+    The inputs of every file are read into one float32 array, a chunk at a time (the
+    arrays of the files and a stacked copy would hold them twice)."""
     import numpy as np
 
     files = {split_name: path for split_name, (path, _) in p.split_files().items()}
-    xs: dict[str, NDArray[Any]] = {}
+    shapes: dict[str, tuple[int, ...]] = {}
     ys: dict[str, NDArray[Any]] = {}
     for split_name, path in files.items():
-        arrays = read_npz(path, {"x_key": p.x_key, "y_key": p.y_key})
-        x, y = arrays["x_key"], arrays["y_key"]
-        if x.dtype.kind not in "biuf" or x.ndim < 2:
+        shape, y = _npz_layout(path, p)
+        if shapes and shape[1:] != shapes["train"][1:]:
             raise NncliError(
-                f"{path}: '{p.x_key}' must hold numbers shaped (samples, features...), "
-                f"got {x.dtype} {x.shape}"
+                f"{path}: samples are {shape[1:]} but {files['train']} has {shapes['train'][1:]}"
             )
-        if y.ndim not in (1, 2) or len(y) != len(x):
-            raise NncliError(
-                f"{path}: '{p.y_key}' must be (N,) or (N, T) with N = {len(x)} rows of "
-                f"'{p.x_key}', got shape {y.shape}"
-            )
-        if len(x) == 0:
-            raise NncliError(f"{path}: '{p.x_key}' has no rows")
-        _check_numbers(path, p.x_key, x, labels=False)
-        if xs and x.shape[1:] != xs["train"].shape[1:]:
-            raise NncliError(
-                f"{path}: samples are {x.shape[1:]} but {files['train']} has "
-                f"{xs['train'].shape[1:]}"
-            )
-        xs[split_name], ys[split_name] = x, y
+        shapes[split_name], ys[split_name] = shape, y
+    x = np.empty((sum(s[0] for s in shapes.values()), *shapes["train"][1:]), dtype=np.float32)
+    given: dict[str, NDArray[np.int64]] = {}
+    start = 0
+    for split_name, path in files.items():
+        n = shapes[split_name][0]
+        _read_inputs(path, p.x_key, x[start : start + n])
+        if split_name != "train":
+            given[split_name] = np.arange(start, start + n, dtype=np.int64)
+        start += n
     y_train = ys["train"]
     n_targets = 1 if y_train.ndim == 1 else y_train.shape[1]
     task = resolve_task(p.task, loss_target, n_targets)
@@ -154,7 +260,6 @@ def npz(p: Npz, seed: int, loss_target: LossTarget | None = None) -> Dataset:
         task = ("multilabel" if n_targets > 1 else "classification") if whole else "regression"
     for split_name, y in ys.items():
         _check_numbers(files[split_name], p.y_key, y, labels=task == "classification")
-    x, given = stack_splits(xs)
     y_parts = list(ys.values())
     class_names = None
     if task == "classification":

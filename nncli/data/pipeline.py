@@ -12,6 +12,8 @@ from nncli.data.preprocess import Feature, Preprocessing
 from nncli.errors import NncliError
 
 if TYPE_CHECKING:
+    from typing import Any
+
     import numpy as np
     from numpy.typing import NDArray
 
@@ -188,3 +190,58 @@ def raw_inputs(
         return dataset.x if rows is None else dataset.x[rows]
     texts = dataset.texts if rows is None else [dataset.texts[i] for i in rows]
     return pre.text.ids(texts)
+
+
+IN_PLACE_BYTES = 64 * 2**20  # data above this is rearranged in place, not copied
+
+
+def take_splits(
+    x: NDArray[np.float32], indices: dict[str, NDArray[np.int64]]
+) -> dict[str, NDArray[np.float32]]:
+    """The rows of each split of `x`, in the order of its indices.
+
+    Data above IN_PLACE_BYTES is rearranged in place (x's rows then hold the train rows,
+    then val, then test: each split a view), so the splits hold the data once rather than
+    beside a gathered copy of it; `x` must be the caller's to change. Rows of under 256
+    bytes are gathered as copies unless a copy would not fit, since rearranging moves one
+    row at a time."""
+    import numpy as np
+
+    from nncli.inputs import available_memory
+
+    order = np.concatenate(list(indices.values()))
+    whole = len(order) == len(x) and bool(np.all(np.bincount(order, minlength=len(x)) == 1))
+    free = available_memory()
+    row_bytes = x.nbytes // max(1, len(x))
+    cramped = free is not None and 2 * x.nbytes > free
+    if not whole or x.nbytes < IN_PLACE_BYTES or (row_bytes < 256 and not cramped):
+        return {name: x[idx] for name, idx in indices.items()}
+    permute_rows(x, order)
+    out, start = {}, 0
+    for name, idx in indices.items():
+        out[name] = x[start : start + len(idx)]
+        start += len(idx)
+    return out
+
+
+def permute_rows(x: NDArray[Any], order: NDArray[np.int64]) -> None:
+    """x[:] = x[order] in place, for a permutation `order`, with one row of extra memory:
+    each cycle of the permutation is followed once, row by row."""
+    import numpy as np
+
+    to = order.tolist()
+    done = np.zeros(len(to), dtype=bool)
+    spare = np.empty_like(x[0])
+    for start in range(len(to)):
+        if done[start] or to[start] == start:
+            continue
+        spare[...] = x[start]
+        j = start
+        while True:
+            done[j] = True
+            k = to[j]
+            if k == start:
+                x[j] = spare
+                break
+            x[j] = x[k]
+            j = k

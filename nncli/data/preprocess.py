@@ -254,8 +254,12 @@ def out_of_range(values: NDArray[Any]) -> NDArray[np.bool_]:
     missing value, is left to the caller)."""
     import numpy as np
 
+    values = np.asarray(values)
+    if values.dtype.kind == "f" and values.dtype.itemsize <= 4:  # only inf is beyond float32
+        flags: NDArray[np.bool_] = np.isinf(values)
+        return flags
     with np.errstate(invalid="ignore", over="ignore"):
-        flags: NDArray[np.bool_] = np.abs(np.asarray(values, dtype=np.float64)) > FLOAT32_MAX
+        flags = np.abs(np.asarray(values, dtype=np.float64)) > FLOAT32_MAX
     return flags
 
 

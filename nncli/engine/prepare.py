@@ -105,13 +105,16 @@ def prepare(spec: Spec, device: str | None = None) -> Prepared:
     at = output_layer([layer.type for layer in spec.model.layers])
     task = infer_task(dataset, spec.loss.name, info, shapes[-1], at)
 
+    # each split's rows: views of the data rearranged in place where it is large, so that
+    # the host holds it once (the splits' tensors on the CPU are those views)
+    del x_all, sample
+    rows = datamod.take_splits(dataset.x, indices)
     splits = {
-        name: (x_all[idx].to(dev), _targets(dataset.y[idx], task, dev))
+        name: (torch.from_numpy(rows[name]).to(dev), _targets(dataset.y[idx], task, dev))
         for name, idx in indices.items()
     }
-    # the splits hold every row now: keep the dataset's layout without a second copy of
-    # its rows (the whole data set on the host for the length of the run)
-    del x_all
+    del rows
+    # keep the dataset's layout without its rows (the splits hold them)
     dataset = replace(dataset, x=dataset.x[:0].copy(), y=dataset.y[:0].copy())
     loss_fn, weight = _loss(spec, task, splits["train"][1])
     loss_fn = loss_fn.to(dev)
