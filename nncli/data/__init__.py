@@ -294,16 +294,15 @@ def encode_labels(values: NDArray[Any], what: str) -> tuple[NDArray[np.int64], l
             return inverse.reshape(len(numbers)).astype(np.int64), [
                 str(int(v)) for v in found.tolist()
             ]
-    import pandas as pd
+    from nncli.data.preprocess import label_text, sort_labels
 
-    from nncli.data.preprocess import label_strings, sort_labels
-
-    labels = label_strings(pd.Series(values))
-    if labels.isna().any():
+    labels = [label_text(v) for v in numbers.tolist()]
+    texts = [label for label in labels if label is not None]
+    if len(texts) < len(labels):
         raise NncliError(f"{what} has missing labels")
-    names = sort_labels(sorted(set(labels.tolist())))
+    names = sort_labels(sorted(set(texts)))
     index = {name: i for i, name in enumerate(names)}
-    codes: NDArray[np.int64] = np.asarray(labels.map(index), dtype=np.int64)
+    codes = np.fromiter((index[text] for text in texts), dtype=np.int64, count=len(texts))
     return codes, names
 
 

@@ -288,20 +288,23 @@ def shown_values(values: NDArray[Any]) -> str:
 
 
 def label_strings(values: pd.Series[Any]) -> pd.Series[Any]:
-    """Labels and categories as text, the same way at training and predict time: whole
-    numbers without a decimal point (1.0 -> '1'), missing values kept missing."""
-    import math
-
+    """Labels and categories as text, the same way at training and predict time (see
+    label_text), missing values kept missing."""
     import pandas as pd
 
-    def one(value: Any) -> Any:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return None
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        return str(value)
+    return pd.Series([label_text(v) for v in values.tolist()], index=values.index, dtype=object)
 
-    return pd.Series([one(v) for v in values.tolist()], index=values.index, dtype=object)
+
+def label_text(value: Any) -> str | None:
+    """A label or category as text: whole numbers without a decimal point (1.0 -> '1');
+    None where it is missing (None or NaN)."""
+    import math
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def sort_labels(labels: list[str]) -> list[str]:

@@ -17,6 +17,7 @@ from nncli.config.spec import validate
 from nncli.data import arrays, encode_labels, pipeline
 from nncli.data.preprocess import label_strings, sort_labels
 from nncli.engine.prepare import prepare
+from nncli.errors import NncliError
 
 
 def _npz(folder: Path, rows: int, width: int, seed: int = 0) -> Path:
@@ -95,6 +96,7 @@ def test_an_npz_read_in_chunks_equals_the_file_and_names_bad_rows_of_later_chunk
         np.array([2.0, 10.0, -0.0, 0.0, 1e20]),
         np.array([7, 7, 7], dtype=np.uint8),
         np.array(["b", "a", "10", "2"]),
+        np.array(["cat", 3, 2.0, "dog"], dtype=object),
     ],
 )
 def test_numeric_labels_encode_as_the_text_labels_do(labels: np.ndarray) -> None:
@@ -112,6 +114,7 @@ import numpy as np, torch
 from nncli.config import yamlio
 from nncli.config.spec import validate
 from nncli.engine.prepare import prepare
+from nncli.errors import NncliError
 spec = validate(yamlio.loads(sys.stdin.read(), "exp.yaml"))
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 p = prepare(spec)
@@ -133,3 +136,10 @@ def test_preparing_an_npz_peaks_near_one_copy_of_its_inputs(tmp_path: Path) -> N
     data = 24_576 * 1024 * 4
     assert int(grown) < 1.25 * data, f"{int(grown) / data:.2f} x the inputs"
     assert pandas == "False"  # numeric labels need no pandas (about 100 MB of its own)
+
+
+def test_missing_labels_are_refused() -> None:
+    with pytest.raises(NncliError, match=r"^y has missing labels$"):
+        encode_labels(np.array(["a", None, "b"], dtype=object), "y")
+    with pytest.raises(NncliError, match=r"^y has missing labels$"):
+        encode_labels(np.array([1.0, np.nan]), "y")
