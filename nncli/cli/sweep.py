@@ -210,9 +210,10 @@ def sweep(
     """
     from rich.markup import escape
 
+    from nncli.loggers.sweep_prune import open_storage
     from nncli.sweep.execute import run
     from nncli.sweep.plan import plan as make_plan
-    from nncli.sweep.space import METHODS, Options
+    from nncli.sweep.space import METHODS, Options, import_optuna
     from nncli.sweep.state import RETRIED, TAKEN, create, reopen
     from nncli.sweep.summary import summarize
 
@@ -235,6 +236,8 @@ def sweep(
                 )
             state = reopen(again, file, retry=resume_dir is not None)
             state.use_storage(storage)
+            if state.space.method == "bayes" and state.storage is not None:
+                open_storage(import_optuna(), state.storage)  # refused here, not in a worker
         elif file is None:
             raise NncliError("missing FILE: the experiment file to sweep (or --resume SWEEP_DIR)")
         else:
@@ -245,6 +248,8 @@ def sweep(
             if storage is not None and plan.space.method != "bayes":
                 raise NncliError("--storage is where bayes search keeps its study; give it "
                                  "with --method bayes only")  # fmt: skip
+            if storage is not None:  # refused before the sweep folder is made
+                open_storage(import_optuna(), storage)
             state = create(plan, out_dir, storage)
 
         space = state.space

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nncli.errors import RunPruned
+from nncli.errors import NncliError, RunPruned, first_line
 from nncli.loggers.base import Checkpoint, Logger, LoggerParams, loggers
 
 if TYPE_CHECKING:
@@ -31,11 +31,23 @@ class SweepPruneParams(LoggerParams):
 
 
 def open_storage(optuna: Any, where: str) -> Any:
-    """Optuna's storage: an RDB URL (`postgresql://...`) as given, else a journal file."""
-    if "://" in where:
-        return where
-    journal = optuna.storages.journal
-    return optuna.storages.JournalStorage(journal.JournalFileBackend(where))
+    """Optuna's storage: a database at an RDB URL (`postgresql://...`, `sqlite:///...`),
+    else a journal file. A URL that names no database Optuna can open (no such dialect, its
+    driver not installed, the server unreachable) is an NncliError at --storage."""
+    if "://" not in where:
+        journal = optuna.storages.journal
+        return optuna.storages.JournalStorage(journal.JournalFileBackend(where))
+    try:
+        return optuna.storages.RDBStorage(where)
+    except Exception as exc:  # SQLAlchemy and the drivers raise many kinds: each the user's
+        from nncli.sweep.state import without_password
+
+        raise NncliError(
+            f"--storage {without_password(where)} cannot be opened as Optuna's database: {first_line(exc).rstrip('.')}. "
+            "Check the URL (dialect://user:password@host:port/database) and that the server "
+            "is reachable; a PostgreSQL URL needs its driver (pip install psycopg2-binary), "
+            "sqlite:///path.db needs none"
+        ) from None
 
 
 def make_pruner(optuna: Any, prune: Mapping[str, Any] | None) -> Any:

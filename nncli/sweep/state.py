@@ -137,7 +137,7 @@ class Sweep:
             "ranked_by": self.metric,
             "best": self.best,
             "study": self.study,
-            "storage": _without_password(self.storage),
+            "storage": without_password(self.storage),
             "slurm": self.slurm,
             "trials": [asdict(t) for t in self.trials],
         }
@@ -208,7 +208,7 @@ class Sweep:
 _HIDDEN = ":***@"
 
 
-def _without_password(url: str | None) -> str | None:
+def without_password(url: str | None) -> str | None:
     """`postgresql://user:secret@host/db` -> `postgresql://user:***@host/db`."""
     return re.sub(r"^([a-z0-9+.-]+://[^:/@]*):[^@/]*@", rf"\1{_HIDDEN}", url) if url else url
 

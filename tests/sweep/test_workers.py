@@ -195,6 +195,56 @@ def test_bayes_with_median_pruning_prunes_and_the_study_keeps_them(
     assert statuses(out) == [t["status"] for t in trials]
 
 
+@pytest.mark.slow
+def test_a_database_given_as_storage_keeps_the_study(tmp_path: Path, runner: CliRunner) -> None:
+    """--storage URL: Optuna's RDB storage (SQLite here; PostgreSQL is the same code path
+    with its driver), read back by Optuna itself, and found again by --resume."""
+    optuna = pytest.importorskip("optuna")
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(BASE)
+    out, url = tmp_path / "sweep", f"sqlite:///{tmp_path / 'study.db'}"
+    space = ["--method", "bayes", "--range", "optimizer.lr=1e-3:0.3:log", "--trials", "3"]
+    result = runner.invoke(
+        app, ["sweep", str(exp), *space, "--storage", url, "--out", str(out), "-f", "csv"]
+    )
+    assert result.exit_code == 0, result.output
+    assert not (out / "optuna.journal").exists()
+    recorded = sweep_json(out)
+    assert recorded["storage"] == url
+    study = optuna.load_study(study_name=out.name, storage=url)
+    stored = {t.number: (t.state.name, t.value) for t in study.trials}
+    assert stored == {t["optuna"]: ("COMPLETE", t["value"]) for t in recorded["trials"]}
+    resumed = runner.invoke(app, ["sweep", "--resume", str(out), "-f", "csv"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "3 trials (bayes), 0 to run" in resumed.stderr
+
+
+def test_a_storage_that_cannot_be_opened_is_refused_before_the_sweep_folder(
+    tmp_path: Path, runner: CliRunner
+) -> None:
+    pytest.importorskip("optuna")
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(BASE)
+    space = ["--method", "bayes", "--range", "optimizer.lr=1e-3:0.3:log", "--trials", "2"]
+    for url, shown in [
+        ("bogus://x", "bogus://x"),
+        ("postgresql://me:secret@127.0.0.1:1/db", "postgresql://me:***@127.0.0.1:1/db"),
+        (f"sqlite:///{tmp_path}/absent/study.db", f"sqlite:///{tmp_path}/absent/study.db"),
+    ]:
+        out = tmp_path / "sweep"
+        result = runner.invoke(
+            app, ["sweep", str(exp), *space, "--storage", url, "--out", str(out)]
+        )
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.stderr.split())
+        assert text.startswith(
+            f"error --storage {shown} cannot be opened as Optuna's database: "
+        ), text
+        assert "Check the URL (dialect://user:password@host:port/database)" in text
+        assert "secret" not in result.output and "Traceback" not in result.output
+        assert not out.exists()
+
+
 def test_the_slurm_launcher_runs_the_workers_through_submitit(
     tmp_path: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
