@@ -90,3 +90,27 @@ def test_a_checkpoint_that_fails_on_the_last_epoch_fails_the_run_naming_it(
     info = json.loads((folder / "run.json").read_text(encoding="utf-8"))
     assert info["status"] == "failed"
     assert torch.load(folder / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 2
+
+
+def test_an_interrupted_run_whose_checkpoint_failed_stays_interrupted_with_the_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while a checkpoint could not be written: the run is still interrupted (resume
+    goes on from last.pt as last saved), run.json names the file, and nothing is raised."""
+    from nncli.runs.folder import Run
+
+    def write(path: Path, data: bytes) -> None:
+        raise write_failed(path, OSError(errno.ENOSPC, "No space left on device"))
+
+    monkeypatch.setattr(run_folder, "write_bytes_atomic", write)
+    run = Run.create(tmp_path, "x", "x: 1\n", "x: 1\n", {})
+    logger = run_folder.RunFolderLogger(run)
+    logger.saver.put([run.checkpoint_path("last.pt")], b"state")
+    logger.finish("interrupted", None, None)
+    info = json.loads((run.path / "run.json").read_text(encoding="utf-8"))
+    assert info["status"] == "interrupted"
+    assert info["error"] == (
+        f"cannot write {run.path}/checkpoints/last.pt: No space left on device (the disk is "
+        "full; free some space)"
+    )
+    assert not (run.path / "checkpoints" / "last.pt").exists()
