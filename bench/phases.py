@@ -26,7 +26,10 @@ import nncli.cli.app  # noqa: E402  (typer, rich, the CLI)
 
 marks["cli_imported"] = time.time() - T0
 
-from nncli.engine import experiment  # noqa: E402  (torch and the engine)
+from nncli.cli.train import _import_engine  # noqa: E402
+
+_import_engine()  # as `nncli train` imports torch and the engine (their objects frozen)
+from nncli.engine import experiment  # noqa: E402
 from nncli.loggers.run_folder import RunFolderLogger  # noqa: E402
 
 marks["engine_imported"] = time.time() - T0

@@ -126,12 +126,18 @@ def _tuples(value: Any) -> Any:
 def save_atomic(obj: dict[str, Any], path: Path) -> None:
     """torch.save into memory, then written whole (runs.files.write_bytes_atomic): a crash, a
     power cut or a full disk leaves the old file (WriteError names the file)."""
+    write_bytes_atomic(path, saved_bytes(obj, path))
+
+
+def saved_bytes(obj: dict[str, Any], path: Path) -> bytes:
+    """What torch.save writes of `obj` (WriteError naming `path`, where it was to go, if it
+    cannot be serialised)."""
     buffer = io.BytesIO()
     try:
         torch.save(obj, buffer)
     except RuntimeError as exc:  # torch reports a failed serialisation as RuntimeError
         raise write_failed(path, exc) from None
-    write_bytes_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""What every figure shares: the dpi, the colour of each split, the headless backend, and
-a figure that is always closed and written as a PNG."""
+"""What every figure shares: the dpi, the colour of each split, a headless figure of its
+own (no pyplot) and writing it as a PNG."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ OTHER_COLOUR = "#7f7f7f"
 
 
 def use_agg() -> None:
-    """Select the headless Agg backend; call before importing pyplot (no window ever opens)."""
+    """Select the headless Agg backend; call before importing pyplot (no window ever opens).
+    nncli's own figures need not: `figure` draws on an Agg canvas without pyplot."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,25 +32,22 @@ def use_agg() -> None:
 def figure(
     figsize: tuple[float, float], grid: tuple[int, int] | None = None
 ) -> Iterator[tuple[Figure, Any]]:
-    """A headless figure of ``figsize`` inches and its axes, closed on leaving whatever
-    happens; with ``grid`` (rows, columns), the axes are an array of that shape."""
-    use_agg()
-    import matplotlib.pyplot as plt
+    """A headless figure of ``figsize`` inches and its axes; with ``grid`` (rows, columns),
+    the axes are an array of that shape. It is drawn on an Agg canvas of its own, without
+    pyplot: no window, no global list of figures to close, and not pyplot's import (0.15 s
+    of a run's start-up)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    axes: Any
-    if grid is None:
-        fig, axes = plt.subplots(figsize=figsize)
-    else:
-        fig, axes = plt.subplots(*grid, figsize=figsize, squeeze=False)
-    try:
-        yield fig, axes
-    finally:
-        plt.close(fig)
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    axes: Any = fig.subplots() if grid is None else fig.subplots(*grid, squeeze=False)
+    yield fig, axes
 
 
 def save(fig: Figure, out: Path, tight_box: bool = False) -> Path:
     """Lay out, write a PNG at DPI to ``out`` (creating its folder), whole or not at all
-    (runs.files.WriteError names it); `figure` closes ``fig``. ``tight_box`` crops the image
+    (runs.files.WriteError names it). ``tight_box`` crops the image
     to what is drawn (a legend beside the axes) instead of laying the axes out."""
     import io
 

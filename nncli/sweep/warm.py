@@ -6,6 +6,7 @@ process per trial (as `nncli train` from a shell)."""
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import subprocess
@@ -27,7 +28,8 @@ PRELOAD = [
     "numpy",
     "pandas",
     "sklearn.datasets",
-    "matplotlib.pyplot",
+    "matplotlib.figure",
+    "matplotlib.backends.backend_agg",
     "nncli.engine.experiment",
     "nncli.figures.curves",
     "nncli.figures.predictions",
@@ -89,6 +91,9 @@ def _fork_server() -> ForkServerContext:
 
 def _trial_main(args: list[str], log: str, env: dict[str, str]) -> None:
     """A forked trial: in a session of its own, output to `log`, then `nncli ARGS`."""
+    # what the server imported lives as long as the trial: no collection walks it again
+    # (which would also copy every page of it into this process)
+    gc.freeze()
     os.setsid()
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.dup2(fd, 1)

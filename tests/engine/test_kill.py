@@ -80,19 +80,17 @@ elif kind == "save":
     import nncli.loggers.run_folder as run_folder
 
     number, name = at.split(":")
-    saved = run_folder.save_atomic
+    saved = run_folder.write_bytes_atomic
 
-    def save(obj, path, *rest, **kw):
-        if obj["epoch"] == int(number) and Path(path).name == name:
-            buffer = io.BytesIO()
-            torch.save(obj, buffer)
-            data = buffer.getvalue()
+    def save(path, data, *rest, **kw):  # (on the thread that writes checkpoints)
+        epoch = torch.load(io.BytesIO(data), weights_only=True)["epoch"]
+        if epoch == int(number) and Path(path).name == name:
             tmp = Path(path).with_name(f".{Path(path).name}.{os.getpid()}.tmp")
             tmp.write_bytes(data[: len(data) // 2])
             pause()
-        saved(obj, path, *rest, **kw)
+        saved(path, data, *rest, **kw)
 
-    run_folder.save_atomic = save
+    run_folder.write_bytes_atomic = save
 elif kind == "plots":
     import nncli.engine.run_figures as run_figures
 

@@ -432,16 +432,20 @@ def test_compile_falls_back_with_a_warning(
 def test_checkpoint_every_skips_last_but_not_best_or_the_end(
     runner: CliRunner, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import io
+
+    import torch
+
     import nncli.loggers.run_folder
 
     saved: list[tuple[str, int]] = []
-    real = nncli.loggers.run_folder.save_atomic
+    real = nncli.loggers.run_folder.write_bytes_atomic
 
-    def spy(obj: dict[str, object], path: Path) -> None:
-        saved.append((path.name, int(obj["epoch"])))  # type: ignore[call-overload]
-        real(obj, path)
+    def spy(path: Path, data: bytes) -> None:
+        saved.append((path.name, int(torch.load(io.BytesIO(data), weights_only=True)["epoch"])))
+        real(path, data)
 
-    monkeypatch.setattr(nncli.loggers.run_folder, "save_atomic", spy)
+    monkeypatch.setattr(nncli.loggers.run_folder, "write_bytes_atomic", spy)
     result = runner.invoke(
         app,
         [

@@ -23,9 +23,9 @@ from nncli.runs.lock import LOCK
 def test_a_disk_full_at_a_checkpoint_keeps_the_previous_one(
     runner: CliRunner, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import nncli.engine.state
+    import nncli.loggers.run_folder
 
-    real_write = nncli.engine.state.write_bytes_atomic
+    real_write = nncli.loggers.run_folder.write_bytes_atomic
     epochs = iter(range(1, 100))
 
     def write(path: Path, data: bytes) -> None:
@@ -33,7 +33,7 @@ def test_a_disk_full_at_a_checkpoint_keeps_the_previous_one(
             raise write_failed(path, OSError(errno.ENOSPC, "No space left on device"))
         real_write(path, data)
 
-    monkeypatch.setattr(nncli.engine.state, "write_bytes_atomic", write)
+    monkeypatch.setattr(nncli.loggers.run_folder, "write_bytes_atomic", write)
     result = runner.invoke(app, ["train", str(tiny), "--runs-dir", str(tmp_path / "runs")])
     monkeypatch.undo()
     assert result.exit_code == 2, result.output
