@@ -69,7 +69,9 @@ def export_run(
     if fmt == "onnx":
         _need_onnx()  # before anything is written
     t = load_run(run, checkpoint)
-    info, shape, model = t.info, t.input_shape, t.model
+    info, shape = t.info, t.input_shape
+    # a state_dict holds the layers' weights only: its outputs stay standardised
+    model = t.model if fmt == "state_dict" else in_target_units(t)
     sample = torch.zeros(2, *shape)
 
     # a model the format cannot carry is refused before any folder is made
@@ -79,7 +81,7 @@ def export_run(
     # each format is made in memory and written whole: a full disk leaves the old file
     data = io.BytesIO()
     if fmt == "state_dict":
-        torch.save(model.state_dict(), data)
+        torch.save(t.model.state_dict(), data)
     elif made is not None:
         if fmt == "exported":
             torch.export.save(made, data)
@@ -105,6 +107,20 @@ def export_run(
         "layers": resolved(t.spec)["model"]["layers"],
         "torch": torch.__version__,
     }
+    pre = t.preprocessing
+    if pre is not None and pre.target_mean is not None and pre.target_std is not None:
+        meta["target_scale"] = {
+            "targets": pre.targets,
+            "mean": pre.target_mean,
+            "std": pre.target_std,
+            "in_model": model is not t.model,
+            "note": "the model learned standardised targets; "
+            + (
+                "its last step here is output * std + mean: it answers in the targets' units"
+                if model is not t.model
+                else "these weights give standardised outputs: multiply by std, add mean"
+            ),
+        }
     if t.preprocessing is not None:
         preprocessing = run / PREPROCESSING
         write_bytes_atomic(folder / preprocessing.name, preprocessing.read_bytes())
@@ -112,6 +128,30 @@ def export_run(
         written.append(folder / preprocessing.name)
     write_atomic(folder / "model.json", json.dumps(meta, indent=2) + "\n")
     return [*written, folder / "model.json"]
+
+
+def in_target_units(t: TrainedRun) -> Any:
+    """The run's model answering in the targets' own units: where it learned standardised
+    targets (a standardised timeseries), with `output * std + mean` as its last step, a
+    plain nn.Linear (diagonal) that every format carries; else the model itself."""
+    import torch
+    from torch import nn
+
+    pre = t.preprocessing
+    if pre is None or pre.target_mean is None or pre.target_std is None:
+        return t.model
+    k = len(pre.target_mean)
+    if list(t.shapes[-1]) != [k]:
+        raise NncliError(
+            f"{t.folder}: the model outputs {list(t.shapes[-1])} per sample, but its "
+            f"standardised targets are {k} value(s); export cannot undo their scaling"
+        )
+    units = nn.Linear(k, k)
+    with torch.no_grad():
+        units.weight.copy_(torch.diag(torch.tensor(pre.target_std, dtype=torch.float32)))
+        units.bias.copy_(torch.tensor(pre.target_mean, dtype=torch.float32))
+    units.requires_grad_(False)
+    return nn.Sequential(t.model, units).eval()
 
 
 def _made(fmt: str, model: Any, sample: Any) -> Any:
@@ -165,7 +205,7 @@ def _carried(fmt: str, model: Any, sample: Any, t: TrainedRun) -> Any:
             return made
         reason = None
     h, at = probe, ""
-    for i, (layer, shape) in enumerate(zip(model, [t.input_shape, *t.shapes], strict=False)):
+    for i, (layer, shape) in enumerate(zip(t.model, [t.input_shape, *t.shapes], strict=False)):
         with torch.no_grad():
             want = layer(h)
         try:

@@ -68,8 +68,12 @@ def test_torchscript_of_a_sequence_model_gives_the_runs_outputs(
     result = runner.invoke(app, ["export", str(run), "--format", "torchscript", "--out", str(out)])
     assert result.exit_code == 0, result.output
     x = inputs(kind)
+    t = load_run(run)
     with torch.no_grad():
-        want = load_run(run).model(x)
+        want = t.model(x)
+    if kind == "lstm":  # a standardised series: the file answers in the target's own units
+        assert t.pre.target_std is not None and t.pre.target_mean is not None
+        want = want * t.pre.target_std[0] + t.pre.target_mean[0]
     torch.save(x, tmp_path / "x.pt")
     code = (  # loaded where nncli cannot be imported: the file carries the whole model
         "import json, sys, torch\n"
@@ -160,3 +164,54 @@ def test_a_layer_a_format_cannot_carry_is_named_and_nothing_is_written(tmp_path:
     assert "Traceback" not in stderr
     assert not (tmp_path / "torchscript").exists()
     assert not (tmp_path / "exported").exists()
+
+
+def test_onnx_of_a_standardised_timeseries_answers_in_the_targets_units_as_predict(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    # the exported graph gave standardised values, predict the target's own units
+    import numpy as np
+    import pandas as pd
+
+    from nncli.trained.load import load_run
+    from nncli.trained.rows import sequence_rows
+
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxruntime")
+    sines = LSTM.replace("window: 10", "window: 10, periods: [25.0], noise: 0.0")
+    run = train(runner, tmp_path, sines, "lstm")
+    t = load_run(run)
+    assert t.pre.target_std is not None and t.pre.target_mean is not None
+    assert abs(t.pre.target_std[0] - 1.0) > 0.2  # (so that units differ)
+    history = tmp_path / "history.csv"
+    steps = np.arange(60)
+    pd.DataFrame({"y": 3.0 * np.sin(2 * np.pi * steps / 25) + 5.0}).to_csv(history, index=False)
+    predicted = runner.invoke(
+        app, ["predict", str(run), str(history), "--out", str(tmp_path / "p")]
+    )
+    assert predicted.exit_code == 0, predicted.output
+    want = pd.read_csv(tmp_path / "p")["prediction"].to_numpy()
+    assert len(want) == 51  # a forecast from each row that ends a window of 10
+
+    result = runner.invoke(app, ["export", str(run), "-f", "onnx", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    sequences = sequence_rows(t, history, "input", targets=False)
+    assert sequences is not None
+    np.save(tmp_path / "x.npy", sequences[1])  # the windows, standardised as the run's inputs
+    code = (
+        "import json, numpy as np, onnxruntime as ort\n"
+        f"s = ort.InferenceSession({str(tmp_path / 'o' / 'model.onnx')!r})\n"
+        f"print(json.dumps(s.run(None, {{'x': np.load({str(tmp_path / 'x.npy')!r})}})[0].tolist()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    got = np.asarray(json.loads(out.stdout))[:, 0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    meta = json.loads((tmp_path / "o" / "model.json").read_text())
+    assert meta["target_scale"] == {
+        "targets": ["y"],
+        "mean": t.pre.target_mean,
+        "std": t.pre.target_std,
+        "in_model": True,
+        "note": "the model learned standardised targets; its last step here is output * std "
+        "+ mean: it answers in the targets' units",
+    }
