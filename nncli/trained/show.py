@@ -184,18 +184,20 @@ class Planned:
     file: Path
     config: dict[str, Any]  # the resolved spec (an embedding's vocab filled from the data)
     layers: list[Row]  # as Summary.layers
-
-    @property
-    def total(self) -> int:
-        return sum(int(row["params"]) for row in self.layers if row["depth"] == 0)
+    total: int  # the model's parameters
 
 
-def plan(file: Path) -> Planned:
+def plan(file: Path, weights: bool = False) -> Planned:
     """Build `file`'s model as training would (every input mistake refused as train refuses
     it, located in the file) and draw it layer by layer, nested layers below their parent."""
     from nncli.config.locate import located
     from nncli.engine.prepare import prepare
 
+    if weights:
+        raise NncliError(
+            f"{file} is an experiment file, which holds no learned weights; --weights reads "
+            f"a trained run: train it (nncli train {file}), then show the run folder"
+        )
     exp = load_experiment(file)
     try:
         p = prepare(exp.spec, "cpu")
@@ -207,7 +209,7 @@ def plan(file: Path) -> Planned:
     model = p.model.eval()
     outputs = _outputs(model, list(p.splits["train"][0].shape[1:]))
     rows = list(_tree(p.spec.model.layers, list(model), "", 0, outputs))
-    return Planned(file, resolved(p.spec), rows)
+    return Planned(file, resolved(p.spec), rows, p.n_params)
 
 
 def describe(path: Path, weights: bool = False) -> Iterator[Any]:
@@ -215,8 +217,7 @@ def describe(path: Path, weights: bool = False) -> Iterator[Any]:
     if not path.is_file():
         yield from describe_run(path, weights)
         return
-    _no_weights(path, weights)
-    planned = plan(path)
+    planned = plan(path, weights)
     config = planned.config
     loss, opt = config.get("loss", {}), config.get("optimizer", {})
     yield f"experiment {path} (not trained: the model as training would build it)"
@@ -224,14 +225,6 @@ def describe(path: Path, weights: bool = False) -> Iterator[Any]:
     yield f"data {source}, loss {loss.get('name')}, optimizer {opt.get('name')} lr {opt.get('lr')}"
     yield render(layer_table(planned.layers), list(MODEL_COLUMNS), Format.table, title="model")
     yield f"{planned.total:,} parameters"
-
-
-def _no_weights(path: Path, weights: bool) -> None:
-    if weights:
-        raise NncliError(
-            f"{path} is an experiment file, which holds no learned weights; --weights reads "
-            f"a trained run: train it (nncli train {path}), then show the run folder"
-        )
 
 
 def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
@@ -267,15 +260,9 @@ def as_json(path: Path, weights: bool = False) -> str:
     parameters)."""
     if not path.is_file():
         return run_json(path, weights)
-    _no_weights(path, weights)
-    planned = plan(path)
-    facts = {
-        "experiment": str(path),
-        "config": planned.config,
-        "layers": _json_layers(planned.layers),
-        "parameters": planned.total,
-    }
-    return json.dumps(json_safe(facts), indent=2)
+    p = plan(path, weights)
+    facts = {"experiment": str(path), "config": p.config, "layers": _json_layers(p.layers)}
+    return json.dumps(json_safe({**facts, "parameters": p.total}), indent=2)
 
 
 def _json_layers(rows: list[Row]) -> list[dict[str, Any]]:
