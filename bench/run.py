@@ -169,7 +169,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 repeats, W2 on 12,000 samples")
     parser.add_argument("--repeats", type=int, help="repeats per loop (default 5, quick 3)")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
-    parser.add_argument("--only", default="W1,W2,W3,W4,cli", help="comma list of W1,W2,W3,W4,cli")
+    parser.add_argument("--only", default="W1,W2,W3,W4,W5,cli", help="comma list of W1..W5,cli")
     parser.add_argument(
         "--threads",
         type=int,
@@ -206,6 +206,7 @@ def main() -> None:
             ),
             "W3": lambda: workloads.cnn(folder, args.device, 10_000),
             "W4": lambda: workloads.resnet(folder, args.device, 3_000 if args.quick else 10_000),
+            "W5": lambda: workloads.lstm(args.device, 16_000 if args.quick else 64_000),
         }
         for key, make in makers.items():
             if key in only:

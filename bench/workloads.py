@@ -1,5 +1,6 @@
-"""The benchmark's three workloads: an experiment file for nncli, the same network written
-by hand for the hand-written loops, and the data (W2, W3 and W4 are synthetic, made here)."""
+"""The benchmark's workloads: an experiment file for nncli, the same network written by
+hand for the hand-written loops, and the data (W2, W3 and W4 are synthetic, made here; W5
+is nncli's generated marker_order, which the hand loops take from the prepared splits)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class Workload:
-    key: str  # W1, W2, W3, W4
+    key: str  # W1 .. W5
     title: str
     spec_text: str  # the experiment file nncli trains
     model: Callable[[], nn.Module]  # the same network, written by hand
@@ -150,6 +151,36 @@ def _resnet_model() -> nn.Module:
     )
 
 
+LSTM_SPEC = """\
+name: w5_lstm
+seed: 0
+data: {{source: marker_order, n_samples: {n}, length: 20, n_symbols: 8, split: {{test: 0.0}}}}
+model:
+  layers: [embedding: 16, lstm: 64, dense: 2]
+loss: cross_entropy
+optimizer: {{name: adam, lr: 0.003}}
+train: {{epochs: 1, batch_size: 64, device: {device}}}
+metrics: [accuracy]
+"""
+
+
+class _LSTMNet(nn.Module):
+    """Token ids -> embedding 16 -> LSTM 64 -> the last step's output -> dense 2: what one
+    writes by hand (marker_order has no padding, so nncli's padding-aware layers compute
+    the same function)."""
+
+    def __init__(self, vocab: int = 12) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, 16, padding_idx=0)
+        self.lstm = nn.LSTM(16, 64, batch_first=True)
+        self.head = nn.Linear(64, 2)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(self.embedding(ids.long()))
+        logits: torch.Tensor = self.head(out[:, -1])
+        return logits
+
+
 def synthetic(n: int, shape: tuple[int, ...], seed: int) -> tuple[np.ndarray, np.ndarray]:
     """`n` samples of 10 classes: a fixed random pattern per class plus noise, in 0..1-ish,
     so a model has something to learn (accuracy climbs within one epoch)."""
@@ -231,6 +262,22 @@ def resnet(folder: Path, device: str, n_train: int) -> Workload:
         _resnet_model,
         nn.CrossEntropyLoss,
         lr=1e-3,
+        batch=64,
+        epochs=1,
+        binary=False,
+        seed=0,
+    )
+
+
+def lstm(device: str, n_samples: int) -> Workload:
+    return Workload(
+        "W5",
+        f"LSTM: token ids (20 steps, 12 ids) -> embedding 16 -> lstm 64 -> dense 2 on "
+        f"marker_order; Adam 3e-3, batch 64, 1 epoch of {n_samples:,}",
+        LSTM_SPEC.format(n=n_samples, device=device),
+        _LSTMNet,
+        nn.CrossEntropyLoss,
+        lr=3e-3,
         batch=64,
         epochs=1,
         binary=False,

@@ -202,6 +202,9 @@ class Recurrent(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lengths, keep = within(x)
         keep_f = keep.unsqueeze(-1).to(x.dtype)
+        # forwards only, returning the last real step: no output up to it saw a later
+        # (padded) step, so padding needs no zeroing (a mask product less each way)
+        masked = not self.last or len(self.backwards) > 0
         h = x
         for i, forwards in enumerate(self.forwards):
             if i > 0:
@@ -210,7 +213,7 @@ class Recurrent(nn.Module):
             if len(self.backwards):
                 back, _ = self.backwards[i](reverse_within(h, lengths))
                 out = torch.cat([out, reverse_within(back, lengths)], dim=-1)
-            h = out * keep_f
+            h = out * keep_f if masked else out
         if not self.last:
             return h
         at = (lengths - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, self.hidden)

@@ -31,15 +31,16 @@ def show(
 ) -> None:
     """Summarise a run: config, model (with parameter counts), final and best metrics.
 
+    RUN may be an experiment file: its model, built on its data as training would, untrained.
     --format json prints the same facts as one JSON object, and nothing else, on stdout."""
-    from nncli.trained.show import describe_run, run_json
+    from nncli.trained.show import as_json, describe
 
     with user_errors():
         if report is Report.json:
-            text = run_json(run, weights)  # read whole first: an error prints no half object
+            text = as_json(run, weights)  # read whole first: an error prints no half object
             sys.stdout.write(text + "\n")
             return
-        for item in describe_run(run, weights):
+        for item in describe(run, weights):
             print_item(item)
 
 

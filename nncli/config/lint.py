@@ -3,11 +3,15 @@ badly. Each is a Problem at the offending layer or loss (FILE:LINE:COL) with its
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
+from nncli import blocks as nested
 from nncli.config import yamlio
 from nncli.config.activations import file_key
 from nncli.config.locate import where
+from nncli.config.model import ModelSpec, walk
+from nncli.config.model import file_key as nested_file_key
 from nncli.config.spec import Experiment, Spec
 from nncli.errors import Problem
 from nncli.layers import info
@@ -20,13 +24,16 @@ def check_experiment(exp: Experiment) -> list[Problem]:
 
 def check(spec: Spec, doc: yamlio.Document, overrides: Sequence[str] = ()) -> list[Problem]:
     """Every warning of `spec`, located in `doc` (or at the `--set` that gave the value)."""
-    types = [layer.type for layer in spec.model.layers]
-    found = [*_linear_runs(types), *_output(types, spec)]
+    found = [f for key, specs in _layer_lists(spec.model) for f in _linear_runs(key, specs)]
+    found += _output(spec)
     problems = []
     for found_key, message, hint in found:
         key = file_key(doc.data, found_key)  # `{dense: 1, activation: sigmoid}`: 2 layers
-        # a loss written as a map is pointed at by its `name:`
-        place = where(doc, (*key, "name") if key == ("loss",) else key, overrides)
+        # a loss written as a map is pointed at by its `name:`; a nested layer is named by
+        # its spec key (`...residual.layers.1`, as build errors name it), found in the file
+        # where its list is written
+        at = (*key, "name") if key == ("loss",) else nested_file_key(doc.data, found_key)
+        place = where(doc, at, overrides)
         problems.append(Problem(place, ".".join(map(str, key)), message, hint))
     return problems
 
@@ -34,8 +41,22 @@ def check(spec: Spec, doc: yamlio.Document, overrides: Sequence[str] = ()) -> li
 Found = tuple[yamlio.Key, str, str | None]
 
 
-def _linear_runs(types: list[str]) -> list[Found]:
-    """One warning per run of weighted layers with nothing non-linear between them."""
+def _layer_lists(model: ModelSpec) -> Iterator[tuple[yamlio.Key, Sequence[Any]]]:
+    """Every list of layers with its key: model.layers, each block of model.blocks, and the
+    lists inside a residual or parallel of them (a block's layers once, where defined)."""
+    tops: list[tuple[yamlio.Key, Sequence[Any]]] = [(("model", "layers"), model.layers)]
+    tops += [(("model", "blocks", name), specs) for name, specs in model.blocks.items()]
+    for top, specs in tops:
+        yield top, specs
+        for key, spec in walk(specs, top):
+            for part, inner in nested.inner(spec):
+                yield (*key, *part), inner
+
+
+def _linear_runs(at: yamlio.Key, specs: Sequence[Any]) -> list[Found]:
+    """One warning per run of weighted layers of one list with nothing non-linear between
+    them (a layer holding layers ends a run: its own lists are looked at on their own)."""
+    types = [layer.type for layer in specs]
     runs: list[list[int]] = []
     current: list[int] = []
     for i, kind in enumerate(types):
@@ -48,11 +69,12 @@ def _linear_runs(types: list[str]) -> list[Found]:
             runs.append(current)
     found: list[Found] = []
     for run in runs:
-        named = [f"model.layers.{i} ({types[i]})" for i in run]
+        prefix = ".".join(map(str, at))
+        named = [f"{prefix}.{i} ({types[i]})" for i in run]
         listed = ", ".join(named[:-1]) + " and " + named[-1]
         found.append(
             (
-                ("model", "layers", run[1]),
+                (*at, run[1]),
                 f"no non-linearity between {listed}: linear layers in a row compose into one "
                 "linear map, so together they learn nothing a single layer cannot",
                 "put an activation such as relu or tanh after each hidden layer",
@@ -61,13 +83,26 @@ def _linear_runs(types: list[str]) -> list[Found]:
     return found
 
 
-def _output(types: list[str], spec: Spec) -> list[Found]:
+def _last(at: yamlio.Key, specs: Sequence[Any]) -> tuple[yamlio.Key, str] | None:
+    """The layer that gives the output of `specs` (dropout, flatten and the like pass it
+    on): inside a block used last, that block's last layer."""
+    for i in range(len(specs) - 1, -1, -1):
+        spec = specs[i]
+        if isinstance(spec, nested.Block) and spec.layers():
+            return _last(("model", "blocks", spec.name), spec.layers())
+        if info(spec.type).passes is None:
+            return (*at, i), spec.type
+    return None
+
+
+def _output(spec: Spec) -> list[Found]:
     """The last layer against what the loss expects of the model's output."""
-    last = next((i for i in range(len(types) - 1, -1, -1) if info(types[i]).passes is None), None)
-    if last is None:
+    found = _last(("model", "layers"), spec.model.layers)
+    if found is None:
         return []
-    end, loss, loss_info = types[last], spec.loss.name, spec.loss_info
-    where: yamlio.Key = ("model", "layers", last)
+    where, end = found
+    last = ".".join(map(str, where))
+    loss, loss_info = spec.loss.name, spec.loss_info
     own, squash = loss_info.applies, info(end).output_range
     if loss_info.output == "logits" and squash is not None and own is not None:
         effect = {
@@ -90,8 +125,7 @@ def _output(types: list[str], spec: Spec) -> list[Found]:
         return [
             (
                 ("loss",),
-                f"loss '{loss}' expects {what}, but the model ends with {end} "
-                f"(model.layers.{last})",
+                f"loss '{loss}' expects {what}, but the model ends with {end} ({last})",
                 f"end the model with {want}" + (f", {instead}" if instead else ""),
             )
         ]

@@ -6,7 +6,7 @@ shape that does not fit is caught here and named with its layer and shapes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -163,3 +163,31 @@ def summary(
         }
         for i, (spec, module, shape) in enumerate(zip(specs, model, shapes, strict=True))
     ]
+
+
+def built_layers(
+    specs: Sequence[LayerSpec], modules: Sequence[nn.Module], key: Key, via: tuple[str, ...] = ()
+) -> Iterator[tuple[str, LayerSpec, nn.Module]]:
+    """Every layer of `specs` with the module built for it, and those inside a residual,
+    parallel or block after it, each named as build errors name it: `model.layers.2`,
+    `model.layers.2.residual.layers.1`, `model.layers.3 (block(...)) > model.blocks.b.0`."""
+    from nncli.blocks import Block, Parallel, Residual
+
+    for i, (spec, module) in enumerate(zip(specs, modules, strict=True)):
+        at = (*key, i)
+        name = ".".join(map(str, at))
+        yield " > ".join((*via, name)), spec, module
+        if isinstance(spec, Residual):
+            yield from built_layers(
+                spec.layers, list(module.body), (*at, "residual", "layers"), via
+            )
+        elif isinstance(spec, Parallel):
+            for b, branch in enumerate(spec.branches):
+                inner = list(module.branches[b])
+                yield from built_layers(branch, inner, (*at, "parallel", "branches", b), via)
+        elif isinstance(spec, Block):
+            repeats = [module] if spec.repeat == 1 else list(module)
+            within = (*via, f"{name} ({describe(spec)})")
+            for rep in repeats:
+                block = ("model", "blocks", spec.name)
+                yield from built_layers(spec.layers(), list(rep), block, within)

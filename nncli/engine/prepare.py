@@ -227,27 +227,42 @@ def _too_large(spec: Spec, sample: torch.Tensor, reason: str) -> str:
 def _check_batch_of_one(spec: Spec, model: nn.Sequential, sample: torch.Tensor, n: int) -> None:
     """Batch normalisation cannot train on a batch of one sample (torch stops the run mid-
     epoch): where the train split leaves one, the experiment is refused (rather than the
-    sample dropped or merged, which would train on other batches than the file says)."""
+    sample dropped or merged, which would train on other batches than the file says). Layers
+    inside residuals, branches and blocks count, and are named by their path."""
+    from nncli.engine.model import built_layers
+
     batch = spec.train.batch_size
     if not (n == 1 or batch == 1 or (batch < n and n % batch == 1)):
         return
-    if not any(layer_info(layer.type).normalisation for layer in spec.model.layers):
+    if not any(layer_info(s.type).normalisation for _, s, _ in built_layers(*_stack(spec, model))):
         return
     import copy
 
-    x = sample[:1]
-    with torch.no_grad():
-        for i, module in enumerate(copy.deepcopy(model).train()):
-            try:
-                x = module(x)
-            except ValueError as exc:
-                fix = next(b for b in range(batch + 1, n + 2) if b >= n or n % b != 1)
-                raise NncliError(
-                    f"train.batch_size {batch} leaves a batch of one sample of the {n} in the "
-                    f"train split, and model.layers.{i} ({spec.model.layers[i].type}) cannot "
-                    f"train on one sample ({first_line(exc)}); use train.batch_size {fix}, or "
-                    "change the split so that no batch holds a single sample"
-                ) from None
+    trial = copy.deepcopy(model).train()
+    entered: list[str] = []  # the innermost layer running when torch refuses: the last entered
+    hooks = [
+        module.register_forward_pre_hook(lambda *_, name=f"{name} ({s.type})": entered.append(name))
+        for name, s, module in built_layers(*_stack(spec, trial))
+    ]
+    try:
+        with torch.no_grad():
+            trial(sample[:1])
+    except ValueError as exc:
+        fix = next(b for b in range(batch + 1, n + 2) if b >= n or n % b != 1)
+        raise NncliError(
+            f"train.batch_size {batch} leaves a batch of one sample of the {n} in the "
+            f"train split, and {entered[-1]} cannot train on one sample ({first_line(exc)}); "
+            f"use train.batch_size {fix}, or change the split so that no batch holds a "
+            "single sample"
+        ) from None
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def _stack(spec: Spec, model: nn.Sequential) -> tuple[Any, list[nn.Module], tuple[str, str]]:
+    """built_layers' arguments for the whole model."""
+    return spec.model.layers, list(model), ("model", "layers")
 
 
 def _check_shares(p: Prepared) -> None:

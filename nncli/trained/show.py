@@ -1,5 +1,6 @@
 """`nncli show RUN`: a run's config, model (parameter counts from its checkpoint), metrics,
-and with --weights the learned parameters (a single neuron reads as its equation)."""
+and with --weights the learned parameters (a single neuron reads as its equation).
+`nncli show FILE.yaml`: an experiment's model, built on its data, before any training."""
 
 from __future__ import annotations
 
@@ -81,6 +82,20 @@ Row = dict[str, Any]
 METRIC_COLUMNS = ("metric", "final", "best", "best epoch")
 
 
+def layer_table(layers: list[Row]) -> list[dict[str, Any]]:
+    """The layers as `show` prints them (MODEL_COLUMNS): nested ones indented, settings as
+    `k=v, ...`, the output shape as `a x b`."""
+    return [
+        {
+            **row,
+            "layer": "  " * row["depth"] + str(row["layer"]),
+            "settings": ", ".join(f"{k}={v}" for k, v in row["settings"].items()),
+            "output": None if row["output"] is None else " x ".join(map(str, row["output"])),
+        }
+        for row in layers
+    ]
+
+
 @dataclass
 class Summary:
     """What `show` says of a run, read once: the text and the JSON forms both print it."""
@@ -102,17 +117,7 @@ class Summary:
         return sum(int(row["params"]) for row in self.layers if row["depth"] == 0)
 
     def layer_table(self) -> list[dict[str, Any]]:
-        """The layers as `show` prints them (MODEL_COLUMNS): settings as `k=v, ...`, the
-        output shape as `a x b`."""
-        return [
-            {
-                **row,
-                "layer": "  " * row["depth"] + str(row["layer"]),
-                "settings": ", ".join(f"{k}={v}" for k, v in row["settings"].items()),
-                "output": None if row["output"] is None else " x ".join(map(str, row["output"])),
-            }
-            for row in self.layers
-        ]
+        return layer_table(self.layers)
 
     def weights(self) -> tuple[Path, list[str], dict[str, Any]]:
         """The checkpoint read, the equation of a single neuron, and the float tensors."""
@@ -154,8 +159,8 @@ def summarise(run: Path) -> Summary:
             }
         )
     if trained is not None:  # the model as built knows each layer's output (like Keras's)
-        model = list(trained.model)
-        rows = list(_tree(trained.spec.model.layers, model, "", 0, _outputs(trained)))
+        outputs = _outputs(trained.model, trained.input_shape)
+        rows = list(_tree(trained.spec.model.layers, list(trained.model), "", 0, outputs))
     final = info.final or {}
     best = info.best or {}
     metric_rows = [
@@ -169,6 +174,57 @@ def summarise(run: Path) -> Summary:
         if k not in NOT_METRICS
     ]
     return Summary(run, info, config, rows, trained is not None, metric_rows, trained, state)
+
+
+@dataclass
+class Planned:
+    """What `show FILE.yaml` says of an experiment: its model as prepare builds it (on the
+    data's train samples, on the cpu), before any training."""
+
+    file: Path
+    config: dict[str, Any]  # the resolved spec (an embedding's vocab filled from the data)
+    layers: list[Row]  # as Summary.layers
+    total: int  # the model's parameters
+
+
+def plan(file: Path, weights: bool = False) -> Planned:
+    """Build `file`'s model as training would (every input mistake refused as train refuses
+    it, located in the file) and draw it layer by layer, nested layers below their parent."""
+    from nncli.config.locate import located
+    from nncli.engine.prepare import prepare
+
+    if weights:
+        raise NncliError(
+            f"{file} is an experiment file, which holds no learned weights; --weights reads "
+            f"a trained run: train it (nncli train {file}), then show the run folder"
+        )
+    exp = load_experiment(file)
+    try:
+        p = prepare(exp.spec, "cpu")
+    except NncliError as exc:
+        at = located(exc, exp)
+        if at is None:
+            raise
+        raise NncliError(str(at)) from None
+    model = p.model.eval()
+    outputs = _outputs(model, list(p.splits["train"][0].shape[1:]))
+    rows = list(_tree(p.spec.model.layers, list(model), "", 0, outputs))
+    return Planned(file, resolved(p.spec), rows, p.n_params)
+
+
+def describe(path: Path, weights: bool = False) -> Iterator[Any]:
+    """`show`'s text for a run folder, or for an experiment file (its model untrained)."""
+    if not path.is_file():
+        yield from describe_run(path, weights)
+        return
+    planned = plan(path, weights)
+    config = planned.config
+    loss, opt = config.get("loss", {}), config.get("optimizer", {})
+    yield f"experiment {path} (not trained: the model as training would build it)"
+    source = config.get("data", {}).get("source")
+    yield f"data {source}, loss {loss.get('name')}, optimizer {opt.get('name')} lr {opt.get('lr')}"
+    yield render(layer_table(planned.layers), list(MODEL_COLUMNS), Format.table, title="model")
+    yield f"{planned.total:,} parameters"
 
 
 def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
@@ -199,6 +255,21 @@ def describe_run(run: Path, weights: bool = False) -> Iterator[Any]:
             yield f"{key} {tuple(tensor.shape)}\n{tensor.numpy().round(4)}"
 
 
+def as_json(path: Path, weights: bool = False) -> str:
+    """`show --format json` of a run folder, or of an experiment file (config, layers,
+    parameters)."""
+    if not path.is_file():
+        return run_json(path, weights)
+    p = plan(path, weights)
+    facts = {"experiment": str(path), "config": p.config, "layers": _json_layers(p.layers)}
+    return json.dumps(json_safe({**facts, "parameters": p.total}), indent=2)
+
+
+def _json_layers(rows: list[Row]) -> list[dict[str, Any]]:
+    keys = ("depth", "layer", "settings", "output", "params")
+    return [{"module": r["#"], **{k: r[k] for k in keys}} for r in rows]
+
+
 def run_json(run: Path, weights: bool = False) -> str:
     """`show --format json`: the same facts as one JSON object (NaN and infinity as null)."""
     s = summarise(run)
@@ -221,13 +292,7 @@ def run_json(run: Path, weights: bool = False) -> str:
         "optimizer": opt.get("name"),
         "lr": opt.get("lr"),
         "config": s.config,
-        "layers": [
-            {
-                "module": r["#"],
-                **{k: r[k] for k in ("depth", "layer", "settings", "output", "params")},
-            }
-            for r in s.layers
-        ],
+        "layers": _json_layers(s.layers),
         "parameters": s.total,
         "built": s.built,
         "metrics": {
@@ -253,8 +318,9 @@ def _settings(layer: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in layer.items() if k != "type" and not isinstance(v, list)}
 
 
-def _outputs(t: TrainedRun) -> dict[str, tuple[int, ...]]:
-    """The output shape of every module of the model, by its name, for one sample."""
+def _outputs(model: Any, input_shape: list[int]) -> dict[str, tuple[int, ...]]:
+    """The output shape of every module of `model` (in eval mode), by its name, for one
+    sample."""
     import torch
 
     found: dict[str, tuple[int, ...]] = {}
@@ -265,12 +331,12 @@ def _outputs(t: TrainedRun) -> dict[str, tuple[int, ...]]:
                 name, tuple((out[0] if isinstance(out, tuple) else out).shape[1:])
             )
         )
-        for name, module in t.model.named_modules()
+        for name, module in model.named_modules()
         if name
     ]
     try:
         with torch.no_grad():
-            t.model(torch.zeros(2, *t.input_shape))
+            model(torch.zeros(2, *input_shape))
     finally:
         for hook in hooks:
             hook.remove()

@@ -232,3 +232,37 @@ def test_a_clean_file_prints_no_warning(runner: CliRunner, write: Callable[..., 
 def test_lint_imports_no_torch() -> None:
     code = "import sys, nncli.config.lint; assert 'torch' not in sys.modules, 'torch'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+NESTED = """\
+data: {source: circles}
+model:
+  blocks:
+    unit:
+      - dense: 8
+      - residual: [dense: 8, dense: 8]
+      - tanh
+    head: [dense: 1, tanh]
+  layers:
+    - dense: 8
+    - relu
+    - unit: {repeat: 2}
+    - parallel: {branches: [[dense: 4, dropout, dense: 4], [relu]]}
+    - head
+loss: bce
+"""
+
+
+def test_warnings_fire_for_layers_inside_blocks_residuals_and_branches() -> None:
+    def between(*layers: str) -> str:
+        return NO_NON_LINEARITY.format(layers=", ".join(layers[:-1]) + " and " + layers[-1])
+
+    residual = "model.blocks.unit.1.residual.layers"
+    branch = "model.layers.3.parallel.branches.0"
+    assert warnings(NESTED) == [
+        f"exp.yaml:13:49  {branch}.2  {between(f'{branch}.0 (dense)', f'{branch}.2 (dense)')}",
+        f"exp.yaml:6:30  {residual}.1  {between(f'{residual}.0 (dense)', f'{residual}.1 (dense)')}",
+        "exp.yaml:15:1  loss  loss 'bce' expects a probability from a final sigmoid, but the "
+        "model ends with tanh (model.blocks.head.1)  (end the model with sigmoid, or use loss: "
+        "bce_with_logits)",
+    ]

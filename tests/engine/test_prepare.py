@@ -144,6 +144,41 @@ def test_batchnorm_with_a_last_batch_of_one_sample_is_refused_up_front(
     )
 
 
+@pytest.mark.parametrize(
+    ("layers", "path"),
+    [
+        (
+            "[dense: 8, residual: [dense: 8, batchnorm1d, tanh], dense: 1, sigmoid]",
+            "model.layers.1.residual.layers.1 (batchnorm1d)",
+        ),
+        (
+            "[dense: 8, unit: {repeat: 2}, dense: 1, sigmoid]\n"
+            "  blocks: {unit: [parallel: {merge: add, branches: [[tanh], [batchnorm1d]]}]}",
+            "model.layers.1 (block(name=unit, repeat=2)) > "
+            "model.blocks.unit.0.parallel.branches.1.0 (batchnorm1d)",
+        ),
+    ],
+    ids=["residual", "branch-in-block"],
+)
+def test_batchnorm_inside_a_nested_layer_with_a_batch_of_one_is_refused_at_its_path(
+    runner: CliRunner, write: Callable[..., Path], tmp_path: Path, layers: str, path: str
+) -> None:
+    # the guard looked at model.layers only: torch stopped the run in its first epoch
+    text = TINY.replace("n_samples: 200", "n_samples: 161").replace("val: 0.2, test: 0.2", "")
+    text = text.replace(
+        "  layers:\n    - dense: 8\n    - tanh\n    - dense: 1\n    - sigmoid\n",
+        f"  layers: {layers}\n",
+    )
+    spec = write(text)
+    assert refused(runner, spec, tmp_path).splitlines()[-1] == (
+        f"error {spec}:{13 if 'blocks' in layers else 12}:20  train.batch_size  "
+        "train.batch_size 32 leaves a batch of one sample of the 129 in the train split, and "
+        f"{path} cannot train on one sample (Expected more than 1 value per channel when "
+        "training, got input size torch.Size([1, 8])); use train.batch_size 33, or change "
+        "the split so that no batch holds a single sample"
+    )
+
+
 def test_a_layer_too_large_even_for_shapes_is_named(
     runner: CliRunner, write: Callable[..., Path], tmp_path: Path
 ) -> None:
