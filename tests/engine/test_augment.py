@@ -232,3 +232,15 @@ def test_a_killed_augmented_run_resumes_to_the_uninterrupted_result(tmp_path: Pa
     mine, theirs = _weights(folder), _weights(uninterrupted)
     assert mine.keys() == theirs.keys()
     assert all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+def test_a_generated_source_reshaped_to_images_trains_augmented() -> None:
+    # make_classification's parameters go to scikit-learn: augment is not one of them
+    text = (
+        "data: {source: make_classification, n_features: 16, shape: [1, 4, 4],\n"
+        "       augment: [horizontal_flip, cutmix]}\n"
+        "model: {layers: [flatten, dense: 2]}\nloss: cross_entropy\n"
+        "train: {epochs: 1, device: cpu}\n"
+    )
+    (row,) = _rows(text)
+    assert row["epoch"] == 1 and row["train_loss"] > 0
