@@ -270,6 +270,11 @@ def _kornia_installed(value: list[Any]) -> list[Any]:
     return value
 
 
+def _annotation() -> Any:
+    item: Any = Annotated[entry_annotation(transforms), BeforeValidator(_no_normalize)]
+    return Annotated[list[item], AfterValidator(_kornia_installed)]
+
+
 if TYPE_CHECKING:
 
     class TransformSpec(Params):
@@ -277,8 +282,17 @@ if TYPE_CHECKING:
 
     Augment = list[TransformSpec]
 else:
-    TransformSpec = Annotated[entry_annotation(transforms), BeforeValidator(_no_normalize)]
-    Augment = Annotated[list[TransformSpec], AfterValidator(_kornia_installed)]
+    TransformSpec = Params  # each entry is its own model, tagged by `type`
+    Augment = _annotation()
+
+
+def rebind_augment(models: Sequence[type[Params]]) -> None:
+    """Give the `augment` field of `models` (every source's) the transforms registered by
+    now: one registered after import (a plugin's) is then valid in files and the schema."""
+    augment = _annotation()
+    for model in models:
+        model.model_fields["augment"].annotation = augment
+        model.model_rebuild(force=True)
 
 
 def augment_field() -> Any:

@@ -216,3 +216,35 @@ def test_help_and_validate_of_an_augmented_file_import_neither_torch_nor_kornia(
     )
     assert f"ok {EXPERIMENTS / 'digits_augment.yaml'}" in out.stdout, out.stdout + out.stderr
     assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
+def test_a_transform_registered_after_import_is_valid_in_files_and_the_schema(
+    write: Callable[..., Path],
+) -> None:
+    path = write(digits("invert", "invert: {p: 0.5}", "inverted"))
+    code = textwrap.dedent(
+        f"""
+        import json
+        from pathlib import Path
+        from nncli.data.augment import Flip, transforms
+        from nncli.config.spec import load_spec, schema
+        from nncli.errors import SpecError
+
+        @transforms.register("invert", params=Flip)
+        def invert(p, shape):
+            \"\"\"1 - x.\"\"\"
+
+        try:
+            load_spec(Path({str(path)!r}))
+        except SpecError as exc:
+            # (the key is left out: after any late registration pydantic names the source
+            # twice in it, data.digits.digits..., for every registry: not augment's doing)
+            print(*(f"{{p.where}} {{p.message}} ({{p.hint}})" for p in exc.problems), sep="\\n")
+        print("invert" in json.dumps(schema()))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == [
+        f"{path}:7:7 unknown transform 'inverted' (did you mean 'invert'?)",
+        "True",
+    ]
