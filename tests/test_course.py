@@ -268,6 +268,28 @@ def test_attention_reads_word_order_that_a_bag_of_words_cannot() -> None:
     assert accuracy["text_bow"] < 0.85  # a `not` it sees, never where
 
 
+@pytest.mark.slow
+def test_augmented_digits_and_their_twin_give_the_readme_rows() -> None:
+    table = lessons()
+    train_accuracy = []
+    for shown, augment, overrides in (
+        ("digits_augment", "random_crop: 1, rotation: 8", []),
+        ("digits_augment, data.augment=[]", "none", ["data.augment=[]"]),
+    ):
+        p = prepare(load_spec(EXPERIMENTS / "digits_augment.yaml", overrides), "cpu")
+        sink = Rows()
+        fit(p, sink)
+        last = sink.rows[-1]
+        train_accuracy.append(last["train_accuracy"])
+        measured = (
+            f"| {shown} | {augment} | {p.n_params:,} | {last['train_accuracy']:.4f} | "
+            f"{last['test_accuracy']:.4f} | {last['test_loss']:.4f} |"
+        )
+        assert measured in table, measured
+    # augmentation makes the train split harder than the test split here: the lesson's point
+    assert train_accuracy[0] < train_accuracy[1]
+
+
 # --- the README teaches with these files ----------------------------------------------------
 
 

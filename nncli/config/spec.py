@@ -30,6 +30,7 @@ from nncli.config.model import LayerSpec, ModelSpec, rebind, remember
 from nncli.config.overrides import TAGS, apply
 from nncli.config.sweep import SweepSpec
 from nncli.data import DataParams, FileParams, datasets
+from nncli.data.augment import rebind_augment, transforms
 from nncli.errors import Problem, SpecError
 from nncli.layers import layers
 from nncli.loggers.base import loggers
@@ -214,6 +215,15 @@ def _refresh() -> None:
 
 for _registry in (layers, datasets, losses, optimizers, schedulers, metrics, loggers):
     _registry.on_change(_refresh)
+
+
+def _refresh_augment() -> None:
+    """A transform registered late: every source's data.augment takes it."""
+    rebind_augment([DataParams, *(m for e in datasets for m in (e.params, e.args))])
+    _refresh()
+
+
+transforms.on_change(_refresh_augment)
 
 
 def validate(doc: yamlio.Document, overrides: list[str] | tuple[str, ...] = ()) -> Spec:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import BeforeValidator, Field, model_validator
 
+from nncli.data.augment import Augment, augment_field
 from nncli.data.preprocess import Feature, Fill, Preprocessing, TargetKind
 from nncli.data.sequences import Series, Tokens
 from nncli.errors import NncliError
@@ -54,6 +55,7 @@ class DataParams(Params):
     """Parameters every source shares."""
 
     split: Split = Split()
+    augment: Augment = augment_field()
 
 
 def _fraction(value: Any) -> Any:
@@ -201,7 +203,7 @@ def finite32(p: DataParams, *arrays: NDArray[Any]) -> None:
     numbers = {
         k: max(map(abs, v)) if isinstance(v, list) else abs(v)
         for k, v in p
-        if isinstance(v, float | list) and k != "shape"
+        if isinstance(v, float | list) and k not in ("shape", "augment")
     }
     largest = max(numbers, key=numbers.__getitem__)
     raise NncliError(

@@ -133,7 +133,7 @@ def make_classification(p: MakeClassification, seed: int) -> Dataset:
     import numpy as np
     from sklearn.datasets import make_classification as make
 
-    params = p.model_dump(exclude={"source", "split", "shape", "scale", "standardize"})
+    params = p.model_dump(exclude={"source", "split", "shape", "scale", "standardize", "augment"})
     check_generated(p, p.n_samples * p.n_features)
     x, y = _sklearn("make_classification", make, random_state=seed, **params)
     finite32(p, x)
@@ -158,7 +158,7 @@ def make_regression(p: MakeRegression, seed: int) -> Dataset:
     import numpy as np
     from sklearn.datasets import make_regression as make
 
-    params = p.model_dump(exclude={"source", "split", "shape", "scale", "standardize"})
+    params = p.model_dump(exclude={"source", "split", "shape", "scale", "standardize", "augment"})
     check_generated(p, (p.n_samples + p.n_targets) * (p.n_features + p.n_targets))
     x, y = _sklearn("make_regression", make, random_state=seed, **params)
     finite32(p, x, y)
@@ -182,7 +182,7 @@ def make_multilabel_classification(p: MakeMultilabel, seed: int) -> Dataset:
     import numpy as np
     from sklearn.datasets import make_multilabel_classification as make
 
-    params = p.model_dump(exclude={"source", "split", "shape", "scale", "standardize"})
+    params = p.model_dump(exclude={"source", "split", "shape", "scale", "standardize", "augment"})
     check_generated(p, (p.n_samples + p.n_classes) * p.n_features)
     x, y = _sklearn("make_multilabel_classification", make, random_state=seed, **params)
     names = [f"label{i + 1}" for i in range(p.n_classes)]

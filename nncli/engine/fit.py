@@ -142,6 +142,7 @@ def _fit(
     batch_losses = torch.zeros(n_batches, device=dev)  # to name the batch that diverged
     params = [q for group in opt.param_groups for q in group["params"]]
     accumulate = cfg.accumulate_batches
+    augment = p.augment  # data.augment: train batches only
 
     for epoch in range(start, cfg.epochs + 1):
         started = time.perf_counter()
@@ -158,10 +159,13 @@ def _fit(
             else:
                 idx = perm[lo + rank : hi : world]  # this rank's share of the global batch
                 xb, yb = x.index_select(0, idx), y.index_select(0, idx)  # x[idx], 3x faster
+            target = yb
+            if augment is not None:  # mixes give soft targets; metrics count yb, own labels
+                xb, target = augment(xb, yb)
             with autocast:
                 out = forward(xb)
             try:
-                loss = loss_fn(out.float(), yb)
+                loss = loss_fn(out.float(), target)
             except RuntimeError:  # e.g. BCELoss refuses NaN probabilities
                 if bool(torch.isfinite(out).all()):
                     raise

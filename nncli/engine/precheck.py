@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from nncli.config.spec import LayerSpec, Spec
 from nncli.data import FileParams
+from nncli.data.augment import check as augment_check
+from nncli.data.augment import known_shape
 from nncli.data.outline import outline
 from nncli.engine.task import output_layer, task_of
 from nncli.errors import NncliError
@@ -23,6 +25,7 @@ def precheck(spec: Spec) -> list[NncliError]:
         if missing:
             return missing
     found, errors = outline(spec.data, spec.loss_info.target)
+    errors += augment_check(spec.data.augment, known_shape(spec.data), spec.loss.name)
     if found is None:
         return errors
     k = n_outputs(spec.model.layers, found.flat)

@@ -13,6 +13,7 @@ from torch import nn
 from nncli import data as datamod
 from nncli.config.spec import Spec
 from nncli.engine import distributed
+from nncli.engine.augment import Augment, build
 from nncli.engine.devices import resolve_device, seed_everything
 from nncli.engine.model import build_model, count_parameters, describe, with_vocabulary
 from nncli.engine.task import Task, infer_task, output_layer
@@ -42,6 +43,7 @@ class Prepared:
     monitor: str = "train_loss"  # the column that picks best.pt, early stopping, plateaus
     mode: str = "min"
     rank: distributed.Rank = field(default_factory=distributed.Rank)
+    augment: Augment | None = None  # data.augment, applied to training batches only
 
     @property
     def n_params(self) -> int:
@@ -128,6 +130,8 @@ def prepare(spec: Spec, device: str | None = None) -> Prepared:
     )
     p.monitor, p.mode = _monitor(spec, list(splits))
     p.rank = rank
+    shape = tuple(sample.shape[1:])
+    p.augment = build(spec.data.augment, shape, spec.loss.name, task.n_outputs, dev)
     if rank.distributed:
         _check_shares(p)
     if spec.scheduler is not None:
