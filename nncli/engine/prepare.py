@@ -109,7 +109,7 @@ def prepare(spec: Spec, device: str | None = None) -> Prepared:
 
     # each split's rows: views of the data rearranged in place where it is large, so that
     # the host holds it once (the splits' tensors on the CPU are those views)
-    del x_all, sample
+    del x_all
     rows = datamod.take_splits(dataset.x, indices)
     splits = {
         name: (torch.from_numpy(rows[name]).to(dev), _targets(dataset.y[idx], task, dev))
