@@ -296,3 +296,29 @@ def test_learning_rate_gets_lr() -> None:
         "exp.yaml:15:25  optimizer.adam.learning_rate  unknown key 'learning_rate'  "
         "(did you mean 'lr'?)"
     ]
+
+
+def test_errors_after_a_late_registration_name_each_key_once() -> None:
+    """A plugin's registration rebuilds the spec's unions; the rebuilt fields kept the old
+    union's validators beside the new ones, and every error key named its tag twice
+    (`data.digits.digits.splt`)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from nncli.config import yamlio\n"
+        "from nncli.config.spec import validate\n"
+        "from nncli.losses import losses\n"
+        "losses.register('nothing', info=losses.get('mse').info)(lambda p: None)\n"
+        "text = ('data: {source: digits, splt: 1}\\nmodel: {layers: [dense: 10]}\\n'\n"
+        "        'loss: {name: cross_entropy, wieght: 1}\\n')\n"
+        "try:\n"
+        "    validate(yamlio.loads(text, 'x.yaml'))\n"
+        "except Exception as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.stdout == (
+        "x.yaml:1:24  data.digits.splt  unknown key 'splt'  (did you mean 'split'?)\n"
+        "x.yaml:3:29  loss.cross_entropy.wieght  unknown key 'wieght'  (did you mean 'weight'?)\n"
+    ), out.stderr

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Optional
 
 from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from nncli.config import yamlio
@@ -208,7 +209,13 @@ def _refresh() -> None:
         (Spec, "loggers"): list[entry_annotation(loggers)],  # type: ignore[misc]
     }
     for (model, name), annotation in annotations.items():
-        model.model_fields[name].annotation = annotation
+        # a new field from the annotation (its own metadata: the old union's validators
+        # kept beside the new ones ran the union twice, its tag twice in every error key)
+        old = model.model_fields[name]
+        field = FieldInfo.from_annotation(annotation)
+        field.default, field.default_factory = old.default, old.default_factory
+        field.description = old.description
+        model.model_fields[name] = field
     ModelSpec.model_rebuild(force=True)
     Spec.model_rebuild(force=True)
 
