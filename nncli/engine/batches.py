@@ -84,7 +84,9 @@ class DiskRows:
             sampler=_Batches(positions),
             num_workers=self.workers,
             pin_memory=cuda,
-            persistent_workers=False,
+            # its own generator: making an iterator draws a seed, which from torch's global
+            # generator would change the dropout masks (and make runs differ from in-memory)
+            generator=torch.Generator().manual_seed(0),
         )
         for idx, xb in loader:
             yield idx.to(self.device, non_blocking=cuda), xb.to(self.device, non_blocking=cuda)

@@ -29,7 +29,7 @@ data:
   workers: {workers}
   split: {{val: 0.2, test: 0.2}}
 model:
-  layers: [{{dense: 8}}, tanh, {{dense: 1}}]
+  layers: [{{dense: 8}}, tanh, {{dropout: 0.2}}, {{dense: 1}}]
 loss: bce_with_logits
 optimizer: {{name: adam, lr: 0.05}}
 train: {{epochs: 3, batch_size: 32, device: cpu}}
