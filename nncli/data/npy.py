@@ -5,6 +5,7 @@ train split's statistics fitted in chunks (`fit_streamed`)."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -188,14 +189,33 @@ def fit_streamed(pre: Preprocessing, x: NDArray[Any], train: NDArray[np.int64]) 
     return pre.model_copy(update={"mean": mean.tolist(), "std": sd.tolist()})
 
 
-def read_rows(x: NDArray[Any], rows: NDArray[np.int64]) -> NDArray[np.float32]:
-    """The file rows `rows` of memory-mapped inputs, flat float32, in the order given: read
-    in file order (fewer, forward seeks), then put back in the order asked for."""
+def read_rows(
+    file: str, offset: int, dtype: str, width: int, rows: NDArray[np.int64]
+) -> NDArray[np.float32]:
+    """The file rows `rows` (of `width` values of `dtype`, from byte `offset`) as flat
+    float32, in the order given: read in file order, each run of adjacent rows in one
+    `pread`, then put back in the order asked for. (Reads, not a memory map: faulting a
+    mapped file reads ahead around every row, and where memory is short that readahead
+    evicts itself: 276 rows/s against 11,600 in a cgroup of half the file.)"""
     import numpy as np
 
     order = np.argsort(rows, kind="stable")
-    flat = np.empty((len(rows), math.prod(x.shape[1:])), dtype=np.float32)
-    flat[order] = np.asarray(x[rows[order]]).reshape(len(rows), -1)
+    wanted = rows[order]
+    raw = np.empty((len(rows), width), dtype=np.dtype(dtype))
+    size = width * raw.itemsize
+    buffer = raw.data.cast("B")
+    cuts = np.flatnonzero(np.diff(wanted) != 1) + 1
+    starts, ends = np.concatenate(([0], cuts)), np.concatenate((cuts, [len(wanted)]))
+    fd = os.open(file, os.O_RDONLY)
+    try:
+        for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+            part = buffer[lo * size : hi * size]
+            if os.preadv(fd, [part], offset + int(wanted[lo]) * size) != len(part):
+                raise NncliError(f"{file} is shorter than when the run started; was it changed?")
+    finally:
+        os.close(fd)
+    flat = np.empty((len(rows), width), dtype=np.float32)
+    flat[order] = raw
     return flat
 
 

@@ -62,12 +62,10 @@ class DiskRows:
         """Some of the rows (e.g. a rank's share `[rank::world]`), still on disk."""
         return replace(self, rows=self.rows[part])
 
-    def inputs(self) -> np.memmap:
-        return np.memmap(self.file, self.dtype, "r", self.offset, self.file_shape)
-
     def read(self, positions: np.ndarray) -> torch.Tensor:
         """The model inputs of these positions of the split, on the host."""
-        flat = read_rows(self.inputs(), self.rows[positions])
+        width = math.prod(self.file_shape[1:])
+        flat = read_rows(self.file, self.offset, self.dtype, width, self.rows[positions])
         return torch.from_numpy(self.pre.transform(flat, overwrite=True))
 
     @property
@@ -136,7 +134,7 @@ class _Batches(Sampler[np.ndarray]):
 
 class _Reader(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     """One batch of positions -> (positions, model inputs), read in the worker process (each
-    opens the file itself: a memory map is not sent between processes)."""
+    reads the file itself)."""
 
     def __init__(self, rows: DiskRows) -> None:
         self.rows = rows

@@ -212,3 +212,14 @@ def test_bad_files_are_refused_at_their_key(
     assert text.startswith(f"error {spec}:{at}:3 data.{key} {message.format(d=tmp_path)}"), text
     assert "Traceback" not in result.output
     assert not runs.exists()  # nothing written
+
+
+@pytest.mark.parametrize("dtype", ["<f4", "<f8", "|u1", ">i2"])
+def test_rows_are_read_in_the_order_asked_for(tmp_path: Path, dtype: str) -> None:
+    x = (np.arange(40 * 3) % 251).astype(dtype).reshape(40, 3)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    rows = np.array([7, 3, 4, 5, 39, 0, 6, 21, 20], dtype=np.int64)  # runs 3-7 and 20-21
+    got = npymod.read_rows(str(tmp_path / "x.npy"), mapped.offset, dtype, 3, rows)
+    assert got.dtype == np.float32
+    assert np.array_equal(got, x[rows].astype(np.float32))
