@@ -19,7 +19,8 @@ from nncli.data.preprocess import Preprocessing
 from nncli.inputs import size_text
 
 FIGURE_ROWS = 10_000  # figures that draw a split's points draw at most this many of them
-READ_BYTES = 64 * 2**20  # an evaluation chunk reads at most about this many bytes
+READ_BYTES = 16 * 2**20  # an evaluation chunk reads at most about this many bytes (each
+# worker holds a few: within a memory cgroup of 784 MB, 64 MB chunks of two workers ran out)
 
 
 @dataclass(frozen=True)
