@@ -119,7 +119,6 @@ def _check_numbers(path: Path, name: str, values: NDArray[Any], labels: bool) ->
 @datasets.register("npz", params=Npz)
 def npz(p: Npz, seed: int, loss_target: LossTarget | None = None) -> Dataset:
     """NumPy .npz arrays: inputs (N, ...) and targets (N,) or (N, T), keys x and y."""
-
     files = {split_name: path for split_name, (path, _) in p.split_files().items()}
     xs: dict[str, NDArray[Any]] = {}
     ys: dict[str, NDArray[Any]] = {}
@@ -157,9 +156,8 @@ def array_targets(
     task: TargetKind | None,
     loss_target: LossTarget | None,
 ) -> tuple[NDArray[Any], TargetKind, list[str] | None, list[str]]:
-    """Each split's target array (train first) as one array of class indices or float
-    rows, checked, with the task, the class names and the target names (the npz and npy
-    sources')."""
+    """The splits' targets (train first), checked, as one array of class indices or float
+    rows; with the task, class names and target names (the npz and npy sources')."""
     import numpy as np
 
     y_train = ys["train"]
