@@ -76,19 +76,57 @@ def read_bytes(path: Path, what: str, limit: int) -> bytes:
 
 
 def available_memory() -> int | None:
-    """Bytes of memory this machine can still give (Linux's MemAvailable), or None where
-    the system does not say."""
+    """Bytes of memory this machine can still give (Linux's MemAvailable, or less where this
+    process's memory cgroup has a limit), or None where the system does not say."""
+    free = None
     try:
         with Path("/proc/meminfo").open(encoding="ascii") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    free = int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
+    limited = cgroup_free(Path("/sys/fs/cgroup"), Path("/proc/self/cgroup"))
+    if free is not None or limited is not None:
+        return min(n for n in (free, limited) if n is not None)
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def cgroup_free(root: Path, membership: Path) -> int | None:
+    """What the memory cgroup of this process (as `membership` lists it) still allows: its
+    limit less what it uses, its reclaimable file cache counted as free (cgroup v2's
+    memory.max, or v1's memory.limit_in_bytes); None without a limit."""
+    try:
+        lines = membership.read_text(encoding="ascii").splitlines()
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            v2 = controllers == ""
+            if not v2 and "memory" not in controllers.split(","):
+                continue
+            folder = (root if v2 else root / "memory") / path.lstrip("/")
+            names = (
+                ("memory.max", "memory.current")
+                if v2
+                else ("memory.limit_in_bytes", "memory.usage_in_bytes")
+            )
+            if not (folder / names[0]).is_file():
+                continue
+            limit = (folder / names[0]).read_text(encoding="ascii").strip()
+            if limit == "max" or int(limit) >= 2**60:
+                continue
+            used = int((folder / names[1]).read_text(encoding="ascii"))
+            stat = dict(
+                ln.split()
+                for ln in (folder / "memory.stat").read_text(encoding="ascii").splitlines()
+            )
+            cache = int(stat.get("inactive_file" if v2 else "total_inactive_file", 0))
+            return max(0, int(limit) - used + cache)
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def size_text(n_bytes: float) -> str:

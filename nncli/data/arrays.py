@@ -252,44 +252,52 @@ def npz(p: Npz, seed: int, loss_target: LossTarget | None = None) -> Dataset:
         if split_name != "train":
             given[split_name] = np.arange(start, start + n, dtype=np.int64)
         start += n
+    y, task, class_names, targets = array_targets(ys, files, p.y_key, p.task, loss_target)
+    return Dataset(x, y, task, class_names, target_names=targets, given=given)
+
+
+def array_targets(
+    ys: dict[str, NDArray[Any]],
+    files: dict[str, Path],
+    y_key: str,
+    task: TargetKind | None,
+    loss_target: LossTarget | None,
+) -> tuple[NDArray[Any], TargetKind, list[str] | None, list[str]]:
+    """The splits' targets (train first), checked, as one array of class indices or float
+    rows; with the task, class names and target names (the npz and npy sources')."""
+    import numpy as np
+
     y_train = ys["train"]
     n_targets = 1 if y_train.ndim == 1 else y_train.shape[1]
-    task = resolve_task(p.task, loss_target, n_targets)
+    task = resolve_task(task, loss_target, n_targets)
     if task is None:  # without a loss to ask: whole numbers or text are classes
         whole = y_train.dtype.kind in "biuUS" or bool(np.all(np.mod(y_train, 1) == 0))
         task = ("multilabel" if n_targets > 1 else "classification") if whole else "regression"
     for split_name, y in ys.items():
-        _check_numbers(files[split_name], p.y_key, y, labels=task == "classification")
+        _check_numbers(files[split_name], y_key, y, labels=task == "classification")
     y_parts = list(ys.values())
     class_names = None
     if task == "classification":
         if n_targets != 1:
             raise NncliError(
-                f"{files['train']}: '{p.y_key}' has {n_targets} columns but a classification "
+                f"{files['train']}: '{y_key}' has {n_targets} columns but a classification "
                 "loss takes one label per row; for 0/1 labels use loss: bce_with_logits"
             )
         labels = np.concatenate([y.reshape(len(y)) for y in y_parts])
-        y, class_names = encode_labels(labels, f"'{p.y_key}' of {files['train']}")
+        y, class_names = encode_labels(labels, f"'{y_key}' of {files['train']}")
     elif y_train.dtype.kind in "US":
-        raise NncliError(f"{files['train']}: '{p.y_key}' holds text; a {task} target needs numbers")
+        raise NncliError(f"{files['train']}: '{y_key}' holds text; a {task} target needs numbers")
     else:
         y = np.concatenate([v.reshape(len(v), -1) for v in y_parts]).astype(np.float32)
         if task == "multilabel":
             if not np.isin(y, (0.0, 1.0)).all():
-                raise NncliError(f"{files['train']}: multi-label '{p.y_key}' must hold 0/1 only")
+                raise NncliError(f"{files['train']}: multi-label '{y_key}' must hold 0/1 only")
             y = y.astype(np.int64)
             class_names = [f"label{i + 1}" for i in range(y.shape[1])]
     targets = class_names if task == "multilabel" else None
     if task == "regression":
         targets = ["y"] if y.shape[1] == 1 else [f"y{i + 1}" for i in range(y.shape[1])]
-    return Dataset(
-        x,
-        y,
-        task,
-        class_names,
-        target_names=targets or [p.y_key],
-        given=given,
-    )
+    return y, task, class_names, targets or [y_key]
 
 
 # --- idx (MNIST's format) ----------------------------------------------------------------

@@ -8,6 +8,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from nncli.data import SPLITS, DataParams, Dataset, LossTarget, Split, datasets
+from nncli.data.npy import fit_streamed, on_disk
 from nncli.data.preprocess import Feature, Preprocessing
 from nncli.errors import NncliError
 
@@ -61,7 +62,8 @@ def load(params: DataParams, seed: int, loss_target: LossTarget | None = None) -
         text=dataset.tokens,
         vocab_size=dataset.vocab_size,
     )
-    x = np.ascontiguousarray(flat, dtype=np.float32)
+    # inputs streamed from their file stay there; they become float32 batch by batch
+    x = flat if on_disk(flat) else np.ascontiguousarray(flat, dtype=np.float32)
     return replace(dataset, x=x, preprocessing=pre)
 
 
@@ -174,8 +176,11 @@ def prepare(
         tokens = pre.text.fit([dataset.texts[i] for i in indices["train"]])
         pre = pre.model_copy(update={"text": tokens, "vocab_size": tokens.vocab_size})
         raw = raw_inputs(dataset, pre)
-    fitted = pre.fit(raw, indices["train"]).fit_targets(dataset.y, indices["train"])
-    x = fitted.transform(raw, overwrite=True)  # `load` made this x: ours to change
+    if on_disk(raw):  # streamed: statistics from chunks; each batch is transformed as read
+        fitted, x = fit_streamed(pre, raw, indices["train"]), raw
+    else:
+        fitted = pre.fit(raw, indices["train"]).fit_targets(dataset.y, indices["train"])
+        x = fitted.transform(raw, overwrite=True)  # `load` made this x: ours to change
     y = fitted.scale_targets(dataset.y)
     done = replace(dataset, x=x, y=y, preprocessing=fitted, warnings=warnings)
     return replace(done, vocab_size=fitted.vocab_size), indices

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
@@ -20,6 +20,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from nncli.config.spec import TrainSpec
 from nncli.engine import distributed
+from nncli.engine.batches import DiskRows
 from nncli.engine.devices import intra_op_threads, threads_for
 from nncli.engine.inference import EVAL_BATCH, evaluate
 from nncli.engine.meter import Meter
@@ -105,7 +106,9 @@ def _fit(
     # set-up
     cfg = p.spec.train
     model, loss_fn, opt, dev, sched = p.model, p.loss_fn, p.optimizer, p.device, p.scheduler
-    x, y = p.splits["train"]
+    train_x, y = p.splits["train"]
+    disk = train_x if isinstance(train_x, DiskRows) else None  # streamed: read from the file
+    x = cast(torch.Tensor, train_x)  # sliced only where the data is in memory (disk is None)
     n = len(x)
     batch = min(cfg.batch_size, n)
     n_batches = p.n_batches if max_batches is None else min(p.n_batches, max_batches)
@@ -122,7 +125,9 @@ def _fit(
         if stopping is not None and tracker.stale >= stopping.patience:
             # killed after it stopped (e.g. while drawing the figures): nothing left to train
             return FitResult(rows, meters, tracker.best_epoch, tracker.value, stopped_early=True)
-    forward = compiled(model, x[:2], sink) if cfg.compile else model
+    forward = (
+        compiled(model, x[:2] if disk is None else disk.head(2), sink) if cfg.compile else model
+    )
     # evaluation needs no gradient averaging; with EMA it uses the averaged weights
     plain = forward if ema is None else ema.module
     rank, world = p.rank.rank, p.rank.world
@@ -150,11 +155,15 @@ def _fit(
         # train: one pass over a fresh permutation, no host sync inside
         model.train()
         perm = torch.randperm(n, generator=order).to(dev) if cfg.shuffle else None
+        read = disk.epoch(perm, batch, n_batches, rank, world) if disk is not None else None
         train_meter = meters["train"]
         train_meter.reset()
         for i in range(n_batches):
             lo, hi = i * batch, min((i + 1) * batch, n)
-            if perm is None:
+            if read is not None:  # the same rows as below, read from disk ahead of use
+                idx, xb = next(read)
+                yb = y.index_select(0, idx)
+            elif perm is None:
                 xb, yb = x[lo + rank : hi : world], y[lo + rank : hi : world]
             else:
                 idx = perm[lo + rank : hi : world]  # this rank's share of the global batch

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nncli.engine.batches import DiskRows
 from nncli.engine.meter import Meter
 
 if TYPE_CHECKING:
@@ -21,13 +22,19 @@ EVAL_BATCH = 4096  # held-out splits are evaluated in chunks of at least this ma
 def evaluate(
     model: Callable[[torch.Tensor], torch.Tensor],
     loss_fn: nn.Module,
-    x: torch.Tensor,
+    x: torch.Tensor | DiskRows,
     y: torch.Tensor,
     meter: Meter,
     chunk: int,
 ) -> None:
     """Add a whole split to `meter`, in chunks, without gradients (model in eval mode)."""
     meter.reset()
+    if isinstance(x, DiskRows):  # streamed: read chunk by chunk from the file
+        for idx, xb in x.chunks(chunk):
+            yb = y.index_select(0, idx)
+            out = model(xb).float()
+            meter.update(out, yb, loss_fn(out, yb), len(xb))
+        return
     for lo in range(0, len(x), chunk):
         xb, yb = x[lo : lo + chunk], y[lo : lo + chunk]
         out = model(xb).float()

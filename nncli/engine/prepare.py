@@ -12,8 +12,10 @@ from torch import nn
 
 from nncli import data as datamod
 from nncli.config.spec import Spec
+from nncli.data.npy import on_disk
 from nncli.engine import distributed
 from nncli.engine.augment import Augment, build
+from nncli.engine.batches import DiskRows
 from nncli.engine.devices import resolve_device, seed_everything
 from nncli.engine.model import build_model, count_parameters, describe, with_vocabulary
 from nncli.engine.task import Task, infer_task, output_layer
@@ -32,7 +34,7 @@ class Prepared:
     spec: Spec
     device: torch.device
     dataset: datamod.Dataset
-    splits: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    splits: dict[str, tuple[torch.Tensor | DiskRows, torch.Tensor]]  # DiskRows: streamed
     model: nn.Sequential
     shapes: list[tuple[int, ...]]
     task: Task
@@ -59,6 +61,19 @@ class Prepared:
         return columns(list(self.splits), self.metrics)
 
 
+def _first(dataset: datamod.Dataset, rows: np.ndarray) -> torch.Tensor:
+    """Streamed inputs: the model inputs of these rows, read from the file."""
+    assert dataset.preprocessing is not None
+    disk = DiskRows.of(dataset.x, rows, dataset.preprocessing, torch.device("cpu"), 0)
+    return disk.read(np.arange(len(rows)))
+
+
+def _streamed(spec: Spec, dataset: datamod.Dataset, idx: np.ndarray, dev: torch.device) -> DiskRows:
+    assert dataset.preprocessing is not None
+    workers = int(getattr(spec.data, "workers", 0))
+    return DiskRows.of(dataset.x, idx, dataset.preprocessing, dev, workers)
+
+
 def _targets(y: np.ndarray, task: Task, device: torch.device) -> torch.Tensor:
     """Targets in the form the loss takes: class indices, or float rows shaped like the output."""
     if task.kind == "multiclass":
@@ -81,12 +96,14 @@ def prepare(spec: Spec, device: str | None = None) -> Prepared:
     dataset, indices = datamod.prepare(
         spec.data, spec.seed, spec.loss_info.target, spec.train.batch_size
     )
-    x_all = torch.as_tensor(dataset.x, dtype=torch.float32)
-    spec = with_vocabulary(spec, x_all)  # an embedding's vocab, from the data
+    disk = on_disk(dataset.x)  # data.stream: the inputs stay in their file
+    x_all = None if disk else torch.as_tensor(dataset.x, dtype=torch.float32)
+    first = _first(dataset, indices["train"][:2]) if x_all is None else x_all[indices["train"][:2]]
+    spec = with_vocabulary(spec, first if x_all is None else x_all)  # an embedding's vocab
 
     # model: built layer by layer on a few real samples, so shapes are checked here
     torch.manual_seed(spec.seed)
-    sample = x_all[indices["train"][:2]].to(dev)
+    sample = first.to(dev)
     try:
         model, shapes = build_model(spec.model, sample)
     except (RuntimeError, MemoryError, OverflowError, TypeError, IndexError, ValueError) as exc:
@@ -107,12 +124,18 @@ def prepare(spec: Spec, device: str | None = None) -> Prepared:
     at = output_layer([layer.type for layer in spec.model.layers])
     task = infer_task(dataset, spec.loss.name, info, shapes[-1], at)
 
-    # each split's rows: views of the data rearranged in place where it is large, so that
-    # the host holds it once (the splits' tensors on the CPU are those views)
+    # each split's rows: streamed from their file, or in memory as views of the data
+    # rearranged in place where it is large, so that the host holds it once (the splits'
+    # tensors on the CPU are those views)
     del x_all
-    rows = datamod.take_splits(dataset.x, indices)
+    rows = None if disk else datamod.take_splits(dataset.x, indices)
     splits = {
-        name: (torch.from_numpy(rows[name]).to(dev), _targets(dataset.y[idx], task, dev))
+        name: (
+            _streamed(spec, dataset, idx, dev)
+            if rows is None
+            else torch.from_numpy(rows[name]).to(dev),
+            _targets(dataset.y[idx], task, dev),
+        )
         for name, idx in indices.items()
     }
     del rows

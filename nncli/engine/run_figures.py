@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nncli.engine.batches import figure_splits
 from nncli.engine.devices import intra_op_threads, threads_for
 from nncli.engine.fit import FitResult
 from nncli.engine.inference import evaluate, predict, predict_classes
@@ -48,6 +49,8 @@ def _write_plots(folder: Path, p: Prepared, result: FitResult) -> list[Path]:
     with torch.no_grad():
         p.model.eval()
         evaluate(p.model, p.loss_fn, x, y, meter, len(x))
+    splits = figure_splits(p.splits)  # streamed splits: a bounded sample of their rows
+    x, y = splits[split]
     x_host, y_host = x.cpu().numpy(), y.cpu().numpy()
     title = f"{name} ({split})"
     if p.task.kind in ("binary", "multiclass"):
@@ -86,7 +89,7 @@ def _write_plots(folder: Path, p: Prepared, result: FitResult) -> list[Path]:
             (gain,), (offset,) = pre.affine()
             points = {
                 s: ((xs.cpu().numpy() - offset) / gain, ys.cpu().numpy())
-                for s, (xs, ys) in p.splits.items()
+                for s, (xs, ys) in splits.items()
             }
             written.append(
                 plot_fit(
@@ -97,7 +100,7 @@ def _write_plots(folder: Path, p: Prepared, result: FitResult) -> list[Path]:
                     (pre.columns[0], pre.targets[0]),
                 )
             )
-    return written + _lesson_plots(folder, p, split, name)
+    return written + _lesson_plots(folder, p, splits, split, name)
 
 
 def _raw(p: Prepared, x: np.ndarray) -> np.ndarray:
@@ -113,11 +116,17 @@ def _raw(p: Prepared, x: np.ndarray) -> np.ndarray:
     return (x - offset.reshape(shape)) / gain.reshape(shape)
 
 
-def _lesson_plots(folder: Path, p: Prepared, split: str, name: str) -> list[Path]:
+def _lesson_plots(
+    folder: Path,
+    p: Prepared,
+    splits: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    split: str,
+    name: str,
+) -> list[Path]:
     """data.png for 2-D inputs, misclassified.png for images, filters.png for conv nets."""
     written: list[Path] = []
     classes = p.task.kind in ("binary", "multiclass")
-    x, y = p.splits[split]
+    x, y = splits[split]
     names = p.task.class_names or [str(c) for c in range(max(2, p.task.n_outputs))]
     if x.shape[1:] == (2,) and (
         classes or (p.task.kind == "regression" and y.shape[1:] in ((), (1,)))
@@ -125,7 +134,7 @@ def _lesson_plots(folder: Path, p: Prepared, split: str, name: str) -> list[Path
         pre = p.dataset.preprocessing
         axes = (pre.columns[0], pre.columns[1]) if pre and len(pre.columns) == 2 else ("x1", "x2")
         points = {
-            s: (_raw(p, xs.cpu().numpy()), ys.cpu().numpy()) for s, (xs, ys) in p.splits.items()
+            s: (_raw(p, xs.cpu().numpy()), ys.cpu().numpy()) for s, (xs, ys) in splits.items()
         }
         written.append(
             plot_data(points, folder / "data.png", name, axes, names if classes else None)

@@ -79,6 +79,9 @@ class ConsoleLogger(Logger):
                 f"{p.rank.world} x {share} per process"
             )
         self.say(monitor_line(p))
+        from nncli.engine.batches import data_line
+
+        self.say(data_line(p.splits))  # in memory, or streamed from disk
         self.say(f"run folder: {run.path}")
         if self.console.is_terminal and not self.quiet:
             from rich.progress import (

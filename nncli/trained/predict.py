@@ -16,7 +16,7 @@ from nncli.engine.task import Task
 from nncli.errors import NncliError
 from nncli.inputs import read_csv
 from nncli.trained.load import Checkpoint, TrainedRun, load_run
-from nncli.trained.rows import image_rows, is_npz, npz_rows, sequence_rows
+from nncli.trained.rows import image_rows, is_npy, is_npz, npz_rows, sequence_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -106,7 +106,7 @@ def predict_inputs(run: Path, inputs: list[Path], checkpoint: Checkpoint = "last
     sequences = sequence_rows(t, input_file, "input", targets=False)
     if sequences is not None:  # a timeseries: one forecast per window, on its last row
         frame, x, _ = sequences
-    elif is_npz(input_file):
+    elif is_npz(input_file) or is_npy(input_file):
         x, _ = npz_rows(t, input_file, targets=False)
         frame = pd.DataFrame({"row": np.arange(len(x))})
     else:

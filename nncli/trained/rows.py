@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from nncli.data.arrays import read_npz
+from nncli.data.npy import read_npy
 from nncli.data.preprocess import Preprocessing, encode, label_strings, lines
 from nncli.errors import NncliError
 from nncli.inputs import read_csv
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
 
 def is_npz(path: Path) -> bool:
     return path.suffix.lower() == ".npz"
+
+
+def is_npy(path: Path) -> bool:
+    return path.suffix.lower() == ".npy"
 
 
 def npz_rows(
@@ -41,7 +46,7 @@ def npz_rows(
     keys = {"x_key": str(getattr(t.spec.data, "x_key", "x"))}
     if targets:
         keys["y_key"] = str(getattr(t.spec.data, "y_key", "y"))
-    arrays = read_npz(path, keys)
+    arrays = read_npy(path, keys) if is_npy(path) else read_npz(path, keys)
     x_raw, x_key = arrays["x_key"], keys["x_key"]
     width = len(t.pre.columns)
     if x_raw.dtype.kind not in "biuf" or x_raw.ndim < 1 or x_raw[:1].size != width:
@@ -173,7 +178,7 @@ def file_rows(t: TrainedRun, path: Path) -> tuple[NDArray[np.float32], NDArray[A
         _, x, y = sequences
         assert y is not None
         return x, y
-    if is_npz(path):
+    if is_npz(path) or is_npy(path):
         x, y = npz_rows(t, path, targets=True)
         assert y is not None
         return x, y

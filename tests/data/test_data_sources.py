@@ -92,6 +92,11 @@ def file_source(name: str, folder: Path) -> str:
         x = np.random.default_rng(0).normal(size=(30, 3)).astype(np.float32)
         np.savez(folder / "a.npz", x=x, y=np.arange(30) % 3)
         return f"source: npz\npath: {folder / 'a.npz'}"
+    if name == "npy":
+        x = np.random.default_rng(0).normal(size=(30, 3)).astype(np.float32)
+        np.save(folder / "x.npy", x)
+        np.save(folder / "y.npy", np.arange(30) % 3)
+        return f"source: npy\nx: {folder / 'x.npy'}\ny: {folder / 'y.npy'}"
     if name == "idx":
         images, labels = tiny_images(30, side=6)
         write_idx(folder / "i.idx", images)
@@ -111,7 +116,7 @@ def file_source(name: str, folder: Path) -> str:
     return f"source: mnist\nfolder: {write_mnist(folder / 'mnist')}"
 
 
-FILE_SOURCES = ("csv", "npz", "idx", "mnist", "images", "text", "timeseries")
+FILE_SOURCES = ("csv", "npz", "npy", "idx", "mnist", "images", "text", "timeseries")
 
 
 @pytest.mark.parametrize("name", [e.name for e in datasets])

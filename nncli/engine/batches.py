@@ -1,0 +1,173 @@
+"""Inputs streamed from disk (`data.stream`): a split's rows of a memory-mapped .npy file,
+read batch by batch through a torch DataLoader (workers, pinned memory, non-blocking copies
+to the device). In `Prepared.splits` a `DiskRows` stands where in-memory data has a tensor;
+fit and evaluate ask it for batches, everything else for its length and shape."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from nncli.data.npy import read_rows
+from nncli.data.preprocess import Preprocessing
+from nncli.inputs import size_text
+
+FIGURE_ROWS = 10_000  # figures that draw a split's points draw at most this many of them
+READ_BYTES = 16 * 2**20  # an evaluation chunk reads at most about this many bytes (each
+# worker holds a few: within a memory cgroup of 784 MB, 64 MB chunks of two workers ran out)
+
+
+@dataclass(frozen=True)
+class DiskRows:
+    """The rows `rows` (file row numbers, in the split's order) of the inputs in `file`,
+    prepared by `pre` as they are read; `device` is where batches go."""
+
+    file: str
+    offset: int
+    dtype: str
+    file_shape: tuple[int, ...]
+    rows: np.ndarray
+    pre: Preprocessing
+    device: torch.device
+    workers: int = 0
+
+    @classmethod
+    def of(
+        cls, x: Any, rows: np.ndarray, pre: Preprocessing, device: torch.device, workers: int
+    ) -> DiskRows:
+        """The rows `rows` of `x`, a memory-mapped file as `data.npy` opened it."""
+        assert isinstance(x, np.memmap) and x.filename is not None
+        return cls(str(x.filename), x.offset, x.dtype.str, x.shape, rows, pre, device, workers)
+
+    def head(self, n: int) -> torch.Tensor:
+        """The model inputs of the first `n` rows, on the device."""
+        return self.read(np.arange(min(n, len(self.rows)))).to(self.device)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self.rows), *self.pre.shape))
+
+    def dim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, part: slice) -> DiskRows:
+        """Some of the rows (e.g. a rank's share `[rank::world]`), still on disk."""
+        return replace(self, rows=self.rows[part])
+
+    def read(self, positions: np.ndarray) -> torch.Tensor:
+        """The model inputs of these positions of the split, on the host."""
+        width = math.prod(self.file_shape[1:])
+        flat = read_rows(self.file, self.offset, self.dtype, width, self.rows[positions])
+        return torch.from_numpy(self.pre.transform(flat, overwrite=True))
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.rows) * math.prod(self.file_shape[1:]) * np.dtype(self.dtype).itemsize
+
+    def batches(self, positions: list[np.ndarray]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(positions, inputs) of each batch of positions in turn, on the device: read by
+        the DataLoader's workers ahead of use, pinned and copied without blocking on cuda."""
+        cuda = self.device.type == "cuda"
+        loader = DataLoader(
+            _Reader(self),
+            batch_size=None,  # the sampler yields whole batches
+            sampler=_Batches(positions),
+            num_workers=self.workers,
+            pin_memory=cuda,
+            # its own generator: making an iterator draws a seed, which from torch's global
+            # generator would change the dropout masks (and make runs differ from in-memory)
+            generator=torch.Generator().manual_seed(0),
+        )
+        for idx, xb in loader:
+            yield idx.to(self.device, non_blocking=cuda), xb.to(self.device, non_blocking=cuda)
+
+    def epoch(
+        self, perm: torch.Tensor | None, batch: int, n_batches: int, rank: int, world: int
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This rank's share of each of the epoch's `n_batches` batches, from the seeded
+        permutation `perm` (the split's order where None), as fit's in-memory path takes
+        them: the same rows, in the same order."""
+        n = len(self.rows)
+        order = np.arange(n) if perm is None else perm.cpu().numpy()
+        positions = [
+            order[i * batch + rank : min((i + 1) * batch, n) : world] for i in range(n_batches)
+        ]
+        return self.batches(positions)
+
+    def chunks(self, chunk: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The split in order, in chunks of at most `chunk` rows (and about READ_BYTES)."""
+        row = max(1, self.nbytes // max(1, len(self.rows)))
+        step = max(1, min(chunk, READ_BYTES // row))
+        n = len(self.rows)
+        return self.batches([np.arange(lo, min(lo + step, n)) for lo in range(0, n, step)])
+
+    def sample(self, most: int = FIGURE_ROWS) -> tuple[np.ndarray, torch.Tensor]:
+        """At most `most` of the split's positions, evenly spread, and their inputs."""
+        positions = np.unique(np.linspace(0, len(self.rows) - 1, min(most, len(self.rows))))
+        positions = positions.astype(np.int64)
+        return positions, self.read(positions).to(self.device)
+
+    def describe(self) -> str:
+        return f"{len(self.rows):,} rows, {size_text(self.nbytes)}; workers {self.workers}"
+
+
+class _Batches(Sampler[np.ndarray]):
+    """The batches of positions fit decided, one per step."""
+
+    def __init__(self, positions: list[np.ndarray]) -> None:
+        self.positions = positions
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter(self.positions)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+
+class _Reader(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """One batch of positions -> (positions, model inputs), read in the worker process (each
+    reads the file itself)."""
+
+    def __init__(self, rows: DiskRows) -> None:
+        self.rows = rows
+
+    def __getitem__(self, positions: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = np.asarray(positions, dtype=np.int64)
+        return torch.from_numpy(idx), self.rows.read(idx)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def data_line(splits: dict[str, tuple[Any, torch.Tensor]]) -> str:
+    """The console's line on where a run's data is: in memory, or streamed from disk."""
+    x = splits["train"][0]
+    if not isinstance(x, DiskRows):
+        return "data: in memory"
+    rows = sum(len(s) for s, _ in splits.values())
+    total = sum(s.nbytes for s, _ in splits.values())
+    return f"data: streamed from disk ({rows:,} rows, {size_text(total)}; workers {x.workers})"
+
+
+def figure_splits(
+    splits: dict[str, tuple[Any, torch.Tensor]],
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The splits as tensors for the figures that draw their points: streamed ones as a
+    bounded sample of their rows (FIGURE_ROWS), in-memory ones whole."""
+    out = {}
+    for name, (x, y) in splits.items():
+        if isinstance(x, DiskRows):
+            positions, xs = x.sample()
+            out[name] = (xs, y[torch.as_tensor(positions, device=y.device)])
+        else:
+            out[name] = (x, y)
+    return out

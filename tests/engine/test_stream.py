@@ -1,0 +1,114 @@
+"""Streamed data (`data.stream: true`): each rank reads its share of a batch; in real
+processes a run killed with SIGKILL and resumed ends exactly as an uninterrupted one, and two
+processes under torch.distributed train as they do on the same data in memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_resume import info, nncli, rows_without_time, start, wait_for_rows, weights
+
+from nncli.engine.batches import DiskRows
+
+# long enough epochs (300 batches) that a kill lands between epochs, not after the run
+STREAMED = """\
+name: streamed
+seed: 3
+data: {{source: npy, x: x.npy, y: y.npy, standardize: true, stream: true, workers: {workers},
+       split: {{val: 0.2, test: 0.2}}}}
+model:
+  layers: [dense: 16, relu, dropout: 0.1, dense: 1]
+loss: bce_with_logits
+optimizer: {{name: adam, lr: 0.01}}
+scheduler: {{name: cosine, warmup_epochs: 1}}
+train: {{epochs: 6, batch_size: 8, device: cpu}}
+metrics: [accuracy]
+"""
+
+
+def streamed(folder: Path, workers: int = 0) -> Path:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4000, 4)).astype(np.float32) * 5 + 3
+    np.save(folder / "x.npy", x)
+    np.save(folder / "y.npy", (x[:, 0] * x[:, 1] > 9).astype(np.int64))
+    spec = folder / "streamed.yaml"
+    spec.write_text(STREAMED.format(workers=workers), encoding="utf-8")
+    return spec
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_streamed_run_killed_and_resumed_equals_an_uninterrupted_one(
+    tmp_path: Path, workers: int
+) -> None:
+    spec = streamed(tmp_path, workers)
+    whole = nncli("train", str(spec), "--runs-dir", str(tmp_path / "whole"), "-q")
+    assert whole.returncode == 0, whole.stderr
+    reference = Path(whole.stdout.strip())
+
+    proc = start("train", str(spec), "--runs-dir", str(tmp_path / "killed"), "-q")
+    folder = wait_for_rows(tmp_path / "killed", 2)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.kill()  # SIGKILL
+    proc.communicate(timeout=60)
+    assert info(folder)["status"] == "running"  # nobody could record the kill
+    assert len(rows_without_time(folder)) < 6
+
+    resumed = nncli("resume", str(folder), "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    assert rows_without_time(folder) == rows_without_time(reference)
+    assert [int(r["epoch"]) for r in rows_without_time(folder)] == list(range(1, 7))
+    mine, theirs = weights(folder), weights(reference)
+    assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+    assert info(folder)["status"] == "completed"
+
+
+def test_each_rank_reads_its_own_share_of_every_batch(tmp_path: Path) -> None:
+    from nncli.config.spec import load_experiment
+    from nncli.data.pipeline import prepare
+
+    spec = load_experiment(streamed(tmp_path)).spec
+    dataset, indices = prepare(spec.data, spec.seed, "binary")
+    assert dataset.preprocessing is not None
+    disk = DiskRows.of(dataset.x, indices["train"], dataset.preprocessing, torch.device("cpu"), 0)
+    perm = torch.randperm(len(disk), generator=torch.Generator().manual_seed(0))
+    ranks = [list(disk.epoch(perm, 10, 3, rank, 2)) for rank in (0, 1)]
+    for i in range(3):
+        (a, xa), (b, xb) = ranks[0][i], ranks[1][i]
+        assert a.tolist() == perm[i * 10 : (i + 1) * 10 : 2].tolist()
+        assert b.tolist() == perm[i * 10 + 1 : (i + 1) * 10 : 2].tolist()
+        # the rows of the file those positions name, standardised as in memory
+        rows = indices["train"][a.numpy()]
+        assert torch.equal(xa, torch.from_numpy(dataset.preprocessing.transform(dataset.x[rows])))
+    assert len(xb) == 5
+
+
+@pytest.mark.slow
+def test_two_processes_stream_the_batches_two_processes_take_in_memory(tmp_path: Path) -> None:
+    spec = streamed(tmp_path)
+    spec.write_text(
+        spec.read_text()
+        .replace("epochs: 6", "epochs: 2")
+        .replace("batch_size: 8", "batch_size: 32")
+    )
+    runs = {}
+    for stream in ("true", "false"):
+        text = spec.read_text().replace("stream: true", f"stream: {stream}")
+        one = tmp_path / f"{stream}.yaml"
+        one.write_text(text)
+        out = nncli(
+            "train", str(one), "--runs-dir", str(tmp_path / stream), "--nproc-per-node", "2"
+        )
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "2 processes: global batch 32 = 2 x 16 per process" in out.stdout
+        runs[stream] = Path(out.stdout.strip().splitlines()[-1])
+    assert (
+        "data: streamed from disk (4,000 rows, 64.0 kB; workers 0)"
+        in (runs["true"] / "log.txt").read_text()
+    )
+    assert rows_without_time(runs["true"]) == rows_without_time(runs["false"])
+    mine, theirs = weights(runs["true"]), weights(runs["false"])
+    assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
