@@ -141,7 +141,7 @@ def npy(p: Npy, seed: int, loss_target: LossTarget | None = None) -> Dataset:
     inputs too large for memory are streamed from disk (data.stream)."""
     import numpy as np
 
-    from nncli.data.arrays import _check_numbers, array_targets
+    from nncli.data.npz import _check_numbers, array_targets
 
     headers = {key: npy_header(Path(getattr(p, key)), key) for key in ("x", "y")}
     check_headers(p, headers["x"], headers["y"])

@@ -76,7 +76,7 @@ def read_series(path: Path, key: str, columns: list[str]) -> pd.DataFrame:
     import numpy as np
     import pandas as pd
 
-    from nncli.data.arrays import read_npz
+    from nncli.data.npz import read_npz
 
     if path.suffix.lower() != ".npz":
         return read_csv(path, key)

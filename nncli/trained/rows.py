@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nncli.data.arrays import read_npz
 from nncli.data.npy import read_npy
+from nncli.data.npz import read_npz
 from nncli.data.preprocess import Preprocessing, encode, label_strings, lines
 from nncli.errors import NncliError
 from nncli.inputs import read_csv

@@ -14,7 +14,7 @@ import torch
 
 from nncli.config import yamlio
 from nncli.config.spec import validate
-from nncli.data import arrays, encode_labels, pipeline
+from nncli.data import encode_labels, npz, pipeline
 from nncli.data.preprocess import label_strings, sort_labels
 from nncli.engine.prepare import prepare
 from nncli.errors import NncliError
@@ -73,16 +73,16 @@ def test_permute_rows_applies_the_permutation_in_place() -> None:
 def test_an_npz_read_in_chunks_equals_the_file_and_names_bad_rows_of_later_chunks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(arrays, "_CHUNK_BYTES", 64)  # rows of 32 bytes: two a chunk
+    monkeypatch.setattr(npz, "_CHUNK_BYTES", 64)  # rows of 32 bytes: two a chunk
     x = np.arange(80, dtype=np.float64).reshape(10, 8)
     np.savez(tmp_path / "a.npz", x=x, y=np.arange(10) % 2)
     out = np.empty((10, 8), dtype=np.float32)
-    arrays._read_inputs(tmp_path / "a.npz", "x", out)
+    npz._read_inputs(tmp_path / "a.npz", "x", out)
     assert np.array_equal(out, x.astype(np.float32))
     x[7, 3], x[9, 0] = np.nan, 1e39
     np.savez(tmp_path / "b.npz", x=x, y=np.arange(10) % 2)
     with pytest.raises(Exception) as caught:
-        arrays._read_inputs(tmp_path / "b.npz", "x", out)
+        npz._read_inputs(tmp_path / "b.npz", "x", out)
     assert str(caught.value) == (
         f"{tmp_path / 'b.npz'}: 'x' holds 1e+39, nan on rows 7, 9; inputs and targets must "
         "be finite numbers within float32's range (±3.4e38)"
