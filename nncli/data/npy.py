@@ -141,7 +141,7 @@ def npy(p: Npy, seed: int, loss_target: LossTarget | None = None) -> Dataset:
     inputs too large for memory are streamed from disk (data.stream)."""
     import numpy as np
 
-    from nncli.data.npz import _check_numbers, array_targets
+    from nncli.data.npz import array_targets, check_numbers
 
     headers = {key: npy_header(Path(getattr(p, key)), key) for key in ("x", "y")}
     check_headers(p, headers["x"], headers["y"])
@@ -156,7 +156,7 @@ def npy(p: Npy, seed: int, loss_target: LossTarget | None = None) -> Dataset:
     if not streams(p, x):
         check_memory(f"data.x: {x_path} ({size_text(x.nbytes)})", x.size * 8, "set stream: true")
         x = np.array(x)
-        _check_numbers(x_path, "x", x, labels=False)
+        check_numbers(x_path, "x", x, labels=False)
     y, task, class_names, targets = array_targets(
         {"train": y}, {"train": y_path}, "y", p.task, loss_target
     )

@@ -171,7 +171,7 @@ def _row_chunks(
         yield lo, np.frombuffer(data, dtype=dtype).reshape(-1, width)
 
 
-def _check_numbers(path: Path, name: str, values: NDArray[Any], labels: bool) -> None:
+def check_numbers(path: Path, name: str, values: NDArray[Any], labels: bool) -> None:
     """Refuse NaN, infinite values and values beyond float32 (and, for class `labels`,
     fractions), naming their rows."""
     import numpy as np
@@ -264,7 +264,7 @@ def array_targets(
         whole = y_train.dtype.kind in "biuUS" or bool(np.all(np.mod(y_train, 1) == 0))
         task = ("multilabel" if n_targets > 1 else "classification") if whole else "regression"
     for split_name, y in ys.items():
-        _check_numbers(files[split_name], y_key, y, labels=task == "classification")
+        check_numbers(files[split_name], y_key, y, labels=task == "classification")
     y_parts = list(ys.values())
     class_names = None
     if task == "classification":
