@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_data_sources import params, tiny_images, write_idx
+from datafiles import params, tiny_images, write_idx
 
 from nncli import data as datamod
 from nncli.errors import NncliError

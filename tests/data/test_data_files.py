@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_data_sources import params, spec_text, tiny_images, write_idx, write_mnist
+from datafiles import params, spec_text, tiny_images, write_idx, write_mnist
 from typer.testing import CliRunner
 
 from nncli import data as datamod

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import EXPERIMENTS, ROOT
+from datafiles import params, spec_text
 from PIL import Image
-from test_data_sources import params, spec_text
 from typer.testing import CliRunner
 
 import nncli.inputs

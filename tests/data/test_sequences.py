@@ -324,7 +324,7 @@ def test_text_columns_are_checked(runner: CliRunner, tmp_path: Path) -> None:
 
 
 def section(text: str):
-    from test_data_sources import params
+    from datafiles import params
 
     return params(text)
 

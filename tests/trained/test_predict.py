@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from test_data_sources import spec_text, tiny_images
+from datafiles import spec_text, tiny_images
 from typer.testing import CliRunner
 
 from nncli import data as datamod
