@@ -215,7 +215,7 @@ def sweep(
     from nncli.sweep.plan import plan as make_plan
     from nncli.sweep.space import METHODS, Options, import_optuna
     from nncli.sweep.state import RETRIED, TAKEN, create, reopen
-    from nncli.sweep.summary import summarize
+    from nncli.sweep.summary import draw_best, summarize
 
     chosen = METHODS[method.value] if method is not None else None
     options = Options(grid or [], choice or [], range_ or [], chosen, n_trials, seed, metric)
@@ -273,6 +273,9 @@ def sweep(
             raise typer.Exit(exc.exit_code) from None
         # a new sweep's --metric is in its plan; with --resume it re-ranks the trials
         summary = summarize(state, metric if again is not None else None)
+        unplotted = draw_best(state, "process" if nproc > 1 else start.value)
+        if unplotted is not None:
+            summary.warnings.append(unplotted)
 
     for warning in summary.warnings:
         err.print(f"[yellow]warning[/yellow] {escape(warning)}", markup=True, soft_wrap=True)

@@ -148,4 +148,9 @@ class SweepSpec(Params):
         ]
         | None
     ) = Field(default=None, description="bayes: median or hyperband; stops poor trials early")
+    plots: Literal["best", "all"] = Field(
+        default="best",
+        description="whose figures are drawn: the best trial's, when the sweep ends (another "
+        "run's with `nncli plot RUN`), or every trial's as it ends",
+    )
     slurm: SlurmSpec | None = Field(default=None, description="for --launcher slurm")

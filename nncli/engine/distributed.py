@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 # where rank 0 records its run folder, so a launcher can mark the run failed if a rank dies
 RUN_RECORD = "NNCLI_RUN_RECORD"
+# "off": the run draws no figures (a sweep's trials: the sweep draws its best one's)
+PLOTS_ENV = "NNCLI_PLOTS"
 
 
 @dataclass(frozen=True)

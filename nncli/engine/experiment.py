@@ -308,7 +308,8 @@ def _execute(
         result = fit(p, out, SMOKE_BATCHES if smoke else None, resume)
         # every epoch's row, those before a resume too, as metrics.csv holds them
         whole = dataclasses.replace(result, rows=read_metrics(run.path))
-        out.artifacts(write_plots(run.path / PLOTS, p, whole))
+        if os.environ.get(distributed.PLOTS_ENV) != "off":
+            out.artifacts(write_plots(run.path / PLOTS, p, whole))
         out.finish("completed", result, None)
     except (KeyboardInterrupt, RunInterrupted) as exc:
         out.finish("interrupted", None, None)

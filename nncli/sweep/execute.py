@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Literal
 
-from nncli.engine.distributed import RUN_RECORD
+from nncli.engine.distributed import PLOTS_ENV, RUN_RECORD
 from nncli.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, RunInterrupted
 from nncli.loggers.sweep_prune import TRIAL_ENV
 from nncli.runs.files import now
@@ -319,6 +319,8 @@ def _start(
         RUN_RECORD: str(sweep.record_path(trial).absolute()),
         CLAIM_ENV: str(claims.path(trial.number).absolute()),
     }
+    if sweep.space.plots == "best":  # drawn for the best trial alone, when the sweep ends
+        env[PLOTS_ENV] = "off"
     if sweep.space.prune is not None and trial.optuna is not None:
         env[TRIAL_ENV] = json.dumps(
             {

@@ -91,6 +91,7 @@ class Space:
     metric: str | None  # ranks the trials; None: each run's monitor
     metric_where: str = ""
     prune: dict[str, Any] | None = None  # sweep.prune as a dict: type, startup_trials, ...
+    plots: str = "all"  # sweep.plots (sweeps made before it drew every trial's)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -99,6 +100,7 @@ class Space:
             "seed": self.seed,
             "metric": self.metric,
             "prune": self.prune,
+            "plots": self.plots,
             "params": [p.describe() for p in self.params],
         }
 
@@ -106,7 +108,8 @@ class Space:
     def read(cls, data: dict[str, Any]) -> Space:
         params = tuple(Param.read(p) for p in data["params"])
         method, n, seed, metric = data["method"], data["n_trials"], data["seed"], data["metric"]
-        return cls(method, params, n, seed, metric, prune=data.get("prune"))
+        plots = data.get("plots", "all")
+        return cls(method, params, n, seed, metric, prune=data.get("prune"), plots=plots)
 
 
 @dataclass
@@ -227,7 +230,7 @@ def search_space(doc: yamlio.Document, spec: Spec, options: Options) -> Space:
             f"{doc.where(('sweep', 'prune'))} sweep.prune: pruning compares trials in Optuna's "
             f"study, which bayes search keeps; use method: bayes, or remove prune"
         )
-    return Space(method, tuple(params), n_trials, seed, metric, metric_where, prune)
+    return Space(method, tuple(params), n_trials, seed, metric, metric_where, prune, section.plots)
 
 
 def trial_params(space: Space) -> list[dict[str, Any]]:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nncli.errors import NncliError
 from nncli.runs.compare import BEST, BEST_EPOCH, Comparison, compare
-from nncli.runs.files import CONFIG, write_atomic
+from nncli.runs.files import CONFIG, PLOTS, write_atomic
 from nncli.runs.record import is_run
+from nncli.sweep import warm
 from nncli.sweep.space import value_text
-from nncli.sweep.state import BEST_YAML, SUMMARY, Sweep, Trial, read_trial_run
+from nncli.sweep.state import BEST_YAML, LOGS, SUMMARY, Sweep, Trial, read_trial_run
+from nncli.sweep.warm import Start
 from nncli.tables import Format, render
 
 
@@ -101,3 +104,21 @@ def summarize(sweep: Sweep, metric: str | None = None) -> Summary:
     summary = Summary(comparison, trial_of, keys, metric, best, best_value, best_file, warnings)
     write_atomic(sweep.folder / SUMMARY, summary.table(Format.csv) + "\n")
     return summary
+
+
+def draw_best(sweep: Sweep, how: Start) -> str | None:
+    """With sweep.plots `best`, the trials drew no figures: draw the best trial's (its
+    plots/ and report.html, as `nncli plot RUN`) in a trial-like child, unless a sweep
+    that went on from here drew them already. A warning where that failed, else None."""
+    best = sweep.best
+    if sweep.space.plots != "best" or best is None:
+        return None
+    run = sweep.folder / str(best["run"])
+    if any((run / PLOTS).glob("*.png")):
+        return None
+    log = sweep.folder / LOGS / f"plot-trial-{int(best['trial']):03d}.log"
+    log.parent.mkdir(exist_ok=True)
+    code = warm.start(how, ["plot", str(run.absolute())], log, dict(os.environ)).wait()
+    if code != 0:
+        return f"the best trial's figures could not be drawn (exit {code}; see {log})"
+    return None

@@ -424,3 +424,27 @@ def test_warm_trials_train_exactly_as_fresh_processes(runner: CliRunner, tmp_pat
         assert warm_rows == rows and len(rows) == 2
         assert warm_weights.keys() == weights.keys()
         assert all(torch.equal(warm_weights[k], weights[k]) for k in weights)
+
+
+def test_trials_draw_no_figures_but_the_best_one_gets_them_when_the_sweep_ends(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    """sweep.plots: best (the default): a trial's figures cost more than circles' training,
+    so the trials draw none and the sweep draws its best trial's at the end; `all` draws
+    every trial's as before."""
+    exp = tmp_path / "exp.yaml"
+    for plots, drawn in (("best", 1), ("all", 3)):
+        exp.write_text(BASE + ("" if plots == "best" else "sweep:\n  plots: all\n"))
+        out = tmp_path / plots
+        args = ["sweep", str(exp), "--grid", "optimizer.lr=0.3,0.1,0.01", "--out", str(out)]
+        result = runner.invoke(app, [*args, "-f", "csv"])
+        assert result.exit_code == 0, result.output
+        info = sweep_json(out)
+        assert info["plots"] == plots
+        best = out / info["best"]["run"]
+        with_figures = [run for run in run_folders(out) if (run / "plots" / "loss.png").is_file()]
+        assert len(with_figures) == drawn and best in with_figures
+        assert '<img alt="loss.png"' in (best / "report.html").read_text()  # redrawn
+        for run in run_folders(out):  # every run folder otherwise whole
+            assert json.loads((run / "run.json").read_text())["status"] == "completed"
+            assert (run / "checkpoints" / "last.pt").is_file()
