@@ -3,7 +3,6 @@ and how a run's end maps to messages and exit codes."""
 
 from __future__ import annotations
 
-import gc
 import os
 import signal
 import sys
@@ -31,6 +30,7 @@ from nncli.cli.common import (
     warn_lint,
 )
 from nncli.errors import EXIT_INTERNAL, NncliError, RunInterrupted
+from nncli.frozen import import_frozen
 
 
 def train(
@@ -121,22 +121,9 @@ def resume(
 
 def _import_engine() -> None:
     """Import the engine, torch and torch._dynamo (which every torch.optim optimizer imports
-    as it is built) with the garbage collector off, then freeze what they built: millions
-    of objects that live as long as the process, which each full collection would walk
-    again (0.5-0.9 s of CPU in `nncli train experiments/circles.yaml`). Later collections
-    skip them. Nothing to do where the engine is imported already (a warm sweep trial)."""
-    if "nncli.engine.experiment" in sys.modules:
-        return
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        import torch._dynamo  # noqa: F401
-
-        import nncli.engine.experiment  # noqa: F401
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
+    as it is built), frozen (nncli.frozen); nothing to do in a warm sweep trial, whose
+    server imported them."""
+    import_frozen(["torch._dynamo", "nncli.engine.experiment"])
 
 
 def _launch(nproc: int) -> None:

@@ -19,22 +19,6 @@ from typing import Literal, Protocol
 
 Start = Literal["warm", "process"]
 
-# what the fork server imports before it forks a trial: everything a `nncli train`
-# imports that takes time (not the CLI's consoles, which find out where they print)
-PRELOAD = [
-    "torch",
-    "torch.optim",
-    "torch._dynamo",  # imported by the first optimizer step: seconds
-    "numpy",
-    "pandas",
-    "sklearn.datasets",
-    "matplotlib.figure",
-    "matplotlib.backends.backend_agg",
-    "nncli.engine.experiment",
-    "nncli.figures.curves",
-    "nncli.figures.predictions",
-]
-
 
 class TrialProcess(Protocol):
     """What the sweep needs of a trial's process (subprocess.Popen has it)."""
@@ -83,9 +67,9 @@ def start(
 @cache
 def _fork_server() -> ForkServerContext:
     """The context whose server (started with the first trial, kept for this process's
-    life) has imported PRELOAD."""
+    life) has imported what preload.py names, frozen."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD)
+    context.set_forkserver_preload(["nncli.sweep.preload"])
     return context
 
 
