@@ -114,15 +114,14 @@ def test_an_unknown_init_is_located_with_did_you_mean() -> None:
     ]
     text = TINY.replace("- dense: 1", "- {type: dense, units: 1, init: {normal: {sd: 1}}}")
     assert problems(text) == [
-        "exp.yaml:12:47  model.layers.2.dense.init.normal.sd  unknown key 'sd'  "
-        "(did you mean 'std'?)"
+        "exp.yaml:12:47  model.layers.2.init.normal.sd  unknown key 'sd'  (did you mean 'std'?)"
     ]
 
 
 def test_bias_init_without_a_bias_is_refused() -> None:
     text = TINY.replace("- dense: 1", "- {type: dense, units: 1, bias: false, bias_init: 0}")
     assert problems(text) == [
-        "exp.yaml:12:7  model.layers.2.dense  bias_init needs a bias: leave bias_init out, "
+        "exp.yaml:12:7  model.layers.2  bias_init needs a bias: leave bias_init out, "
         "or set bias: true"
     ]
 

@@ -140,8 +140,7 @@ def problems(
             hint = hint or _yaml_hint(err["type"], err["input"])
         if message.startswith("Value error, "):
             message = message[len("Value error, ") :]
-        key = ".".join(str(p) for p in loc)
-        found.append(Problem(where, key, message, hint))
+        found.append(Problem(where, _file_key(doc.data, loc), message, hint))
     return found
 
 
@@ -174,6 +173,26 @@ def _yaml_hint(kind: str, value: object) -> str | None:
     if kind == "string_type" and isinstance(value, int | float) and not isinstance(value, bool):
         return f"quote it to make it text: '{value}'"
     return None
+
+
+def _file_key(data: Any, loc: tuple[str | int, ...]) -> str:
+    """An error's location as the file spells it: `data.splt`, not pydantic's
+    `data.digits.splt` (the tag of the union's member, which the file gives as the value
+    of `source:`, `name:` or `type:`, or as a bare name, is not a key of the file)."""
+    parts: list[str | int] = []
+    node = data
+    for part in loc:
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if isinstance(node, dict):
+            tags = [node.get(t) for t in TAGS.values()]
+        else:
+            tags = [node] if isinstance(node, str) else []
+        if isinstance(part, str) and part in tags and not in_dict:
+            continue
+        parts.append(part)
+        node = node[part] if in_dict or in_list else None
+    return ".".join(str(p) for p in parts)
 
 
 def _data_path(data: Any, loc: tuple[str | int, ...]) -> yamlio.Key:

@@ -179,7 +179,7 @@ def test_wrong_type_exits_2(runner: CliRunner, write: Callable[..., Path], tmp_p
     path = write(TINY.replace("lr: 0.05", "lr: fast"))
     code, _, stderr = train(runner, str(path), "--runs-dir", str(tmp_path / "runs"))
     assert code == 2
-    assert "optimizer.adam.lr  Input should be a valid number, got 'fast'" in stderr
+    assert "optimizer.lr  Input should be a valid number, got 'fast'" in stderr
     assert_nothing_written(tmp_path)
 
 

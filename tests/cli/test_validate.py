@@ -36,7 +36,7 @@ def test_json_lists_each_file_with_its_errors_and_warnings(
     assert second["errors"] == [
         {
             "where": f"{broken}:7:25",
-            "key": "optimizer.adam.lr",
+            "key": "optimizer.lr",
             "message": "Input should be greater than 0, got -1",
             "hint": None,
         }
@@ -52,7 +52,7 @@ def test_github_annotations_point_at_the_line(
     )
     assert result.exit_code == 2
     assert result.stdout.splitlines() == [
-        f"::error file={broken},line=7,col=25,title=optimizer.adam.lr::"
+        f"::error file={broken},line=7,col=25,title=optimizer.lr::"
         "Input should be greater than 0, got -1",
         f"::error file={broken},title=train.epochs::"
         "--set train.epochs=x: Input should be a valid integer, got 'x'",
@@ -75,5 +75,5 @@ def test_text_stays_as_it_was(runner: CliRunner, write: Callable[..., Path]) -> 
     assert result.exit_code == 2
     assert result.stdout == f"ok {EXPERIMENTS / 'circles.yaml'}: 4 layers, loss bce, data circles\n"
     assert result.stderr == (
-        f"error {broken}:7:25  optimizer.adam.lr  Input should be greater than 0, got -1\n"
+        f"error {broken}:7:25  optimizer.lr  Input should be greater than 0, got -1\n"
     )

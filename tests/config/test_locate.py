@@ -40,7 +40,7 @@ from typer.testing import CliRunner
         (
             "lr: 0.05",
             "lr: 0:05",
-            "exp.yaml:15:25  optimizer.adam.lr  Input should be a valid number, got '0:05'  "
+            "exp.yaml:15:25  optimizer.lr  Input should be a valid number, got '0:05'  "
             "(write the number itself (YAML 1.1 reads a:b as a*60+b))",
         ),
         (
@@ -91,3 +91,28 @@ def test_control_characters_in_a_message_are_shown_escaped(
     assert stderr == (
         "error --set loss=\"bce\\x07\"  loss  unknown loss 'bce\\x07'  (did you mean 'bce'?)\n"
     )
+
+
+def test_error_keys_are_the_files_own_path_without_union_tags() -> None:
+    # pydantic's location holds the member's tag (data.digits.splt): not a key of the file
+    from nncli.config import yamlio
+    from nncli.config.spec import validate
+    from nncli.errors import SpecError
+
+    text = (
+        "data: {source: digits, splt: 1}\n"
+        "model:\n"
+        "  layers:\n"
+        "    - {type: dense, units: 4, unitz: 3}\n"
+        "    - dense: {units: 10, unitz: 3}\n"
+        "loss: {name: cross_entropy, wieght: 1}\n"
+    )
+    with pytest.raises(SpecError) as caught:
+        validate(yamlio.loads(text, "x.yaml"))
+    keys = [line.split("  ")[1] for line in str(caught.value).splitlines()]
+    assert keys == [
+        "data.splt",
+        "model.layers.0.unitz",
+        "model.layers.1.dense.unitz",
+        "loss.wieght",
+    ]

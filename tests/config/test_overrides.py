@@ -65,5 +65,5 @@ def test_errors_of_a_whole_section_are_located_at_the_setting_that_caused_them()
         "(classification); use any of accuracy, precision, recall, f1"
     ]
     assert problems(TINY, ("data.split.val=0.9",)) == [
-        "--set data.split.val=0.9  data.circles.split  val + test is 1.1; it must be below 1"
+        "--set data.split.val=0.9  data.split  val + test is 1.1; it must be below 1"
     ]

@@ -84,19 +84,18 @@ def test_each_mistake_is_located_at_its_entry_with_a_fix() -> None:
         "horizontal_flip: 2",
     )
     assert problems(text) == [
-        "exp.yaml:5:7  data.digits.augment.0.rotation.degrees  required key is missing",
-        "exp.yaml:5:18  data.digits.augment.0.rotation.degres  unknown key 'degres'  "
+        "exp.yaml:5:7  data.augment.0.rotation.degrees  required key is missing",
+        "exp.yaml:5:18  data.augment.0.rotation.degres  unknown key 'degres'  "
         "(did you mean 'degrees'?)",
-        "exp.yaml:6:7  data.digits.augment.1  unknown transform 'rotaton'  "
-        "(did you mean 'rotation'?)",
-        "exp.yaml:7:7  data.digits.augment.2  normalize is no augmentation: data.augment "
+        "exp.yaml:6:7  data.augment.1  unknown transform 'rotaton'  (did you mean 'rotation'?)",
+        "exp.yaml:7:7  data.augment.2  normalize is no augmentation: data.augment "
         "changes training batches only, so val, test, eval and predict would see inputs on "
         "another scale (use data.standardize: true, statistics of the train split applied "
         "everywhere, or data.scale)",
-        "exp.yaml:8:7  data.digits.augment.3.color_jitter  color_jitter changes nothing: give "
+        "exp.yaml:8:7  data.augment.3.color_jitter  color_jitter changes nothing: give "
         "brightness, contrast, saturation or hue",
-        "exp.yaml:9:7  data.digits.augment.4.affine  scale is [low, high]: 1.2 is above 0.8",
-        "exp.yaml:10:7  data.digits.augment.5.horizontal_flip.p  Input should be less than "
+        "exp.yaml:9:7  data.augment.4.affine  scale is [low, high]: 1.2 is above 0.8",
+        "exp.yaml:10:7  data.augment.5.horizontal_flip.p  Input should be less than "
         "or equal to 1, got 2",
     ]
 
@@ -110,7 +109,7 @@ def test_without_kornia_the_file_is_refused_naming_the_extra(
     monkeypatch.setattr(extras, "installed", lambda module: module != "kornia" and found(module))
     path = write(digits("horizontal_flip"))
     assert train_refused(runner, path, tmp_path).splitlines() == [
-        f"error {path}:4:3  data.digits.augment  data.augment needs kornia, which is not "
+        f"error {path}:4:3  data.augment  data.augment needs kornia, which is not "
         "installed (pip install 'nncli[augment]')",
     ]
     # a file without augment does not need it
@@ -238,7 +237,7 @@ def test_a_transform_registered_after_import_is_valid_in_files_and_the_schema(
             load_spec(Path({str(path)!r}))
         except SpecError as exc:
             # (the key is left out: after any late registration pydantic names the source
-            # twice in it, data.digits.digits..., for every registry: not augment's doing)
+            # twice in it, data.digits..., for every registry: not augment's doing)
             print(*(f"{{p.where}} {{p.message}} ({{p.hint}})" for p in exc.problems), sep="\\n")
         print("invert" in json.dumps(schema()))
         """

@@ -278,7 +278,7 @@ def test_idx_errors_name_the_file(tmp_path: Path) -> None:
     assert error_of(section).startswith(f"data.labels: {tmp_path / 'l'} cannot be read:")
     with pytest.raises(SpecError) as info:
         params(section + f"\nval_images: {tmp_path / 'i'}")
-    assert "data.idx  give val_images and val_labels together" in str(info.value)
+    assert "data  give val_images and val_labels together" in str(info.value)
 
 
 def test_mnist_reads_the_four_files_of_a_folder(tmp_path: Path) -> None:

@@ -120,7 +120,7 @@ def test_scale_accepts_a_fraction_and_refuses_nonsense() -> None:
     assert params("source: digits\nscale: 0.5").scale == 0.5
     with pytest.raises(SpecError) as info:
         params("source: digits\nscale: 1/0")
-    assert "data.digits.scale  Input should be a valid number, got '1/0'" in str(info.value)
+    assert "data.scale  Input should be a valid number, got '1/0'" in str(info.value)
     with pytest.raises(SpecError) as info:
         params("source: digits\nscale: -2")
     assert "Input should be greater than 0" in str(info.value)

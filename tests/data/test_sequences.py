@@ -189,7 +189,7 @@ def test_predict_gives_one_forecast_per_window_in_the_targets_units(
         (
             "val: 0.2,",
             "stratify: true,",
-            "ts.yaml:10:11  data.timeseries.split.stratify",
+            "ts.yaml:10:11  data.split.stratify",
             "so stratify must be false (stratifying would mix later rows into training)",
         ),
     ],

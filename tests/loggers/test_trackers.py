@@ -225,7 +225,7 @@ def test_a_missing_library_is_refused_before_any_run_folder(
     spec = write(TINY + f"loggers:\n  - {logger}\n")
     stderr = train_refused(runner, spec, tmp_path)
     assert stderr == (
-        f"error {spec}:19:5  loggers.0.{logger}  this logger needs {logger}, which is not "
+        f"error {spec}:19:5  loggers.0  this logger needs {logger}, which is not "
         f"installed (pip install 'nncli[{logger}]')\n"
     )
 

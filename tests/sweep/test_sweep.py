@@ -188,7 +188,7 @@ def test_every_trial_is_checked_before_the_first_runs(
         "error --grid train.batch_size=16,0  train.batch_size  Input should be greater than 0, "
         "got 0  (trial 2 of 12: optimizer.lr=0.1 model.layers.0.dense=4 train.batch_size=0; "
         "5 more trials too)",
-        f"error {exp}:20:25  optimizer.adam.lr  Input should be greater than 0, got -1  "
+        f"error {exp}:20:25  optimizer.lr  Input should be greater than 0, got -1  "
         "(trial 7 of 12: optimizer.lr=-1 model.layers.0.dense=4 train.batch_size=16; "
         "5 more trials too)",
     ]
