@@ -57,19 +57,14 @@ class Npy(FileParams):
 def npy_header(path: Path, key: str) -> tuple[tuple[int, ...], np.dtype[Any]]:
     """The shape and dtype an .npy file's header declares (nothing else is read); NncliError
     at `data.KEY` for a file that is no .npy, holds objects or is shorter than declared."""
-    import numpy as np
+
+    from nncli.data.npz import read_header
 
     what = f"data.{key}: {path}"
     size = regular_size(path, what)
     try:
         with path.open("rb") as f:
-            version = np.lib.format.read_magic(f)
-            read = (
-                np.lib.format.read_array_header_1_0
-                if version == (1, 0)
-                else np.lib.format.read_array_header_2_0
-            )
-            shape, fortran, dtype = read(f)
+            shape, fortran, dtype = read_header(f)
             offset = f.tell()
     except (OSError, ValueError, EOFError) as exc:
         raise NncliError(

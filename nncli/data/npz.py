@@ -84,12 +84,12 @@ def _check_sizes(path: Path, archive: Any, keys: dict[str, str]) -> None:
     total = 0
     for name in keys.values():
         with archive.open(f"{name}.npy") as f:
-            shape, _, dtype = _header(f)
+            shape, _, dtype = read_header(f)
         total += math.prod(shape) * (dtype.itemsize + 4)  # the array and its float32 copy
     check_memory(f"{path} ({', '.join(keys.values())})", total, "use a smaller file")
 
 
-def _header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+def read_header(f: Any) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
     """The shape, Fortran order and dtype of the .npy file open at `f`'s start; `f` is
     left at the first byte of the values."""
     import numpy as np
@@ -137,7 +137,7 @@ def _copy_inputs(
     bad = np.zeros(len(out), dtype=bool)
     shown: list[NDArray[Any]] = []
     with np.load(path, allow_pickle=False) as archive, archive.zip.open(f"{name}.npy") as f:
-        shape, fortran, dtype = _header(f)
+        shape, fortran, dtype = read_header(f)
         width = math.prod(shape[1:])
         chunks: Iterable[tuple[int, NDArray[Any]]]
         if fortran or dtype.hasobject:  # rows are not contiguous: numpy reads it whole
@@ -197,7 +197,7 @@ def _npz_layout(path: Path, p: Npz) -> tuple[tuple[int, ...], NDArray[Any]]:
     y = arrays["y_key"]
     try:
         with zipfile.ZipFile(path) as archive, archive.open(f"{p.x_key}.npy") as f:
-            shape, _, dtype = _header(f)
+            shape, _, dtype = read_header(f)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise NncliError(f"{path} cannot be read as .npz arrays: {first_line(exc)}") from None
     if dtype.kind not in "biuf" or len(shape) < 2:
