@@ -38,6 +38,12 @@ class Npy(FileParams):
         "in the memory available)",
     )
     workers: int = Field(default=0, ge=0, le=64, description="DataLoader worker processes")
+    shuffle: Literal["chunks", "rows"] = Field(
+        default="chunks",
+        description="a streamed epoch's order: chunks (of about 1 MB of adjacent rows, in a "
+        "random order, rows shuffled within 4 chunks: sequential reads) or rows (every row "
+        "at random, as in memory: random reads); in memory it is always rows",
+    )
 
     def missing_files(self) -> list[NncliError]:
         """What loading would refuse from the files' headers alone (for validate): a file

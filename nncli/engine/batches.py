@@ -1,7 +1,9 @@
 """Inputs streamed from disk (`data.stream`): a split's rows of a memory-mapped .npy file,
 read batch by batch through a torch DataLoader (workers, pinned memory, non-blocking copies
-to the device). In `Prepared.splits` a `DiskRows` stands where in-memory data has a tensor;
-fit and evaluate ask it for batches, everything else for its length and shape."""
+to the device), in an epoch order of chunks of adjacent rows (`data.shuffle: chunks`) so
+that reads are long and sequential. In `Prepared.splits` a `DiskRows` stands where
+in-memory data has a tensor; fit and evaluate ask it for batches, everything else for its
+length and shape."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from nncli.data.preprocess import Preprocessing
 from nncli.inputs import size_text
 
 FIGURE_ROWS = 10_000  # figures that draw a split's points draw at most this many of them
+CHUNK_BYTES = 1 * 2**20  # shuffle: chunks: adjacent rows of about this many bytes each
+WINDOW = 4  # ... whose rows are shuffled among this many chunks in a row of the epoch
 READ_BYTES = 16 * 2**20  # an evaluation chunk reads at most about this many bytes (each
 # worker holds a few: within a memory cgroup of 784 MB, 64 MB chunks of two workers ran out)
 
@@ -36,14 +40,23 @@ class DiskRows:
     pre: Preprocessing
     device: torch.device
     workers: int = 0
+    shuffle: str = "chunks"  # data.shuffle: "chunks" or "rows"
 
     @classmethod
     def of(
-        cls, x: Any, rows: np.ndarray, pre: Preprocessing, device: torch.device, workers: int
+        cls,
+        x: Any,
+        rows: np.ndarray,
+        pre: Preprocessing,
+        device: torch.device,
+        workers: int,
+        shuffle: str = "chunks",
     ) -> DiskRows:
         """The rows `rows` of `x`, a memory-mapped file as `data.npy` opened it."""
         assert isinstance(x, np.memmap) and x.filename is not None
-        return cls(str(x.filename), x.offset, x.dtype.str, x.shape, rows, pre, device, workers)
+        return cls(
+            str(x.filename), x.offset, x.dtype.str, x.shape, rows, pre, device, workers, shuffle
+        )
 
     def head(self, n: int) -> torch.Tensor:
         """The model inputs of the first `n` rows, on the device."""
@@ -90,6 +103,24 @@ class DiskRows:
         for idx, xb in loader:
             yield idx.to(self.device, non_blocking=cuda), xb.to(self.device, non_blocking=cuda)
 
+    def permutation(self, order: torch.Generator) -> torch.Tensor:
+        """The epoch's order of the split's positions, drawn from `order` (fit's generator,
+        checkpointed, so a resumed run draws the same): `rows`, a permutation of every row as
+        in memory; `chunks`, the rows in file order cut into chunks of about CHUNK_BYTES,
+        the chunks in a random order, and the rows shuffled within each WINDOW chunks."""
+        n = len(self.rows)
+        if self.shuffle == "rows":
+            return torch.randperm(n, generator=order)
+        by_file = np.argsort(self.rows, kind="stable")
+        return torch.from_numpy(by_file[chunk_order(n, self.chunk_rows, order)])
+
+    @property
+    def chunk_rows(self) -> int:
+        """Rows in a chunk of `shuffle: chunks`."""
+        return max(
+            1, CHUNK_BYTES // (math.prod(self.file_shape[1:]) * np.dtype(self.dtype).itemsize)
+        )
+
     def epoch(
         self, perm: torch.Tensor | None, batch: int, n_batches: int, rank: int, world: int
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -118,6 +149,17 @@ class DiskRows:
 
     def describe(self) -> str:
         return f"{len(self.rows):,} rows, {size_text(self.nbytes)}; workers {self.workers}"
+
+
+def chunk_order(n: int, size: int, order: torch.Generator) -> np.ndarray:
+    """0..n-1 cut into chunks of `size`, the chunks permuted, then the numbers shuffled
+    within each run of WINDOW chunks: one draw of the chunks' order and one of n keys."""
+    chunks = torch.randperm(-(-n // size), generator=order).numpy()
+    flat = (chunks[:, None] * size + np.arange(size)).ravel()
+    flat = flat[flat < n]  # the last chunk may be short, wherever it lands
+    keys = torch.rand(n, generator=order, dtype=torch.float64).numpy()
+    keys += np.arange(n) // (size * WINDOW)  # the window's number, then a random place in it
+    return flat[np.argsort(keys, kind="stable")]
 
 
 class _Batches(Sampler[np.ndarray]):

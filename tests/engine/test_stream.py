@@ -18,7 +18,7 @@ STREAMED = """\
 name: streamed
 seed: 3
 data: {{source: npy, x: x.npy, y: y.npy, standardize: true, stream: true, workers: {workers},
-       split: {{val: 0.2, test: 0.2}}}}
+       shuffle: {shuffle}, split: {{val: 0.2, test: 0.2}}}}
 model:
   layers: [dense: 16, relu, dropout: 0.1, dense: 1]
 loss: bce_with_logits
@@ -29,22 +29,24 @@ metrics: [accuracy]
 """
 
 
-def streamed(folder: Path, workers: int = 0) -> Path:
+def streamed(folder: Path, workers: int = 0, shuffle: str = "chunks", features: int = 4) -> Path:
     rng = np.random.default_rng(1)
-    x = rng.normal(size=(4000, 4)).astype(np.float32) * 5 + 3
+    x = rng.normal(size=(4000, features)).astype(np.float32) * 5 + 3
     np.save(folder / "x.npy", x)
     np.save(folder / "y.npy", (x[:, 0] * x[:, 1] > 9).astype(np.int64))
     spec = folder / "streamed.yaml"
-    spec.write_text(STREAMED.format(workers=workers), encoding="utf-8")
+    spec.write_text(STREAMED.format(workers=workers, shuffle=shuffle), encoding="utf-8")
     return spec
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize(("workers", "shuffle"), [(0, "chunks"), (1, "chunks"), (0, "rows")])
 def test_a_streamed_run_killed_and_resumed_equals_an_uninterrupted_one(
-    tmp_path: Path, workers: int
+    tmp_path: Path, workers: int, shuffle: str
 ) -> None:
-    spec = streamed(tmp_path, workers)
+    # rows of 2 kB: the 2,400 train rows are 5 chunks of 1 MB (two windows) a new order each
+    # epoch
+    spec = streamed(tmp_path, workers, shuffle, features=512)
     whole = nncli("train", str(spec), "--runs-dir", str(tmp_path / "whole"), "-q")
     assert whole.returncode == 0, whole.stderr
     reference = Path(whole.stdout.strip())
@@ -66,6 +68,44 @@ def test_a_streamed_run_killed_and_resumed_equals_an_uninterrupted_one(
     assert info(folder)["status"] == "completed"
 
 
+def test_a_streamed_epoch_reads_chunks_of_adjacent_rows_in_a_seeded_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nncli.config.spec import load_experiment
+    from nncli.data.pipeline import prepare
+    from nncli.engine import batches
+
+    spec = load_experiment(streamed(tmp_path)).spec
+    dataset, indices = prepare(spec.data, spec.seed, "binary")
+    assert dataset.preprocessing is not None
+    disk = DiskRows.of(dataset.x, indices["train"], dataset.preprocessing, torch.device("cpu"), 0)
+    monkeypatch.setattr(batches, "CHUNK_BYTES", 16 * 100)  # 100 rows of 4 float32 a chunk
+    assert disk.chunk_rows == 100 and len(disk) == 2400
+    perm = disk.permutation(torch.Generator().manual_seed(5))
+    again = disk.permutation(torch.Generator().manual_seed(5))
+    assert torch.equal(perm, again)  # drawn from the generator alone: a resume draws it again
+    assert sorted(perm.tolist()) == list(range(2400))
+    file_rows = indices["train"][perm.numpy()]
+    rank = np.argsort(np.argsort(indices["train"]))  # each position's place in file order
+    chunk = rank[perm.numpy()] // 100
+    # each window of 4 x 100 positions holds four whole chunks of rows adjacent in the file,
+    # rows shuffled among them; the windows come in a random order
+    for w in range(6):
+        inside = chunk[w * 400 : (w + 1) * 400]
+        assert sorted(np.bincount(inside, minlength=24)[np.unique(inside)]) == [100] * 4
+        assert not np.all(np.diff(inside) >= 0)  # shuffled within the window
+    assert [int(c) for c in chunk[::400]] != sorted(int(c) for c in chunk[::400])
+    assert file_rows.tolist() != sorted(file_rows.tolist())
+    # shuffle: rows draws what in-memory fit draws
+    rows = DiskRows.of(
+        dataset.x, indices["train"], dataset.preprocessing, torch.device("cpu"), 0, "rows"
+    )
+    assert torch.equal(
+        rows.permutation(torch.Generator().manual_seed(5)),
+        torch.randperm(2400, generator=torch.Generator().manual_seed(5)),
+    )
+
+
 def test_each_rank_reads_its_own_share_of_every_batch(tmp_path: Path) -> None:
     from nncli.config.spec import load_experiment
     from nncli.data.pipeline import prepare
@@ -76,6 +116,12 @@ def test_each_rank_reads_its_own_share_of_every_batch(tmp_path: Path) -> None:
     disk = DiskRows.of(dataset.x, indices["train"], dataset.preprocessing, torch.device("cpu"), 0)
     perm = torch.randperm(len(disk), generator=torch.Generator().manual_seed(0))
     ranks = [list(disk.epoch(perm, 10, 3, rank, 2)) for rank in (0, 1)]
+    # with chunks, each rank draws the same order from the same seed: disjoint halves
+    chunked = [disk.permutation(torch.Generator().manual_seed(0)) for _ in (0, 1)]
+    shares = [[i for i, _ in disk.epoch(chunked[r], 10, 3, r, 2)] for r in (0, 1)]
+    for i in range(3):
+        both = sorted(shares[0][i].tolist() + shares[1][i].tolist())
+        assert both == sorted(chunked[0][i * 10 : (i + 1) * 10].tolist())
     for i in range(3):
         (a, xa), (b, xb) = ranks[0][i], ranks[1][i]
         assert a.tolist() == perm[i * 10 : (i + 1) * 10 : 2].tolist()
@@ -88,7 +134,7 @@ def test_each_rank_reads_its_own_share_of_every_batch(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_two_processes_stream_the_batches_two_processes_take_in_memory(tmp_path: Path) -> None:
-    spec = streamed(tmp_path)
+    spec = streamed(tmp_path, shuffle="rows")  # the order in memory
     spec.write_text(
         spec.read_text()
         .replace("epochs: 6", "epochs: 2")
