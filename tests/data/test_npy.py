@@ -249,3 +249,27 @@ def test_rows_are_read_in_the_order_asked_for(tmp_path: Path, dtype: str) -> Non
     got = npymod.read_rows(str(tmp_path / "x.npy"), mapped.offset, dtype, 3, rows)
     assert got.dtype == np.float32
     assert np.array_equal(got, x[rows].astype(np.float32))
+
+
+def test_rows_a_few_apart_are_read_in_one_call_and_come_back_in_the_order_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x = np.arange(5000 * 6, dtype=np.float64).reshape(5000, 6)  # rows of 48 bytes
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    calls: list[tuple[int, int]] = []
+    preadv = npymod.os.preadv
+
+    def counted(fd: int, buffers: list[memoryview], at: int) -> int:
+        calls.append((at, len(buffers[0])))
+        return preadv(fd, buffers, at)
+
+    monkeypatch.setattr(npymod.os, "preadv", counted)
+    # a chunk-shuffled batch: rows of one window, gaps of a few rows; then a far one
+    rows = np.array([40, 7, 9, 8, 200, 41, 3, 4999], dtype=np.int64)
+    got = npymod.read_rows(str(mapped.filename), mapped.offset, "<f8", 6, rows)
+    assert got.dtype == np.float32
+    assert np.array_equal(got, x[rows].astype(np.float32))
+    header = mapped.offset
+    # 3..200 in one call (rows 48 bytes, gaps under GAP_BYTES), 4999 apart from them
+    assert calls == [(header + 3 * 48, 198 * 48), (header + 4999 * 48, 48)]

@@ -44,8 +44,8 @@ def streamed(folder: Path, workers: int = 0, shuffle: str = "chunks", features: 
 def test_a_streamed_run_killed_and_resumed_equals_an_uninterrupted_one(
     tmp_path: Path, workers: int, shuffle: str
 ) -> None:
-    # rows of 2 kB: the 2,400 train rows are 5 chunks of 1 MB (two windows) a new order each
-    # epoch
+    # rows of 2 kB: the 2,400 train rows are 19 chunks of 256 kB (5 windows), in a new order
+    # each epoch
     spec = streamed(tmp_path, workers, shuffle, features=512)
     whole = nncli("train", str(spec), "--runs-dir", str(tmp_path / "whole"), "-q")
     assert whole.returncode == 0, whole.stderr
@@ -158,3 +158,23 @@ def test_two_processes_stream_the_batches_two_processes_take_in_memory(tmp_path:
     assert rows_without_time(runs["true"]) == rows_without_time(runs["false"])
     mine, theirs = weights(runs["true"]), weights(runs["false"])
     assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+
+
+def test_evaluation_reads_a_split_in_file_order(tmp_path: Path) -> None:
+    from nncli.config.spec import load_experiment
+    from nncli.data.pipeline import prepare
+
+    spec = load_experiment(streamed(tmp_path)).spec
+    dataset, indices = prepare(spec.data, spec.seed, "binary")
+    assert dataset.preprocessing is not None
+    train = indices["train"]
+    assert train.tolist() != sorted(train.tolist())  # the train split's own order is random
+    disk = DiskRows.of(dataset.x, train, dataset.preprocessing, torch.device("cpu"), 0)
+    read = list(disk.chunks(1000))
+    assert [len(idx) for idx, _ in read] == [1000, 1000, 400]
+    positions = torch.cat([idx for idx, _ in read]).numpy()
+    assert train[positions].tolist() == sorted(train.tolist())  # each row once, file order
+    x = torch.cat([xb for _, xb in read])
+    assert torch.equal(
+        x, torch.from_numpy(dataset.preprocessing.transform(dataset.x[train[positions]]))
+    )
