@@ -39,14 +39,41 @@ def streamed(folder: Path, workers: int = 0, shuffle: str = "chunks", features: 
     return spec
 
 
+def image_folder(folder: Path, workers: int) -> Path:
+    """4,000 PNGs of 8x8 in two class folders, streamed (decoded batch by batch)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    for i in range(4000):
+        label = i % 2
+        pixels = rng.integers(0, 60, size=(8, 8), dtype=np.uint8)
+        pixels[:, 4 * label : 4 * label + 4] += 150
+        (folder / "f" / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels, mode="L").save(folder / "f" / str(label) / f"{i:04d}.png")
+    spec = folder / "images.yaml"
+    spec.write_text(
+        STREAMED.replace("[dense: 16", "[flatten, dense: 16")
+        .replace("dense: 1]", "dense: 2]")
+        .replace("bce_with_logits", "cross_entropy")
+        .replace("source: npy, x: x.npy, y: y.npy,", "source: images, path: f, size: [8, 8],")
+        .replace("shuffle: {shuffle}, ", "channels: 1, ")
+        .format(workers=workers),
+        encoding="utf-8",
+    )
+    return spec
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(("workers", "shuffle"), [(0, "chunks"), (1, "chunks"), (0, "rows")])
+@pytest.mark.parametrize(
+    ("workers", "shuffle"), [(0, "chunks"), (1, "chunks"), (0, "rows"), (1, "images")]
+)
 def test_a_streamed_run_killed_and_resumed_equals_an_uninterrupted_one(
     tmp_path: Path, workers: int, shuffle: str
 ) -> None:
-    # rows of 2 kB: the 2,400 train rows are 19 chunks of 256 kB (5 windows), in a new order
-    # each epoch
-    spec = streamed(tmp_path, workers, shuffle, features=512)
+    if shuffle == "images":  # a folder of images decoded as read, by a worker
+        spec = image_folder(tmp_path, workers)
+    else:  # rows of 2 kB: the 2,400 train rows are 19 chunks of 256 kB (5 windows)
+        spec = streamed(tmp_path, workers, shuffle, features=512)
     whole = nncli("train", str(spec), "--runs-dir", str(tmp_path / "whole"), "-q")
     assert whole.returncode == 0, whole.stderr
     reference = Path(whole.stdout.strip())
