@@ -7,6 +7,8 @@ length and shape."""
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -94,7 +96,7 @@ class DiskRows:
             # generator would change the dropout masks (and make runs differ from in-memory)
             generator=torch.Generator().manual_seed(0),
         )
-        for idx, xb, problem in loader:
+        for idx, xb, problem in loader if self.workers else ahead(iter(loader)):
             if problem:  # e.g. an image file that cannot be decoded any more
                 raise NncliError(problem)
             yield idx.to(self.device, non_blocking=cuda), xb.to(self.device, non_blocking=cuda)
@@ -144,6 +146,47 @@ class DiskRows:
 
     def describe(self) -> str:
         return f"{len(self.rows):,} rows, {size_text(self.nbytes)}; workers {self.workers}"
+
+
+def ahead(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """`items` produced on a thread of their own, up to `depth` ahead of use: with workers
+    0, the next batch is read (pread and numpy's copies let go of the GIL) while the model
+    trains on this one."""
+    out: queue.Queue[tuple[Any, BaseException | None, bool]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[Any, BaseException | None, bool]) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None, False)):
+                    return
+        except BaseException as exc:  # raised where the item was wanted
+            put((None, exc, True))
+            return
+        put((None, None, True))
+
+    thread = threading.Thread(target=produce, name="nncli-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc, done = out.get()
+            if exc is not None:
+                raise exc
+            if done:
+                return
+            yield item
+    finally:
+        stop.set()  # a consumer that stops early (an error in its step) frees the thread
+        thread.join()
 
 
 def chunk_order(n: int, size: int, order: torch.Generator) -> np.ndarray:

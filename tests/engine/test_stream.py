@@ -4,6 +4,7 @@ processes under torch.distributed train as they do on the same data in memory.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -205,3 +206,51 @@ def test_evaluation_reads_a_split_in_file_order(tmp_path: Path) -> None:
     assert torch.equal(
         x, torch.from_numpy(dataset.preprocessing.transform(dataset.x[train[positions]]))
     )
+
+
+def test_with_no_workers_the_next_batch_is_read_on_a_thread_while_this_one_trains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from nncli.config.spec import load_experiment
+    from nncli.data import npy as npymod
+    from nncli.data.pipeline import prepare
+
+    spec = load_experiment(streamed(tmp_path)).spec
+    dataset, indices = prepare(spec.data, spec.seed, "binary")
+    assert dataset.preprocessing is not None
+    disk = DiskRows.of(dataset.x, indices["train"], dataset.preprocessing, torch.device("cpu"), 0)
+    readers: list[str] = []
+    read = npymod.NpyRows.read
+    monkeypatch.setattr(
+        npymod.NpyRows,
+        "read",
+        lambda self, rows: readers.append(threading.current_thread().name) or read(self, rows),
+    )
+    perm = disk.permutation(torch.Generator().manual_seed(0))
+    got = list(disk.epoch(perm, 100, 24, 0, 1))
+    assert readers == ["nncli-read-ahead"] * 24
+    assert [idx.tolist() for idx, _ in got] == [
+        perm[i * 100 : (i + 1) * 100].tolist() for i in range(24)
+    ]
+
+
+def test_read_ahead_raises_where_the_item_was_wanted_and_stops_with_its_consumer() -> None:
+    import threading
+
+    from nncli.engine.batches import ahead
+
+    def items() -> Iterator[int]:
+        yield from range(3)
+        raise OSError("the disk went away")
+
+    got = []
+    with pytest.raises(OSError, match="the disk went away"):
+        for item in ahead(items()):
+            got.append(item)
+    assert got == [0, 1, 2]
+    endless = ahead(iter(range(10**9)))
+    assert [next(endless), next(endless)] == [0, 1]
+    endless.close()  # a step that failed: the reading thread ends with it
+    assert [t.name for t in threading.enumerate() if t.name == "nncli-read-ahead"] == []
