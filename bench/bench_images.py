@@ -1,15 +1,18 @@
 """Images from a folder: nncli's `source: images` against a plain torchvision
 `datasets.ImageFolder` + `DataLoader` script, one epoch each over the same folder of PNGs
 (10 class folders), the same CNN, batch, optimizer and pixel scaling (0..1), in separate
-processes, interleaved repeat by repeat in one run so that a busy machine slows both alike.
+processes, interleaved repeat by repeat in one run so that a busy machine slows all alike.
+nncli runs twice: in memory (the default for a folder that fits) and streamed
+(`stream: true`, each batch decoded in the DataLoader's workers, as torchvision does).
 
     .venv/bin/python bench/bench_images.py [--n 10000] [--size 32] [--workers 2]
         [--repeats 3] [--torchvision-python PYTHON]
 
 Images per second = images / (seconds from reading the folder to the end of the epoch;
 imports, torch's own lazy ones included, come before):
-nncli decodes every image once (Pillow) into memory, then trains; the script decodes
-each batch in its DataLoader workers while it trains. Each side's torch uses the same
+nncli in memory decodes every image once (Pillow) into memory, then trains; streamed, it
+checks every file's header, then decodes each batch in `--workers` DataLoader workers while
+it trains, as the torchvision script does. Each side's torch uses the same
 number of threads. torchvision must import where the script runs: PyPI's torchvision
 does not load beside the CPU build of torch this project installs, so
 `--torchvision-python` names another environment's interpreter (one with torch and
@@ -41,7 +44,8 @@ def cnn(size):
 
 SPEC = """\
 seed: 0
-data: {{source: images, path: {folder}, size: [{size}, {size}], split: {{test: 0.0}}}}
+data: {{source: images, path: {folder}, size: [{size}, {size}], stream: {stream},
+       workers: {workers}, split: {{test: 0.0}}}}
 model:
   layers:
     - conv2d: {{out_channels: 16, kernel_size: 3, padding: 1}}
@@ -158,9 +162,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
         make_folder(folder, args.n, args.size)
-        spec = SPEC.format(folder=folder, size=args.size)
+        memory = SPEC.format(folder=folder, size=args.size, stream="false", workers=0)
+        streamed = SPEC.format(folder=folder, size=args.size, stream="true", workers=args.workers)
         codes = {
-            "nncli": (sys.executable, NNCLI.format(bench=bench, spec=spec, threads=args.threads)),
+            "nncli": (sys.executable, NNCLI.format(bench=bench, spec=memory, threads=args.threads)),
+            "streamed": (
+                sys.executable,
+                NNCLI.format(bench=bench, spec=streamed, threads=args.threads),
+            ),
             "torchvision": (
                 args.torchvision_python,
                 TORCHVISION.format(
@@ -186,8 +195,12 @@ def main() -> None:
     for name, value in median.items():
         print(f"{name:12s} {value:8.0f} images/s (median of {args.repeats})")
     print(
-        f"nncli / torchvision ImageFolder ({args.workers} workers): "
+        f"nncli in memory / torchvision ImageFolder ({args.workers} workers): "
         f"{median['nncli'] / median['torchvision']:.2f}x"
+    )
+    print(
+        f"nncli streamed ({args.workers} workers) / torchvision ImageFolder ({args.workers} "
+        f"workers): {median['streamed'] / median['torchvision']:.2f}x"
     )
 
 

@@ -10,7 +10,8 @@ streamed run is `data.stream: auto`: inside the cgroup nncli sees the limit and 
 to stream. Both runs are `nncli train` processes; samples/s is the train rows over the
 epoch's `time_s` (metrics.csv; no held-out split, so the epoch is training alone). The file's
 pages are dropped from the page cache before the streamed run (posix_fadvise), so it reads
-from disk. The cgroup needs root: v2 (memory.max) or v1 (memory.limit_in_bytes); without
+from disk. On a machine others share, `OMP_NUM_THREADS=1` keeps torch's threads from
+spinning against their jobs (both runs read it). The cgroup needs root: v2 (memory.max) or v1 (memory.limit_in_bytes); without
 one the streamed run is unlimited and the bench says so. The files are deleted at the end.
 """
 
@@ -38,6 +39,7 @@ data:
   scale: 0.25
   stream: {stream}
   workers: {workers}
+  shuffle: {shuffle}
   split: {{test: 0.0}}
 model:
   layers: [dense: 128, relu, dense: 10]
@@ -167,6 +169,9 @@ def main() -> None:
     parser.add_argument("--slice", type=int, default=100_000, help="rows of the in-memory run")
     parser.add_argument("--workers", type=int, default=2, help="the streamed run's workers")
     parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument(
+        "--shuffle", default="chunks", choices=["chunks", "rows"], help="the streamed order"
+    )
     parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()))
     a = parser.parse_args()
 
@@ -182,6 +187,7 @@ def main() -> None:
         print(f"generating {a.rows:,} x {a.features} float32 ({size / 1e9:.2f} GB) in {folder}")
         x_path, y_path = generate(folder, a.rows, a.features)
         xs, ys = slice_of(x_path, y_path, a.slice, folder)
+        os.sync()  # no write-back of the new files beside the runs
         specs = {}
         for name, (x, y, stream, workers) in {
             "memory": (xs, ys, "false", 0),
@@ -190,7 +196,13 @@ def main() -> None:
             specs[name] = folder / f"{name}.yaml"
             specs[name].write_text(
                 EXPERIMENT.format(
-                    name=name, x=x, y=y, stream=stream, workers=workers, batch=a.batch
+                    name=name,
+                    x=x,
+                    y=y,
+                    stream=stream,
+                    workers=workers,
+                    batch=a.batch,
+                    shuffle=a.shuffle if stream == "auto" else "rows",
                 )
             )
         # in memory before and after the streamed run: a machine whose load changes in

@@ -1,17 +1,21 @@
 """`source: images`: image files in class folders, or listed with their labels in an index
-CSV, decoded once by Pillow into one array (N, C, H, W). Pillow (the `images` extra) is
-imported where files are decoded; `decode` reads one file, as a data loader worker would."""
+CSV, decoded once by Pillow into one array (N, C, H, W), or (`data.stream`) kept as a list
+of files (`ImageFiles`) decoded batch by batch in the data loader's workers. Pillow (the
+`images` extra) is imported where files are decoded; `decode` reads one file either way."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
-from nncli.data import DataParams, Dataset, FileParams, PathText, Scale, datasets, encode_labels
+from nncli.data import DataParams, Dataset, PathText, Scale, datasets, encode_labels
+from nncli.data.npy import DiskSource, Streamable, streams
 from nncli.errors import NncliError
 from nncli.inputs import FileProblem, check_memory, regular_size
 
@@ -25,7 +29,7 @@ SHOWN_FILES = 10  # bad files named in one message; the rest are counted
 Side = Annotated[int, Field(ge=1, le=65536)]
 
 
-class Images(FileParams):
+class Images(Streamable):
     """Images in one subfolder per class (`path`), or listed in a CSV (`index`)."""
 
     path_fields: ClassVar[tuple[str, ...]] = ("path", "index")
@@ -146,6 +150,90 @@ def decode(path: Path, size: tuple[int, int], crop: str, channels: int) -> NDArr
     return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
 
 
+def peek(path: Path) -> None:
+    """What a streamed run checks of each file before it starts: a regular file whose header
+    Pillow reads as an image of a size it accepts (the pixels are not decoded: a file
+    truncated past its header is found when its batch is read). OSError or ValueError."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        regular_size(path, str(path))
+    except FileProblem as exc:
+        raise OSError(exc.reason) from None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path):
+                pass
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+            raise ValueError(f"too large ({exc})") from None
+
+
+def peek_all(files: list[Path]) -> list[tuple[Path, str]]:
+    """The files whose header cannot be read (`peek`), with why."""
+    bad: list[tuple[Path, str]] = []
+    for file in files:
+        try:
+            peek(file)
+        except (OSError, ValueError, SyntaxError) as exc:
+            bad.append((file, _reason(exc)))
+    return bad
+
+
+@dataclass(frozen=True)
+class ImageFiles(DiskSource):
+    """A streamed dataset's inputs: its image files, decoded (`decode`, the pixels the
+    in-memory path holds) as float32 when rows are read. Stands as the dataset's x: its
+    shape is (N, C, H, W), or (N, C*H*W) once `reshape`d flat as data.pipeline lays x out."""
+
+    files: tuple[str, ...]
+    side: tuple[int, int]  # [height, width]
+    crop: str
+    channels: int
+    flat: bool = False
+
+    @property
+    def row_bytes(self) -> int:  # type: ignore[override]
+        return self.channels * self.side[0] * self.side[1] * 4  # decoded, float32
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        one = (self.channels, *self.side)
+        return (len(self.files), math.prod(one)) if self.flat else (len(self.files), *one)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def reshape(self, n: int, width: int) -> ImageFiles:
+        """Flat rows (N, C*H*W), as data.pipeline lays every source's x out."""
+        assert (n, width) == (len(self.files), -1)
+        return replace(self, flat=True)
+
+    def __getitem__(self, rows: Any) -> NDArray[np.float32]:
+        """The images `rows` names (a slice or row numbers) decoded, shaped as `shape`."""
+        import numpy as np
+
+        numbers = np.arange(len(self.files))[rows]
+        return self.read(numbers).reshape(len(numbers), *self.shape[1:])
+
+    def read(self, rows: NDArray[np.int64]) -> NDArray[np.float32]:
+        import numpy as np
+
+        out = np.empty((len(rows), math.prod(self.shape[1:])), np.float32)
+        for i, row in enumerate(rows.tolist()):
+            path = Path(self.files[row])
+            try:
+                out[i] = decode(path, self.side, self.crop, self.channels).reshape(-1)
+            except (OSError, ValueError, SyntaxError) as exc:
+                raise NncliError(
+                    f"{path} cannot be read ({_reason(exc)}), though its header could when "
+                    "the run started; restore the file and resume the run"
+                ) from None
+        return out
+
+
 def decode_all(
     files: list[Path], size: tuple[int, int], crop: str, channels: int, what: str
 ) -> tuple[NDArray[np.uint8], list[tuple[Path, str]]]:
@@ -158,7 +246,7 @@ def decode_all(
     check_memory(
         f"{what} ({len(files):,} images of {channels}x{size[0]}x{size[1]})",
         n_values * 5,
-        "use a smaller data.size or fewer images",
+        "use a smaller data.size or fewer images, or set data.stream: true",
     )
     out = np.zeros(shape, dtype=np.uint8)
     bad: list[tuple[Path, str]] = []
@@ -246,7 +334,8 @@ def _targets(labels: list[list[str]], what: str) -> tuple[NDArray[Any], list[str
 
 @datasets.register("images", params=Images)
 def images(p: Images, seed: int) -> Dataset:
-    """Image files (PNG, JPEG, BMP, WebP) in class folders or listed in a CSV, resized."""
+    """Image files (PNG, JPEG, BMP, WebP) in class folders or listed in a CSV, resized;
+    streamed (decoded batch by batch) where they would not fit in memory (data.stream)."""
     what = f"data.path: {p.path}" if p.path is not None else f"data.index: {p.index}"
     if p.path is not None:
         files, single = _from_folder(p)
@@ -254,7 +343,11 @@ def images(p: Images, seed: int) -> Dataset:
     else:
         files, labels = _from_index(p)
     size = (p.size[0], p.size[1])
-    x, bad = decode_all(files, size, p.crop, p.channels, what)
+    x: Any = None
+    if streams(p, len(files) * p.channels * size[0] * size[1]):
+        bad = peek_all(files)  # every header now, so a bad file is refused before training
+    else:
+        x, bad = decode_all(files, size, p.crop, p.channels, what)
     warnings = []
     if bad:
         text = f"{what}: {bad_files_text(bad, len(files))}"
@@ -266,11 +359,13 @@ def images(p: Images, seed: int) -> Dataset:
 
         unreadable = {path for path, _ in bad}
         keep = np.array([file not in unreadable for file in files])
-        x = x[keep]
+        x = None if x is None else x[keep]
         labels = [one for one, kept in zip(labels, keep, strict=True) if kept]
+        files = [file for file, kept in zip(files, keep, strict=True) if kept]
     y, names, several = _targets(labels, what)
+    streamed: Any = ImageFiles(tuple(map(str, files)), size, p.crop, p.channels)
     return Dataset(
-        x.astype("float32"),
+        streamed if x is None else x.astype("float32"),  # the files: read batch by batch
         y,
         "multilabel" if several else "classification",
         names,

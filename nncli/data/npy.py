@@ -1,11 +1,13 @@
 """`source: npy`: inputs and targets in two .npy files, opened memory-mapped; inputs too
 large for memory stay in their file and are read batch by batch (`data.stream`), with the
-train split's statistics fitted in chunks (`fit_streamed`)."""
+train split's statistics fitted in chunks (`fit_streamed`). `DiskSource` is what a streamed
+split reads its rows from (`NpyRows` here, image files in `data.images`)."""
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -21,9 +23,22 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 CHUNK_BYTES = 64 * 2**20  # statistics are summed over chunks of about this many bytes
+GAP_BYTES = 64 * 2**10  # rows read closer than this are read in one call, the gap with them
+WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", 3)
 
 
-class Npy(FileParams):
+class Streamable(FileParams):
+    """A file source whose inputs can stay on disk, read batch by batch by workers."""
+
+    stream: Literal["auto"] | bool = Field(
+        default="auto",
+        description="read batches from disk (auto: when the inputs as float32 do not fit "
+        "in the memory available)",
+    )
+    workers: int = Field(default=0, ge=0, le=64, description="DataLoader worker processes")
+
+
+class Npy(Streamable):
     path_fields: ClassVar[tuple[str, ...]] = ("x", "y")
 
     x: PathText = Field(description="the .npy file of inputs, (N, ...)")
@@ -32,12 +47,12 @@ class Npy(FileParams):
     standardize: bool = Field(
         default=False, description="zero mean, unit variance per feature (train split stats)"
     )
-    stream: Literal["auto"] | bool = Field(
-        default="auto",
-        description="read batches from disk (auto: when the inputs as float32 do not fit "
-        "in the memory available)",
+    shuffle: Literal["chunks", "rows"] = Field(
+        default="chunks",
+        description="a streamed epoch's order: chunks (of about 256 kB of adjacent rows, in a "
+        "random order, rows shuffled within 4 chunks: sequential reads) or rows (every row "
+        "at random, as in memory: random reads); in memory it is always rows",
     )
-    workers: int = Field(default=0, ge=0, le=64, description="DataLoader worker processes")
 
     def missing_files(self) -> list[NncliError]:
         """What loading would refuse from the files' headers alone (for validate): a file
@@ -114,20 +129,59 @@ def check_headers(p: Npy, x: tuple[tuple[int, ...], Any], y: tuple[tuple[int, ..
         )
 
 
-def streams(p: Npy, x: NDArray[Any]) -> bool:
-    """Whether the inputs stay on disk: as data.stream says, or (auto) where they would not
-    fit in memory as float32 (the array and the split tensors made from it)."""
+def streams(p: Streamable, values: int) -> bool:
+    """Whether the inputs stay on disk: as data.stream says, or (auto) where their `values`
+    would not fit in memory as float32 (the array and the split tensors made from it)."""
     if p.stream != "auto":
         return bool(p.stream)
     free = available_memory()
-    return free is not None and x.size * 4 * 2 > free
+    return free is not None and values * 4 * 2 > free
+
+
+class DiskSource:
+    """Rows left on disk, read by number: what a streamed split (engine/batches) reads."""
+
+    row_bytes: int  # the bytes one row takes on disk (chunks and sizes are counted in them)
+
+    def read(self, rows: NDArray[np.int64]) -> NDArray[np.float32]:
+        """The rows `rows` (in the order given) as flat float32, before preprocessing."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class NpyRows(DiskSource):
+    """The rows of an .npy file's array, read by `pread`."""
+
+    file: str
+    offset: int
+    dtype: str
+    width: int  # values a row
+
+    @property
+    def row_bytes(self) -> int:  # type: ignore[override]
+        import numpy as np
+
+        return self.width * np.dtype(self.dtype).itemsize
+
+    def read(self, rows: NDArray[np.int64]) -> NDArray[np.float32]:
+        return read_rows(self.file, self.offset, self.dtype, self.width, rows)
+
+
+def source_of(x: Any) -> DiskSource:
+    """What a streamed dataset's inputs are read from: its memory-mapped file, or `x`."""
+    import numpy as np
+
+    if isinstance(x, DiskSource):
+        return x
+    assert isinstance(x, np.memmap) and x.filename is not None
+    return NpyRows(str(x.filename), x.offset, x.dtype.str, math.prod(x.shape[1:]))
 
 
 def on_disk(x: Any) -> bool:
-    """Whether a dataset's inputs are a memory-mapped file (streamed), not rows in memory."""
+    """Whether a dataset's inputs stay on disk (streamed), not rows in memory."""
     import numpy as np
 
-    return isinstance(x, np.memmap)
+    return isinstance(x, (np.memmap, DiskSource))
 
 
 @datasets.register("npy", params=Npy)
@@ -148,7 +202,7 @@ def npy(p: Npy, seed: int, loss_target: LossTarget | None = None) -> Dataset:
         raise NncliError(f"{p.x} cannot be read as .npy: {first_line(exc)}") from None
     check_memory(f"data.y: {y_path}", y_map.nbytes * 2, "use a smaller file")
     y = np.array(y_map)  # the targets are small: in memory
-    if not streams(p, x):
+    if not streams(p, x.size):
         check_memory(f"data.x: {x_path} ({size_text(x.nbytes)})", x.size * 8, "set stream: true")
         x = np.array(x)
         check_numbers(x_path, "x", x, labels=False)
@@ -158,7 +212,7 @@ def npy(p: Npy, seed: int, loss_target: LossTarget | None = None) -> Dataset:
     return Dataset(x, y, task, class_names, target_names=targets)
 
 
-def fit_streamed(pre: Preprocessing, x: NDArray[Any], train: NDArray[np.int64]) -> Preprocessing:
+def fit_streamed(pre: Preprocessing, x: Any, train: NDArray[np.int64]) -> Preprocessing:
     """`pre.fit` for inputs on disk: the mean and standard deviation of the train rows,
     read in chunks in file order and combined in float64 (Chan's pairwise update), never
     all in memory at once."""
@@ -167,11 +221,11 @@ def fit_streamed(pre: Preprocessing, x: NDArray[Any], train: NDArray[np.int64]) 
     if not pre.standardize:
         return pre
     rows = np.sort(train)
-    width = math.prod(x.shape[1:])
-    step = max(1, CHUNK_BYTES // max(1, width * x.dtype.itemsize))
-    count, mean, m2 = 0, np.zeros(width), np.zeros(width)
+    source = source_of(x)
+    step = max(1, CHUNK_BYTES // max(1, source.row_bytes))
+    count, mean, m2 = 0, np.float64(0), np.float64(0)  # arrays of the width once added
     for lo in range(0, len(rows), step):
-        part = np.asarray(x[rows[lo : lo + step]]).reshape(-1, width)
+        part = source.read(rows[lo : lo + step])
         chunk = pre._filled_scaled(part).astype(np.float64)
         k, mu = len(chunk), chunk.mean(axis=0)
         delta = mu - mean
@@ -188,35 +242,38 @@ def read_rows(
     file: str, offset: int, dtype: str, width: int, rows: NDArray[np.int64]
 ) -> NDArray[np.float32]:
     """The file rows `rows` (of `width` values of `dtype`, from byte `offset`) as flat
-    float32, in the order given: read in file order, each run of adjacent rows in one
-    `pread`, then put back in the order asked for. (Reads, not a memory map: faulting a
-    mapped file reads ahead around every row, and where memory is short that readahead
-    evicts itself: 276 rows/s against 11,600 in a cgroup of half the file.)"""
+    float32, in the order given: read in file order, rows less than GAP_BYTES apart in one
+    `pread` with what lies between (a chunk-shuffled batch reads its window of the file in
+    one call, not a call a row), then put back in the order asked for. (Reads, not a memory
+    map: faulting a mapped file reads ahead around every row, and where memory is short that
+    readahead evicts itself: 276 rows/s against 11,600 in a cgroup of half the file.)"""
     import numpy as np
 
     order = np.argsort(rows, kind="stable")
     wanted = rows[order]
-    raw = np.empty((len(rows), width), dtype=np.dtype(dtype))
-    size = width * raw.itemsize
-    buffer = raw.data.cast("B")
-    cuts = np.flatnonzero(np.diff(wanted) != 1) + 1
+    size = width * np.dtype(dtype).itemsize
+    flat = np.empty((len(rows), width), dtype=np.float32)
+    cuts = np.flatnonzero(np.diff(wanted) > 1 + GAP_BYTES // size) + 1
     starts, ends = np.concatenate(([0], cuts)), np.concatenate((cuts, [len(wanted)]))
+    spans = [
+        (lo, hi, int(wanted[lo]), int(wanted[hi - 1]) + 1)
+        for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True)
+    ]
     fd = os.open(file, os.O_RDONLY)
     try:
         # every read of the batch announced first, so the disk serves them together rather
         # than one after another (cold, in the cgroup above: 47,000 rows/s, not 14,500)
         if hasattr(os, "posix_fadvise"):
-            for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
-                at = offset + int(wanted[lo]) * size
-                os.posix_fadvise(fd, at, (hi - lo) * size, os.POSIX_FADV_WILLNEED)
-        for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
-            part = buffer[lo * size : hi * size]
-            if os.preadv(fd, [part], offset + int(wanted[lo]) * size) != len(part):
+            for _, _, first, end in spans:
+                os.posix_fadvise(fd, offset + first * size, (end - first) * size, WILLNEED)
+        for lo, hi, first, end in spans:
+            span = np.empty((end - first, width), dtype=np.dtype(dtype))
+            if os.preadv(fd, [span.data.cast("B")], offset + first * size) != span.nbytes:
                 raise NncliError(f"{file} is shorter than when the run started; was it changed?")
+            # each row once, straight to its place in the order asked for (as float32)
+            flat[order[lo:hi]] = span[wanted[lo:hi] - first]
     finally:
         os.close(fd)
-    flat = np.empty((len(rows), width), dtype=np.float32)
-    flat[order] = raw
     return flat
 
 

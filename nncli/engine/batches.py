@@ -1,11 +1,14 @@
-"""Inputs streamed from disk (`data.stream`): a split's rows of a memory-mapped .npy file,
-read batch by batch through a torch DataLoader (workers, pinned memory, non-blocking copies
-to the device). In `Prepared.splits` a `DiskRows` stands where in-memory data has a tensor;
-fit and evaluate ask it for batches, everything else for its length and shape."""
+"""Inputs streamed from disk (`data.stream`): a split's rows of a memory-mapped .npy file
+or its image files (decoded as read), read batch by batch through a torch DataLoader (workers, pinned memory, non-blocking copies
+to the device), in an epoch order of chunks of adjacent rows (`data.shuffle: chunks`) so
+that reads are long and sequential. In `Prepared.splits` a `DiskRows` stands where
+in-memory data has a tensor; fit and evaluate ask it for batches, everything else for its
+length and shape."""
 
 from __future__ import annotations
 
-import math
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -14,36 +17,43 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from nncli.data.npy import read_rows
+from nncli.data.npy import DiskSource, source_of
 from nncli.data.preprocess import Preprocessing
+from nncli.errors import NncliError
 from nncli.inputs import size_text
 
 FIGURE_ROWS = 10_000  # figures that draw a split's points draw at most this many of them
+CHUNK_BYTES = 256 * 2**10  # shuffle: chunks: adjacent rows of about this many bytes each
+WINDOW = 4  # ... whose rows are shuffled among this many chunks in a row of the epoch
 READ_BYTES = 16 * 2**20  # an evaluation chunk reads at most about this many bytes (each
 # worker holds a few: within a memory cgroup of 784 MB, 64 MB chunks of two workers ran out)
 
 
 @dataclass(frozen=True)
 class DiskRows:
-    """The rows `rows` (file row numbers, in the split's order) of the inputs in `file`,
-    prepared by `pre` as they are read; `device` is where batches go."""
+    """The rows `rows` (row numbers of `source`, in the split's order) of the inputs on
+    disk, prepared by `pre` as they are read; `device` is where batches go."""
 
-    file: str
-    offset: int
-    dtype: str
-    file_shape: tuple[int, ...]
+    source: DiskSource
     rows: np.ndarray
     pre: Preprocessing
     device: torch.device
     workers: int = 0
+    shuffle: str = "chunks"  # data.shuffle: "chunks" or "rows"
 
     @classmethod
     def of(
-        cls, x: Any, rows: np.ndarray, pre: Preprocessing, device: torch.device, workers: int
+        cls,
+        x: Any,
+        rows: np.ndarray,
+        pre: Preprocessing,
+        device: torch.device,
+        workers: int,
+        shuffle: str = "chunks",
     ) -> DiskRows:
-        """The rows `rows` of `x`, a memory-mapped file as `data.npy` opened it."""
-        assert isinstance(x, np.memmap) and x.filename is not None
-        return cls(str(x.filename), x.offset, x.dtype.str, x.shape, rows, pre, device, workers)
+        """The rows `rows` of `x`, a memory-mapped file as `data.npy` opened it or another
+        `DiskSource` (image files)."""
+        return cls(source_of(x), rows, pre, device, workers, shuffle)
 
     def head(self, n: int) -> torch.Tensor:
         """The model inputs of the first `n` rows, on the device."""
@@ -65,13 +75,12 @@ class DiskRows:
 
     def read(self, positions: np.ndarray) -> torch.Tensor:
         """The model inputs of these positions of the split, on the host."""
-        width = math.prod(self.file_shape[1:])
-        flat = read_rows(self.file, self.offset, self.dtype, width, self.rows[positions])
+        flat = self.source.read(self.rows[positions])
         return torch.from_numpy(self.pre.transform(flat, overwrite=True))
 
     @property
     def nbytes(self) -> int:
-        return len(self.rows) * math.prod(self.file_shape[1:]) * np.dtype(self.dtype).itemsize
+        return len(self.rows) * self.source.row_bytes
 
     def batches(self, positions: list[np.ndarray]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(positions, inputs) of each batch of positions in turn, on the device: read by
@@ -87,8 +96,26 @@ class DiskRows:
             # generator would change the dropout masks (and make runs differ from in-memory)
             generator=torch.Generator().manual_seed(0),
         )
-        for idx, xb in loader:
+        for idx, xb, problem in loader if self.workers else ahead(iter(loader)):
+            if problem:  # e.g. an image file that cannot be decoded any more
+                raise NncliError(problem)
             yield idx.to(self.device, non_blocking=cuda), xb.to(self.device, non_blocking=cuda)
+
+    def permutation(self, order: torch.Generator) -> torch.Tensor:
+        """The epoch's order of the split's positions, drawn from `order` (fit's generator,
+        checkpointed, so a resumed run draws the same): `rows`, a permutation of every row as
+        in memory; `chunks`, the rows in file order cut into chunks of about CHUNK_BYTES,
+        the chunks in a random order, and the rows shuffled within each WINDOW chunks."""
+        n = len(self.rows)
+        if self.shuffle == "rows":
+            return torch.randperm(n, generator=order)
+        by_file = np.argsort(self.rows, kind="stable")
+        return torch.from_numpy(by_file[chunk_order(n, self.chunk_rows, order)])
+
+    @property
+    def chunk_rows(self) -> int:
+        """Rows in a chunk of `shuffle: chunks`."""
+        return max(1, CHUNK_BYTES // self.source.row_bytes)
 
     def epoch(
         self, perm: torch.Tensor | None, batch: int, n_batches: int, rank: int, world: int
@@ -104,11 +131,12 @@ class DiskRows:
         return self.batches(positions)
 
     def chunks(self, chunk: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The split in order, in chunks of at most `chunk` rows (and about READ_BYTES)."""
-        row = max(1, self.nbytes // max(1, len(self.rows)))
-        step = max(1, min(chunk, READ_BYTES // row))
-        n = len(self.rows)
-        return self.batches([np.arange(lo, min(lo + step, n)) for lo in range(0, n, step)])
+        """The split in file order (the train split's own order is random: read in it, each
+        row would be a read of its own), in chunks of at most `chunk` rows (and about
+        READ_BYTES)."""
+        step = max(1, min(chunk, READ_BYTES // self.source.row_bytes))
+        by_file = np.argsort(self.rows, kind="stable")
+        return self.batches([by_file[lo : lo + step] for lo in range(0, len(by_file), step)])
 
     def sample(self, most: int = FIGURE_ROWS) -> tuple[np.ndarray, torch.Tensor]:
         """At most `most` of the split's positions, evenly spread, and their inputs."""
@@ -118,6 +146,58 @@ class DiskRows:
 
     def describe(self) -> str:
         return f"{len(self.rows):,} rows, {size_text(self.nbytes)}; workers {self.workers}"
+
+
+def ahead(items: Iterator[Any], depth: int = 2) -> Iterator[Any]:
+    """`items` produced on a thread of their own, up to `depth` ahead of use: with workers
+    0, the next batch is read (pread and numpy's copies let go of the GIL) while the model
+    trains on this one."""
+    out: queue.Queue[tuple[Any, BaseException | None, bool]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[Any, BaseException | None, bool]) -> bool:
+        while not stop.is_set():
+            try:
+                out.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None, False)):
+                    return
+        except BaseException as exc:  # raised where the item was wanted
+            put((None, exc, True))
+            return
+        put((None, None, True))
+
+    thread = threading.Thread(target=produce, name="nncli-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, exc, done = out.get()
+            if exc is not None:
+                raise exc
+            if done:
+                return
+            yield item
+    finally:
+        stop.set()  # a consumer that stops early (an error in its step) frees the thread
+        thread.join()
+
+
+def chunk_order(n: int, size: int, order: torch.Generator) -> np.ndarray:
+    """0..n-1 cut into chunks of `size`, the chunks permuted, then the numbers shuffled
+    within each run of WINDOW chunks: one draw of the chunks' order and one of n keys."""
+    chunks = torch.randperm(-(-n // size), generator=order).numpy()
+    flat = (chunks[:, None] * size + np.arange(size)).ravel()
+    flat = flat[flat < n]  # the last chunk may be short, wherever it lands
+    keys = torch.rand(n, generator=order, dtype=torch.float64).numpy()
+    keys += np.arange(n) // (size * WINDOW)  # the window's number, then a random place in it
+    return flat[np.argsort(keys, kind="stable")]
 
 
 class _Batches(Sampler[np.ndarray]):
@@ -133,16 +213,20 @@ class _Batches(Sampler[np.ndarray]):
         return len(self.positions)
 
 
-class _Reader(Dataset[tuple[torch.Tensor, torch.Tensor]]):
-    """One batch of positions -> (positions, model inputs), read in the worker process (each
-    reads the file itself)."""
+class _Reader(Dataset[tuple[torch.Tensor, torch.Tensor, str]]):
+    """One batch of positions -> (positions, model inputs, ""), read in the worker process
+    (each reads the file itself); an NncliError comes back as its text in the third place
+    (raised in a worker, the DataLoader would re-raise it with the worker's traceback)."""
 
     def __init__(self, rows: DiskRows) -> None:
         self.rows = rows
 
-    def __getitem__(self, positions: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, positions: Any) -> tuple[torch.Tensor, torch.Tensor, str]:
         idx = np.asarray(positions, dtype=np.int64)
-        return torch.from_numpy(idx), self.rows.read(idx)
+        try:
+            return torch.from_numpy(idx), self.rows.read(idx), ""
+        except NncliError as exc:
+            return torch.from_numpy(idx), torch.empty(0), str(exc)
 
     def __len__(self) -> int:
         return len(self.rows)

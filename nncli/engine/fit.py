@@ -154,7 +154,12 @@ def _fit(
 
         # train: one pass over a fresh permutation, no host sync inside
         model.train()
-        perm = torch.randperm(n, generator=order).to(dev) if cfg.shuffle else None
+        if not cfg.shuffle:
+            perm = None
+        elif disk is not None:  # streamed: chunks of adjacent rows by default (data.shuffle)
+            perm = disk.permutation(order)
+        else:
+            perm = torch.randperm(n, generator=order).to(dev)
         read = disk.epoch(perm, batch, n_batches, rank, world) if disk is not None else None
         train_meter = meters["train"]
         train_meter.reset()

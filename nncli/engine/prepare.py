@@ -71,7 +71,8 @@ def _first(dataset: datamod.Dataset, rows: np.ndarray) -> torch.Tensor:
 def _streamed(spec: Spec, dataset: datamod.Dataset, idx: np.ndarray, dev: torch.device) -> DiskRows:
     assert dataset.preprocessing is not None
     workers = int(getattr(spec.data, "workers", 0))
-    return DiskRows.of(dataset.x, idx, dataset.preprocessing, dev, workers)
+    shuffle = str(getattr(spec.data, "shuffle", "rows"))
+    return DiskRows.of(dataset.x, idx, dataset.preprocessing, dev, workers, shuffle)
 
 
 def _targets(y: np.ndarray, task: Task, device: torch.device) -> torch.Tensor:

@@ -185,10 +185,11 @@ def test_images_that_would_not_fit_in_memory_are_refused_before_decoding(
     opened: list[Any] = []
     monkeypatch.setattr(Image, "open", lambda *a, **k: opened.append(a))
     with pytest.raises(datamod.NncliError) as caught:
-        load(f"source: images\npath: {root}\nsize: [100, 100]")
+        load(f"source: images\npath: {root}\nsize: [100, 100]\nstream: false")
     assert str(caught.value) == (
         f"data.path: {root} (24 images of 3x100x100) needs about 3.6 MB of memory, more than "
-        "the 1.0 MB this machine has available; use a smaller data.size or fewer images"
+        "the 1.0 MB this machine has available; use a smaller data.size or fewer images, or "
+        "set data.stream: true"
     )
     assert opened == []
 

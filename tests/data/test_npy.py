@@ -79,7 +79,9 @@ def last_weights(folder: Path) -> dict[str, torch.Tensor]:
 def test_streamed_trains_the_same_batches_as_in_memory(
     runner: CliRunner, experiment: Callable[..., Path], tmp_path: Path
 ) -> None:
-    disk, said_disk = train(runner, experiment("true", name="disk"), tmp_path / "runs")
+    # shuffle: rows takes every row at random as in memory (chunks, the default, does not)
+    spec = experiment("true", name="disk", workers="0\n  shuffle: rows")
+    disk, said_disk = train(runner, spec, tmp_path / "runs")
     memory, said_memory = train(runner, experiment("false", name="mem"), tmp_path / "runs")
     assert "data: streamed from disk (600 rows, 4.8 kB; workers 0)" in said_disk
     assert "data: in memory" in said_memory
@@ -90,6 +92,30 @@ def test_streamed_trains_the_same_batches_as_in_memory(
     # the figures that draw the data's points draw them from the streamed splits too
     assert (disk / "plots" / "data.png").is_file()
     assert (disk / "plots" / "decision_boundary.png").is_file()
+
+
+def test_a_streamed_run_takes_chunks_of_rows_unless_told_rows(
+    runner: CliRunner, experiment: Callable[..., Path], tmp_path: Path
+) -> None:
+    chunks, _ = train(runner, experiment("true", name="chunks"), tmp_path / "runs")
+    memory, _ = train(runner, experiment("false", name="mem"), tmp_path / "runs")
+    # the same data and model, another order of batches: other numbers, still learning
+    assert rows(chunks) != rows(memory)
+    assert float(rows(chunks)[-1]["val_accuracy"]) > 0.7  # chance: 0.5
+
+
+def test_a_shuffle_that_is_no_order_is_refused_at_its_key(
+    runner: CliRunner, experiment: Callable[..., Path], tmp_path: Path
+) -> None:
+    spec = experiment("true", workers="0\n  shuffle: files")
+    result = runner.invoke(app, ["train", str(spec), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert text.startswith(
+        f"error {spec}:10:3 data.npy.shuffle Input should be 'chunks' or 'rows', got 'files'"
+    ), text
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "runs").exists()
 
 
 @pytest.mark.slow
@@ -223,3 +249,27 @@ def test_rows_are_read_in_the_order_asked_for(tmp_path: Path, dtype: str) -> Non
     got = npymod.read_rows(str(tmp_path / "x.npy"), mapped.offset, dtype, 3, rows)
     assert got.dtype == np.float32
     assert np.array_equal(got, x[rows].astype(np.float32))
+
+
+def test_rows_a_few_apart_are_read_in_one_call_and_come_back_in_the_order_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x = np.arange(5000 * 6, dtype=np.float64).reshape(5000, 6)  # rows of 48 bytes
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    calls: list[tuple[int, int]] = []
+    preadv = npymod.os.preadv
+
+    def counted(fd: int, buffers: list[memoryview], at: int) -> int:
+        calls.append((at, len(buffers[0])))
+        return preadv(fd, buffers, at)
+
+    monkeypatch.setattr(npymod.os, "preadv", counted)
+    # a chunk-shuffled batch: rows of one window, gaps of a few rows; then a far one
+    rows = np.array([40, 7, 9, 8, 200, 41, 3, 4999], dtype=np.int64)
+    got = npymod.read_rows(str(mapped.filename), mapped.offset, "<f8", 6, rows)
+    assert got.dtype == np.float32
+    assert np.array_equal(got, x[rows].astype(np.float32))
+    header = mapped.offset
+    # 3..200 in one call (rows 48 bytes, gaps under GAP_BYTES), 4999 apart from them
+    assert calls == [(header + 3 * 48, 198 * 48), (header + 4999 * 48, 48)]

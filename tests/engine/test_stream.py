@@ -4,6 +4,7 @@ processes under torch.distributed train as they do on the same data in memory.""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ STREAMED = """\
 name: streamed
 seed: 3
 data: {{source: npy, x: x.npy, y: y.npy, standardize: true, stream: true, workers: {workers},
-       split: {{val: 0.2, test: 0.2}}}}
+       shuffle: {shuffle}, split: {{val: 0.2, test: 0.2}}}}
 model:
   layers: [dense: 16, relu, dropout: 0.1, dense: 1]
 loss: bce_with_logits
@@ -29,22 +30,51 @@ metrics: [accuracy]
 """
 
 
-def streamed(folder: Path, workers: int = 0) -> Path:
+def streamed(folder: Path, workers: int = 0, shuffle: str = "chunks", features: int = 4) -> Path:
     rng = np.random.default_rng(1)
-    x = rng.normal(size=(4000, 4)).astype(np.float32) * 5 + 3
+    x = rng.normal(size=(4000, features)).astype(np.float32) * 5 + 3
     np.save(folder / "x.npy", x)
     np.save(folder / "y.npy", (x[:, 0] * x[:, 1] > 9).astype(np.int64))
     spec = folder / "streamed.yaml"
-    spec.write_text(STREAMED.format(workers=workers), encoding="utf-8")
+    spec.write_text(STREAMED.format(workers=workers, shuffle=shuffle), encoding="utf-8")
+    return spec
+
+
+def image_folder(folder: Path, workers: int) -> Path:
+    """4,000 PNGs of 8x8 in two class folders, streamed (decoded batch by batch)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    for i in range(4000):
+        label = i % 2
+        pixels = rng.integers(0, 60, size=(8, 8), dtype=np.uint8)
+        pixels[:, 4 * label : 4 * label + 4] += 150
+        (folder / "f" / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels, mode="L").save(folder / "f" / str(label) / f"{i:04d}.png")
+    spec = folder / "images.yaml"
+    spec.write_text(
+        STREAMED.replace("[dense: 16", "[flatten, dense: 16")
+        .replace("dense: 1]", "dense: 2]")
+        .replace("bce_with_logits", "cross_entropy")
+        .replace("source: npy, x: x.npy, y: y.npy,", "source: images, path: f, size: [8, 8],")
+        .replace("shuffle: {shuffle}, ", "channels: 1, ")
+        .format(workers=workers),
+        encoding="utf-8",
+    )
     return spec
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize(
+    ("workers", "shuffle"), [(0, "chunks"), (1, "chunks"), (0, "rows"), (1, "images")]
+)
 def test_a_streamed_run_killed_and_resumed_equals_an_uninterrupted_one(
-    tmp_path: Path, workers: int
+    tmp_path: Path, workers: int, shuffle: str
 ) -> None:
-    spec = streamed(tmp_path, workers)
+    if shuffle == "images":  # a folder of images decoded as read, by a worker
+        spec = image_folder(tmp_path, workers)
+    else:  # rows of 2 kB: the 2,400 train rows are 19 chunks of 256 kB (5 windows)
+        spec = streamed(tmp_path, workers, shuffle, features=512)
     whole = nncli("train", str(spec), "--runs-dir", str(tmp_path / "whole"), "-q")
     assert whole.returncode == 0, whole.stderr
     reference = Path(whole.stdout.strip())
@@ -66,6 +96,44 @@ def test_a_streamed_run_killed_and_resumed_equals_an_uninterrupted_one(
     assert info(folder)["status"] == "completed"
 
 
+def test_a_streamed_epoch_reads_chunks_of_adjacent_rows_in_a_seeded_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nncli.config.spec import load_experiment
+    from nncli.data.pipeline import prepare
+    from nncli.engine import batches
+
+    spec = load_experiment(streamed(tmp_path)).spec
+    dataset, indices = prepare(spec.data, spec.seed, "binary")
+    assert dataset.preprocessing is not None
+    disk = DiskRows.of(dataset.x, indices["train"], dataset.preprocessing, torch.device("cpu"), 0)
+    monkeypatch.setattr(batches, "CHUNK_BYTES", 16 * 100)  # 100 rows of 4 float32 a chunk
+    assert disk.chunk_rows == 100 and len(disk) == 2400
+    perm = disk.permutation(torch.Generator().manual_seed(5))
+    again = disk.permutation(torch.Generator().manual_seed(5))
+    assert torch.equal(perm, again)  # drawn from the generator alone: a resume draws it again
+    assert sorted(perm.tolist()) == list(range(2400))
+    file_rows = indices["train"][perm.numpy()]
+    rank = np.argsort(np.argsort(indices["train"]))  # each position's place in file order
+    chunk = rank[perm.numpy()] // 100
+    # each window of 4 x 100 positions holds four whole chunks of rows adjacent in the file,
+    # rows shuffled among them; the windows come in a random order
+    for w in range(6):
+        inside = chunk[w * 400 : (w + 1) * 400]
+        assert sorted(np.bincount(inside, minlength=24)[np.unique(inside)]) == [100] * 4
+        assert not np.all(np.diff(inside) >= 0)  # shuffled within the window
+    assert [int(c) for c in chunk[::400]] != sorted(int(c) for c in chunk[::400])
+    assert file_rows.tolist() != sorted(file_rows.tolist())
+    # shuffle: rows draws what in-memory fit draws
+    rows = DiskRows.of(
+        dataset.x, indices["train"], dataset.preprocessing, torch.device("cpu"), 0, "rows"
+    )
+    assert torch.equal(
+        rows.permutation(torch.Generator().manual_seed(5)),
+        torch.randperm(2400, generator=torch.Generator().manual_seed(5)),
+    )
+
+
 def test_each_rank_reads_its_own_share_of_every_batch(tmp_path: Path) -> None:
     from nncli.config.spec import load_experiment
     from nncli.data.pipeline import prepare
@@ -76,6 +144,12 @@ def test_each_rank_reads_its_own_share_of_every_batch(tmp_path: Path) -> None:
     disk = DiskRows.of(dataset.x, indices["train"], dataset.preprocessing, torch.device("cpu"), 0)
     perm = torch.randperm(len(disk), generator=torch.Generator().manual_seed(0))
     ranks = [list(disk.epoch(perm, 10, 3, rank, 2)) for rank in (0, 1)]
+    # with chunks, each rank draws the same order from the same seed: disjoint halves
+    chunked = [disk.permutation(torch.Generator().manual_seed(0)) for _ in (0, 1)]
+    shares = [[i for i, _ in disk.epoch(chunked[r], 10, 3, r, 2)] for r in (0, 1)]
+    for i in range(3):
+        both = sorted(shares[0][i].tolist() + shares[1][i].tolist())
+        assert both == sorted(chunked[0][i * 10 : (i + 1) * 10].tolist())
     for i in range(3):
         (a, xa), (b, xb) = ranks[0][i], ranks[1][i]
         assert a.tolist() == perm[i * 10 : (i + 1) * 10 : 2].tolist()
@@ -88,7 +162,7 @@ def test_each_rank_reads_its_own_share_of_every_batch(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_two_processes_stream_the_batches_two_processes_take_in_memory(tmp_path: Path) -> None:
-    spec = streamed(tmp_path)
+    spec = streamed(tmp_path, shuffle="rows")  # the order in memory
     spec.write_text(
         spec.read_text()
         .replace("epochs: 6", "epochs: 2")
@@ -112,3 +186,71 @@ def test_two_processes_stream_the_batches_two_processes_take_in_memory(tmp_path:
     assert rows_without_time(runs["true"]) == rows_without_time(runs["false"])
     mine, theirs = weights(runs["true"]), weights(runs["false"])
     assert all(torch.equal(mine[k], theirs[k]) for k in theirs)
+
+
+def test_evaluation_reads_a_split_in_file_order(tmp_path: Path) -> None:
+    from nncli.config.spec import load_experiment
+    from nncli.data.pipeline import prepare
+
+    spec = load_experiment(streamed(tmp_path)).spec
+    dataset, indices = prepare(spec.data, spec.seed, "binary")
+    assert dataset.preprocessing is not None
+    train = indices["train"]
+    assert train.tolist() != sorted(train.tolist())  # the train split's own order is random
+    disk = DiskRows.of(dataset.x, train, dataset.preprocessing, torch.device("cpu"), 0)
+    read = list(disk.chunks(1000))
+    assert [len(idx) for idx, _ in read] == [1000, 1000, 400]
+    positions = torch.cat([idx for idx, _ in read]).numpy()
+    assert train[positions].tolist() == sorted(train.tolist())  # each row once, file order
+    x = torch.cat([xb for _, xb in read])
+    assert torch.equal(
+        x, torch.from_numpy(dataset.preprocessing.transform(dataset.x[train[positions]]))
+    )
+
+
+def test_with_no_workers_the_next_batch_is_read_on_a_thread_while_this_one_trains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from nncli.config.spec import load_experiment
+    from nncli.data import npy as npymod
+    from nncli.data.pipeline import prepare
+
+    spec = load_experiment(streamed(tmp_path)).spec
+    dataset, indices = prepare(spec.data, spec.seed, "binary")
+    assert dataset.preprocessing is not None
+    disk = DiskRows.of(dataset.x, indices["train"], dataset.preprocessing, torch.device("cpu"), 0)
+    readers: list[str] = []
+    read = npymod.NpyRows.read
+    monkeypatch.setattr(
+        npymod.NpyRows,
+        "read",
+        lambda self, rows: readers.append(threading.current_thread().name) or read(self, rows),
+    )
+    perm = disk.permutation(torch.Generator().manual_seed(0))
+    got = list(disk.epoch(perm, 100, 24, 0, 1))
+    assert readers == ["nncli-read-ahead"] * 24
+    assert [idx.tolist() for idx, _ in got] == [
+        perm[i * 100 : (i + 1) * 100].tolist() for i in range(24)
+    ]
+
+
+def test_read_ahead_raises_where_the_item_was_wanted_and_stops_with_its_consumer() -> None:
+    import threading
+
+    from nncli.engine.batches import ahead
+
+    def items() -> Iterator[int]:
+        yield from range(3)
+        raise OSError("the disk went away")
+
+    got = []
+    with pytest.raises(OSError, match="the disk went away"):
+        for item in ahead(items()):
+            got.append(item)
+    assert got == [0, 1, 2]
+    endless = ahead(iter(range(10**9)))
+    assert [next(endless), next(endless)] == [0, 1]
+    endless.close()  # a step that failed: the reading thread ends with it
+    assert [t.name for t in threading.enumerate() if t.name == "nncli-read-ahead"] == []
