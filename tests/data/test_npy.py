@@ -112,7 +112,7 @@ def test_a_shuffle_that_is_no_order_is_refused_at_its_key(
     assert result.exit_code == 2, result.output
     text = " ".join(result.output.split())
     assert text.startswith(
-        f"error {spec}:10:3 data.npy.shuffle Input should be 'chunks' or 'rows', got 'files'"
+        f"error {spec}:10:3 data.shuffle Input should be 'chunks' or 'rows', got 'files'"
     ), text
     assert "Traceback" not in result.output
     assert not (tmp_path / "runs").exists()
