@@ -376,6 +376,30 @@ def test_the_vocabulary_is_inferred_and_written_into_config_yaml(
     )
 
 
+def test_training_batches_skip_the_id_check_that_prepare_made_of_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check costs a host sync a batch (~7% of an LSTM step): prepare checks every row
+    of in-memory data once, so only evaluation (new rows at eval and predict) checks."""
+    from nncli.config.spec import load_spec
+    from nncli.engine.fit import fit
+    from nncli.engine.prepare import prepare
+    from nncli.loggers.base import Loggers
+    from nncli.modules import Embedding
+
+    checked: list[bool] = []
+    original = Embedding._check
+    monkeypatch.setattr(
+        Embedding, "_check", lambda self, ids: (checked.append(self.training), original(self, ids))
+    )
+    p = prepare(load_spec(experiment(tmp_path)))
+    assert isinstance(p.model[0], Embedding) and p.model[0].data_checked
+    checked.clear()  # building the model ran it on two samples
+    fit(p, Loggers([]))
+    # 3 epochs of 4 train batches, none checked; the test split, evaluated each epoch, is
+    assert checked == [False] * 3
+
+
 def test_ids_that_are_no_whole_numbers_are_refused(runner: CliRunner, tmp_path: Path) -> None:
     ids = np.ones((8, T))
     ids[:4, 0] = 3  # two classes

@@ -23,6 +23,7 @@ from nncli.errors import NncliError, first_line
 from nncli.layers import info as layer_info
 from nncli.losses import balanced, losses
 from nncli.metrics import direction
+from nncli.modules import Embedding
 from nncli.optim import optimizers, schedulers
 from nncli.runs.folder import columns
 
@@ -121,6 +122,8 @@ def prepare(spec: Spec, device: str | None = None) -> Prepared:
             key="model.layers",
         )
     _check_batch_of_one(spec, model, sample, len(indices["train"]))
+    if x_all is not None and isinstance(model[0], Embedding):  # every row's ids checked
+        model[0].data_checked = True
     info = spec.loss_info
     at = output_layer([layer.type for layer in spec.model.layers])
     task = infer_task(dataset, spec.loss.name, info, shapes[-1], at)
