@@ -101,6 +101,13 @@ def prepare(spec: Spec, device: str | None = None) -> Prepared:
     disk = on_disk(dataset.x)  # data.stream: the inputs stay in their file
     x_all = None if disk else torch.as_tensor(dataset.x, dtype=torch.float32)
     first = _first(dataset, indices["train"][:2]) if x_all is None else x_all[indices["train"][:2]]
+    layer = spec.model.layers[0]
+    if disk and layer.type == "embedding" and getattr(layer, "vocab", None) is None:
+        raise NncliError(
+            "embedding: its vocab is inferred from every row's ids, but these inputs are "
+            "streamed from disk and not read up front; give vocab: (the largest id + 1)",
+            key="model.layers.0",
+        )
     spec = with_vocabulary(spec, first if x_all is None else x_all)  # an embedding's vocab
 
     # model: built layer by layer on a few real samples, so shapes are checked here

@@ -273,3 +273,32 @@ def test_rows_a_few_apart_are_read_in_one_call_and_come_back_in_the_order_asked(
     header = mapped.offset
     # 3..200 in one call (rows 48 bytes, gaps under GAP_BYTES), 4999 apart from them
     assert calls == [(header + 3 * 48, 198 * 48), (header + 4999 * 48, 48)]
+
+
+def test_a_streamed_embedding_must_be_given_its_vocab(
+    tmp_path: Path, runner: CliRunner, write: Callable[..., Path]
+) -> None:
+    # inferred from the two rows prepare reads, it would miss the larger ids of other rows
+    # and stop the run at the first batch that holds one
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1, 4, size=(200, 5))
+    ids[150, 2] = 40  # one row with a large id
+    np.save(tmp_path / "x.npy", ids)
+    np.save(tmp_path / "y.npy", (ids == 3).any(axis=1).astype(np.int64))
+    text = (
+        "data: {source: npy, x: x.npy, y: y.npy, stream: true}\n"
+        "model:\n  layers: [{embedding: 4}, {lstm: 4}, {dense: 2}]\n"
+        "loss: cross_entropy\ntrain: {epochs: 1, batch_size: 50, device: cpu}\n"
+    )
+    spec = write(text, "ids.yaml")
+    result = runner.invoke(app, ["train", str(spec), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    assert " ".join(result.stderr.split()) == (
+        f"error {spec}:3:12 model.layers.0 embedding: its vocab is inferred from every "
+        "row's ids, but these inputs are streamed from disk and not read up front; give "
+        "vocab: (the largest id + 1)"
+    )
+    assert not (tmp_path / "runs").exists()
+    spec.write_text(text.replace("{embedding: 4}", "{embedding: {dim: 4, vocab: 41}}"))
+    result = runner.invoke(app, ["train", str(spec), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
