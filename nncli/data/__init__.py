@@ -296,7 +296,7 @@ def encode_labels(values: NDArray[Any], what: str) -> tuple[NDArray[np.int64], l
             return inverse.reshape(len(numbers)).astype(np.int64), [
                 str(int(v)) for v in found.tolist()
             ]
-    from nncli.data.preprocess import label_text, sort_labels
+    from nncli.data.labels import label_text, sort_labels
 
     labels = [label_text(v) for v in numbers.tolist()]
     texts = [label for label in labels if label is not None]

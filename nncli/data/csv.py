@@ -20,6 +20,7 @@ from nncli.data import (
     stack_splits,
     task_field,
 )
+from nncli.data.labels import label_strings, sort_labels
 from nncli.data.preprocess import (
     NOT_LABELS,
     RANGE,
@@ -27,12 +28,10 @@ from nncli.data.preprocess import (
     Fill,
     encode,
     is_text,
-    label_strings,
     lines,
     not_labels,
     out_of_range,
     shown_values,
-    sort_labels,
 )
 from nncli.errors import NncliError
 from nncli.inputs import read_csv

@@ -322,7 +322,7 @@ def _targets(labels: list[list[str]], what: str) -> tuple[NDArray[Any], list[str
     if all(len(one) == 1 for one in labels):
         y, names = encode_labels(np.asarray([one[0] for one in labels]), what)
         return y, names, False
-    from nncli.data.preprocess import sort_labels
+    from nncli.data.labels import sort_labels
 
     names = sort_labels(sorted({label for one in labels for label in one}))
     at = {name: i for i, name in enumerate(names)}

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nncli.data.labels import label_strings
 from nncli.data.npy import read_npy
 from nncli.data.npz import read_npz
-from nncli.data.preprocess import Preprocessing, encode, label_strings, lines
+from nncli.data.preprocess import Preprocessing, encode, lines
 from nncli.errors import NncliError
 from nncli.inputs import read_csv
 

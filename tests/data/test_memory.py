@@ -15,7 +15,7 @@ import torch
 from nncli.config import yamlio
 from nncli.config.spec import validate
 from nncli.data import encode_labels, npz, pipeline
-from nncli.data.preprocess import label_strings, sort_labels
+from nncli.data.labels import label_strings, sort_labels
 from nncli.engine.prepare import prepare
 from nncli.errors import NncliError
 
