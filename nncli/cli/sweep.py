@@ -208,6 +208,12 @@ def sweep(
     diverged), 2 for mistakes in the input, 130 on Ctrl-C (running trials are marked
     interrupted; --resume finishes them).
     """
+    from nncli.sweep import warm
+
+    local = launcher == LauncherChoice.local and nproc == 1 and not dry_run
+    if local and start == StartChoice.warm:
+        warm.prewarm()  # its imports run while this process checks the trials
+
     from rich.markup import escape
 
     from nncli.loggers.sweep_prune import open_storage

@@ -168,7 +168,7 @@ def _loop(
             if not running and looked and _all_ended(sweep):
                 break  # nothing to take, and nothing left that a worker could give up
             looked = False
-            time.sleep(POLL_S)
+            warm.wait_any([c.proc for c in running], POLL_S)
     except BaseException:
         # a bug or a resource problem here: leave no trial running unrecorded
         _terminate(running)

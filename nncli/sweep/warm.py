@@ -11,8 +11,10 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from functools import cache
+from multiprocessing import connection
 from multiprocessing.context import ForkServerContext
 from pathlib import Path
 from typing import Literal, Protocol
@@ -64,6 +66,29 @@ def start(
         )
 
 
+def prewarm() -> None:
+    """Start the fork server now: its imports (seconds) then run beside the sweep's own
+    start-up (importing nncli, checking every trial, making the folder) instead of after
+    it, in front of the first trial. Where the sweep stops before a trial, the server
+    ends with this process."""
+    if can_fork():
+        from multiprocessing import forkserver
+
+        _fork_server()
+        forkserver.ensure_running()
+
+
+def wait_any(procs: Sequence[TrialProcess], timeout: float) -> None:
+    """Return when one of `procs` ends, or after `timeout` seconds: a forked trial is
+    waited on by its sentinel (the sweep starts the next trial as soon as one ends); where
+    any is a fresh process, this sleeps."""
+    sentinels = [p.sentinel for p in procs if isinstance(p, _Forked)]
+    if sentinels and len(sentinels) == len(procs):
+        connection.wait(sentinels, timeout)
+    else:
+        time.sleep(timeout)
+
+
 @cache
 def _fork_server() -> ForkServerContext:
     """The context whose server (started with the first trial, kept for this process's
@@ -109,6 +134,11 @@ class _Forked:
     def pid(self) -> int:
         assert self.process.pid is not None  # started
         return self.process.pid
+
+    @property
+    def sentinel(self) -> int:
+        """A descriptor that becomes ready when the process ends."""
+        return self.process.sentinel
 
     def poll(self) -> int | None:
         return self.process.exitcode
