@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field
 
 from nncli.data import Dataset, FileParams, LossTarget, PathText, datasets, task_field
-from nncli.data.preprocess import Preprocessing, TargetKind
+from nncli.data.preprocess import RANGE, Preprocessing, TargetKind, numbered, shown_values
 from nncli.errors import NncliError, first_line
 from nncli.inputs import available_memory, check_memory, regular_size, size_text
 
@@ -164,7 +164,21 @@ class NpyRows(DiskSource):
         return self.width * np.dtype(self.dtype).itemsize
 
     def read(self, rows: NDArray[np.int64]) -> NDArray[np.float32]:
-        return read_rows(self.file, self.offset, self.dtype, self.width, rows)
+        """The rows, checked as the in-memory path checks every row before training:
+        NaN, or beyond float32 (inf once read as float32), stops the run naming them."""
+        import numpy as np
+
+        flat = read_rows(self.file, self.offset, self.dtype, self.width, rows)
+        finite = np.isfinite(flat)
+        if not finite.all():
+            bad = ~finite
+            where = numbered(np.sort(rows[bad.any(axis=1)]))
+            raise NncliError(
+                f"data.x: {self.file} holds {shown_values(flat[bad])} on {where} (a streamed "
+                f"file's rows are checked as they are read); inputs must be {RANGE}: fix those "
+                "rows (a run they stopped can then be resumed)"
+            )
+        return flat
 
 
 def source_of(x: Any) -> DiskSource:

@@ -243,7 +243,11 @@ def lines(rows: NDArray[np.bool_], first: int = 2, word: str = "line") -> str:
     `first=0, word="row"`, rows of an array counted from 0."""
     import numpy as np
 
-    where = np.flatnonzero(rows) + first
+    return numbered(np.flatnonzero(rows) + first, word)
+
+
+def numbered(where: NDArray[np.int64], word: str = "row") -> str:
+    """`rows 3, 7 and 2 more` for the numbers `where` (in the order given)."""
     shown = ", ".join(str(n) for n in where[:SHOWN_LINES])
     more = len(where) - SHOWN_LINES
     plural = "s" if len(where) > 1 else ""

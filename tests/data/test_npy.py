@@ -4,6 +4,8 @@ train the same batches as in memory, and every bad file is refused at its key.""
 from __future__ import annotations
 
 import csv
+import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -302,3 +304,42 @@ def test_a_streamed_embedding_must_be_given_its_vocab(
     spec.write_text(text.replace("{embedding: 4}", "{embedding: {dim: 4, vocab: 41}}"))
     result = runner.invoke(app, ["train", str(spec), "--runs-dir", str(tmp_path / "runs")])
     assert result.exit_code == 0, result.output
+
+
+def test_nan_in_a_streamed_file_stops_the_run_naming_its_rows_and_resume_continues(
+    runner: CliRunner, experiment: Callable[..., Path], tmp_path: Path
+) -> None:
+    # the in-memory path refuses NaN before training; a streamed file is checked as read
+    x, _ = arrays(tmp_path)
+    broken = x.copy()
+    broken[[17, 401], 1] = np.nan
+    np.save(tmp_path / "x.npy", broken)
+    spec = experiment("true", standardize="  standardize: false")
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(spec), "--runs-dir", str(runs)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert f"error {spec}:5:3 data.x {tmp_path / 'x.npy'} holds nan on row" in text, text
+    assert "(a streamed file's rows are checked as they are read); inputs must be finite" in text
+    assert "Traceback" not in result.output
+    (run,) = runs.iterdir()
+    assert json.loads((run / "run.json").read_text())["status"] == "failed"
+    np.save(tmp_path / "x.npy", x)
+    result = runner.invoke(app, ["resume", str(run), "-q"])
+    assert result.exit_code == 0, result.output
+    assert len(rows(run)) == 3
+
+
+def test_nan_in_the_train_rows_is_refused_before_a_run_that_standardizes_starts(
+    runner: CliRunner, experiment: Callable[..., Path], tmp_path: Path
+) -> None:
+    # the statistics pass reads every train row first
+    x, _ = arrays(tmp_path)
+    x[:, 0] = np.inf
+    np.save(tmp_path / "x.npy", x)
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(experiment("true")), "--runs-dir", str(runs)])
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    assert re.search(r"holds inf on rows (\d+, ){4}\d+ and 355 more \(a streamed file", text), text
+    assert not runs.exists()
