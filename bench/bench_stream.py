@@ -167,7 +167,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=500_000, help="rows of the generated file")
     parser.add_argument("--features", type=int, default=784)
     parser.add_argument("--slice", type=int, default=100_000, help="rows of the in-memory run")
-    parser.add_argument("--workers", type=int, default=2, help="the streamed run's workers")
+    parser.add_argument("--workers", type=int, default=0, help="the streamed run's workers")
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument(
         "--shuffle", default="chunks", choices=["chunks", "rows"], help="the streamed order"

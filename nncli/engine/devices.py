@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nncli.engine.batches import DiskRows
 from nncli.errors import NncliError
 
 if TYPE_CHECKING:
@@ -63,12 +64,22 @@ def batch_macs(model: nn.Sequential, shapes: list[tuple[int, ...]], batch: int) 
 
 
 def threads_for(p: Prepared) -> int | None:
-    """The intra-op thread count to train `p` with: 1 for a small model on a CPU (see
-    ONE_THREAD_MACS); None (torch's own setting) otherwise, or where OMP_NUM_THREADS says."""
-    if p.device.type != "cpu" or "OMP_NUM_THREADS" in os.environ:
+    """The intra-op thread count to train `p` with on a CPU: 1 for a small model (see
+    ONE_THREAD_MACS); for streamed data, a thread fewer than torch's own for each reader
+    (its DataLoader workers, or the read-ahead thread), at least 1; else None (torch's own
+    setting), as also where OMP_NUM_THREADS says. A reader takes about 1 ms of CPU for a
+    1.6 MB batch; competing with torch's threads for the cores, it stalls each of their
+    joins (bench/bench_stream.py on 2 cores: 164,000 samples/s with 2 threads, 182,000
+    with 1)."""
+    threads = torch.get_num_threads()
+    if p.device.type != "cpu" or "OMP_NUM_THREADS" in os.environ or threads == 1:
         return None
-    small = batch_macs(p.model, p.shapes, p.spec.train.batch_size) < ONE_THREAD_MACS
-    return 1 if small and torch.get_num_threads() > 1 else None
+    if batch_macs(p.model, p.shapes, p.spec.train.batch_size) < ONE_THREAD_MACS:
+        return 1
+    x = p.splits["train"][0]
+    if isinstance(x, DiskRows):
+        return max(1, threads - max(1, x.workers))
+    return None
 
 
 @contextmanager

@@ -254,3 +254,44 @@ def test_read_ahead_raises_where_the_item_was_wanted_and_stops_with_its_consumer
     assert [next(endless), next(endless)] == [0, 1]
     endless.close()  # a step that failed: the reading thread ends with it
     assert [t.name for t in threading.enumerate() if t.name == "nncli-read-ahead"] == []
+
+
+@pytest.mark.parametrize(
+    ("threads", "workers", "stream", "expected"),
+    [
+        (2, 0, "true", 1),
+        (4, 0, "true", 3),
+        (4, 2, "true", 2),
+        (2, 3, "true", 1),
+        (4, 0, "false", None),
+    ],
+)
+def test_a_streamed_run_leaves_a_core_to_each_reader(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    threads: int,
+    workers: int,
+    stream: str,
+    expected: int | None,
+) -> None:
+    # a reader competing with torch's threads for the cores stalls each of their joins
+    from nncli.config.spec import load_experiment
+    from nncli.engine.devices import threads_for
+    from nncli.engine.prepare import prepare
+
+    spec_file = streamed(tmp_path, workers, features=256)
+    text = (
+        spec_file.read_text()
+        .replace("dense: 16", "dense: 1024")
+        .replace("stream: true", f"stream: {stream}")
+    )
+    spec_file.write_text(text)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        p = prepare(load_experiment(spec_file).spec)
+        assert isinstance(p.splits["train"][0], DiskRows) == (stream == "true")
+        assert threads_for(p) == expected
+    finally:
+        torch.set_num_threads(before)
