@@ -101,6 +101,8 @@ class Entry(Generic[B]):
     summary: str = ""
     info: Any = None  # what the kind's users need to know of an entry (e.g. a loss's task)
     args: type[Params] = Params  # the parameters without the tag (for the schema's shorthand)
+    imports: tuple[str, ...] = ()  # modules its builder imports that take time (a warm
+    # sweep's fork server imports them once, for every trial)
 
     def fields(self) -> Iterator[tuple[str, str, str]]:
         """(parameter, type, default) for each parameter, for `nncli list`."""
@@ -136,6 +138,7 @@ class Registry(Generic[B]):
         params: type[Params] | None = None,
         positional: str | None = None,
         info: Any = None,
+        imports: tuple[str, ...] = (),
     ) -> Callable[[B], B]:
         """Decorator: register `build` under `name` (and aliases); a repeated name is an error."""
 
@@ -154,7 +157,7 @@ class Registry(Generic[B]):
             )
             summary = docstring_summary(build.__doc__)
             self._entries[name] = Entry(
-                name, model, build, aliases, positional, summary, info, base
+                name, model, build, aliases, positional, summary, info, base, imports
             )
             for n in (name, *aliases):
                 self._aliases[n] = name

@@ -212,7 +212,8 @@ def sweep(
 
     local = launcher == LauncherChoice.local and nproc == 1 and not dry_run
     if local and start == StartChoice.warm:
-        warm.prewarm()  # its imports run while this process checks the trials
+        # its imports run while this process checks the trials
+        warm.prewarm(warm.trial_imports(file, set_ or []) if file is not None else [])
 
     from rich.markup import escape
 

@@ -77,6 +77,17 @@ def _shorthand(registry: Registry[Any], refs: References | None = None) -> Calla
     return normalise
 
 
+def entry_name(registry: Registry[Any], value: Any) -> str | None:
+    """The registered name an entry as written (`name`, `{name: value}` or `{key: name,
+    ...}`) names, or None where it names none (validation says why)."""
+    try:
+        written = _shorthand(registry)(value)
+    except PydanticCustomError:
+        return None
+    name = written.get(registry.key) if isinstance(written, dict) else None
+    return name if isinstance(name, str) else None
+
+
 def entry_annotation(registry: Registry[Any], refs: References | None = None) -> Any:
     """The annotation of one registry item in the file: shorthand in, tagged union out.
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 EXTRA = "augment"  # nncli's extra that installs kornia
+KORNIA = ("kornia.augmentation",)  # what a run with any transform imports
 Probability = Annotated[float, Field(ge=0.0, le=1.0, description="chance a sample is changed")]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Positive = Annotated[float, Field(gt=0.0)]
@@ -138,7 +139,7 @@ class CutMix(Params):
 # builders: (params, one sample's shape (C, H, W)) -> a kornia module taking (B, C, H, W)
 
 
-@transforms.register("random_crop", params=RandomCrop, positional="padding")
+@transforms.register("random_crop", params=RandomCrop, positional="padding", imports=KORNIA)
 def random_crop(p: RandomCrop, shape: tuple[int, ...]) -> nn.Module:
     """Pads the image, then cuts a crop of its own size at a random place."""
     from kornia import augmentation as K
@@ -147,7 +148,7 @@ def random_crop(p: RandomCrop, shape: tuple[int, ...]) -> nn.Module:
     return made
 
 
-@transforms.register("horizontal_flip", params=Flip, positional="p")
+@transforms.register("horizontal_flip", params=Flip, positional="p", imports=KORNIA)
 def horizontal_flip(p: Flip, shape: tuple[int, ...]) -> nn.Module:
     """Mirrors the image left to right."""
     from kornia import augmentation as K
@@ -156,7 +157,7 @@ def horizontal_flip(p: Flip, shape: tuple[int, ...]) -> nn.Module:
     return made
 
 
-@transforms.register("vertical_flip", params=Flip, positional="p")
+@transforms.register("vertical_flip", params=Flip, positional="p", imports=KORNIA)
 def vertical_flip(p: Flip, shape: tuple[int, ...]) -> nn.Module:
     """Mirrors the image top to bottom."""
     from kornia import augmentation as K
@@ -165,7 +166,7 @@ def vertical_flip(p: Flip, shape: tuple[int, ...]) -> nn.Module:
     return made
 
 
-@transforms.register("rotation", params=Rotation, positional="degrees")
+@transforms.register("rotation", params=Rotation, positional="degrees", imports=KORNIA)
 def rotation(p: Rotation, shape: tuple[int, ...]) -> nn.Module:
     """Turns the image about its centre."""
     from kornia import augmentation as K
@@ -174,7 +175,7 @@ def rotation(p: Rotation, shape: tuple[int, ...]) -> nn.Module:
     return made
 
 
-@transforms.register("affine", params=Affine)
+@transforms.register("affine", params=Affine, imports=KORNIA)
 def affine(p: Affine, shape: tuple[int, ...]) -> nn.Module:
     """Rotates, shifts, zooms and shears the image."""
     from kornia import augmentation as K
@@ -189,7 +190,7 @@ def affine(p: Affine, shape: tuple[int, ...]) -> nn.Module:
     return made
 
 
-@transforms.register("color_jitter", params=ColorJitter)
+@transforms.register("color_jitter", params=ColorJitter, imports=KORNIA)
 def color_jitter(p: ColorJitter, shape: tuple[int, ...]) -> nn.Module:
     """Changes brightness, contrast, saturation and hue."""
     from kornia import augmentation as K
@@ -198,7 +199,7 @@ def color_jitter(p: ColorJitter, shape: tuple[int, ...]) -> nn.Module:
     return made
 
 
-@transforms.register("random_erasing", params=RandomErasing, positional="p")
+@transforms.register("random_erasing", params=RandomErasing, positional="p", imports=KORNIA)
 def random_erasing(p: RandomErasing, shape: tuple[int, ...]) -> nn.Module:
     """Fills a random rectangle of the image with `value`."""
     from kornia import augmentation as K
@@ -209,7 +210,7 @@ def random_erasing(p: RandomErasing, shape: tuple[int, ...]) -> nn.Module:
     return made
 
 
-@transforms.register("mixup", params=MixUp, info=TransformInfo(mix=True))
+@transforms.register("mixup", params=MixUp, info=TransformInfo(mix=True), imports=KORNIA)
 def mixup(p: MixUp, shape: tuple[int, ...]) -> nn.Module:
     """Blends each image with another of the batch, and their labels alike."""
     from kornia import augmentation as K
@@ -219,7 +220,7 @@ def mixup(p: MixUp, shape: tuple[int, ...]) -> nn.Module:
     return made
 
 
-@transforms.register("cutmix", params=CutMix, info=TransformInfo(mix=True))
+@transforms.register("cutmix", params=CutMix, info=TransformInfo(mix=True), imports=KORNIA)
 def cutmix(p: CutMix, shape: tuple[int, ...]) -> nn.Module:
     """Pastes a rectangle of another image of the batch; labels mixed by area."""
     from kornia import augmentation as K

@@ -198,7 +198,7 @@ class MlflowLogger(Logger):
         return self.run_id
 
 
-@loggers.register("mlflow", params=MlflowParams)
+@loggers.register("mlflow", params=MlflowParams, imports=("mlflow",))
 def mlflow_run(params: MlflowParams, run_folder: Path) -> Logger:
     """An MLflow run: the flattened config as params, per-epoch metrics with their step, the
     figures and config as artifacts, checkpoint paths as tags, and the final status."""

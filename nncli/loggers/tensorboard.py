@@ -189,7 +189,12 @@ def _session_end(status: str) -> Any:
     return Summary(value=[Summary.Value(tag=SESSION_END_INFO_TAG, metadata=meta)])
 
 
-@loggers.register("tensorboard", params=TensorBoardParams, positional="log_dir")
+@loggers.register(
+    "tensorboard",
+    params=TensorBoardParams,
+    positional="log_dir",
+    imports=("torch.utils.tensorboard",),
+)
 def tensorboard(params: TensorBoardParams, run_folder: Path) -> Logger:
     """TensorBoard event files: scalars per epoch and split, the learning rate, the config
     as hparams, the figures as images (in the run folder, or a subfolder of log_dir)."""

@@ -1,6 +1,8 @@
-"""What a sweep's fork server imports before it forks a trial (warm.py), as its one
-preload module: everything a `nncli train` imports that takes time, frozen as train
-freezes them (nncli.frozen). Importing this module does it."""
+"""What a sweep's fork server imports before it forks a trial (warm.py), whatever the
+experiment: what every `nncli train` imports that takes time, frozen as train freezes them
+(nncli.frozen), and matplotlib, which draws the best trial's figures. Importing this module
+does it. What only some experiments use (scikit-learn's data sets, MLflow, kornia) the server
+imports where the sweep's file names it (warm.trial_imports)."""
 
 from __future__ import annotations
 
@@ -12,8 +14,6 @@ MODULES = [
     "torch.optim",
     "torch._dynamo",  # imported by the first optimizer step: seconds
     "numpy",
-    "pandas",
-    "sklearn.datasets",
     "matplotlib.figure",
     "matplotlib.backends.backend_agg",
     "nncli.engine.experiment",

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 Start = Literal["warm", "process"]
+PRELOAD = "nncli.sweep.preload"  # what the fork server imports for every sweep
 
 
 class TrialProcess(Protocol):
@@ -66,16 +67,49 @@ def start(
         )
 
 
-def prewarm() -> None:
-    """Start the fork server now: its imports (seconds) then run beside the sweep's own
-    start-up (importing nncli, checking every trial, making the folder) instead of after
-    it, in front of the first trial. Where the sweep stops before a trial, the server
-    ends with this process."""
+def prewarm(modules: Sequence[str] = ()) -> None:
+    """Start the fork server now, importing `modules` too (`trial_imports`): its imports
+    (seconds) then run beside the sweep's own start-up (checking every trial, making the
+    folder) instead of after it, in front of the first trial. Where the sweep stops before
+    a trial, the server ends with this process."""
     if can_fork():
         from multiprocessing import forkserver
 
-        _fork_server()
+        _fork_server().set_forkserver_preload([PRELOAD, *modules])
         forkserver.ensure_running()
+
+
+def trial_imports(file: Path, sets: Sequence[str]) -> list[str]:
+    """The modules a trial of `file` (with `--set`s) imports beyond the fork server's own:
+    those its registry entries name (`Entry.imports`) for its data source, its data.augment
+    transforms and its loggers, such as sklearn.datasets for `source: digits` (a second or
+    so that a trial would pay again). Empty where the file cannot be read: the sweep's own
+    check says why."""
+    from nncli.config import yamlio
+    from nncli.config.entries import entry_name
+    from nncli.config.overrides import apply
+    from nncli.data import datasets
+    from nncli.data.augment import transforms
+    from nncli.errors import SpecError
+    from nncli.loggers.base import loggers
+
+    try:
+        values = yamlio.load(file).data
+        for setting in sets:
+            apply(values, setting)
+    except SpecError:
+        return []
+    data = values.get("data") if isinstance(values, dict) else None
+    data = data if isinstance(data, dict) else {}
+    augment = data.get("augment")
+    logged = values.get("loggers") if isinstance(values, dict) else None
+    written = [
+        (datasets, data),
+        *((transforms, t) for t in (augment if isinstance(augment, list) else [])),
+        *((loggers, entry) for entry in (logged if isinstance(logged, list) else [])),
+    ]
+    found = [(registry, entry_name(registry, entry)) for registry, entry in written]
+    return sorted({m for registry, name in found if name for m in registry.get(name).imports})
 
 
 def wait_any(procs: Sequence[TrialProcess], timeout: float) -> None:
@@ -94,7 +128,7 @@ def _fork_server() -> ForkServerContext:
     """The context whose server (started with the first trial, kept for this process's
     life) has imported what preload.py names, frozen."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["nncli.sweep.preload"])
+    context.set_forkserver_preload([PRELOAD])
     return context
 
 

@@ -28,7 +28,7 @@ def _calls(
         calls.append("plan")
         raise NncliError("stop here")
 
-    monkeypatch.setattr(warm, "prewarm", lambda: calls.append("prewarm"))
+    monkeypatch.setattr(warm, "prewarm", lambda modules: calls.append(f"prewarm {modules}"))
     monkeypatch.setattr(plan, "plan", planned)
     file = tmp_path / "exp.yaml"
     file.write_text(TINY)
@@ -40,7 +40,12 @@ def _calls(
 def test_the_fork_server_starts_before_the_trials_are_checked(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert _calls(runner, tmp_path, monkeypatch) == ["prewarm", "plan"]
+    assert _calls(runner, tmp_path, monkeypatch) == ["prewarm []", "plan"]
+    digits = ["--set", "data.source=digits"]
+    assert _calls(runner, tmp_path, monkeypatch, *digits) == [
+        "prewarm ['sklearn.datasets']",
+        "plan",
+    ]
 
 
 @pytest.mark.parametrize("args", [["--start", "process"], ["--dry-run"], ["--nproc-per-node", "2"]])
@@ -58,3 +63,28 @@ def test_waiting_ends_when_a_forked_trial_ends() -> None:
     waited = time.monotonic() - began
     child.join(5)
     assert child.exitcode == 0 and 0.1 < waited < 30  # its end, not the timeout
+
+
+@pytest.mark.parametrize(
+    ("lines", "sets", "expected"),
+    [
+        ("data: {source: circles}", [], []),
+        ("data: {source: digits}", [], ["sklearn.datasets"]),
+        ("data: {source: circles}", ["data.source=iris"], ["sklearn.datasets"]),
+        (
+            "data: {source: digits, augment: [horizontal_flip, {rotation: 10}]}\n"
+            "loggers: [{mlflow: {tracking_uri: x}}, tensorboard]",
+            [],
+            ["kornia.augmentation", "mlflow", "sklearn.datasets", "torch.utils.tensorboard"],
+        ),
+        ("data: {source: digitz}\nloggers: [nope, 3]", [], []),  # the sweep's check says why
+        ("data: [", [], []),
+    ],
+)
+def test_the_fork_server_imports_what_the_file_names(
+    tmp_path: Path, lines: str, sets: list[str], expected: list[str]
+) -> None:
+    file = tmp_path / "exp.yaml"
+    file.write_text(lines + "\n")
+    assert warm.trial_imports(file, sets) == expected
+    assert warm.trial_imports(tmp_path / "absent.yaml", []) == []
