@@ -94,7 +94,7 @@ def text_dataset(
     )
 
 
-@datasets.register("text", params=Text)
+@datasets.register("text", params=Text, imports=("pandas",))
 def text(p: Text, seed: int, loss_target: LossTarget | None = None) -> Dataset:
     """A text column as token ids, and a label column (classes) or a value column."""
     import numpy as np

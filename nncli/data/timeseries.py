@@ -177,7 +177,9 @@ def series_dataset(
     )
 
 
-@datasets.register("timeseries", params=Timeseries, info=Targets("regression", "n_targets"))
+@datasets.register(
+    "timeseries", params=Timeseries, info=Targets("regression", "n_targets"), imports=("pandas",)
+)
 def timeseries(p: Timeseries, seed: int) -> Dataset:
     """Windows of a table's columns in time order; the target `horizon` rows ahead."""
     file = Path(p.path)
