@@ -6,7 +6,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: install setup browser example test check lint typecheck bench clean
+.PHONY: install setup browser postgres example test check lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,9 @@ install: $(BIN)/python
 	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e .
 
-# What the checks need besides: the test and lint tools, every optional extra, and the
-# browser the report tests open pages in.
-setup: install browser
+# What the checks need besides: the test and lint tools, every optional extra, the
+# browser the report tests open pages in, and the PostgreSQL a sweep's study is kept in.
+setup: install browser postgres
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 
 # Debian's chromium for tests/report/test_browser.py, installed where missing when we are
@@ -30,6 +30,16 @@ browser:
 	    apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; \
 	  else \
 	    echo "chromium is missing and not installed here (root on Debian only): the browser tests skip"; \
+	  fi; }
+
+# Debian's PostgreSQL for tests/sweep/test_postgres.py (each test starts a throwaway server
+# of its own), installed where missing when we are root on Debian (CI), as chromium is.
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && [ -f /etc/debian_version ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && apt-get install -y -qq --no-install-recommends postgresql; \
+	  else \
+	    echo "PostgreSQL is missing and not installed here (root on Debian only): its tests skip"; \
 	  fi; }
 
 # Installs what the example needs (not the test tools), then trains it.
