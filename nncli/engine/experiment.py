@@ -104,7 +104,7 @@ def train_experiment(
     p = prepare(spec)
     info = {
         "spec_file": str(spec_file),
-        "command": sys.argv,
+        "command": ["nncli", *sys.argv[1:]],  # as typed, however started (python -m)
         "epochs": spec.train.epochs,
         "epochs_done": 0,
         "device": str(p.device),

@@ -7,6 +7,8 @@ import base64
 import csv
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -132,3 +134,18 @@ def test_plot_writes_the_report_again_with_the_new_figures(
     page = (run / "report.html").read_text(encoding="utf-8")
     loss = (run / "plots" / "loss.png").read_bytes()
     assert base64.b64encode(loss).decode() in page
+
+
+def test_the_command_is_recorded_as_typed_however_nncli_was_started(
+    tiny: Path, tmp_path: Path
+) -> None:
+    # under `python -m nncli` the interpreter's argv[0] is nncli/__main__.py's path
+    runs = tmp_path / "runs"
+    args = ["train", str(tiny), "--runs-dir", str(runs), "-q"]
+    done = subprocess.run(
+        [sys.executable, "-m", "nncli", *args], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    run = Path(done.stdout.strip())
+    assert json.loads((run / "run.json").read_text())["command"] == ["nncli", *args]
+    assert f"nncli train {tiny} --runs-dir {runs} -q" in (run / "report.html").read_text()
