@@ -71,6 +71,7 @@ from nncli.config.spec import validate
 from nncli.engine.prepare import prepare
 torch.set_num_threads({threads})
 torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # torch's lazy imports, not timed
+import PIL.Image, PIL.ImageOps, PIL.PngImagePlugin  # Pillow's, as torchvision's import does
 spec = validate(yamlio.loads({spec!r}, "images.yaml"))
 began = time.perf_counter()
 p = prepare(spec)
