@@ -9,8 +9,10 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from functools import cache
@@ -50,6 +52,7 @@ def start(
     stderr appended to `log`, with the environment `env`; a fresh process inherits the
     descriptors `keep` (the trial's claim; a forked one takes it from `env`)."""
     if how == "warm" and can_fork():
+        _start_server()
         child = _fork_server().Process(
             target=_trial_main, args=(list(args), str(log), env), name="nncli trial"
         )
@@ -73,10 +76,8 @@ def prewarm(modules: Sequence[str] = ()) -> None:
     folder) instead of after it, in front of the first trial. Where the sweep stops before
     a trial, the server ends with this process."""
     if can_fork():
-        from multiprocessing import forkserver
-
         _fork_server().set_forkserver_preload([PRELOAD, *modules])
-        forkserver.ensure_running()
+        _start_server()
 
 
 def trial_imports(file: Path, sets: Sequence[str]) -> list[str]:
@@ -121,6 +122,22 @@ def wait_any(procs: Sequence[TrialProcess], timeout: float) -> None:
         connection.wait(sentinels, timeout)
     else:
         time.sleep(timeout)
+
+
+def _start_server() -> None:
+    """Start the fork server unless it runs, with Ctrl-C ignored (it inherits that): Ctrl-C
+    reaches the sweep, which stops its trials itself, and the server's imports would stop
+    with a traceback (Python's own handler comes only after them)."""
+    from multiprocessing import forkserver
+
+    if threading.current_thread() is not threading.main_thread():
+        forkserver.ensure_running()
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @cache

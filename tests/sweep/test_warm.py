@@ -4,7 +4,12 @@ sweep starts the next trial as soon as a forked one ends."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -89,3 +94,38 @@ def test_the_fork_server_imports_what_the_file_names(
     file.write_text(lines + "\n")
     assert warm.trial_imports(file, sets) == expected
     assert warm.trial_imports(tmp_path / "absent.yaml", []) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_the_fork_server_imports_interrupts_the_sweep_cleanly(
+    tmp_path: Path,
+) -> None:
+    # Ctrl-C goes to the terminal's whole process group: the fork server (importing torch
+    # for a second or two from the sweep's start) ignores it, the sweep stops its trials
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(TINY)
+    out = tmp_path / "sweep"
+    command = [sys.executable, "-m", "nncli", "sweep", str(exp), "--grid", "seed=1,2"]
+    proc = subprocess.Popen(
+        [*command, "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a group of its own, as a terminal's job is
+    )
+    deadline = time.monotonic() + 60
+    while not (out / "sweep.json").is_file() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert f"finish the sweep with: nncli sweep --resume {out}" in stderr
+    assert json.loads((out / "sweep.json").read_text())["status"] == "interrupted"
+    resumed = subprocess.run(
+        [sys.executable, "-m", "nncli", "sweep", "--resume", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stderr
