@@ -142,6 +142,7 @@ class DiskSource:
     """Rows left on disk, read by number: what a streamed split (engine/batches) reads."""
 
     row_bytes: int  # the bytes one row takes on disk (chunks and sizes are counted in them)
+    what: str = "data.x"  # what a message names: the key, and the file where there is one
 
     def read(self, rows: NDArray[np.int64]) -> NDArray[np.float32]:
         """The rows `rows` (in the order given) as flat float32, before preprocessing."""
@@ -163,22 +164,29 @@ class NpyRows(DiskSource):
 
         return self.width * np.dtype(self.dtype).itemsize
 
-    def read(self, rows: NDArray[np.int64]) -> NDArray[np.float32]:
-        """The rows, checked as the in-memory path checks every row before training:
-        NaN, or beyond float32 (inf once read as float32), stops the run naming them."""
-        import numpy as np
+    @property
+    def what(self) -> str:  # type: ignore[override]
+        return f"data.x: {self.file}"
 
-        flat = read_rows(self.file, self.offset, self.dtype, self.width, rows)
-        finite = np.isfinite(flat)
-        if not finite.all():
-            bad = ~finite
-            where = numbered(np.sort(rows[bad.any(axis=1)]))
-            raise NncliError(
-                f"data.x: {self.file} holds {shown_values(flat[bad])} on {where} (a streamed "
-                f"file's rows are checked as they are read); inputs must be {RANGE}: fix those "
-                "rows (a run they stopped can then be resumed)"
-            )
-        return flat
+    def read(self, rows: NDArray[np.int64]) -> NDArray[np.float32]:
+        return read_rows(self.file, self.offset, self.dtype, self.width, rows)
+
+
+def check_finite(values: NDArray[np.float32], rows: NDArray[np.int64], source: DiskSource) -> None:
+    """Refuse NaN and infinite values (the in-memory path checks every row before training)
+    among streamed rows as prepared (a missing value that data.fill fills is no longer one),
+    naming their row numbers `rows`: the run stops, and resumes once they are fixed."""
+    import numpy as np
+
+    finite = np.isfinite(values)
+    if not finite.all():
+        bad = ~finite
+        where = numbered(np.sort(rows[bad.reshape(len(rows), -1).any(axis=1)]))
+        raise NncliError(
+            f"{source.what} holds {shown_values(values[bad])} on {where} (a streamed file's "
+            f"rows are checked as they are read); inputs must be {RANGE}: fix those rows (a "
+            "run they stopped can then be resumed)"
+        )
 
 
 def source_of(x: Any) -> DiskSource:
@@ -239,8 +247,9 @@ def fit_streamed(pre: Preprocessing, x: Any, train: NDArray[np.int64]) -> Prepro
     step = max(1, CHUNK_BYTES // max(1, source.row_bytes))
     count, mean, m2 = 0, np.float64(0), np.float64(0)  # arrays of the width once added
     for lo in range(0, len(rows), step):
-        part = source.read(rows[lo : lo + step])
-        chunk = pre._filled_scaled(part).astype(np.float64)
+        part = pre._filled_scaled(source.read(rows[lo : lo + step]), overwrite=True)
+        check_finite(part, rows[lo : lo + step], source)
+        chunk = part.astype(np.float64)
         k, mu = len(chunk), chunk.mean(axis=0)
         delta = mu - mean
         total = count + k

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from nncli.data.npy import DiskSource, source_of
+from nncli.data.npy import DiskSource, check_finite, source_of
 from nncli.data.preprocess import Preprocessing
 from nncli.errors import NncliError
 from nncli.inputs import size_text
@@ -75,8 +75,10 @@ class DiskRows:
 
     def read(self, positions: np.ndarray) -> torch.Tensor:
         """The model inputs of these positions of the split, on the host."""
-        flat = self.source.read(self.rows[positions])
-        return torch.from_numpy(self.pre.transform(flat, overwrite=True))
+        rows = self.rows[positions]
+        x = self.pre.transform(self.source.read(rows), overwrite=True)
+        check_finite(x, rows, self.source)
+        return torch.from_numpy(x)
 
     @property
     def nbytes(self) -> int:
