@@ -80,7 +80,7 @@ class Table(SplitFiles, Streamable):
 
 
 class Csv(Table):
-    pass
+    """`source: csv`: a table in a CSV file with a header line."""
 
 
 def _known(names: list[str], columns: list[str], key: str, file: Path) -> None:
