@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 CHUNK_ROWS = 65_536  # a table's rows read (and encoded) at a time
 HEAD_BYTES = 2**20  # a CSV's rows are estimated from the lines in its first MB
 FORMAT = 1  # the cache's layout: a new one is a new key
-NOTES: dict[str, str] = {}  # cache file -> what this process did with it (built, reused)
+# a cache file (absolute, as np.memmap names it) -> what this process did with it, for the
+# console's data line (engine/batches.data_line)
+NOTES: dict[str, str] = {}
 
 
 def cache_folder() -> Path:
@@ -225,7 +227,8 @@ def _cache(
         "fill": p.fill,
     }
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
-    folder = cache_folder() / "tables"
+    # absolute and normal, as np.memmap names the file it maps (NOTES is keyed by that name)
+    folder = Path(os.path.normpath(cache_folder().absolute())) / "tables"
     target = folder / f"{files['train'][0].stem}-{digest}.npy"
     width, n = sum(len(f.columns) for f in features), sum(rows.values())
     if target.is_file() and target.stat().st_size >= n * width * 4:

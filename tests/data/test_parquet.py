@@ -246,3 +246,16 @@ def test_without_pyarrow_the_extra_is_named(experiment: Callable[..., Path]) -> 
     said = " ".join((done.stdout + done.stderr).split())
     assert "pip install 'nncli[parquet]'" in said, said
     assert "Traceback" not in said
+
+
+def test_a_relative_nncli_cache_is_used_and_reported(
+    runner: CliRunner,
+    experiment: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NNCLI_CACHE", "here")
+    _, said = train(runner, experiment("csv", "true"), tmp_path / "runs")
+    (built,) = (tmp_path / "here" / "tables").glob("*.npy")
+    assert f"; cache {built} built (12.1 kB in " in said, said
