@@ -60,7 +60,10 @@ def _file(path: Path, key: str) -> Any:
         raise NncliError(MISSING) from None
     regular_size(path, f"{key}: {path}")
     try:
-        return pq.ParquetFile(path)
+        # read column chunks through a 1 MB buffer, none kept: pyarrow's default (pre_buffer)
+        # keeps every chunk read, the whole file by the end of a streamed pass (4M rows, 294
+        # MB of Parquet: 338 MB held, against 61 MB without)
+        return pq.ParquetFile(path, pre_buffer=False, buffer_size=2**20)
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise NncliError(f"{key}: {path} cannot be read as Parquet: {first_line(exc)}") from None
 

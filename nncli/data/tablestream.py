@@ -142,10 +142,12 @@ def survey(
                     found.text.add(name)
                     seen |= set(label_strings(column).dropna().tolist())
                 elif name not in found.many:  # it may turn out text in a later chunk
-                    numbers = pd.Series(np.unique(column.dropna().to_numpy()))
-                    seen |= set(label_strings(numbers).tolist())
-                    if len(seen) > p.max_categories:
-                        found.many.add(name)
+                    numbers = np.unique(column.dropna().to_numpy())
+                    if len(numbers) <= p.max_categories:
+                        seen |= set(label_strings(pd.Series(numbers)).tolist())
+                    if len(numbers) > p.max_categories or len(seen) > p.max_categories:
+                        found.many.add(name)  # too many to one-hot: kept no longer
+                        seen.clear()
         if count == 0:
             raise NncliError(f"{key}: {path} has a header but no rows")
         found.rows[split_name] = count
@@ -175,6 +177,12 @@ def stream_table(
     train_file = files["train"][0]
     categories: dict[str, list[str]] = {}
     for name in sorted(found.text, key=names.index):
+        if name in found.many:  # numbers in some chunks (too many of them), text in others
+            raise NncliError(
+                f"column '{name}' of {train_file} holds text and more than "
+                f"data.max_categories {p.max_categories} distinct numbers: exclude it "
+                "(data.exclude), or fix the text cells to make it numeric"
+            )
         # a column numeric in some chunks, text in others: every value counts, as in memory
         categories[name] = one_hot(p, name, found.values[name], train_file)
     features = [Feature(name=n, categories=categories.get(n)) for n in names]
