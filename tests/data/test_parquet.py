@@ -269,3 +269,24 @@ def test_a_relative_nncli_cache_is_used_and_reported(
     _, said = train(runner, experiment("csv", "true"), tmp_path / "runs")
     (built,) = (tmp_path / "here" / "tables").glob("*.npy")
     assert f"; cache {built} built (12.1 kB in " in said, said
+
+
+@pytest.mark.parametrize("source", ["csv", "parquet"])
+@pytest.mark.parametrize(("free", "streamed"), [(10**12, False), (10_000, True)])
+def test_auto_streams_a_table_whose_cells_would_not_fit(
+    experiment: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    source: str,
+    free: int,
+    streamed: bool,
+) -> None:
+    from nncli.config.spec import load_experiment
+    from nncli.data import npy
+    from nncli.data.pipeline import load
+
+    # 600 rows of 4 columns: 2,400 cells, 19,200 bytes as two float32 copies
+    monkeypatch.setattr(npy, "available_memory", lambda: free)
+    spec = load_experiment(experiment(source, "auto")).spec
+    x = load(spec.data, spec.seed, "index").x
+    assert isinstance(x, np.memmap) is streamed
+    assert x.shape == (600, 5)
