@@ -140,7 +140,7 @@ def csv(p: Csv, seed: int, loss_target: LossTarget | None = None) -> Dataset:
 
     files = p.split_files()
     if streams(p, sum(csv_values(path, key) for path, key in files.values())):
-        return stream_table(p, files, loss_target)
+        return stream_table(p, files, loss_target, is_parquet=False)
     frames = {name: read_csv(path, key) for name, (path, key) in files.items()}
     return from_frames(p, frames, files, loss_target)
 

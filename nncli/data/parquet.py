@@ -120,6 +120,6 @@ def parquet(p: Parquet, seed: int, loss_target: LossTarget | None = None) -> Dat
 
     files = p.split_files()
     if streams(p, sum(parquet_values(path, key) for path, key in files.values())):
-        return stream_table(p, files, loss_target)
+        return stream_table(p, files, loss_target, is_parquet=True)
     frames = {name: read_parquet(path, key) for name, (path, key) in files.items()}
     return from_frames(p, frames, files, loss_target, rows_at)

@@ -62,12 +62,6 @@ def csv_values(path: Path, key: str) -> int:
     return int(columns * max(rows, 1) * size / max(len(head), 1))
 
 
-def _parquet(path: Path) -> bool:
-    from nncli.data.parquet import SUFFIXES
-
-    return path.suffix.lower() in SUFFIXES
-
-
 def _columns(path: Path, key: str, is_parquet: bool) -> list[str]:
     if is_parquet:
         from nncli.data.parquet import parquet_columns
@@ -126,6 +120,7 @@ class Survey:
 def survey(
     p: Table, files: dict[str, tuple[Path, str]], names: list[str], is_parquet: bool
 ) -> Survey:
+    """The first pass: each file read in chunks, its input columns `names` and targets."""
     import numpy as np
     import pandas as pd
 
@@ -156,10 +151,14 @@ def survey(
 
 
 def stream_table(
-    p: Table, files: dict[str, tuple[Path, str]], loss_target: LossTarget | None
+    p: Table,
+    files: dict[str, tuple[Path, str]],
+    loss_target: LossTarget | None,
+    is_parquet: bool,
 ) -> Dataset:
     """The table's Dataset with its inputs in the (built or reused) cache file, memory-mapped:
-    `data.pipeline` and `engine.batches` stream it as they stream an .npy."""
+    `data.pipeline` and `engine.batches` stream it as they stream an .npy. Its files are
+    Parquet files (`source: parquet`, whatever their names) or CSVs."""
     import numpy as np
 
     if p.fill == "median":
@@ -168,7 +167,6 @@ def stream_table(
             "chunks; use fill: mean (or zero), or data.stream: false if the table fits in memory",
             key="data.fill",
         )
-    is_parquet = _parquet(files["train"][0])
     first, word = (1, "row") if is_parquet else (2, "line")
     where: Where = partial(lines, first=first, word=word)
     columns = {name: _columns(path, key, is_parquet) for name, (path, key) in files.items()}

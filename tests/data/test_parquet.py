@@ -290,3 +290,12 @@ def test_auto_streams_a_table_whose_cells_would_not_fit(
     x = load(spec.data, spec.seed, "index").x
     assert isinstance(x, np.memmap) is streamed
     assert x.shape == (600, 5)
+
+
+def test_a_parquet_file_is_streamed_as_parquet_whatever_its_name(
+    runner: CliRunner, experiment: Callable[..., Path], tmp_path: Path
+) -> None:
+    (tmp_path / "t.parquet").rename(tmp_path / "table.bin")
+    spec = experiment("parquet", "true", path="  path: table.bin")
+    _, said = train(runner, spec, tmp_path / "runs")
+    assert "data: streamed from disk (600 rows, 12.0 kB; workers 0); cache " in said
