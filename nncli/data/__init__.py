@@ -314,6 +314,7 @@ from nncli.data import generators as _generators  # noqa: E402,F401
 from nncli.data import images as _images  # noqa: E402,F401
 from nncli.data import npy as _npy  # noqa: E402,F401
 from nncli.data import npz as _npz  # noqa: E402,F401
+from nncli.data import parquet as _parquet  # noqa: E402,F401
 from nncli.data import seqsets as _seqsets  # noqa: E402,F401
 from nncli.data import sklearn_sets as _sklearn_sets  # noqa: E402,F401
 from nncli.data import text as _text  # noqa: E402,F401

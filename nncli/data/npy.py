@@ -9,7 +9,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -38,6 +38,16 @@ class Streamable(FileParams):
     workers: int = Field(default=0, ge=0, le=64, description="DataLoader worker processes")
 
 
+Shuffle = Annotated[
+    Literal["chunks", "rows"],
+    Field(
+        description="a streamed epoch's order: chunks (of about 256 kB of adjacent rows, in a "
+        "random order, rows shuffled within 4 chunks: sequential reads) or rows (every row "
+        "at random, as in memory: random reads); in memory it is always rows",
+    ),
+]
+
+
 class Npy(Streamable):
     path_fields: ClassVar[tuple[str, ...]] = ("x", "y")
 
@@ -47,12 +57,7 @@ class Npy(Streamable):
     standardize: bool = Field(
         default=False, description="zero mean, unit variance per feature (train split stats)"
     )
-    shuffle: Literal["chunks", "rows"] = Field(
-        default="chunks",
-        description="a streamed epoch's order: chunks (of about 256 kB of adjacent rows, in a "
-        "random order, rows shuffled within 4 chunks: sequential reads) or rows (every row "
-        "at random, as in memory: random reads); in memory it is always rows",
-    )
+    shuffle: Shuffle = "chunks"
 
     def missing_files(self) -> list[NncliError]:
         """What loading would refuse from the files' headers alone (for validate): a file
@@ -235,30 +240,50 @@ def npy(p: Npy, seed: int, loss_target: LossTarget | None = None) -> Dataset:
 
 
 def fit_streamed(pre: Preprocessing, x: Any, train: NDArray[np.int64]) -> Preprocessing:
-    """`pre.fit` for inputs on disk: the mean and standard deviation of the train rows,
-    read in chunks in file order and combined in float64 (Chan's pairwise update), never
-    all in memory at once."""
+    """`pre.fit` for inputs on disk, from the train rows read in chunks in file order, never
+    all in memory at once: the fill values (`mean`: NaN-skipping sums and counts; `median`
+    cannot be combined from chunks, so sources refuse it before streaming), then the mean
+    and standard deviation of the filled rows, combined in float64 (Chan's pairwise update);
+    one-hot columns keep mean 0 and std 1, as `pre.fit` keeps them."""
     import numpy as np
 
-    if not pre.standardize:
+    if pre.fill is None and not pre.standardize:
         return pre
     rows = np.sort(train)
     source = source_of(x)
     step = max(1, CHUNK_BYTES // max(1, source.row_bytes))
+    parts = [rows[lo : lo + step] for lo in range(0, len(rows), step)]
+    if pre.fill is not None:
+        width = len(pre.columns)
+        sums, counts = np.zeros(width), np.zeros(width)
+        if pre.fill == "mean":
+            for part in parts:
+                chunk = source.read(part)
+                sums += np.nansum(chunk, axis=0, dtype=np.float64)
+                counts += (~np.isnan(chunk)).sum(axis=0)
+        with np.errstate(all="ignore"):
+            means = sums / counts
+        # a column empty in every train row: nothing to learn from, so zero
+        pre = pre.model_copy(update={"fill_values": np.nan_to_num(means, nan=0.0).tolist()})
+    if not pre.standardize:
+        return pre
     count, mean, m2 = 0, np.float64(0), np.float64(0)  # arrays of the width once added
-    for lo in range(0, len(rows), step):
-        part = pre._filled_scaled(source.read(rows[lo : lo + step]), overwrite=True)
-        check_finite(part, rows[lo : lo + step], source)
-        chunk = part.astype(np.float64)
+    for part in parts:
+        done = pre._filled_scaled(source.read(part), overwrite=True)
+        check_finite(done, part, source)
+        chunk = done.astype(np.float64)
         k, mu = len(chunk), chunk.mean(axis=0)
         delta = mu - mean
         total = count + k
         mean = mean + delta * (k / total)
         m2 = m2 + ((chunk - mu) ** 2).sum(axis=0) + delta**2 * (count * k / total)
         count = total
-    sd = np.sqrt(m2 / max(count, 1))
+    mu, sd = np.array(mean, dtype=np.float64), np.sqrt(m2 / max(count, 1))
     sd[sd < 1e-12] = 1.0  # a constant column stays constant, as pre.fit keeps it
-    return pre.model_copy(update={"mean": mean.tolist(), "std": sd.tolist()})
+    onehot = np.array([f.categories is not None for f in pre.features for _ in f.columns])
+    if onehot.any():
+        mu[onehot], sd[onehot] = 0.0, 1.0
+    return pre.model_copy(update={"mean": mu.tolist(), "std": sd.tolist()})
 
 
 def read_rows(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nncli.data import DataParams, LossTarget, TargetKind, Targets, datasets, resolve_task
-from nncli.data.csv import Csv, _known
+from nncli.data.csv import Table, _known
 from nncli.data.images import folder_classes
 from nncli.errors import NncliError
 
@@ -67,7 +67,7 @@ def outline(
         return (None, errors) if errors else (Outline(traits.kind, traits.of(p), flat), [])
     if errors:
         return None, errors
-    if isinstance(p, Csv):
+    if isinstance(p, Table):
         return _csv(p, loss_target, flat)
     classes = folder_classes(p)  # images in class folders: one class a folder
     if classes is not None:
@@ -76,12 +76,16 @@ def outline(
 
 
 def _csv(
-    p: Csv, loss_target: LossTarget | None, flat: bool
+    p: Table, loss_target: LossTarget | None, flat: bool
 ) -> tuple[Outline | None, list[NncliError]]:
-    """The header of the train file against the columns named (the checks loading makes,
-    `csv._known`); the classes of the target column where the files are small."""
+    """The header of the train file (a CSV's first line, a Parquet file's schema) against
+    the columns named (the checks loading makes, `csv._known`); the classes of a CSV's
+    target column where the files are small."""
+    from nncli.data.parquet import Parquet, parquet_columns
+
     files = [path for path, _ in p.split_files().values()]
-    columns = _header(files[0])
+    parquet = isinstance(p, Parquet)
+    columns = parquet_columns(files[0], "data.path") if parquet else _header(files[0])
     if columns is None:  # unreadable as text: loading says why
         return None, []
     errors = []
@@ -100,7 +104,7 @@ def _csv(
         return None, errors
     if task != "classification":
         return Outline(task, len(p.target_columns), flat), []
-    if len(p.target_columns) != 1:
+    if len(p.target_columns) != 1 or parquet:
         return None, []
     classes = _classes(files, p.target_columns[0])
     return (None if classes is None else Outline(task, classes, flat)), []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -299,12 +300,17 @@ def is_text(column: pd.Series[Any]) -> bool:
 
 
 def encode(
-    frame: pd.DataFrame, features: list[Feature], fill: Fill | None, file: str
+    frame: pd.DataFrame,
+    features: list[Feature],
+    fill: Fill | None,
+    file: str,
+    where: Callable[[NDArray[np.bool_]], str] = lines,
 ) -> NDArray[np.float32]:
     """The encoded matrix (N, F) of `features` in `frame`; numeric cells left empty stay NaN
     for `fill`. Absent columns, missing values without a fill, text in a numeric column,
     numbers float32 cannot hold and categories not seen in training are errors that name
-    the column and lines of `file`: every one of them, in one NncliError."""
+    the column and lines of `file` (`where` names rows: a chunk's, or a Parquet file's):
+    every one of them, in one NncliError."""
     import numpy as np
 
     problems: list[str] = []
@@ -315,7 +321,7 @@ def encode(
     parts: list[NDArray[np.float32]] = []
     for feature in features:
         if feature.name in frame.columns:
-            part, found = _encode_column(frame, feature, fill, file)
+            part, found = _encode_column(frame, feature, fill, file, where)
             parts.append(part)
             problems += found
     if len(problems) == 1:
@@ -329,7 +335,11 @@ def encode(
 
 
 def _encode_column(
-    frame: pd.DataFrame, feature: Feature, fill: Fill | None, file: str
+    frame: pd.DataFrame,
+    feature: Feature,
+    fill: Fill | None,
+    file: str,
+    where: Callable[[NDArray[np.bool_]], str],
 ) -> tuple[NDArray[np.float32], list[str]]:
     """One feature's encoded columns, and what is wrong with its cells (the column name
     and up to SHOWN_LINES lines of each problem)."""
@@ -341,7 +351,7 @@ def _encode_column(
     missing = column.isna().to_numpy()
     if missing.any() and fill is None:
         problems.append(
-            f"column '{feature.name}' of {file} has missing values on {lines(missing)}; "
+            f"column '{feature.name}' of {file} has missing values on {where(missing)}; "
             "fill them in, or set data.fill: mean (or median, zero)"
         )
     if feature.categories is None:
@@ -353,7 +363,7 @@ def _encode_column(
         if text.any():
             sample = ", ".join(repr(v) for v in column[text].unique()[:3].tolist())
             problems.append(
-                f"column '{feature.name}' of {file} holds text ({sample}) on {lines(text)}; "
+                f"column '{feature.name}' of {file} holds text ({sample}) on {where(text)}; "
                 "it is numeric in training"
             )
         numbers = values.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -361,7 +371,7 @@ def _encode_column(
         if big.any():
             problems.append(
                 f"column '{feature.name}' of {file} holds {shown_values(numbers[big])} on "
-                f"{lines(big)}; inputs must be {RANGE}: fix or remove those rows"
+                f"{where(big)}; inputs must be {RANGE}: fix or remove those rows"
             )
         return numbers.astype(np.float32)[:, None], problems
     labels = label_strings(column)
@@ -371,7 +381,7 @@ def _encode_column(
     if unknown.any():
         sample = ", ".join(repr(v) for v in labels[unknown].unique()[:3].tolist())
         problems.append(
-            f"column '{feature.name}' of {file} has value(s) {sample} on {lines(unknown)} "
+            f"column '{feature.name}' of {file} has value(s) {sample} on {where(unknown)} "
             f"that training never saw (known: {', '.join(feature.categories)})"
         )
         return onehot, problems

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from nncli.data.npy import DiskSource, check_finite, source_of
 from nncli.data.preprocess import Preprocessing
+from nncli.data.tablestream import NOTES
 from nncli.errors import NncliError
 from nncli.inputs import size_text
 
@@ -241,7 +242,9 @@ def data_line(splits: dict[str, tuple[Any, torch.Tensor]]) -> str:
         return "data: in memory"
     rows = sum(len(s) for s, _ in splits.values())
     total = sum(s.nbytes for s, _ in splits.values())
-    return f"data: streamed from disk ({rows:,} rows, {size_text(total)}; workers {x.workers})"
+    line = f"data: streamed from disk ({rows:,} rows, {size_text(total)}; workers {x.workers})"
+    note = NOTES.get(getattr(x.source, "file", ""))  # a table encoded into a cache file
+    return f"{line}; {note}" if note else line
 
 
 def figure_splits(

@@ -10,11 +10,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from nncli.data.parquet import read_table, where_of
 from nncli.data.preprocess import encode
 from nncli.engine.inference import EVAL_BATCH
 from nncli.engine.task import Task
 from nncli.errors import NncliError
-from nncli.inputs import read_csv
 from nncli.trained.load import Checkpoint, TrainedRun, load_run
 from nncli.trained.rows import image_rows, is_npy, is_npz, npz_rows, sequence_rows
 
@@ -110,8 +110,10 @@ def predict_inputs(run: Path, inputs: list[Path], checkpoint: Checkpoint = "last
         x, _ = npz_rows(t, input_file, targets=False)
         frame = pd.DataFrame({"row": np.arange(len(x))})
     else:
-        frame = read_csv(input_file, "input")
-        x = t.pre.transform(encode(frame, t.pre.features, t.pre.fill, str(input_file)))
+        frame = read_table(input_file, "input")  # a CSV, or a Parquet file by its suffix
+        x = t.pre.transform(
+            encode(frame, t.pre.features, t.pre.fill, str(input_file), where_of(input_file))
+        )
     columns = prediction_columns(t, outputs(t.model, x))
     clash = [c for c in columns if c in frame.columns]
     if clash:

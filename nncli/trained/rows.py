@@ -11,6 +11,7 @@ import numpy as np
 from nncli.data.labels import label_strings
 from nncli.data.npy import read_npy
 from nncli.data.npz import read_npz
+from nncli.data.parquet import read_table, where_of
 from nncli.data.preprocess import Preprocessing, encode, lines
 from nncli.errors import NncliError
 from nncli.inputs import read_csv
@@ -183,9 +184,9 @@ def file_rows(t: TrainedRun, path: Path) -> tuple[NDArray[np.float32], NDArray[A
         x, y = npz_rows(t, path, targets=True)
         assert y is not None
         return x, y
-    frame = read_csv(path, "--data")
+    frame = read_table(path, "--data")  # a CSV, or a Parquet file by its suffix
     _has_targets(frame, t.pre, path)
-    x = t.pre.transform(encode(frame, t.pre.features, t.pre.fill, str(path)))
+    x = t.pre.transform(encode(frame, t.pre.features, t.pre.fill, str(path), where_of(path)))
     return x, encode_targets(frame, t.pre, str(path))
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from datafiles import params, spec_text, tiny_images, write_idx, write_mnist
 from typer.testing import CliRunner
@@ -34,6 +35,9 @@ def file_source(name: str, folder: Path) -> str:
     """A data section for each file-reading source, on files written under `folder`."""
     if name == "csv":
         return f"source: csv\npath: {write_table(folder / 't.csv')}\ntarget: kind"
+    if name == "parquet":
+        pd.read_csv(write_table(folder / "t.csv")).to_parquet(folder / "t.parquet")
+        return f"source: parquet\npath: {folder / 't.parquet'}\ntarget: kind"
     if name == "npz":
         x = np.random.default_rng(0).normal(size=(30, 3)).astype(np.float32)
         np.savez(folder / "a.npz", x=x, y=np.arange(30) % 3)
@@ -62,7 +66,7 @@ def file_source(name: str, folder: Path) -> str:
     return f"source: mnist\nfolder: {write_mnist(folder / 'mnist')}"
 
 
-FILE_SOURCES = ("csv", "npz", "npy", "idx", "mnist", "images", "text", "timeseries")
+FILE_SOURCES = ("csv", "parquet", "npz", "npy", "idx", "mnist", "images", "text", "timeseries")
 
 
 @pytest.mark.parametrize("name", [e.name for e in datasets])

@@ -1,0 +1,283 @@
+"""A table streamed from disk (`source: csv` or `parquet` with data.stream): read in chunks
+twice, never whole: first its row count, the values of its text columns and its targets
+(small: kept), then each chunk encoded (`preprocess.encode`) into a float32 .npy cache file,
+which the run reads rows from as it reads an .npy's (`NpyRows`). The cache is keyed by the
+files (path, size, mtime) and the encoding, so a rerun, a resume and a sweep's trials reuse
+it; it is written under a temporary name and renamed, so it is whole or absent."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nncli.data import Dataset, LossTarget, resolve_task
+from nncli.data.csv import Table, Where, _guess_task, _targets, input_columns, one_hot
+from nncli.data.labels import label_strings
+from nncli.data.preprocess import Feature, encode, is_text, lines
+from nncli.errors import NncliError, first_line
+from nncli.inputs import regular_size, size_text
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+    from numpy.typing import NDArray
+
+CHUNK_ROWS = 65_536  # a table's rows read (and encoded) at a time
+HEAD_BYTES = 2**20  # a CSV's rows are estimated from the lines in its first MB
+FORMAT = 1  # the cache's layout: a new one is a new key
+# a cache file (absolute, as np.memmap names it) -> what this process did with it, for the
+# console's data line (engine/batches.data_line)
+NOTES: dict[str, str] = {}
+
+
+def cache_folder() -> Path:
+    """Where encoded tables are kept: $NNCLI_CACHE, else $XDG_CACHE_HOME/nncli, else
+    ~/.cache/nncli."""
+    if os.environ.get("NNCLI_CACHE"):
+        return Path(os.environ["NNCLI_CACHE"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "nncli"
+    return Path.home() / ".cache" / "nncli"
+
+
+def csv_values(path: Path, key: str) -> int:
+    """About how many cells a CSV holds (rows x columns), from its size and its first MB:
+    what `data.stream: auto` weighs (0 where it cannot be read: reading it says why)."""
+    size = regular_size(path, f"{key}: {path}")  # not a folder, a device or a pipe
+    try:
+        with path.open("rb") as f:
+            head = f.read(HEAD_BYTES)
+    except OSError:
+        return 0
+    rows = head.count(b"\n")
+    columns = head.split(b"\n", 1)[0].count(b",") + 1
+    return int(columns * max(rows, 1) * size / max(len(head), 1))
+
+
+def _columns(path: Path, key: str, is_parquet: bool) -> list[str]:
+    if is_parquet:
+        from nncli.data.parquet import parquet_columns
+
+        return parquet_columns(path, key)
+    return [str(c) for c in next(_csv_chunks(path, key, None, nrows=0)).columns]
+
+
+def _csv_chunks(
+    path: Path, key: str, columns: list[str] | None, nrows: int | None = None
+) -> Iterator[pd.DataFrame]:
+    """A CSV's rows, CHUNK_ROWS at a time, parsed by the reader `read_csv` uses (pandas' C
+    parser: the same numbers, the same cells read as missing)."""
+    import pandas as pd
+
+    regular_size(path, f"{key}: {path}")
+    try:
+        if nrows == 0:
+            yield pd.read_csv(path, nrows=0)
+            return
+        with pd.read_csv(path, usecols=columns, chunksize=CHUNK_ROWS) as reader:
+            yield from reader
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise NncliError(f"{key}: {path} cannot be read as CSV: {first_line(exc)}") from None
+    except OSError as exc:
+        raise NncliError(f"{key}: {path} cannot be read: {exc.strerror}") from None
+
+
+def chunks(path: Path, key: str, columns: list[str], is_parquet: bool) -> Iterator[pd.DataFrame]:
+    """The table's `columns`, CHUNK_ROWS rows at a time, as DataFrames."""
+    if not is_parquet:
+        yield from _csv_chunks(path, key, columns)
+        return
+    from nncli.data.parquet import _file
+
+    file = _file(path, key)
+    try:
+        for batch in file.iter_batches(batch_size=CHUNK_ROWS, columns=columns):
+            yield batch.to_pandas()
+    except (OSError, ValueError) as exc:
+        raise NncliError(f"{key}: {path} cannot be read as Parquet: {first_line(exc)}") from None
+
+
+@dataclass
+class Survey:
+    """What the first pass learns of a table: per split, its rows and its targets; per input
+    column, whether it is text and the values it takes (numbers only while few)."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    targets: dict[str, pd.DataFrame] = field(default_factory=dict)
+    text: set[str] = field(default_factory=set)
+    values: dict[str, set[str]] = field(default_factory=dict)
+    many: set[str] = field(default_factory=set)  # numeric columns past max_categories values
+
+
+def survey(
+    p: Table, files: dict[str, tuple[Path, str]], names: list[str], is_parquet: bool
+) -> Survey:
+    """The first pass: each file read in chunks, its input columns `names` and targets."""
+    import numpy as np
+    import pandas as pd
+
+    found = Survey()
+    targets = p.target_columns
+    for split_name, (path, key) in files.items():
+        parts, count = [], 0
+        for chunk in chunks(path, key, [*names, *targets], is_parquet):
+            count += len(chunk)
+            parts.append(chunk[targets].copy())
+            for name in names:
+                column, seen = chunk[name], found.values.setdefault(name, set())
+                if name in p.categorical or is_text(column):
+                    found.text.add(name)
+                    seen |= set(label_strings(column).dropna().tolist())
+                elif name not in found.many:  # it may turn out text in a later chunk
+                    numbers = np.unique(column.dropna().to_numpy())
+                    if len(numbers) <= p.max_categories:
+                        seen |= set(label_strings(pd.Series(numbers)).tolist())
+                    if len(numbers) > p.max_categories or len(seen) > p.max_categories:
+                        found.many.add(name)  # too many to one-hot: kept no longer
+                        seen.clear()
+        if count == 0:
+            raise NncliError(f"{key}: {path} has a header but no rows")
+        found.rows[split_name] = count
+        found.targets[split_name] = pd.concat(parts, ignore_index=True)
+    return found
+
+
+def stream_table(
+    p: Table,
+    files: dict[str, tuple[Path, str]],
+    loss_target: LossTarget | None,
+    is_parquet: bool,
+) -> Dataset:
+    """The table's Dataset with its inputs in the (built or reused) cache file, memory-mapped:
+    `data.pipeline` and `engine.batches` stream it as they stream an .npy. Its files are
+    Parquet files (`source: parquet`, whatever their names) or CSVs."""
+    import numpy as np
+
+    if p.fill == "median":
+        raise NncliError(
+            "data.fill: median cannot be found in chunks, and a streamed table is read in "
+            "chunks; use fill: mean (or zero), or data.stream: false if the table fits in memory",
+            key="data.fill",
+        )
+    first, word = (1, "row") if is_parquet else (2, "line")
+    where: Where = partial(lines, first=first, word=word)
+    columns = {name: _columns(path, key, is_parquet) for name, (path, key) in files.items()}
+    names = input_columns(p, columns, files)
+    found = survey(p, files, names, is_parquet)
+    train_file = files["train"][0]
+    categories: dict[str, list[str]] = {}
+    for name in sorted(found.text, key=names.index):
+        if name in found.many:  # numbers in some chunks (too many of them), text in others
+            raise NncliError(
+                f"column '{name}' of {train_file} holds text and more than "
+                f"data.max_categories {p.max_categories} distinct numbers: exclude it "
+                "(data.exclude), or fix the text cells to make it numeric"
+            )
+        # a column numeric in some chunks, text in others: every value counts, as in memory
+        categories[name] = one_hot(p, name, found.values[name], train_file)
+    features = [Feature(name=n, categories=categories.get(n)) for n in names]
+    targets = p.target_columns
+    task = resolve_task(p.task, loss_target, len(targets)) or _guess_task(
+        found.targets["train"], targets
+    )
+    ys, class_names = _targets(found.targets, files, targets, task, where)
+    path = _cache(p, files, features, found.rows, is_parquet, first, word)
+    given: dict[str, NDArray[np.int64]] = {}
+    start = 0
+    for split_name, count in found.rows.items():
+        if split_name != "train":
+            given[split_name] = np.arange(start, start + count, dtype=np.int64)
+        start += count
+    x = np.load(path, mmap_mode="r", allow_pickle=False)
+    return Dataset(
+        x,
+        np.concatenate(ys),
+        task,
+        class_names,
+        target_names=targets,
+        feature_names=names,
+        categories=categories,
+        given=given,
+    )
+
+
+def _cache(
+    p: Table,
+    files: dict[str, tuple[Path, str]],
+    features: list[Feature],
+    rows: dict[str, int],
+    is_parquet: bool,
+    first: int,
+    word: str,
+) -> Path:
+    """The cache file of these files encoded as `features`: reused where it exists, else
+    built (second pass), with the free disk space checked first."""
+    import numpy as np
+
+    stats = []
+    for path, _ in files.values():
+        st = path.stat()
+        stats.append([str(path.resolve()), st.st_size, st.st_mtime_ns])
+    identity = {
+        "format": FORMAT,
+        "files": stats,
+        "features": [f.model_dump() for f in features],
+        "fill": p.fill,
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
+    # absolute and normal, as np.memmap names the file it maps (NOTES is keyed by that name)
+    folder = Path(os.path.normpath(cache_folder().absolute())) / "tables"
+    target = folder / f"{files['train'][0].stem}-{digest}.npy"
+    width, n = sum(len(f.columns) for f in features), sum(rows.values())
+    if target.is_file() and target.stat().st_size >= n * width * 4:
+        NOTES[str(target)] = f"cache {target} reused ({size_text(target.stat().st_size)})"
+        return target
+    started = time.monotonic()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        raise NncliError(
+            f"the cache folder {folder} cannot be made ({exc.strerror}); set NNCLI_CACHE to a "
+            "folder you can write"
+        ) from None
+    need = n * width * 4 + 128
+    if need > free:
+        raise NncliError(
+            f"streaming {files['train'][0]} needs its {n:,} rows encoded in a cache file of "
+            f"{size_text(need)}, but {folder} has {size_text(free)} free; free space there, or "
+            "set NNCLI_CACHE to a folder on a larger disk (NNCLI_CACHE=/path/to/big/disk)"
+        )
+    temporary = folder / f".{target.name}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+    try:
+        with temporary.open("wb") as out:
+            header = {"descr": "<f4", "fortran_order": False, "shape": (n, width)}
+            np.lib.format.write_array_header_1_0(out, header)
+            for path, key in files.values():
+                done = 0
+                for chunk in chunks(path, key, [f.name for f in features], is_parquet):
+                    where = partial(lines, first=first + done, word=word)
+                    x: NDArray[Any] = encode(chunk, features, p.fill, str(path), where)
+                    out.write(np.ascontiguousarray(x, dtype="<f4").tobytes())
+                    done += len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        temporary.replace(target)  # whole or absent; two builders leave one whole file
+    except OSError as exc:
+        raise NncliError(
+            f"the cache file {target} cannot be written ({exc.strerror}); set NNCLI_CACHE to "
+            "a folder with room"
+        ) from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    took = time.monotonic() - started
+    NOTES[str(target)] = f"cache {target} built ({size_text(need)} in {took:.1f} s)"
+    return target
