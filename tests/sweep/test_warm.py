@@ -76,6 +76,7 @@ def test_waiting_ends_when_a_forked_trial_ends() -> None:
         ("data: {source: circles}", [], []),
         ("data: {source: digits}", [], ["sklearn.datasets"]),
         ("data: {source: timeseries, path: t.csv, target: y}", [], ["pandas"]),
+        ("data: {source: parquet, path: t.parquet, target: y}", [], ["pandas", "pyarrow.parquet"]),
         ("data: {source: circles}", ["data.source=iris"], ["sklearn.datasets"]),
         (
             "data: {source: digits, augment: [horizontal_flip, {rotation: 10}]}\n"
