@@ -125,19 +125,26 @@ def wait_any(procs: Sequence[TrialProcess], timeout: float) -> None:
 
 
 def _start_server() -> None:
-    """Start the fork server unless it runs, with Ctrl-C ignored (it inherits that): Ctrl-C
-    reaches the sweep, which stops its trials itself, and the server's imports would stop
-    with a traceback (Python's own handler comes only after them)."""
+    """Start the fork server unless it runs: spawned with Ctrl-C ignored (it inherits that,
+    and ignores Ctrl-C anyway once its imports are done). Ctrl-C reaches the terminal's
+    whole process group; the sweep stops its trials itself, and the server's imports would
+    stop with a traceback. Only around the spawn, at the sweep's start: a Ctrl-C in those
+    milliseconds is lost, one later must reach the sweep."""
     from multiprocessing import forkserver
 
-    if threading.current_thread() is not threading.main_thread():
+    global _spawned  # noqa: PLW0603  (one server for the process, as multiprocessing keeps)
+    if _spawned or threading.current_thread() is not threading.main_thread():
         forkserver.ensure_running()
         return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         forkserver.ensure_running()
+        _spawned = True
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+_spawned = False  # this process has spawned its fork server
 
 
 @cache

@@ -117,6 +117,7 @@ def test_ctrl_c_while_the_fork_server_imports_interrupts_the_sweep_cleanly(
     deadline = time.monotonic() + 60
     while not (out / "sweep.json").is_file() and time.monotonic() < deadline:
         time.sleep(0.01)
+    time.sleep(0.3)  # the sweep waits for its first trial; the server imports for seconds
     os.killpg(proc.pid, signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
