@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -208,100 +209,110 @@ def sweep(
     diverged), 2 for mistakes in the input, 130 on Ctrl-C (running trials are marked
     interrupted; --resume finishes them).
     """
-    from nncli.sweep import warm
+    from nncli.engine.signals import exit_code, recorded_signals
 
-    local = launcher == LauncherChoice.local and nproc == 1 and not dry_run
-    if local and start == StartChoice.warm:
-        # its imports run while this process checks the trials
-        warm.prewarm(warm.trial_imports(file, set_ or []) if file is not None else [])
+    # Ctrl-C and SIGTERM are recorded from here on, not raised wherever they land (in an
+    # import, in pydantic): the sweep stops its trials and says where it stopped
+    with recorded_signals() as received:
+        from nncli.sweep import warm
 
-    from rich.markup import escape
+        local = launcher == LauncherChoice.local and nproc == 1 and not dry_run
+        if local and start == StartChoice.warm:
+            # its imports run while this process checks the trials
+            warm.prewarm(warm.trial_imports(file, set_ or []) if file is not None else [])
 
-    from nncli.loggers.sweep_prune import open_storage
-    from nncli.sweep.execute import run
-    from nncli.sweep.plan import plan as make_plan
-    from nncli.sweep.space import METHODS, Options, import_optuna
-    from nncli.sweep.state import RETRIED, TAKEN, create, reopen
-    from nncli.sweep.summary import draw_best, summarize
+        from rich.markup import escape
 
-    chosen = METHODS[method.value] if method is not None else None
-    options = Options(grid or [], choice or [], range_ or [], chosen, n_trials, seed, metric)
-    again = join_dir or resume_dir  # a sweep that exists
-    with user_errors():  # every input mistake below is an NncliError: exit 2, one style
-        if join_dir is not None and resume_dir is not None:
-            raise NncliError("give --join or --resume, not both")
-        if again is not None:
-            flag = "--join" if join_dir is not None else "--resume"
-            joined_file = join_dir is not None and file is not None
-            given: list[tuple[str, object]] = [("--set", set_), ("--out", out_dir)]
-            given += [("--dry-run", dry_run), ("FILE", joined_file)]
-            refused = options.given() + [flag for flag, value in given if value]
-            if refused:
+        from nncli.loggers.sweep_prune import open_storage
+        from nncli.sweep.execute import run
+        from nncli.sweep.plan import plan as make_plan
+        from nncli.sweep.space import METHODS, Options, import_optuna
+        from nncli.sweep.state import RETRIED, TAKEN, create, reopen
+        from nncli.sweep.summary import draw_best, summarize
+
+        chosen = METHODS[method.value] if method is not None else None
+        options = Options(grid or [], choice or [], range_ or [], chosen, n_trials, seed, metric)
+        again = join_dir or resume_dir  # a sweep that exists
+        with user_errors():  # every input mistake below is an NncliError: exit 2, one style
+            if join_dir is not None and resume_dir is not None:
+                raise NncliError("give --join or --resume, not both")
+            if again is not None:
+                flag = "--join" if join_dir is not None else "--resume"
+                joined_file = join_dir is not None and file is not None
+                given: list[tuple[str, object]] = [("--set", set_), ("--out", out_dir)]
+                given += [("--dry-run", dry_run), ("FILE", joined_file)]
+                refused = options.given() + [flag for flag, value in given if value]
+                if refused:
+                    raise NncliError(
+                        f"{flag} continues a sweep as it was planned; give no {', '.join(refused)} "
+                        "with it (--metric, --jobs and --fail-fast may change)"
+                    )
+                state = reopen(again, file, retry=resume_dir is not None)
+                state.use_storage(storage)
+                if state.space.method == "bayes" and state.storage is not None:
+                    open_storage(import_optuna(), state.storage)  # refused here, not in a worker
+            elif file is None:
                 raise NncliError(
-                    f"{flag} continues a sweep as it was planned; give no {', '.join(refused)} "
-                    "with it (--metric, --jobs and --fail-fast may change)"
+                    "missing FILE: the experiment file to sweep (or --resume SWEEP_DIR)"
                 )
-            state = reopen(again, file, retry=resume_dir is not None)
-            state.use_storage(storage)
-            if state.space.method == "bayes" and state.storage is not None:
-                open_storage(import_optuna(), state.storage)  # refused here, not in a worker
-        elif file is None:
-            raise NncliError("missing FILE: the experiment file to sweep (or --resume SWEEP_DIR)")
-        else:
-            plan = make_plan(file, list(set_ or []), options)
-            if dry_run:
-                print_item(_sweep_plan(plan, fmt))
-                return
-            if storage is not None and plan.space.method != "bayes":
-                raise NncliError("--storage is where bayes search keeps its study; give it "
-                                 "with --method bayes only")  # fmt: skip
-            if storage is not None:  # refused before the sweep folder is made
-                open_storage(import_optuna(), storage)
-            state = create(plan, out_dir, storage)
-
-        space = state.space
-        left = sum(t.status in (RETRIED if resume_dir else TAKEN) for t in state.trials)
-        left += space.n_trials - len(state.trials)  # bayes: the trials not asked for yet
-        where = "on Slurm" if launcher == LauncherChoice.slurm else "at once"
-        _say(
-            f"sweep {state.folder}: {space.n_trials} trials ({space.method}), {left} to run, "
-            f"{jobs} {where}"
-        )
-        try:
-            if launcher == LauncherChoice.slurm:
-                _on_slurm(state, jobs, start.value, nproc)
             else:
-                run(state, jobs, fail_fast, _sweep_event, start.value, nproc, again is None)
-        except RunInterrupted as exc:
+                plan = make_plan(file, list(set_ or []), options)
+                if dry_run:
+                    print_item(_sweep_plan(plan, fmt))
+                    return
+                if storage is not None and plan.space.method != "bayes":
+                    raise NncliError("--storage is where bayes search keeps its study; give it "
+                                     "with --method bayes only")  # fmt: skip
+                if storage is not None:  # refused before the sweep folder is made
+                    open_storage(import_optuna(), storage)
+                if received:
+                    _say("interrupted before the sweep folder was made; nothing was written")
+                    raise typer.Exit(exit_code(received))
+                state = create(plan, out_dir, storage)
+
+            space = state.space
+            left = sum(t.status in (RETRIED if resume_dir else TAKEN) for t in state.trials)
+            left += space.n_trials - len(state.trials)  # bayes: the trials not asked for yet
+            where = "on Slurm" if launcher == LauncherChoice.slurm else "at once"
             _say(
-                "interrupted: the running trials are marked interrupted; finish the sweep "
+                f"sweep {state.folder}: {space.n_trials} trials ({space.method}), {left} to run, "
+                f"{jobs} {where}"
+            )
+            try:
+                if launcher == LauncherChoice.slurm:
+                    _on_slurm(state, jobs, start.value, nproc)
+                else:
+                    run(state, jobs, fail_fast, _sweep_event, start.value, nproc, again is None)
+            except RunInterrupted as exc:
+                _say(
+                    "interrupted: the running trials are marked interrupted; finish the sweep "
+                    f"with: nncli sweep --resume {state.folder}"
+                )
+                raise typer.Exit(exc.exit_code) from None
+            # a new sweep's --metric is in its plan; with --resume it re-ranks the trials
+            summary = summarize(state, metric if again is not None else None)
+            unplotted = draw_best(state, "process" if nproc > 1 else start.value)
+            if unplotted is not None:
+                summary.warnings.append(unplotted)
+
+        for warning in summary.warnings:
+            err.print(f"[yellow]warning[/yellow] {escape(warning)}", markup=True, soft_wrap=True)
+        table = summary.table(fmt)
+        if table is not None:
+            print_item(table)
+        if summary.best is not None:
+            _say(
+                f"best: trial {summary.best.number} ({' '.join(summary.best.settings)}), "
+                f"{summary.metric} {summary.best_value:.4g}; its config: {summary.best_file}"
+            )
+        unfinished = [t for t in state.trials if t.status not in ("completed", "pruned")]
+        if unfinished:
+            _say(
+                f"{len(unfinished)} of {space.n_trials} trials did not complete "
+                f"({', '.join(f'{t.number} {t.status}' for t in unfinished)}); run them again "
                 f"with: nncli sweep --resume {state.folder}"
             )
-            raise typer.Exit(exc.exit_code) from None
-        # a new sweep's --metric is in its plan; with --resume it re-ranks the trials
-        summary = summarize(state, metric if again is not None else None)
-        unplotted = draw_best(state, "process" if nproc > 1 else start.value)
-        if unplotted is not None:
-            summary.warnings.append(unplotted)
-
-    for warning in summary.warnings:
-        err.print(f"[yellow]warning[/yellow] {escape(warning)}", markup=True, soft_wrap=True)
-    table = summary.table(fmt)
-    if table is not None:
-        print_item(table)
-    if summary.best is not None:
-        _say(
-            f"best: trial {summary.best.number} ({' '.join(summary.best.settings)}), "
-            f"{summary.metric} {summary.best_value:.4g}; its config: {summary.best_file}"
-        )
-    unfinished = [t for t in state.trials if t.status not in ("completed", "pruned")]
-    if unfinished:
-        _say(
-            f"{len(unfinished)} of {space.n_trials} trials did not complete "
-            f"({', '.join(f'{t.number} {t.status}' for t in unfinished)}); run them again "
-            f"with: nncli sweep --resume {state.folder}"
-        )
-        raise typer.Exit(1)
+            raise typer.Exit(1)
 
 
 def _on_slurm(state: Any, jobs: int, start: str, nproc: int) -> None:
@@ -310,11 +321,15 @@ def _on_slurm(state: Any, jobs: int, start: str, nproc: int) -> None:
 
     submitted = submit(state, jobs, start, nproc)
     _say(f"submitted {len(submitted)} workers: jobs {', '.join(j.job_id for j in submitted)}")
+    # Ctrl-C stops the waiting here (the sweep records signals elsewhere)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         failures = wait(submitted)
     except KeyboardInterrupt:
         _say("the workers go on as jobs; see the sweep with: nncli sweep --resume SWEEP_DIR")
         raise RunInterrupted() from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
     for line in failures:
         _say(line)
     state.refresh()

@@ -1,11 +1,14 @@
-"""Ctrl-C and SIGTERM during training: the handler that stops a run as interrupted, and a
-block that holds them while an epoch's row and checkpoints are written."""
+"""Ctrl-C and SIGTERM: during training, the handler that stops a run as interrupted and a
+block that holds them while an epoch's row and checkpoints are written; in a sweep, a block
+that records them for the sweep to act on."""
 
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import FrameType
 
 from nncli.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, RunInterrupted
 
@@ -36,3 +39,38 @@ def interrupt(signum: int, frame: object) -> None:
         _held["pending"] = code
         return
     raise RunInterrupted(code)
+
+
+@contextmanager
+def recorded_signals() -> Iterator[list[int]]:
+    """Record Ctrl-C and SIGTERM instead of raising, for the block: a sweep stops its trials
+    and writes sweep.json before it ends, and one stopped while it imports or plans ends
+    saying so, not with a traceback from wherever the signal landed. Nested, the block
+    shares the outer one's list."""
+    if _recording:
+        yield _recording[-1]
+        return
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+
+    previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+    _recording.append(received)
+    try:
+        yield received
+    finally:
+        _recording.pop()
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+_recording: list[list[int]] = []  # the lists of the blocks now recording (one at most)
+
+
+def exit_code(received: list[int]) -> int:
+    """The exit code for the first recorded signal: 143 for SIGTERM, 130 for Ctrl-C."""
+    return EXIT_TERMINATED if received[0] == signal.SIGTERM else EXIT_INTERRUPTED

@@ -8,19 +8,16 @@ from __future__ import annotations
 import json
 import os
 import shlex
-import signal
 import socket
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Literal
 
 from nncli.engine.distributed import PLOTS_ENV, RUN_RECORD
+from nncli.engine.signals import exit_code, recorded_signals
 from nncli.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, RunInterrupted
 from nncli.loggers.sweep_prune import TRIAL_ENV
 from nncli.runs.files import now
@@ -92,10 +89,10 @@ def run(
     running trials, which mark themselves interrupted, and raises RunInterrupted once
     sweep.json records them.
     """
-    with _signals() as received:
+    with recorded_signals() as received:
         _loop(sweep, jobs, fail_fast, on_event, received, how, nproc, seeded)
     if received:
-        raise RunInterrupted(EXIT_TERMINATED if received[0] == signal.SIGTERM else EXIT_INTERRUPTED)
+        raise RunInterrupted(exit_code(received))
 
 
 def _loop(
@@ -262,26 +259,6 @@ def _terminate(running: list[_Child]) -> None:
         if not child.stopped and child.proc.poll() is None:
             child.stopped = True
             child.proc.terminate()  # the trial marks its run interrupted and exits
-
-
-@contextmanager
-def _signals() -> Iterator[list[int]]:
-    """Record SIGINT and SIGTERM instead of raising, so the loop stops its trials and
-    writes sweep.json before it ends."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def note(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-
-    previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield received
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def _child_env(jobs: int) -> dict[str, str]:

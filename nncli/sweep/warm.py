@@ -161,6 +161,8 @@ def _trial_main(args: list[str], log: str, env: dict[str, str]) -> None:
     # what the server imported lives as long as the trial: no collection walks it again
     # (which would also copy every page of it into this process)
     gc.freeze()
+    # Python's own Ctrl-C handler (the server, spawned with Ctrl-C ignored, hands that on)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     os.setsid()
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.dup2(fd, 1)
