@@ -100,7 +100,7 @@ def chunks(path: Path, key: str, columns: list[str], is_parquet: bool) -> Iterat
     file = _file(path, key)
     try:
         for batch in file.iter_batches(batch_size=CHUNK_ROWS, columns=columns):
-            yield batch.to_pandas()
+            yield batch.to_pandas(ignore_metadata=True)  # a named index is a column
     except (OSError, ValueError) as exc:
         raise NncliError(f"{key}: {path} cannot be read as Parquet: {first_line(exc)}") from None
 
