@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -71,10 +71,14 @@ def _columns(path: Path, key: str, is_parquet: bool) -> list[str]:
 
 
 def _csv_chunks(
-    path: Path, key: str, columns: list[str] | None, nrows: int | None = None
+    path: Path,
+    key: str,
+    columns: list[str] | None,
+    nrows: int | None = None,
+    text: Collection[str] = (),
 ) -> Iterator[pd.DataFrame]:
     """A CSV's rows, CHUNK_ROWS at a time, parsed by the reader `read_csv` uses (pandas' C
-    parser: the same numbers, the same cells read as missing)."""
+    parser: the same numbers, the same cells read as missing); the columns `text` as text."""
     import pandas as pd
 
     regular_size(path, f"{key}: {path}")
@@ -82,7 +86,8 @@ def _csv_chunks(
         if nrows == 0:
             yield pd.read_csv(path, nrows=0)
             return
-        with pd.read_csv(path, usecols=columns, chunksize=CHUNK_ROWS) as reader:
+        dtype = dict.fromkeys(text, str)
+        with pd.read_csv(path, usecols=columns, chunksize=CHUNK_ROWS, dtype=dtype) as reader:
             yield from reader
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise NncliError(f"{key}: {path} cannot be read as CSV: {first_line(exc)}") from None
@@ -90,10 +95,13 @@ def _csv_chunks(
         raise NncliError(f"{key}: {path} cannot be read: {exc.strerror}") from None
 
 
-def chunks(path: Path, key: str, columns: list[str], is_parquet: bool) -> Iterator[pd.DataFrame]:
-    """The table's `columns`, CHUNK_ROWS rows at a time, as DataFrames."""
+def chunks(
+    path: Path, key: str, columns: list[str], is_parquet: bool, text: Collection[str] = ()
+) -> Iterator[pd.DataFrame]:
+    """The table's `columns`, CHUNK_ROWS rows at a time, as DataFrames; a CSV's columns
+    `text` read as text (a Parquet file's columns have one type throughout)."""
     if not is_parquet:
-        yield from _csv_chunks(path, key, columns)
+        yield from _csv_chunks(path, key, columns, text=text)
         return
     from nncli.data.parquet import _file
 
@@ -108,46 +116,77 @@ def chunks(path: Path, key: str, columns: list[str], is_parquet: bool) -> Iterat
 @dataclass
 class Survey:
     """What the first pass learns of a table: per split, its rows and its targets; per input
-    column, whether it is text and the values it takes (numbers only while few)."""
+    column, whether it is text and, per split, the values it takes (numbers only while
+    few); per split, the columns its file holds as text though some of its chunks are
+    numbers (read as text, as the whole file read at once would be)."""
 
     rows: dict[str, int] = field(default_factory=dict)
     targets: dict[str, pd.DataFrame] = field(default_factory=dict)
     text: set[str] = field(default_factory=set)
-    values: dict[str, set[str]] = field(default_factory=dict)
-    many: set[str] = field(default_factory=set)  # numeric columns past max_categories values
+    values: dict[str, dict[str, set[str]]] = field(default_factory=dict)
+    many: set[tuple[str, str]] = field(default_factory=set)  # (column, split): numeric,
+    # past max_categories values
+    mixed: dict[str, set[str]] = field(default_factory=dict)
+
+    def categories(self, name: str) -> set[str]:
+        """Every value the column `name` takes, over every file."""
+        return set().union(*self.values.get(name, {}).values())
 
 
 def survey(
     p: Table, files: dict[str, tuple[Path, str]], names: list[str], is_parquet: bool
 ) -> Survey:
     """The first pass: each file read in chunks, its input columns `names` and targets."""
-    import numpy as np
     import pandas as pd
 
     found = Survey()
     targets = p.target_columns
     for split_name, (path, key) in files.items():
         parts, count = [], 0
+        kinds: dict[str, set[bool]] = {}  # column -> is_text of its chunks in this file
+        mixed = found.mixed.setdefault(split_name, set())
         for chunk in chunks(path, key, [*names, *targets], is_parquet):
             count += len(chunk)
             parts.append(chunk[targets].copy())
             for name in names:
-                column, seen = chunk[name], found.values.setdefault(name, set())
-                if name in p.categorical or is_text(column):
-                    found.text.add(name)
-                    seen |= set(label_strings(column).dropna().tolist())
-                elif name not in found.many:  # it may turn out text in a later chunk
-                    numbers = np.unique(column.dropna().to_numpy())
-                    if len(numbers) <= p.max_categories:
-                        seen |= set(label_strings(pd.Series(numbers)).tolist())
-                    if len(numbers) > p.max_categories or len(seen) > p.max_categories:
-                        found.many.add(name)  # too many to one-hot: kept no longer
-                        seen.clear()
+                column = chunk[name]
+                kind = kinds.setdefault(name, set())
+                kind.add(is_text(column))
+                if len(kind) == 2:  # read whole, pandas would read each of its cells as text
+                    mixed.add(name)
+                elif name not in mixed:
+                    _seen(p, found, split_name, column)
         if count == 0:
             raise NncliError(f"{key}: {path} has a header but no rows")
         found.rows[split_name] = count
         found.targets[split_name] = pd.concat(parts, ignore_index=True)
+        if mixed:  # their values again, as the text of each cell
+            for name in mixed:
+                found.values[name][split_name] = set()
+                found.many.discard((name, split_name))
+            for chunk in chunks(path, key, sorted(mixed), is_parquet, text=mixed):
+                for name in mixed:
+                    _seen(p, found, split_name, chunk[name])
     return found
+
+
+def _seen(p: Table, found: Survey, split_name: str, column: pd.Series[Any]) -> None:
+    """The values of a chunk's column added to those its file's column takes."""
+    import numpy as np
+    import pandas as pd
+
+    name = str(column.name)
+    seen = found.values.setdefault(name, {}).setdefault(split_name, set())
+    if name in p.categorical or is_text(column):
+        found.text.add(name)
+        seen |= set(label_strings(column).dropna().tolist())
+    elif (name, split_name) not in found.many:  # it may be text in another file
+        numbers = np.unique(column.dropna().to_numpy())
+        if len(numbers) <= p.max_categories:
+            seen |= set(label_strings(pd.Series(numbers)).tolist())
+        if len(numbers) > p.max_categories or len(seen) > p.max_categories:
+            found.many.add((name, split_name))  # too many to one-hot: kept no longer
+            seen.clear()
 
 
 def stream_table(
@@ -175,21 +214,21 @@ def stream_table(
     train_file = files["train"][0]
     categories: dict[str, list[str]] = {}
     for name in sorted(found.text, key=names.index):
-        if name in found.many:  # numbers in some chunks (too many of them), text in others
+        if any(column == name for column, _ in found.many):  # numbers in one file, text in
+            # another (too many numbers to keep)
             raise NncliError(
                 f"column '{name}' of {train_file} holds text and more than "
                 f"data.max_categories {p.max_categories} distinct numbers: exclude it "
                 "(data.exclude), or fix the text cells to make it numeric"
             )
-        # a column numeric in some chunks, text in others: every value counts, as in memory
-        categories[name] = one_hot(p, name, found.values[name], train_file)
+        categories[name] = one_hot(p, name, found.categories(name), train_file)
     features = [Feature(name=n, categories=categories.get(n)) for n in names]
     targets = p.target_columns
     task = resolve_task(p.task, loss_target, len(targets)) or _guess_task(
         found.targets["train"], targets
     )
     ys, class_names = _targets(found.targets, files, targets, task, where)
-    path = _cache(p, files, features, found.rows, is_parquet, first, word)
+    path = _cache(p, files, features, found, is_parquet, first, word)
     given: dict[str, NDArray[np.int64]] = {}
     start = 0
     for split_name, count in found.rows.items():
@@ -213,7 +252,7 @@ def _cache(
     p: Table,
     files: dict[str, tuple[Path, str]],
     features: list[Feature],
-    rows: dict[str, int],
+    found: Survey,
     is_parquet: bool,
     first: int,
     word: str,
@@ -236,7 +275,7 @@ def _cache(
     # absolute and normal, as np.memmap names the file it maps (NOTES is keyed by that name)
     folder = Path(os.path.normpath(cache_folder().absolute())) / "tables"
     target = folder / f"{files['train'][0].stem}-{digest}.npy"
-    width, n = sum(len(f.columns) for f in features), sum(rows.values())
+    width, n = sum(len(f.columns) for f in features), sum(found.rows.values())
     if target.is_file() and target.stat().st_size >= n * width * 4:
         NOTES[str(target)] = f"cache {target} reused ({size_text(target.stat().st_size)})"
         return target
@@ -261,9 +300,9 @@ def _cache(
         with temporary.open("wb") as out:
             header = {"descr": "<f4", "fortran_order": False, "shape": (n, width)}
             np.lib.format.write_array_header_1_0(out, header)
-            for path, key in files.values():
-                done = 0
-                for chunk in chunks(path, key, [f.name for f in features], is_parquet):
+            for split_name, (path, key) in files.items():
+                done, text = 0, found.mixed.get(split_name, set())
+                for chunk in chunks(path, key, [f.name for f in features], is_parquet, text):
                     where = partial(lines, first=first + done, word=word)
                     x: NDArray[Any] = encode(chunk, features, p.fill, str(path), where)
                     out.write(np.ascontiguousarray(x, dtype="<f4").tobytes())

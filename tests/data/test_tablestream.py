@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nncli.cli.app import app
+from nncli.data import tablestream
 
 SPEC = """\
 name: t
@@ -70,3 +71,21 @@ def test_a_named_parquet_index_is_a_column_streamed_in_memory_and_in_predict(
     result = runner.invoke(app, ["predict", str(run), str(tmp_path / "t.parquet")])
     assert result.exit_code == 0, result.output
     assert len(result.output.strip().splitlines()) == 41
+
+
+def test_a_csv_column_numeric_in_some_chunks_and_text_in_others_has_the_whole_files_categories(
+    write: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tablestream, "CHUNK_ROWS", 4)
+    kind = ["1.0", "2.0", "1.0", "2.0", "abc", "2.0", "abc", "1.0"]
+    label = ["up", "down"] * 4
+    lines = [f"{k},{i / 4},{y}" for i, (k, y) in enumerate(zip(kind, label, strict=True))]
+    (tmp_path / "t.csv").write_text("kind,a,label\n" + "\n".join(lines) + "\n")
+    found = {}
+    for stream in ("false", "true"):
+        spec = write(SPEC.format(source="csv", path="t.csv", stream=stream, extra=""))
+        found[stream] = loaded(spec)
+    assert found["false"][2] == {"kind": ["1.0", "2.0", "abc"]}
+    assert found["true"][2] == found["false"][2]
+    np.testing.assert_array_equal(found["true"][0], found["false"][0])
+    assert found["true"][0][:, :3].argmax(axis=1).tolist() == [0, 1, 0, 1, 2, 1, 2, 0]
