@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from nncli.data import Dataset, LossTarget, resolve_task
 from nncli.data.csv import Table, Where, _guess_task, _targets, input_columns, one_hot
 from nncli.data.labels import label_strings
-from nncli.data.preprocess import Feature, encode, is_text, lines
+from nncli.data.npy import SOURCES, NpyRows
+from nncli.data.preprocess import Feature, encode, is_text, lines, numbered
 from nncli.errors import NncliError, first_line
 from nncli.inputs import regular_size, size_text
 
@@ -111,6 +112,32 @@ def chunks(
             yield batch.to_pandas(ignore_metadata=True)  # a named index is a column
     except (OSError, ValueError) as exc:
         raise NncliError(f"{key}: {path} cannot be read as Parquet: {first_line(exc)}") from None
+
+
+@dataclass(frozen=True)
+class TableRows(NpyRows):
+    """A streamed table's rows in its cache file, named in messages as the rows of the
+    user's files they were encoded from: a CSV's lines (its header is line 1), a Parquet
+    file's rows (from 1), as the in-memory path names them."""
+
+    parts: tuple[tuple[int, str], ...] = ()  # (its first row in the cache, "KEY: FILE")
+    first: int = 2  # the number of a file's first row
+    word: str = "line"
+
+    @property
+    def what(self) -> str:  # type: ignore[override]
+        return self.parts[0][1]
+
+    def named(self, rows: NDArray[np.int64]) -> tuple[str, str]:
+        """The file of the first of `rows` and its rows among them, as that file's lines."""
+        import numpy as np
+
+        starts = np.array([start for start, _ in self.parts])
+        part = int(np.searchsorted(starts, rows[0], side="right")) - 1
+        start, what = self.parts[part]
+        end = self.parts[part + 1][0] if part + 1 < len(self.parts) else np.iinfo(np.int64).max
+        mine = rows[(rows >= start) & (rows < end)]
+        return what, numbered(mine - start + self.first, self.word)
 
 
 @dataclass
@@ -236,6 +263,14 @@ def stream_table(
             given[split_name] = np.arange(start, start + count, dtype=np.int64)
         start += count
     x = np.load(path, mmap_mode="r", allow_pickle=False)
+    starts = np.cumsum([0, *found.rows.values()])[:-1].tolist()
+    parts = tuple(
+        (int(s), f"{key}: {file}") for s, (file, key) in zip(starts, files.values(), strict=True)
+    )
+    width = int(np.prod(x.shape[1:]))
+    SOURCES[str(x.filename)] = TableRows(
+        str(x.filename), x.offset, x.dtype.str, width, parts, first, word
+    )
     return Dataset(
         x,
         np.concatenate(ys),

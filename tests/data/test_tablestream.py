@@ -89,3 +89,40 @@ def test_a_csv_column_numeric_in_some_chunks_and_text_in_others_has_the_whole_fi
     assert found["true"][2] == found["false"][2]
     np.testing.assert_array_equal(found["true"][0], found["false"][0])
     assert found["true"][0][:, :3].argmax(axis=1).tolist() == [0, 1, 0, 1, 2, 1, 2, 0]
+
+
+@pytest.mark.parametrize("source", ["csv", "parquet"])
+def test_a_bad_streamed_row_is_named_as_a_line_or_row_of_the_users_file(
+    write: Callable[..., Path], tmp_path: Path, source: str
+) -> None:
+    from nncli.data.npy import check_finite, source_of
+    from nncli.errors import NncliError
+
+    frame = ids()
+    for name, part in (("t", frame[:30]), ("v", frame[30:])):
+        if source == "csv":
+            part.to_csv(tmp_path / f"{name}.csv", index=False)
+        else:
+            part.to_parquet(tmp_path / f"{name}.parquet", index=False)
+    extra = f", val_path: v.{source}"
+    spec = write(SPEC.format(source=source, path=f"t.{source}", stream="true", extra=extra))
+    from nncli.config.spec import load_experiment
+    from nncli.data.pipeline import load
+
+    s = load_experiment(spec).spec
+    data = load(s.data, s.seed, "index")
+    where = "lines {}, {}" if source == "csv" else "rows {}, {}"
+    first = 2 if source == "csv" else 1
+    for rows, key, file in (
+        ([11, 8], "data.path", "t"),
+        ([35, 32, 9], "data.val_path", "v"),  # a row of another file is not counted
+    ):
+        values = np.zeros((len(rows), 2), dtype=np.float32)
+        values[:2, 1] = [np.nan, np.inf]
+        with pytest.raises(NncliError) as caught:
+            check_finite(values, np.array(rows), source_of(data.x))
+        start = 0 if key == "data.path" else 30
+        lines = where.format(*(r - start + first for r in sorted(rows[:2])))
+        assert str(caught.value).startswith(
+            f"{key}: {tmp_path / file}.{source} holds inf, nan on {lines} (a streamed"
+        ), str(caught.value)
