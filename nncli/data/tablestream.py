@@ -182,7 +182,7 @@ def survey(
                 if len(kind) == 2:  # read whole, pandas would read each of its cells as text
                     mixed.add(name)
                 elif name not in mixed:
-                    _seen(p, found, split_name, column)
+                    _seen(p, found, split_name, column, files["train"][0])
         if count == 0:
             raise NncliError(f"{key}: {path} has a header but no rows")
         found.rows[split_name] = count
@@ -193,12 +193,14 @@ def survey(
                 found.many.discard((name, split_name))
             for chunk in chunks(path, key, sorted(mixed), is_parquet, text=mixed):
                 for name in mixed:
-                    _seen(p, found, split_name, chunk[name])
+                    _seen(p, found, split_name, chunk[name], files["train"][0])
     return found
 
 
-def _seen(p: Table, found: Survey, split_name: str, column: pd.Series[Any]) -> None:
-    """The values of a chunk's column added to those its file's column takes."""
+def _seen(p: Table, found: Survey, split_name: str, column: pd.Series[Any], file: Path) -> None:
+    """The values of a chunk's column added to those its file's column takes; a text (or
+    categorical) column refused as soon as it takes more than max_categories values (the
+    train `file` named, as in memory)."""
     import numpy as np
     import pandas as pd
 
@@ -207,6 +209,13 @@ def _seen(p: Table, found: Survey, split_name: str, column: pd.Series[Any]) -> N
     if name in p.categorical or is_text(column):
         found.text.add(name)
         seen |= set(label_strings(column).dropna().tolist())
+        if len(seen) > p.max_categories or len(found.categories(name)) > p.max_categories:
+            # refused now, not once every value of (say) an id column is kept
+            raise NncliError(
+                f"column '{name}' of {file} holds more than data.max_categories "
+                f"{p.max_categories} distinct values: exclude it (data.exclude), or raise "
+                "max_categories to one-hot encode it"
+            )
     elif (name, split_name) not in found.many:  # it may be text in another file
         numbers = np.unique(column.dropna().to_numpy())
         if len(numbers) <= p.max_categories:

@@ -20,7 +20,7 @@ name: t
 seed: 5
 data: {{source: {source}, path: {path}, target: label, stream: {stream}{extra}}}
 model:
-  layers: [{{dense: 4}}, {{dense: 2}}]
+  layers: [{{dense: 4}}, tanh, {{dense: 2}}]
 loss: cross_entropy
 optimizer: {{name: adam, lr: 0.05}}
 train: {{epochs: 1, batch_size: 8, device: cpu}}
@@ -126,3 +126,34 @@ def test_a_bad_streamed_row_is_named_as_a_line_or_row_of_the_users_file(
         assert str(caught.value).startswith(
             f"{key}: {tmp_path / file}.{source} holds inf, nan on {lines} (a streamed"
         ), str(caught.value)
+
+
+def test_a_text_column_of_too_many_values_is_refused_at_the_chunk_that_passes_the_limit(
+    runner: CliRunner,
+    write: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(tablestream, "CHUNK_ROWS", 100)
+    read = []
+    chunks = tablestream.chunks
+
+    def counted(*args: object, **kwargs: object) -> object:
+        for chunk in chunks(*args, **kwargs):  # type: ignore[arg-type]
+            read.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(tablestream, "chunks", counted)
+    n = 2000
+    frame = pd.DataFrame({"code": [f"c{i}" for i in range(n)], "a": np.arange(n) / 4})
+    frame["label"] = np.where(np.arange(n) % 2 == 0, "up", "down")
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    spec = write(SPEC.format(source="csv", path="t.csv", stream="true", extra=""))
+    result = runner.invoke(app, ["train", str(spec), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    assert (
+        f"column 'code' of {tmp_path / 't.csv'} holds more than data.max_categories 50 distinct "
+        "values: exclude it (data.exclude), or raise max_categories to one-hot encode it"
+    ) in said, said
+    assert read == [100]  # the first chunk passes the limit: nothing more is read
