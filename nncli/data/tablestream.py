@@ -23,8 +23,10 @@ from nncli.data.csv import Table, Where, _guess_task, _targets, input_columns, o
 from nncli.data.labels import label_strings
 from nncli.data.npy import SOURCES, NpyRows
 from nncli.data.preprocess import Feature, encode, is_text, lines, numbered
+from nncli.data.tablecache import cache_folder, hold, source_prefix, tidy
 from nncli.errors import NncliError, first_line
 from nncli.inputs import regular_size, size_text
+from nncli.runs.lock import waited
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,16 +39,6 @@ FORMAT = 1  # the cache's layout: a new one is a new key
 # a cache file (absolute, as np.memmap names it) -> what this process did with it, for the
 # console's data line (engine/batches.data_line)
 NOTES: dict[str, str] = {}
-
-
-def cache_folder() -> Path:
-    """Where encoded tables are kept: $NNCLI_CACHE, else $XDG_CACHE_HOME/nncli, else
-    ~/.cache/nncli."""
-    if os.environ.get("NNCLI_CACHE"):
-        return Path(os.environ["NNCLI_CACHE"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "nncli"
-    return Path.home() / ".cache" / "nncli"
 
 
 def csv_values(path: Path, key: str) -> int:
@@ -303,7 +295,6 @@ def _cache(
 ) -> Path:
     """The cache file of these files encoded as `features`: reused where it exists, else
     built (second pass), with the free disk space checked first."""
-    import numpy as np
 
     stats = []
     for path, _ in files.values():
@@ -318,18 +309,60 @@ def _cache(
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:24]
     # absolute and normal, as np.memmap names the file it maps (NOTES is keyed by that name)
     folder = Path(os.path.normpath(cache_folder().absolute())) / "tables"
-    target = folder / f"{files['train'][0].stem}-{digest}.npy"
+    prefix = source_prefix(files["train"][0])
+    target = folder / f"{prefix}{digest}.npy"
     width, n = sum(len(f.columns) for f in features), sum(found.rows.values())
-    if target.is_file() and target.stat().st_size >= n * width * 4:
-        NOTES[str(target)] = f"cache {target} reused ({size_text(target.stat().st_size)})"
+    if _whole(target, n * width):
         return target
-    started = time.monotonic()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        free = shutil.disk_usage(folder).free
     except OSError as exc:
         raise NncliError(
             f"the cache folder {folder} cannot be made ({exc.strerror}); set NNCLI_CACHE to a "
+            "folder you can write"
+        ) from None
+    # one builder at a time: the others (a sweep's trials) wait, then reuse its file
+    with waited(folder.parent / ".tables.lock"):
+        if _whole(target, n * width):
+            return target
+        tidy(folder, target, prefix)
+        _build(p, files, features, found, is_parquet, first, word, target)
+    tidy(folder, target, prefix)  # the older caches of this file
+    hold(target)
+    return target
+
+
+def _whole(target: Path, values: int) -> bool:
+    """Whether the cache file `target` is there, whole (and so reused, and held)."""
+    if not (target.is_file() and target.stat().st_size >= values * 4):
+        return False
+    NOTES[str(target)] = f"cache {target} reused ({size_text(target.stat().st_size)})"
+    hold(target)
+    return True
+
+
+def _build(
+    p: Table,
+    files: dict[str, tuple[Path, str]],
+    features: list[Feature],
+    found: Survey,
+    is_parquet: bool,
+    first: int,
+    word: str,
+    target: Path,
+) -> None:
+    """The second pass: each file's chunks encoded into `target`, with the free disk space
+    checked first, written under a temporary name and renamed (whole or absent)."""
+    import numpy as np
+
+    folder = target.parent
+    width, n = sum(len(f.columns) for f in features), sum(found.rows.values())
+    started = time.monotonic()
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        raise NncliError(
+            f"the cache folder {folder} cannot be read ({exc.strerror}); set NNCLI_CACHE to a "
             "folder you can write"
         ) from None
     need = n * width * 4 + 128
@@ -363,4 +396,3 @@ def _cache(
         temporary.unlink(missing_ok=True)
     took = time.monotonic() - started
     NOTES[str(target)] = f"cache {target} built ({size_text(need)} in {took:.1f} s)"
-    return target

@@ -4,6 +4,7 @@ text in others, and where a streamed row's bad value is named."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nncli.cli.app import app
-from nncli.data import tablestream
+from nncli.data import tablecache, tablestream
 
 SPEC = """\
 name: t
@@ -157,3 +158,41 @@ def test_a_text_column_of_too_many_values_is_refused_at_the_chunk_that_passes_th
         "values: exclude it (data.exclude), or raise max_categories to one-hot encode it"
     ) in said, said
     assert read == [100]  # the first chunk passes the limit: nothing more is read
+
+
+def test_concurrent_builders_wait_for_one_build_and_leftovers_are_removed(
+    write: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path
+) -> None:
+    import threading
+    import time
+
+    encode, built = tablestream.encode, []
+
+    def slow(*args: object, **kwargs: object) -> object:
+        built.append(1)
+        time.sleep(0.5)  # the second builder arrives while the first is writing
+        return encode(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tablestream, "encode", slow)
+    ids().to_csv(tmp_path / "t.csv", index=False)
+    spec = write(SPEC.format(source="csv", path="t.csv", stream="true", extra=""))
+    xs: list[np.ndarray] = []
+    threads = [threading.Thread(target=lambda: xs.append(loaded(spec)[0])) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 1 and len(xs) == 2  # one build, reused by the other
+    np.testing.assert_array_equal(xs[0], xs[1])
+    (first,) = cache.glob("*.npy")
+    # a dead builder's temporary file, a live one's, then the file changed: a new cache
+    dead = cache / f".{first.name}.999999999.1.tmp"
+    live = cache / f".{first.name}.{os.getpid()}.2.tmp"
+    dead.write_bytes(b"x")
+    live.write_bytes(b"x")
+    ids(41).to_csv(tmp_path / "t.csv", index=False)
+    tablecache.release()  # the processes that read the first cache have ended
+    loaded(spec)
+    (second,) = cache.glob("*.npy")  # the older cache of the same file is gone
+    assert second != first
+    assert not dead.exists() and live.exists()
