@@ -1,4 +1,5 @@
-"""Where streamed tables' cache files live ($NNCLI_CACHE/tables) and their hygiene: one
+"""Where streamed tables' cache files live ($NNCLI_CACHE/tables), how their rows are named
+(as the rows of the user's files: `TableRows`), and their hygiene: one
 builder at a time (the others wait, then reuse its file), temporary files of builders that
 died removed, and a source file's older caches removed once a new one is built, unless a
 running process still reads them."""
@@ -8,13 +9,47 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from nncli.data.npy import NpyRows
+from nncli.data.preprocess import numbered
 from nncli.runs.lock import process_alive
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
 
 # cache files this process reads, each held open with a shared flock for the process's
 # life: an older cache is removed only where no process holds it
 HELD: dict[str, int] = {}
+
+
+@dataclass(frozen=True)
+class TableRows(NpyRows):
+    """A streamed table's rows in its cache file, named in messages as the rows of the
+    user's files they were encoded from: a CSV's lines (its header is line 1), a Parquet
+    file's rows (from 1), as the in-memory path names them."""
+
+    parts: tuple[tuple[int, str], ...] = ()  # (its first row in the cache, "KEY: FILE")
+    first: int = 2  # the number of a file's first row
+    word: str = "line"
+
+    @property
+    def what(self) -> str:  # type: ignore[override]
+        return self.parts[0][1]
+
+    def named(self, rows: NDArray[np.int64]) -> tuple[str, str]:
+        """The file of the first of `rows` and its rows among them, as that file's lines."""
+        import numpy as np
+
+        starts = np.array([start for start, _ in self.parts])
+        part = int(np.searchsorted(starts, rows[0], side="right")) - 1
+        start, what = self.parts[part]
+        end = self.parts[part + 1][0] if part + 1 < len(self.parts) else np.iinfo(np.int64).max
+        mine = rows[(rows >= start) & (rows < end)]
+        return what, numbered(mine - start + self.first, self.word)
 
 
 def cache_folder() -> Path:

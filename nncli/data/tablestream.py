@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 from nncli.data import Dataset, LossTarget, resolve_task
 from nncli.data.csv import Table, Where, _guess_task, _targets, input_columns, one_hot
 from nncli.data.labels import label_strings
-from nncli.data.npy import SOURCES, NpyRows
-from nncli.data.preprocess import Feature, encode, is_text, lines, numbered
-from nncli.data.tablecache import cache_folder, hold, source_prefix, tidy
+from nncli.data.npy import SOURCES
+from nncli.data.preprocess import Feature, encode, is_text, lines
+from nncli.data.tablecache import TableRows, cache_folder, hold, source_prefix, tidy
 from nncli.errors import NncliError, first_line
 from nncli.inputs import regular_size, size_text
 from nncli.runs.lock import waited
@@ -104,32 +104,6 @@ def chunks(
             yield batch.to_pandas(ignore_metadata=True)  # a named index is a column
     except (OSError, ValueError) as exc:
         raise NncliError(f"{key}: {path} cannot be read as Parquet: {first_line(exc)}") from None
-
-
-@dataclass(frozen=True)
-class TableRows(NpyRows):
-    """A streamed table's rows in its cache file, named in messages as the rows of the
-    user's files they were encoded from: a CSV's lines (its header is line 1), a Parquet
-    file's rows (from 1), as the in-memory path names them."""
-
-    parts: tuple[tuple[int, str], ...] = ()  # (its first row in the cache, "KEY: FILE")
-    first: int = 2  # the number of a file's first row
-    word: str = "line"
-
-    @property
-    def what(self) -> str:  # type: ignore[override]
-        return self.parts[0][1]
-
-    def named(self, rows: NDArray[np.int64]) -> tuple[str, str]:
-        """The file of the first of `rows` and its rows among them, as that file's lines."""
-        import numpy as np
-
-        starts = np.array([start for start, _ in self.parts])
-        part = int(np.searchsorted(starts, rows[0], side="right")) - 1
-        start, what = self.parts[part]
-        end = self.parts[part + 1][0] if part + 1 < len(self.parts) else np.iinfo(np.int64).max
-        mine = rows[(rows >= start) & (rows < end)]
-        return what, numbered(mine - start + self.first, self.word)
 
 
 @dataclass
@@ -238,6 +212,7 @@ def stream_table(
     where: Where = partial(lines, first=first, word=word)
     columns = {name: _columns(path, key, is_parquet) for name, (path, key) in files.items()}
     names = input_columns(p, columns, files)
+    before = _stats(files)  # compared after encoding: a file written meanwhile is refused
     found = survey(p, files, names, is_parquet)
     train_file = files["train"][0]
     categories: dict[str, list[str]] = {}
@@ -256,7 +231,7 @@ def stream_table(
         found.targets["train"], targets
     )
     ys, class_names = _targets(found.targets, files, targets, task, where)
-    path = _cache(p, files, features, found, is_parquet, first, word)
+    path = _cache(p, files, features, found, before, is_parquet, first, word)
     given: dict[str, NDArray[np.int64]] = {}
     start = 0
     for split_name, count in found.rows.items():
@@ -289,6 +264,7 @@ def _cache(
     files: dict[str, tuple[Path, str]],
     features: list[Feature],
     found: Survey,
+    stats: list[list[Any]],
     is_parquet: bool,
     first: int,
     word: str,
@@ -296,10 +272,6 @@ def _cache(
     """The cache file of these files encoded as `features`: reused where it exists, else
     built (second pass), with the free disk space checked first."""
 
-    stats = []
-    for path, _ in files.values():
-        st = path.stat()
-        stats.append([str(path.resolve()), st.st_size, st.st_mtime_ns])
     identity = {
         "format": FORMAT,
         "files": stats,
@@ -326,10 +298,26 @@ def _cache(
         if _whole(target, n * width):
             return target
         tidy(folder, target, prefix)
-        _build(p, files, features, found, is_parquet, first, word, target)
+        _build(p, files, features, found, stats, is_parquet, first, word, target)
     tidy(folder, target, prefix)  # the older caches of this file
     hold(target)
     return target
+
+
+def _stats(files: dict[str, tuple[Path, str]]) -> list[list[Any]]:
+    """Each file's resolved path, size and modification time: what names its cache."""
+    stats = []
+    for path, _ in files.values():
+        st = path.stat()
+        stats.append([str(path.resolve()), st.st_size, st.st_mtime_ns])
+    return stats
+
+
+def _changed(path: Path, key: str, how: str) -> NncliError:
+    return NncliError(
+        f"{key}: {path} changed while it was read ({how}), so it was not cached; run "
+        "again once it is no longer being written"
+    )
 
 
 def _whole(target: Path, values: int) -> bool:
@@ -346,6 +334,7 @@ def _build(
     files: dict[str, tuple[Path, str]],
     features: list[Feature],
     found: Survey,
+    stats: list[list[Any]],
     is_parquet: bool,
     first: int,
     word: str,
@@ -384,6 +373,11 @@ def _build(
                     x: NDArray[Any] = encode(chunk, features, p.fill, str(path), where)
                     out.write(np.ascontiguousarray(x, dtype="<f4").tobytes())
                     done += len(chunk)
+                if done != found.rows[split_name]:
+                    raise _changed(path, key, f"{found.rows[split_name]:,} rows, then {done:,}")
+            for (path, key), was, now in zip(files.values(), stats, _stats(files), strict=True):
+                if now != was:
+                    raise _changed(path, key, "its size or modification time changed")
             out.flush()
             os.fsync(out.fileno())
         temporary.replace(target)  # whole or absent; two builders leave one whole file

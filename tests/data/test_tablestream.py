@@ -196,3 +196,44 @@ def test_concurrent_builders_wait_for_one_build_and_leftovers_are_removed(
     (second,) = cache.glob("*.npy")  # the older cache of the same file is gone
     assert second != first
     assert not dead.exists() and live.exists()
+
+
+@pytest.mark.parametrize("change", ["rows", "stat"])
+def test_a_file_that_changes_while_it_is_cached_is_refused_and_nothing_is_cached(
+    runner: CliRunner,
+    write: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    cache: Path,
+    change: str,
+) -> None:
+    file = tmp_path / "t.csv"
+    ids().to_csv(file, index=False)
+    encode, survey = tablestream.encode, tablestream.survey
+
+    def meanwhile(*args: object, **kwargs: object) -> object:
+        os.utime(file, ns=(1, 1))  # the same bytes written again
+        return encode(*args, **kwargs)  # type: ignore[arg-type]
+
+    def more(*args: object, **kwargs: object) -> tablestream.Survey:
+        found = survey(*args, **kwargs)  # type: ignore[arg-type]
+        # rows the first pass saw that the second does not: a file rewritten with its
+        # size and modification time kept
+        found.rows["train"] += 5
+        return found
+
+    if change == "rows":
+        monkeypatch.setattr(tablestream, "survey", more)
+    else:
+        monkeypatch.setattr(tablestream, "encode", meanwhile)
+    spec = write(SPEC.format(source="csv", path="t.csv", stream="true", extra=""))
+    result = runner.invoke(app, ["train", str(spec), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.output.split())
+    how = "45 rows, then 40" if change == "rows" else "its size or modification time changed"
+    assert (
+        f"data.path {file} changed while it was read ({how}), so it was not cached; run again "
+        "once it is no longer being written"
+    ) in said, said
+    assert not [p for p in cache.iterdir() if p.name != ".tables.lock"]
+    assert not (tmp_path / "runs").exists()
