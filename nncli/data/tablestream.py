@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nncli.data import Dataset, LossTarget, resolve_task
-from nncli.data.csv import Table, Where, _guess_task, _targets, input_columns, one_hot
+from nncli.data.csv import Table, Where, guess_task, input_columns, one_hot, table_targets
 from nncli.data.labels import label_strings
 from nncli.data.npy import SOURCES
 from nncli.data.preprocess import Feature, encode, is_text, lines
 from nncli.data.tablecache import TableRows, cache_folder, hold, source_prefix, tidy
 from nncli.errors import NncliError, first_line
-from nncli.inputs import regular_size, size_text
+from nncli.inputs import csv_errors, regular_size, size_text
 from nncli.runs.lock import waited
 
 if TYPE_CHECKING:
@@ -75,17 +75,13 @@ def _csv_chunks(
     import pandas as pd
 
     regular_size(path, f"{key}: {path}")
-    try:
+    with csv_errors(path, key):
         if nrows == 0:
             yield pd.read_csv(path, nrows=0)
             return
         dtype = dict.fromkeys(text, str)
         with pd.read_csv(path, usecols=columns, chunksize=CHUNK_ROWS, dtype=dtype) as reader:
             yield from reader
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise NncliError(f"{key}: {path} cannot be read as CSV: {first_line(exc)}") from None
-    except OSError as exc:
-        raise NncliError(f"{key}: {path} cannot be read: {exc.strerror}") from None
 
 
 def chunks(
@@ -96,9 +92,9 @@ def chunks(
     if not is_parquet:
         yield from _csv_chunks(path, key, columns, text=text)
         return
-    from nncli.data.parquet import _file
+    from nncli.data.parquet import open_parquet
 
-    file = _file(path, key)
+    file = open_parquet(path, key)
     try:
         for batch in file.iter_batches(batch_size=CHUNK_ROWS, columns=columns):
             yield batch.to_pandas(ignore_metadata=True)  # a named index is a column
@@ -227,10 +223,10 @@ def stream_table(
         categories[name] = one_hot(p, name, found.categories(name), train_file)
     features = [Feature(name=n, categories=categories.get(n)) for n in names]
     targets = p.target_columns
-    task = resolve_task(p.task, loss_target, len(targets)) or _guess_task(
+    task = resolve_task(p.task, loss_target, len(targets)) or guess_task(
         found.targets["train"], targets
     )
-    ys, class_names = _targets(found.targets, files, targets, task, where)
+    ys, class_names = table_targets(found.targets, files, targets, task, where)
     path = _cache(p, files, features, found, before, is_parquet, first, word)
     given: dict[str, NDArray[np.int64]] = {}
     start = 0

@@ -237,3 +237,17 @@ def test_a_file_that_changes_while_it_is_cached_is_refused_and_nothing_is_cached
     ) in said, said
     assert not [p for p in cache.iterdir() if p.name != ".tables.lock"]
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_table_modules_import_no_private_helper_of_another_module() -> None:
+    import ast
+
+    import nncli
+
+    root = Path(nncli.__file__).parent / "data"
+    private = []
+    for name in ("tablestream.py", "tablecache.py", "parquet.py", "csv.py"):
+        for node in ast.walk(ast.parse((root / name).read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("nncli"):
+                private += [f"{name}: {a.name}" for a in node.names if a.name.startswith("_")]
+    assert private == []
