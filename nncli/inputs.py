@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -177,6 +179,20 @@ def _check_csv_memory(path: Path, size: int, key: str) -> None:
     )
 
 
+@contextmanager
+def csv_errors(path: Path, key: str) -> Iterator[None]:
+    """pandas' errors reading the CSV `path` (whole or in chunks: data/tablestream) as one
+    NncliError naming the file and the key it came from."""
+    import pandas as pd
+
+    try:
+        yield
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise NncliError(f"{key}: {path} cannot be read as CSV: {first_line(exc)}") from None
+    except OSError as exc:
+        raise NncliError(f"{key}: {path} cannot be read: {exc.strerror}") from None
+
+
 def read_csv(path: Path, key: str) -> pd.DataFrame:
     """A CSV file with a header line; NncliError naming the file and the key it came from."""
     import pandas as pd
@@ -184,13 +200,8 @@ def read_csv(path: Path, key: str) -> pd.DataFrame:
     size = regular_size(path, f"{key}: {path}")  # not a folder, a device or a pipe
     if size > CSV_SAMPLE_BYTES:
         _check_csv_memory(path, size, key)
-    try:
+    with csv_errors(path, key):
         frame = pd.read_csv(path, low_memory=False)  # no mixed-type chunk warnings
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        first = first_line(exc)
-        raise NncliError(f"{key}: {path} cannot be read as CSV: {first}") from None
-    except OSError as exc:
-        raise NncliError(f"{key}: {path} cannot be read: {exc.strerror}") from None
     if len(frame) == 0:
         raise NncliError(f"{key}: {path} has a header but no rows")
     return frame

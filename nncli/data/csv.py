@@ -170,8 +170,8 @@ def from_frames(
             categories[name] = one_hot(p, name, values, files["train"][0])
     features = [Feature(name=n, categories=categories.get(n)) for n in names]
     xs = [encode(frames[s], features, p.fill, str(files[s][0]), where) for s in frames]
-    task = resolve_task(p.task, loss_target, len(targets)) or _guess_task(frames["train"], targets)
-    ys, class_names = _targets(frames, files, targets, task, where)
+    task = resolve_task(p.task, loss_target, len(targets)) or guess_task(frames["train"], targets)
+    ys, class_names = table_targets(frames, files, targets, task, where)
     x, given = stack_splits(dict(zip(frames, xs, strict=True)))
     return Dataset(
         x,
@@ -185,7 +185,7 @@ def from_frames(
     )
 
 
-def _guess_task(frame: pd.DataFrame, targets: list[str]) -> TargetKind:
+def guess_task(frame: pd.DataFrame, targets: list[str]) -> TargetKind:
     """Without a loss to ask: text, true/false or whole numbers are classes, others values."""
     import numpy as np
     import pandas as pd
@@ -203,7 +203,7 @@ def _guess_task(frame: pd.DataFrame, targets: list[str]) -> TargetKind:
     return "classification" if whole else "regression"
 
 
-def _targets(
+def table_targets(
     frames: dict[str, pd.DataFrame],
     files: dict[str, tuple[Path, str]],
     targets: list[str],

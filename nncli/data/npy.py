@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 CHUNK_BYTES = 64 * 2**20  # statistics are summed over chunks of about this many bytes
 GAP_BYTES = 64 * 2**10  # rows read closer than this are read in one call, the gap with them
 WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", 3)
+# a file memory-mapped as a dataset's x -> what its rows are read as, where they are not
+# simply an .npy's rows (a streamed table's cache file: data/tablestream.TableRows)
+SOURCES: dict[str, DiskSource] = {}
 
 
 class Streamable(FileParams):
@@ -149,6 +152,11 @@ class DiskSource:
     row_bytes: int  # the bytes one row takes on disk (chunks and sizes are counted in them)
     what: str = "data.x"  # what a message names: the key, and the file where there is one
 
+    def named(self, rows: NDArray[np.int64]) -> tuple[str, str]:
+        """What a message names for the (sorted) row numbers `rows`: the key and file, and
+        the rows (`rows 3, 7`)."""
+        return self.what, numbered(rows)
+
     def read(self, rows: NDArray[np.int64]) -> NDArray[np.float32]:
         """The rows `rows` (in the order given) as flat float32, before preprocessing."""
         raise NotImplementedError
@@ -186,9 +194,9 @@ def check_finite(values: NDArray[np.float32], rows: NDArray[np.int64], source: D
     finite = np.isfinite(values)
     if not finite.all():
         bad = ~finite
-        where = numbered(np.sort(rows[bad.reshape(len(rows), -1).any(axis=1)]))
+        what, where = source.named(np.sort(rows[bad.reshape(len(rows), -1).any(axis=1)]))
         raise NncliError(
-            f"{source.what} holds {shown_values(values[bad])} on {where} (a streamed file's "
+            f"{what} holds {shown_values(values[bad])} on {where} (a streamed file's "
             f"rows are checked as they are read); inputs must be {RANGE}: fix those rows (a "
             "run they stopped can then be resumed)"
         )
@@ -201,6 +209,8 @@ def source_of(x: Any) -> DiskSource:
     if isinstance(x, DiskSource):
         return x
     assert isinstance(x, np.memmap) and x.filename is not None
+    if str(x.filename) in SOURCES:
+        return SOURCES[str(x.filename)]
     return NpyRows(str(x.filename), x.offset, x.dtype.str, math.prod(x.shape[1:]))
 
 

@@ -52,7 +52,7 @@ class Parquet(Table):
         return errors
 
 
-def _file(path: Path, key: str) -> Any:
+def open_parquet(path: Path, key: str) -> Any:
     """The opened pyarrow.parquet.ParquetFile (its footer read)."""
     try:
         import pyarrow.parquet as pq
@@ -69,21 +69,23 @@ def _file(path: Path, key: str) -> Any:
 
 
 def parquet_columns(path: Path, key: str) -> list[str]:
-    """The table's column names (a pandas index kept in the file is no column)."""
-    names = _file(path, key).schema_arrow.names
+    """The table's column names: every column of the file, a named pandas index included
+    (`df.set_index('id')` keeps 'id' as a column of the file), but not the unnamed index
+    pandas may add (`__index_level_0__`: row numbers, no data)."""
+    names = open_parquet(path, key).schema_arrow.names
     return [str(n) for n in names if not str(n).startswith("__index_level_")]
 
 
 def parquet_values(path: Path, key: str) -> int:
     """Rows x columns, from the file's metadata."""
-    meta = _file(path, key).metadata
+    meta = open_parquet(path, key).metadata
     return int(meta.num_rows) * max(1, int(meta.num_columns))
 
 
 def read_parquet(path: Path, key: str) -> pd.DataFrame:
     """A whole Parquet file as a DataFrame (pandas through pyarrow, as `read_csv` a CSV),
     refused first where its rows would not fit in memory."""
-    file = _file(path, key)
+    file = open_parquet(path, key)
     meta = file.metadata
     check_memory(
         f"{key}: {path} ({size_text(meta.serialized_size + path.stat().st_size)}, "
@@ -92,12 +94,15 @@ def read_parquet(path: Path, key: str) -> pd.DataFrame:
         "set data.stream: true, or use fewer columns",
     )
     try:
-        frame: pd.DataFrame = file.read().to_pandas()
+        # as the columns of the file, not as pandas' metadata would rebuild the frame: a named
+        # index stays a column (streamed chunks are read the same way: tablestream.chunks)
+        table = file.read(columns=parquet_columns(path, key))
+        frame: pd.DataFrame = table.to_pandas(ignore_metadata=True)
     except (OSError, ValueError) as exc:
         raise NncliError(f"{key}: {path} cannot be read as Parquet: {first_line(exc)}") from None
     if len(frame) == 0:
         raise NncliError(f"{key}: {path} has columns but no rows")
-    return frame.reset_index(drop=True)
+    return frame
 
 
 def read_table(path: Path, key: str) -> pd.DataFrame:

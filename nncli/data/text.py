@@ -99,7 +99,7 @@ def text(p: Text, seed: int, loss_target: LossTarget | None = None) -> Dataset:
     """A text column as token ids, and a label column (classes) or a value column."""
     import numpy as np
 
-    from nncli.data.csv import _known, _targets
+    from nncli.data.csv import _known, table_targets
 
     file = Path(p.path)
     frame = read_csv(file, "data.path")
@@ -108,7 +108,9 @@ def text(p: Text, seed: int, loss_target: LossTarget | None = None) -> Dataset:
         raise NncliError(f"data.target: '{p.target}' is the text column; it cannot be the target")
     texts = text_column(frame, p.text, file, "data.text")
     task = resolve_task(p.task, loss_target, 1) or "classification"
-    ys, class_names = _targets({"train": frame}, {"train": (file, "data.path")}, [p.target], task)
+    ys, class_names = table_targets(
+        {"train": frame}, {"train": (file, "data.path")}, [p.target], task
+    )
     y = np.concatenate(ys)
     return text_dataset(texts, y, task, p.tokens(p.text), class_names, p.target)
 

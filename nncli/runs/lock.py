@@ -129,3 +129,19 @@ def abandoned(path: Path) -> bool:
     """Whether run.lock names a process that no longer holds it: the run's trainer was
     killed (SIGKILL, power loss) and never wrote its last status."""
     return _lock_owner(path / LOCK) is not None and not is_locked(path)
+
+
+@contextmanager
+def waited(lock: Path) -> Iterator[None]:
+    """Hold the file `lock`, waiting while another process holds it (one builder of a cache
+    at a time: data/tablecache). The file is left in place: removing it could let a waiter
+    lock a file no one else would see; the kernel drops the flock when its holder dies."""
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+    except OSError as exc:
+        raise write_failed(lock, exc) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
