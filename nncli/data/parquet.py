@@ -40,7 +40,8 @@ class Parquet(Table):
 
     def missing_files(self) -> list[NncliError]:
         """Each file that is missing or no Parquet file (its footer is read, nothing else)."""
-        found = super().missing_files()
+        found = [_parts(Path(p), k) for p, k in self.split_files().values() if Path(p).is_dir()]
+        found = found or super().missing_files()
         if found:
             return found
         errors = []
@@ -52,12 +53,24 @@ class Parquet(Table):
         return errors
 
 
+def _parts(folder: Path, key: str) -> NncliError:
+    """A folder given where a Parquet file goes: a data set written in parts (Spark, Dask,
+    pyarrow's write_dataset)."""
+    return NncliError(
+        f"{key}: {folder} is a folder (a data set written in parts), not a Parquet file: give "
+        "one file, or combine the parts into one, e.g. pyarrow.parquet."
+        f"write_table(pyarrow.parquet.read_table('{folder}'), 'table.parquet')"
+    )
+
+
 def open_parquet(path: Path, key: str) -> Any:
     """The opened pyarrow.parquet.ParquetFile (its footer read)."""
     try:
         import pyarrow.parquet as pq
     except ImportError:
         raise NncliError(MISSING) from None
+    if path.is_dir():
+        raise _parts(path, key)
     regular_size(path, f"{key}: {path}")
     try:
         # read column chunks through a 1 MB buffer, none kept: pyarrow's default (pre_buffer)
@@ -88,8 +101,7 @@ def read_parquet(path: Path, key: str) -> pd.DataFrame:
     file = open_parquet(path, key)
     meta = file.metadata
     check_memory(
-        f"{key}: {path} ({size_text(meta.serialized_size + path.stat().st_size)}, "
-        f"{meta.num_rows:,} rows)",
+        f"{key}: {path} ({size_text(path.stat().st_size)}, {meta.num_rows:,} rows)",
         meta.num_rows * max(1, meta.num_columns) * 8 * 2,
         "set data.stream: true, or use fewer columns",
     )

@@ -302,3 +302,21 @@ def test_a_parquet_file_is_streamed_as_parquet_whatever_its_name(
     spec = experiment("parquet", "true", path="  path: table.bin")
     _, said = train(runner, spec, tmp_path / "runs")
     assert "data: streamed from disk (600 rows, 12.0 kB; workers 0); cache " in said
+
+
+def test_a_folder_of_parquet_parts_is_refused_with_how_to_join_them(
+    runner: CliRunner, experiment: Callable[..., Path], tmp_path: Path
+) -> None:
+    parts = tmp_path / "parts.parquet"  # as Spark or Dask write a data set
+    parts.mkdir()
+    table().iloc[:300].to_parquet(parts / "part-0.parquet", index=False)
+    table().iloc[300:].to_parquet(parts / "part-1.parquet", index=False)
+    spec = experiment("parquet", "false", path="  path: parts.parquet")
+    for command in (["validate", str(spec)], ["train", str(spec), "--runs-dir", "runs"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, result.output
+        text = " ".join(result.output.split())
+        assert (
+            f"data.path {parts} is a folder (a data set written in parts), not a Parquet " in text
+        )
+        assert "combine the parts into one, e.g. pyarrow.parquet.write_table(" in text
