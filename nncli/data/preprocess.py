@@ -305,12 +305,14 @@ def encode(
     fill: Fill | None,
     file: str,
     where: Callable[[NDArray[np.bool_]], str] = lines,
+    fills: str = "mean (or median, zero)",
 ) -> NDArray[np.float32]:
     """The encoded matrix (N, F) of `features` in `frame`; numeric cells left empty stay NaN
     for `fill`. Absent columns, missing values without a fill, text in a numeric column,
     numbers float32 cannot hold and categories not seen in training are errors that name
     the column and lines of `file` (`where` names rows: a chunk's, or a Parquet file's):
-    every one of them, in one NncliError."""
+    every one of them, in one NncliError; `fills` is the data.fill a missing value's fix
+    offers (streamed: no median)."""
     import numpy as np
 
     problems: list[str] = []
@@ -321,7 +323,7 @@ def encode(
     parts: list[NDArray[np.float32]] = []
     for feature in features:
         if feature.name in frame.columns:
-            part, found = _encode_column(frame, feature, fill, file, where)
+            part, found = _encode_column(frame, feature, fill, file, where, fills)
             parts.append(part)
             problems += found
     if len(problems) == 1:
@@ -340,6 +342,7 @@ def _encode_column(
     fill: Fill | None,
     file: str,
     where: Callable[[NDArray[np.bool_]], str],
+    fills: str,
 ) -> tuple[NDArray[np.float32], list[str]]:
     """One feature's encoded columns, and what is wrong with its cells (the column name
     and up to SHOWN_LINES lines of each problem)."""
@@ -352,7 +355,7 @@ def _encode_column(
     if missing.any() and fill is None:
         problems.append(
             f"column '{feature.name}' of {file} has missing values on {where(missing)}; "
-            "fill them in, or set data.fill: mean (or median, zero)"
+            f"fill them in, or set data.fill: {fills}"
         )
     if feature.categories is None:
         values = pd.to_numeric(

@@ -366,7 +366,9 @@ def _build(
                 done, text = 0, found.mixed.get(split_name, set())
                 for chunk in chunks(path, key, [f.name for f in features], is_parquet, text):
                     where = partial(lines, first=first + done, word=word)
-                    x: NDArray[Any] = encode(chunk, features, p.fill, str(path), where)
+                    x: NDArray[Any] = encode(
+                        chunk, features, p.fill, str(path), where, "mean (or zero)"
+                    )
                     out.write(np.ascontiguousarray(x, dtype="<f4").tobytes())
                     done += len(chunk)
                 if done != found.rows[split_name]:

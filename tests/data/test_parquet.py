@@ -165,6 +165,7 @@ def test_streamed_missing_cells_are_refused_at_their_row_in_a_later_chunk(
     where = "lines 152, 153" if source == "csv" else "rows 151, 152"
     name = tmp_path / f"t.{source}"
     assert f"column 'b' of {name} has missing values on {where}; fill them in" in text, text
+    assert "or set data.fill: mean (or zero)" in text  # a streamed table takes no median
     assert not list(cache.glob("*"))  # nothing half written
 
 
