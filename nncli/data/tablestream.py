@@ -227,7 +227,7 @@ def stream_table(
         found.targets["train"], targets
     )
     ys, class_names = table_targets(found.targets, files, targets, task, where)
-    path = _cache(p, files, features, found, before, is_parquet, first, word)
+    path = _cache(Encoding(p, files, features, found, before, is_parquet, first, word))
     given: dict[str, NDArray[np.int64]] = {}
     start = 0
     for split_name, count in found.rows.items():
@@ -255,18 +255,25 @@ def stream_table(
     )
 
 
-def _cache(
-    p: Table,
-    files: dict[str, tuple[Path, str]],
-    features: list[Feature],
-    found: Survey,
-    stats: list[list[Any]],
-    is_parquet: bool,
-    first: int,
-    word: str,
-) -> Path:
+@dataclass(frozen=True)
+class Encoding:
+    """What a table's cache is built from: its files (as `stats` found them before the
+    survey), what the survey found, the encoded `features`, and how rows are named."""
+
+    p: Table
+    files: dict[str, tuple[Path, str]]
+    features: list[Feature]
+    found: Survey
+    stats: list[list[Any]]
+    is_parquet: bool
+    first: int  # the number of the first row (2: a CSV's line after its header)
+    word: str  # "line" or "row"
+
+
+def _cache(e: Encoding) -> Path:
     """The cache file of these files encoded as `features`: reused where it exists, else
     built (second pass), with the free disk space checked first."""
+    p, files, features, found, stats = e.p, e.files, e.features, e.found, e.stats
 
     identity = {
         "format": FORMAT,
@@ -294,7 +301,7 @@ def _cache(
         if _whole(target, n * width):
             return target
         tidy(folder, target, prefix)
-        _build(p, files, features, found, stats, is_parquet, first, word, target)
+        _build(e, target)
     tidy(folder, target, prefix)  # the older caches of this file
     hold(target)
     return target
@@ -325,20 +332,12 @@ def _whole(target: Path, values: int) -> bool:
     return True
 
 
-def _build(
-    p: Table,
-    files: dict[str, tuple[Path, str]],
-    features: list[Feature],
-    found: Survey,
-    stats: list[list[Any]],
-    is_parquet: bool,
-    first: int,
-    word: str,
-    target: Path,
-) -> None:
+def _build(e: Encoding, target: Path) -> None:
     """The second pass: each file's chunks encoded into `target`, with the free disk space
     checked first, written under a temporary name and renamed (whole or absent)."""
     import numpy as np
+
+    files, features, found = e.files, e.features, e.found
 
     folder = target.parent
     width, n = sum(len(f.columns) for f in features), sum(found.rows.values())
@@ -364,16 +363,16 @@ def _build(
             np.lib.format.write_array_header_1_0(out, header)
             for split_name, (path, key) in files.items():
                 done, text = 0, found.mixed.get(split_name, set())
-                for chunk in chunks(path, key, [f.name for f in features], is_parquet, text):
-                    where = partial(lines, first=first + done, word=word)
+                for chunk in chunks(path, key, [f.name for f in features], e.is_parquet, text):
+                    where = partial(lines, first=e.first + done, word=e.word)
                     x: NDArray[Any] = encode(
-                        chunk, features, p.fill, str(path), where, "mean (or zero)"
+                        chunk, features, e.p.fill, str(path), where, "mean (or zero)"
                     )
                     out.write(np.ascontiguousarray(x, dtype="<f4").tobytes())
                     done += len(chunk)
                 if done != found.rows[split_name]:
                     raise _changed(path, key, f"{found.rows[split_name]:,} rows, then {done:,}")
-            for (path, key), was, now in zip(files.values(), stats, _stats(files), strict=True):
+            for (path, key), was, now in zip(files.values(), e.stats, _stats(files), strict=True):
                 if now != was:
                     raise _changed(path, key, "its size or modification time changed")
             out.flush()
