@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from nncli.data.npy import NpyRows
 from nncli.data.preprocess import numbered
-from nncli.runs.lock import process_alive
+from nncli.runs.lock import flocked, process_alive
 
 if TYPE_CHECKING:
     import numpy as np
@@ -89,22 +89,8 @@ def tidy(folder: Path, target: Path, prefix: str) -> None:
         if len(parts) == 4 and parts[1].isdigit() and not process_alive(int(parts[1])):
             path.unlink(missing_ok=True)
     for path in folder.glob(f"{prefix}*.npy"):
-        if path != target and not _in_use(path):
+        if path != target and not flocked(path):  # no reader holds it
             path.unlink(missing_ok=True)
-
-
-def _in_use(path: Path) -> bool:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def release() -> None:

@@ -106,18 +106,24 @@ def process_alive(pid: int) -> bool:
 def is_locked(path: Path) -> bool:
     """Whether a live process holds the run (so a 'running' status is true)."""
     lock = path / LOCK
-    pid, flocked = _read_lock(lock)
+    pid, owner_flocks = _read_lock(lock)
     if pid is None or not _alive(pid):
         return False
-    if not flocked:
+    if not owner_flocks:
         return True
     # the pid lives, but is it still the owner, or a new process that reused the number?
+    return flocked(lock, shared=True)
+
+
+def flocked(path: Path, shared: bool = False) -> bool:
+    """Whether another process holds a flock on `path` that would refuse this one: any
+    flock (or, with `shared`, an exclusive one). A file that cannot be opened: False."""
     try:
-        fd = os.open(lock, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except OSError:
         return True
     finally:
