@@ -55,8 +55,8 @@ def _acquire(path: Path, lock: Path) -> int:
         if current is None or (current.st_ino, current.st_dev) != (opened.st_ino, opened.st_dev):
             os.close(fd)
             continue
-        owner, flocked = _read_lock(lock)
-        if owner is not None and not flocked and _alive(owner):
+        owner, owner_flocks = _read_lock(lock)
+        if owner is not None and not owner_flocks and _alive(owner):
             # written without flock (an older nncli): its pid is all there is to go by
             os.close(fd)
             raise _in_use(path, owner)
