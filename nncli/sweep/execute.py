@@ -144,7 +144,8 @@ def _loop(
                 sweep.save()
                 on_event(Event("start", total, trial, resumed=resumed))
 
-            for child in [c for c in running if c.proc.poll() is not None]:
+            ended = [c for c in running if c.proc.poll() is not None]
+            for child in ended:
                 running.remove(child)
                 _finish(sweep, child)
                 _end(sweep, claims, search, child.trial)
@@ -165,6 +166,8 @@ def _loop(
             if not running and looked and _all_ended(sweep):
                 break  # nothing to take, and nothing left that a worker could give up
             looked = False
+            if ended and stopping is None:
+                continue  # a slot came free: take the next trial now, not after a wait
             warm.wait_any([c.proc for c in running], POLL_S)
     except BaseException:
         # a bug or a resource problem here: leave no trial running unrecorded

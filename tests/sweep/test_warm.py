@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import TINY
@@ -68,6 +69,35 @@ def test_waiting_ends_when_a_forked_trial_ends() -> None:
     waited = time.monotonic() - began
     child.join(5)
     assert child.exitcode == 0 and 0.1 < waited < 30  # its end, not the timeout
+
+
+def test_the_next_trial_starts_as_soon_as_one_ends(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # not after a wait on the trials still running (which took up to 50 ms a trial)
+    from nncli.cli import sweep as command
+
+    seen: list[str] = []
+    show, wait_any = command._sweep_event, warm.wait_any
+
+    def shown(event: Any) -> None:
+        seen.append(event.kind)
+        show(event)
+
+    def waited(procs: Any, timeout: float) -> None:
+        seen.append("wait")
+        wait_any(procs, timeout)
+
+    monkeypatch.setattr(command, "_sweep_event", shown)
+    monkeypatch.setattr(warm, "wait_any", waited)
+    file = tmp_path / "exp.yaml"
+    file.write_text(TINY)
+    out = tmp_path / "sweep"
+    result = runner.invoke(app, ["sweep", str(file), "--grid", "seed=1,2,3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert seen.count("start") == 3 and seen.count("end") == 3
+    followed = [seen[i + 1] for i, kind in enumerate(seen[:-1]) if kind == "end"]
+    assert followed == ["start", "start"], seen
 
 
 @pytest.mark.parametrize(
