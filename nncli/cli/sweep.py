@@ -218,8 +218,8 @@ def sweep(
 
         local = launcher == LauncherChoice.local and nproc == 1 and not dry_run
         if local and start == StartChoice.warm:
-            # its imports run while this process checks the trials
-            warm.prewarm(warm.trial_imports(file, set_ or []) if file is not None else [])
+            # its imports run while this process imports its own and checks the trials
+            warm.prewarm(file, set_ or [], join_dir or resume_dir)
 
         from rich.markup import escape
 

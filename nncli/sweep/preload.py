@@ -2,11 +2,17 @@
 experiment: what every `nncli train` imports that takes time, frozen as train freezes them
 (nncli.frozen), and matplotlib, which draws the best trial's figures. Importing this module
 does it. What only some experiments use (scikit-learn's data sets, MLflow, kornia) the server
-imports where the sweep's file names it (warm.trial_imports)."""
+imports where the sweep's trials name it (warm.server_imports). Only the server imports
+this module: it first lets go of the sweep's stdout and stderr (warm.detach_server)."""
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from nncli.frozen import import_frozen
+from nncli.sweep.warm import detach_server, server_imports
+
+detach_server()
 
 # not the CLI's consoles, which find out where they print
 MODULES = [
@@ -22,3 +28,6 @@ MODULES = [
 ]
 
 import_frozen(MODULES)
+for name in server_imports():
+    with suppress(ImportError):  # not installed: the trial names the extra to install
+        import_frozen([name])

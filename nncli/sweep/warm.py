@@ -6,7 +6,10 @@ process per trial (as `nncli train` from a shell)."""
 
 from __future__ import annotations
 
+import atexit
+import copy
 import gc
+import json
 import multiprocessing
 import os
 import signal
@@ -23,6 +26,7 @@ from typing import Literal, Protocol
 
 Start = Literal["warm", "process"]
 PRELOAD = "nncli.sweep.preload"  # what the fork server imports for every sweep
+PRELOAD_ENV = "NNCLI_SWEEP_PRELOAD"  # where the trials come from, for the server (prewarm)
 
 
 class TrialProcess(Protocol):
@@ -70,47 +74,105 @@ def start(
         )
 
 
-def prewarm(modules: Sequence[str] = ()) -> None:
-    """Start the fork server now, importing `modules` too (`trial_imports`): its imports
-    (seconds) then run beside the sweep's own start-up (checking every trial, making the
-    folder) instead of after it, in front of the first trial. Where the sweep stops before
-    a trial, the server ends with this process."""
-    if can_fork():
-        _fork_server().set_forkserver_preload([PRELOAD, *modules])
+def prewarm(file: Path | None = None, sets: Sequence[str] = (), folder: Path | None = None) -> None:
+    """Start the fork server now: its imports (seconds) then run beside the sweep's own
+    start-up (its imports, checking every trial, making the folder) instead of after it, in
+    front of the first trial. Beside preload.py's modules it imports those the trials use
+    (`server_imports`): of `file` with `sets` (a new sweep), or of the sweep `folder`
+    (--resume, --join); the server works them out itself, so that this process starts it
+    before its own imports. Where the sweep stops before a trial, the server ends with this
+    process."""
+    if not can_fork():
+        return
+    where: dict[str, object] | None = None
+    if folder is not None:
+        where = {"sweep": str(folder.absolute())}
+    elif file is not None:
+        where = {"file": str(file.absolute()), "set": list(sets)}
+    # the server inherits this process's environment as it is spawned
+    os.environ[PRELOAD_ENV] = json.dumps(where)
+    try:
         _start_server()
+    finally:
+        del os.environ[PRELOAD_ENV]
 
 
-def trial_imports(file: Path, sets: Sequence[str]) -> list[str]:
-    """The modules a trial of `file` (with `--set`s) imports beyond the fork server's own:
-    those its registry entries name (`Entry.imports`) for its data source, its data.augment
-    transforms and its loggers, such as sklearn.datasets for `source: digits` (a second or
-    so that a trial would pay again). Empty where the file cannot be read: the sweep's own
-    check says why."""
+def detach_server() -> None:
+    """In the fork server, first: it holds none of the sweep's stdin, stdout or stderr (a
+    pipe reading the sweep's output, `nncli sweep ... | tee`, ends when the sweep does, not
+    when the server has finished its imports or torch's teardown), and it exits without a
+    teardown once the sweep is gone. Each trial writes to its log."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    atexit.register(os._exit, 0)
+
+
+def server_imports() -> list[str]:
+    """In the fork server: the modules the sweep's trials import beyond preload.py's
+    (`trial_imports`), from where `prewarm` said the trials come from. None where that
+    cannot be read: the sweep's own checks say why."""
+    from nncli.errors import NncliError
+    from nncli.sweep.state import Sweep
+
+    try:
+        where = json.loads(os.environ.get(PRELOAD_ENV, "null"))
+        if where is None:
+            return []
+        if "sweep" in where:
+            sweep = Sweep.load(Path(where["sweep"]))
+            return trial_imports(sweep.file, [[*sweep.sets, *t.settings] for t in sweep.trials])
+        return trial_imports(Path(where["file"]), [where["set"]])
+    except (NncliError, ValueError, KeyError, TypeError):
+        return []
+
+
+def trial_imports(file: Path, variants: Sequence[Sequence[str]]) -> list[str]:
+    """The modules the trials of `file` import beyond the fork server's own, a trial for
+    each list of `--set`s in `variants`: those their registry entries name (`Entry.imports`)
+    for the data source, the data.augment transforms and the loggers, such as
+    sklearn.datasets for `source: digits` (a second or so that each trial would pay again).
+    Empty where the file cannot be read: the sweep's own check says why."""
     from nncli.config import yamlio
-    from nncli.config.entries import entry_name
     from nncli.config.overrides import apply
-    from nncli.data import datasets
-    from nncli.data.augment import transforms
     from nncli.errors import SpecError
-    from nncli.loggers.base import loggers
 
     try:
         values = yamlio.load(file).data
-        for setting in sets:
-            apply(values, setting)
     except SpecError:
         return []
-    data = values.get("data") if isinstance(values, dict) else None
+    found: set[str] = set()
+    for sets in variants:
+        trial = copy.deepcopy(values)
+        try:
+            for setting in sets:
+                apply(trial, setting)
+        except SpecError:
+            continue
+        found |= _entry_imports(trial)
+    return sorted(found)
+
+
+def _entry_imports(values: object) -> set[str]:
+    """What the registry entries that a trial's settings `values` name import."""
+    from nncli.config.entries import entry_name
+    from nncli.data import datasets
+    from nncli.data.augment import transforms
+    from nncli.loggers.base import loggers
+
+    values = values if isinstance(values, dict) else {}
+    data = values.get("data")
     data = data if isinstance(data, dict) else {}
     augment = data.get("augment")
-    logged = values.get("loggers") if isinstance(values, dict) else None
+    logged = values.get("loggers")
     written = [
         (datasets, data),
         *((transforms, t) for t in (augment if isinstance(augment, list) else [])),
         *((loggers, entry) for entry in (logged if isinstance(logged, list) else [])),
     ]
     found = [(registry, entry_name(registry, entry)) for registry, entry in written]
-    return sorted({m for registry, name in found if name for m in registry.get(name).imports})
+    return {m for registry, name in found if name for m in registry.get(name).imports}
 
 
 def wait_any(procs: Sequence[TrialProcess], timeout: float) -> None:
@@ -132,6 +194,7 @@ def _start_server() -> None:
     milliseconds is lost, one later must reach the sweep."""
     from multiprocessing import forkserver
 
+    _fork_server()  # its preload is set
     global _spawned  # noqa: PLW0603  (one server for the process, as multiprocessing keeps)
     if _spawned or threading.current_thread() is not threading.main_thread():
         forkserver.ensure_running()

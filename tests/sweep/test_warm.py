@@ -21,6 +21,8 @@ from typer.testing import CliRunner
 from nncli.cli.app import app
 from nncli.errors import NncliError
 from nncli.sweep import plan, warm
+from nncli.sweep.space import Options
+from nncli.sweep.state import create
 
 
 def _calls(
@@ -34,7 +36,7 @@ def _calls(
         calls.append("plan")
         raise NncliError("stop here")
 
-    monkeypatch.setattr(warm, "prewarm", lambda modules: calls.append(f"prewarm {modules}"))
+    monkeypatch.setattr(warm, "prewarm", lambda *_: calls.append("prewarm"))
     monkeypatch.setattr(plan, "plan", planned)
     file = tmp_path / "exp.yaml"
     file.write_text(TINY)
@@ -46,12 +48,48 @@ def _calls(
 def test_the_fork_server_starts_before_the_trials_are_checked(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert _calls(runner, tmp_path, monkeypatch) == ["prewarm []", "plan"]
-    digits = ["--set", "data.source=digits"]
-    assert _calls(runner, tmp_path, monkeypatch, *digits) == [
-        "prewarm ['sklearn.datasets']",
-        "plan",
-    ]
+    assert _calls(runner, tmp_path, monkeypatch) == ["prewarm", "plan"]
+
+
+def _server_imports(monkeypatch: pytest.MonkeyPatch, *args: Any) -> list[str]:
+    """What a fork server started by warm.prewarm(ARGS) imports for the trials, as it
+    works that out from the environment it is spawned with."""
+    found: list[list[str]] = []
+    monkeypatch.setattr(warm, "_start_server", lambda: found.append(warm.server_imports()))
+    warm.prewarm(*args)
+    assert warm.PRELOAD_ENV not in os.environ  # the trials do not inherit it
+    return found[0]
+
+
+def test_the_fork_server_imports_what_the_trials_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = tmp_path / "exp.yaml"
+    file.write_text(TINY)
+    assert _server_imports(monkeypatch, file, []) == []
+    assert _server_imports(monkeypatch, file, ["data.source=digits"]) == ["sklearn.datasets"]
+    assert _server_imports(monkeypatch) == []
+    # --resume and --join: each trial of the sweep folder, with its own settings
+    file.write_text(TINY.replace("  n_samples: 200\n  noise: 0.05\n", ""))
+    options = Options(grid=["data.source=circles,breast_cancer"])
+    sweep = create(plan.plan(file, [], options), tmp_path / "sweep")
+    assert _server_imports(monkeypatch, None, [], sweep.folder) == ["sklearn.datasets"]
+    assert _server_imports(monkeypatch, None, [], tmp_path / "nothing") == []
+
+
+@pytest.mark.slow
+def test_the_fork_server_does_not_hold_the_sweeps_output(tmp_path: Path) -> None:
+    # `nncli sweep ... | tee log` ends with the sweep: here the sweep stops at an input error
+    # while its fork server still imports torch, scikit-learn and MLflow for seconds
+    exp = tmp_path / "exp.yaml"  # digits takes no n_samples: the input error
+    exp.write_text(TINY.replace("circles", "digits") + "loggers: [mlflow]\n")
+    command = [sys.executable, "-m", "nncli", "sweep", str(exp), "--grid", "seed=1,2"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.wait(timeout=120) == 2
+    ended = time.monotonic()
+    _, stderr = proc.communicate(timeout=120)  # until no process holds the pipes
+    assert "data.n_samples  unknown key" in stderr, stderr
+    assert time.monotonic() - ended < 1.0
 
 
 @pytest.mark.parametrize("args", [["--start", "process"], ["--dry-run"], ["--nproc-per-node", "2"]])
@@ -118,13 +156,13 @@ def test_the_next_trial_starts_as_soon_as_one_ends(
         ("data: [", [], []),
     ],
 )
-def test_the_fork_server_imports_what_the_file_names(
+def test_the_trials_imports_are_those_of_their_entries(
     tmp_path: Path, lines: str, sets: list[str], expected: list[str]
 ) -> None:
     file = tmp_path / "exp.yaml"
     file.write_text(lines + "\n")
-    assert warm.trial_imports(file, sets) == expected
-    assert warm.trial_imports(tmp_path / "absent.yaml", []) == []
+    assert warm.trial_imports(file, [sets]) == expected
+    assert warm.trial_imports(tmp_path / "absent.yaml", [[]]) == []
 
 
 @pytest.mark.slow
@@ -174,7 +212,7 @@ def test_ctrl_c_while_the_trials_are_checked_writes_nothing(
         os.kill(os.getpid(), signal.SIGINT)
         return real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(warm, "prewarm", lambda modules: None)
+    monkeypatch.setattr(warm, "prewarm", lambda *_: None)
     monkeypatch.setattr(plan, "plan", interrupted)
     file = tmp_path / "exp.yaml"
     file.write_text(TINY)
