@@ -14,17 +14,24 @@ from nncli.sweep.warm import detach_server, server_imports
 
 detach_server()
 
-# not the CLI's consoles, which find out where they print
+# everything a trial of circles imports: the command line too, whose consoles (made as it
+# is imported) find no terminal here, as a trial, writing to its log, finds none
 MODULES = [
     "torch",
     "torch.optim",
     "torch._dynamo",  # imported by the first optimizer step: seconds
+    "torch.utils.serialization",  # by torch.save
     "numpy",
     "matplotlib.figure",
     "matplotlib.backends.backend_agg",
+    "nncli.cli.app",
+    "nncli.config.lint",
     "nncli.engine.experiment",
     "nncli.figures.curves",
     "nncli.figures.predictions",
+    "nncli.loggers.console",
+    "nncli.report.run",
+    "nncli.trained.show",
 ]
 
 import_frozen(MODULES)

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TINY
+from conftest import EXPERIMENTS, TINY
 from typer.testing import CliRunner
 
 from nncli.cli.app import app
+from nncli.engine.distributed import PLOTS_ENV
 from nncli.errors import NncliError
 from nncli.sweep import plan, warm
 from nncli.sweep.space import Options
@@ -136,6 +137,32 @@ def test_the_next_trial_starts_as_soon_as_one_ends(
     assert seen.count("start") == 3 and seen.count("end") == 3
     followed = [seen[i + 1] for i, kind in enumerate(seen[:-1]) if kind == "end"]
     assert followed == ["start", "start"], seen
+
+
+def test_a_forked_trial_imports_no_module_of_nncli_itself(tmp_path: Path) -> None:
+    # what the fork server has not imported, each trial imports again (circles: 80 ms a
+    # trial when the command line was left out)
+    script = f"""
+import os, sys
+out = os.dup(1)  # the server's preload lets go of stdout
+import nncli.sweep.preload
+before = set(sys.modules)
+os.environ["{PLOTS_ENV}"] = "off"
+sys.argv = ["nncli", "train", {str(EXPERIMENTS / "circles.yaml")!r}, "--runs-dir", {str(tmp_path)!r}, "-q"]
+from nncli.cli.app import main
+try:
+    main()
+except SystemExit:
+    pass
+os.write(out, " ".join(sorted(set(sys.modules) - before)).encode())
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(tmp_path.glob("*/metrics.csv")), "the trial did not train"
+    imported = done.stdout.split()
+    assert not [m for m in imported if m.startswith("nncli")], imported
 
 
 @pytest.mark.parametrize(
