@@ -8,6 +8,7 @@ this module: it first lets go of the sweep's stdout and stderr (warm.detach_serv
 from __future__ import annotations
 
 from contextlib import suppress
+from importlib import import_module
 
 from nncli.frozen import import_frozen
 from nncli.sweep.warm import detach_server, server_imports
@@ -35,6 +36,7 @@ MODULES = [
 ]
 
 import_frozen(MODULES)
+import_module("nncli.cli.app").command()  # built (imported only now: after detach_server)
 for name in server_imports():
     with suppress(ImportError):  # not installed: the trial names the extra to install
         import_frozen([name])

@@ -165,6 +165,30 @@ os.write(out, " ".join(sorted(set(sys.modules) - before)).encode())
     assert not [m for m in imported if m.startswith("nncli")], imported
 
 
+def test_the_servers_consoles_find_no_terminal_where_the_sweep_has_one() -> None:
+    # a trial's consoles, made in the server as it imports the command line, print to the
+    # trial's log: no colours or terminal width where the sweep runs in a terminal
+    import pty
+
+    result_r, result_w = os.pipe()
+    main, tty = pty.openpty()
+    script = f"""
+import os
+import nncli.sweep.preload
+from nncli.cli.common import err, out
+os.write({result_w}, repr((out.is_terminal, err.is_terminal, out.color_system)).encode())
+"""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=tty, stderr=tty, pass_fds=[result_w]
+    )
+    os.close(tty)
+    os.close(result_w)
+    assert proc.wait(timeout=120) == 0
+    with os.fdopen(result_r) as f:
+        assert f.read() == "(False, False, None)"
+    os.close(main)
+
+
 @pytest.mark.parametrize(
     ("lines", "sets", "expected"),
     [
