@@ -9,7 +9,8 @@ nncli runs twice: in memory (the default for a folder that fits) and streamed
         [--repeats 3] [--torchvision-python PYTHON]
 
 Images per second = images / (seconds from reading the folder to the end of the epoch;
-imports, torch's own lazy ones included, come before):
+imports, torch's own lazy ones included, come before; nncli's as `nncli train` imports them,
+frozen, so that no collection walks torch's objects):
 nncli in memory decodes every image once (Pillow) into memory, then trains; streamed, it
 checks every file's header, then decodes each batch in `--workers` DataLoader workers while
 it trains, as the torchvision script does. Each side's torch uses the same
@@ -63,6 +64,8 @@ train: {{epochs: 1, batch_size: 64, device: cpu}}
 
 NNCLI = """\
 import json, sys, time
+from nncli.frozen import import_frozen
+import_frozen(["torch._dynamo", "nncli.engine.experiment"])  # as `nncli train` imports them
 import torch
 sys.path.insert(0, {bench!r})
 import loops

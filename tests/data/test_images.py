@@ -62,6 +62,30 @@ def test_class_folders_give_class_names_sorted_and_one_array(tmp_path: Path) -> 
     assert dataset.preprocessing.scale == pytest.approx(1 / 255)
 
 
+def test_the_files_of_a_folder_are_those_rglob_finds_in_its_order(tmp_path: Path) -> None:
+    from nncli.data.images import image_files
+
+    for name in ["b.png", "A.PNG", "x/1.png", "x-1.png", "x/y/2.jpg", ".hidden.png", "c.txt",
+                 ".cache/3.png", "d.PNG.txt"]:  # fmt: skip
+        (tmp_path / "c" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "c" / name).write_bytes(b"")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "4.png").write_bytes(b"")
+    (tmp_path / "c" / "linked").symlink_to(tmp_path / "elsewhere")  # not followed
+    (tmp_path / "c" / "5.png").symlink_to(tmp_path / "elsewhere" / "4.png")  # a file: kept
+    wanted = {".png", ".jpg"}
+    expected = sorted(
+        p
+        for p in (tmp_path / "c").rglob("*")
+        if p.suffix.lower() in wanted and not p.name.startswith(".") and p.is_file()
+    )
+    found = image_files(tmp_path / "c", wanted)
+    assert found == expected
+    assert [p.relative_to(tmp_path / "c").as_posix() for p in found] == [
+        ".cache/3.png", "5.png", "A.PNG", "b.png", "x/1.png", "x/y/2.jpg", "x-1.png",
+    ]  # fmt: skip
+
+
 def test_formats_modes_and_sizes_become_one_shape(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     colour = rng.integers(0, 255, size=(20, 30, 3), dtype=np.uint8)
