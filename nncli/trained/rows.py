@@ -97,7 +97,8 @@ def image_rows(t: TrainedRun, paths: list[Path]) -> tuple[list[Path], NDArray[np
     """The images of `paths` (files, and the image files under folders) for a run trained on
     `source: images`, decoded and prepared as in training; any that cannot be read refuse
     them all, named."""
-    from nncli.data.images import Images, bad_files_text, decode_all, image_files
+    from nncli.data.imagefiles import bad_files_text, decode_all, image_files
+    from nncli.data.images import Images
 
     p = t.spec.data
     assert isinstance(p, Images)

@@ -63,7 +63,7 @@ def test_class_folders_give_class_names_sorted_and_one_array(tmp_path: Path) -> 
 
 
 def test_the_files_of_a_folder_are_those_rglob_finds_in_its_order(tmp_path: Path) -> None:
-    from nncli.data.images import image_files
+    from nncli.data.imagefiles import image_files
 
     for name in ["b.png", "A.PNG", "x/1.png", "x-1.png", "x/y/2.jpg", ".hidden.png", "c.txt",
                  ".cache/3.png", "d.PNG.txt"]:  # fmt: skip
@@ -121,7 +121,7 @@ def test_center_crop_keeps_the_middle_and_exif_turns_the_image(tmp_path: Path) -
     cropped = load(section + "\ncrop: center").x[0]
     assert cropped.tolist() == [255.0] * 16
     assert load(section).x[0].reshape(4, 4)[:, 0].tolist() == [0.0] * 4  # squeezed, sides kept
-    from nncli.data.images import decode
+    from nncli.data.imagefiles import decode
 
     assert decode(tmp_path / "d" / "turned.jpg", (9, 9), "none", 1).shape == (1, 9, 9)
     with Image.open(tmp_path / "d" / "turned.jpg") as image:
@@ -195,7 +195,7 @@ def test_unreadable_files_are_named_in_one_error_or_skipped(tmp_path: Path) -> N
 
 
 def test_more_than_ten_bad_files_are_counted(tmp_path: Path) -> None:
-    from nncli.data.images import bad_files_text
+    from nncli.data.imagefiles import bad_files_text
 
     bad = [(Path(f"{i}.png"), "x") for i in range(13)]
     assert bad_files_text(bad, 20).endswith("9.png (x); and 3 more")

@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 
 from nncli import data as datamod
 from nncli.cli.app import app
+from nncli.data import imagefiles
 from nncli.data import npy as npymod
-from nncli.data.images import ImageFiles
+from nncli.data.imagefiles import ImageFiles
 
 SPEC = """\
 name: {name}
@@ -102,7 +103,7 @@ def test_auto_streams_images_whose_pixels_would_not_fit(
     root = write_folder(tmp_path / "f")
     opened: list[Path] = []
     monkeypatch.setattr(npymod, "available_memory", lambda: 20 * 36 * 4 * 2)  # 20 of 24 fit
-    monkeypatch.setattr("nncli.data.images.decode", lambda *a: opened.append(a[0]))
+    monkeypatch.setattr("nncli.data.imagefiles.decode", lambda *a: opened.append(a[0]))
     dataset = datamod.load(params(f"source: images\npath: {root}\nsize: [6, 6]\nchannels: 1"), 0)
     assert isinstance(dataset.x, ImageFiles) and len(dataset.x) == 24
     assert opened == []  # nothing decoded before training
@@ -132,14 +133,14 @@ def test_a_file_broken_after_the_start_stops_the_run_naming_it_and_resume_contin
     root = write_folder(tmp_path / "f")
     victim = root / "left" / "004.png"
     whole = victim.read_bytes()
-    peek = datamod.images.peek
+    peek = imagefiles.peek
 
     def break_after_checks(path: Path) -> None:  # the header passes; the pixels are gone
         peek(path)
         if path == victim:
             victim.write_bytes(whole[: len(whole) // 2])
 
-    monkeypatch.setattr(datamod.images, "peek", break_after_checks)
+    monkeypatch.setattr(imagefiles, "peek", break_after_checks)
     spec = experiment(tmp_path, root, "true")
     _, said = train(spec, tmp_path / "runs", code=2)
     assert " ".join(said.split()).endswith(
@@ -150,7 +151,7 @@ def test_a_file_broken_after_the_start_stops_the_run_naming_it_and_resume_contin
     run = next((tmp_path / "runs").iterdir())
     assert json.loads((run / "run.json").read_text())["status"] == "failed"
     victim.write_bytes(whole)
-    monkeypatch.setattr(datamod.images, "peek", peek)
+    monkeypatch.setattr(imagefiles, "peek", peek)
     result = CliRunner().invoke(app, ["resume", str(run), "-q"])
     assert result.exit_code == 0, result.output
     assert len(rows(run)) == 3
