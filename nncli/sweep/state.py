@@ -188,7 +188,8 @@ class Sweep:
                 if folder.is_dir()
                 else f"{folder} does not exist; name a sweep folder (sweeps/<sweep>)"
             ) from None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        # (AttributeError: a trial that is no object)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise NncliError(f"{folder / SWEEP_JSON} cannot be read: {exc}") from None
 
     @property

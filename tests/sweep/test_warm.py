@@ -78,6 +78,27 @@ def test_the_fork_server_imports_what_the_trials_name(
     assert _server_imports(monkeypatch, None, [], tmp_path / "nothing") == []
 
 
+def test_a_damaged_sweep_folder_is_refused_and_the_server_imports_nothing_for_it(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a trial in sweep.json that is no object: the sweep says so (exit 2, no traceback),
+    # and the fork server, which reads the folder first, does not die of it
+    file = tmp_path / "exp.yaml"
+    file.write_text(TINY)
+    sweep = create(plan.plan(file, [], Options(grid=["seed=1,2"])), tmp_path / "sweep")
+    saved = json.loads((sweep.folder / "sweep.json").read_text())
+    (sweep.folder / "sweep.json").write_text(json.dumps({**saved, "trials": [1, 2]}))
+    before = (sweep.folder / "sweep.json").read_bytes()
+    assert _server_imports(monkeypatch, None, [], sweep.folder) == []
+    args = ["sweep", "--resume", str(sweep.folder), "--start", "process"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert " ".join(result.output.split()) == (
+        f"error {sweep.folder / 'sweep.json'} cannot be read: 'int' object has no attribute 'items'"
+    )
+    assert (sweep.folder / "sweep.json").read_bytes() == before
+
+
 @pytest.mark.slow
 def test_the_fork_server_does_not_hold_the_sweeps_output(tmp_path: Path) -> None:
     # `nncli sweep ... | tee log` ends with the sweep: here the sweep stops at an input error
