@@ -122,7 +122,10 @@ def server_imports() -> list[str]:
             return []
         if "sweep" in where:
             sweep = Sweep.load(Path(where["sweep"]))
-            return trial_imports(sweep.file, [[*sweep.sets, *t.settings] for t in sweep.trials])
+            variants = [[*sweep.sets, *t.settings] for t in sweep.trials]
+            if len(sweep.trials) < sweep.space.n_trials:  # bayes: trials not asked for yet
+                variants.append(list(sweep.sets))  # what they do not search, they take
+            return trial_imports(sweep.file, variants)
         return trial_imports(Path(where["file"]), [where["set"]])
     except (NncliError, ValueError, KeyError, TypeError):
         return []

@@ -99,6 +99,20 @@ def test_a_damaged_sweep_folder_is_refused_and_the_server_imports_nothing_for_it
     assert (sweep.folder / "sweep.json").read_bytes() == before
 
 
+def test_a_bayes_sweeps_server_imports_what_its_trials_to_come_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --resume or --join of a bayes sweep before its first trial (or with some not yet
+    # asked for): those trials take the file's data source (digits: sklearn.datasets)
+    pytest.importorskip("optuna")
+    file = tmp_path / "exp.yaml"
+    file.write_text(TINY.replace("  n_samples: 200\n  noise: 0.05\n", ""))
+    options = Options(range=["optimizer.lr=1e-3:0.3:log"], method="bayes", n_trials=3)
+    sweep = create(plan.plan(file, ["data.source=digits"], options), tmp_path / "sweep")
+    assert sweep.trials == []
+    assert _server_imports(monkeypatch, None, [], sweep.folder) == ["sklearn.datasets"]
+
+
 @pytest.mark.slow
 def test_the_fork_server_does_not_hold_the_sweeps_output(tmp_path: Path) -> None:
     # `nncli sweep ... | tee log` ends with the sweep: here the sweep stops at an input error
