@@ -35,8 +35,16 @@ MODULES = [
     "nncli.trained.show",
 ]
 
-import_frozen(MODULES)
-import_module("nncli.cli.app").command()  # built (imported only now: after detach_server)
-for name in server_imports():
-    with suppress(ImportError):  # not installed: the trial names the extra to install
+# Nothing here may end the server: multiprocessing passes over an ImportError alone, and
+# with stderr on /dev/null no one would read why; the sweep would see its first trial fail
+# to start ("Aborted!"). A module that fails here (not installed, a broken install) fails
+# again in each trial, which says why in its log and the sweep names it.
+with suppress(Exception):
+    import_frozen(MODULES)
+    import_module("nncli.cli.app").command()  # built (imported only now: after detach_server)
+extra: list[str] = []
+with suppress(Exception):
+    extra = server_imports()
+for name in extra:
+    with suppress(Exception):
         import_frozen([name])

@@ -128,6 +128,34 @@ def test_the_fork_server_does_not_hold_the_sweeps_output(tmp_path: Path) -> None
     assert time.monotonic() - ended < 1.0
 
 
+@pytest.mark.slow
+def test_a_module_that_breaks_the_servers_imports_is_named_by_each_trial(tmp_path: Path) -> None:
+    # a package whose import raises (no ImportError, which multiprocessing passes over): the
+    # server, its stderr on /dev/null, goes on forking; each trial imports it again and fails
+    # naming it (the sweep used to print only "Aborted!", exit 1, its trials never started)
+    fake = tmp_path / "fake" / "sklearn"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise RuntimeError("broken install")\n')
+    exp = tmp_path / "exp.yaml"  # digits: the server imports sklearn.datasets for the trials
+    exp.write_text(
+        TINY.replace("  n_samples: 200\n  noise: 0.05\n", "").replace("circles", "digits")
+    )
+    paths = [str(tmp_path / "fake"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    out = tmp_path / "sweep"
+    command = [sys.executable, "-m", "nncli", "sweep", str(exp), "--grid", "seed=1,2"]
+    command += ["--out", str(out)]
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Aborted!" not in done.stderr
+    said = "exit 1: internal error RuntimeError: broken install."
+    assert done.stderr.count(said) == 2, done.stderr
+    trials = json.loads((out / "sweep.json").read_text())["trials"]
+    assert [t["status"] for t in trials] == ["failed", "failed"]
+
+
 @pytest.mark.parametrize("args", [["--start", "process"], ["--dry-run"], ["--nproc-per-node", "2"]])
 def test_no_fork_server_where_no_trial_is_forked(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
