@@ -89,12 +89,17 @@ def prewarm(file: Path | None = None, sets: Sequence[str] = (), folder: Path | N
         where = {"sweep": str(folder.absolute())}
     elif file is not None:
         where = {"file": str(file.absolute()), "set": list(sets)}
-    # the server inherits this process's environment as it is spawned
-    os.environ[PRELOAD_ENV] = json.dumps(where)
-    try:
-        _start_server()
-    finally:
-        del os.environ[PRELOAD_ENV]
+    # the server inherits this process's environment as it is spawned; one sweep at a time
+    # (another thread's would delete the variable under this one's, or give it its own)
+    with _preloading:
+        os.environ[PRELOAD_ENV] = json.dumps(where)
+        try:
+            _start_server()
+        finally:
+            del os.environ[PRELOAD_ENV]
+
+
+_preloading = threading.Lock()  # PRELOAD_ENV is set (prewarm)
 
 
 def detach_server() -> None:

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,42 @@ def test_the_fork_server_imports_what_the_trials_name(
     sweep = create(plan.plan(file, [], options), tmp_path / "sweep")
     assert _server_imports(monkeypatch, None, [], sweep.folder) == ["sklearn.datasets"]
     assert _server_imports(monkeypatch, None, [], tmp_path / "nothing") == []
+
+
+def test_sweeps_started_at_once_in_threads_each_tell_the_server_their_own_trials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # prewarm sets its variable only around the spawn: a second sweep in another thread of
+    # the process (a sweep may run in one) must not delete it under the first (KeyError)
+    file = tmp_path / "exp.yaml"
+    file.write_text(TINY)
+    read: list[list[str]] = []
+    second_in = threading.Event()
+
+    def spawned() -> None:
+        read.append(warm.server_imports())
+        if len(read) == 1:
+            second_in.wait(2)  # the other sweep's prewarm, were it let in now
+        else:
+            second_in.set()
+
+    monkeypatch.setattr(warm, "_start_server", spawned)
+    errors: list[BaseException] = []
+
+    def sweep(sets: list[str]) -> None:
+        try:
+            warm.prewarm(file, sets)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sweep, args=(s,)) for s in (["data.source=digits"], [])]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(read) == [[], ["sklearn.datasets"]]
+    assert warm.PRELOAD_ENV not in os.environ
 
 
 def test_a_damaged_sweep_folder_is_refused_and_the_server_imports_nothing_for_it(
