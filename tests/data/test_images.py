@@ -86,6 +86,31 @@ def test_the_files_of_a_folder_are_those_rglob_finds_in_its_order(tmp_path: Path
     ]  # fmt: skip
 
 
+def test_a_class_folder_that_cannot_be_listed_is_named_not_called_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # its images are there, unreadable: "holds no images; add some" was the wrong advice
+    # (the tests run as root, whom chmod does not stop: here listing it is refused)
+    import os
+
+    from nncli.errors import NncliError
+
+    root = write_folder(tmp_path / "f")
+    scandir = os.scandir
+
+    def refused(path: Any) -> Any:
+        if Path(path) == root / "left":
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refused)
+    with pytest.raises(NncliError) as caught:
+        load(f"source: images\npath: {root}\nsize: [6, 6]\nchannels: 1")
+    assert str(caught.value) == (
+        f"{root / 'left'} cannot be read (Permission denied); let this user read it, or move it out"
+    )
+
+
 def test_formats_modes_and_sizes_become_one_shape(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     colour = rng.integers(0, 255, size=(20, 30, 3), dtype=np.uint8)
