@@ -219,7 +219,10 @@ def sweep(
         local = launcher == LauncherChoice.local and nproc == 1 and not dry_run
         if local and start == StartChoice.warm:
             # its imports run while this process imports its own and checks the trials
-            warm.prewarm(file, set_ or [], join_dir or resume_dir)
+            search: dict[str, object] = {"grid": grid or [], "choice": choice or []}
+            search |= {"range": range_ or [], "method": method.value if method else None}
+            search |= {"n_trials": n_trials, "seed": seed}
+            warm.prewarm(file, set_ or [], join_dir or resume_dir, search)
 
         from rich.markup import escape
 

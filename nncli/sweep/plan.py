@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from nncli.config import yamlio
-from nncli.config.spec import default_name, validate
+from nncli.config.spec import Spec, default_name, validate
 from nncli.errors import Problem, SpecError
 from nncli.loggers.sweep_prune import LOGGER as PRUNE_LOGGER
 from nncli.sweep.space import (
@@ -44,20 +44,30 @@ def plan(file: Path, sets: Sequence[str], options: Options) -> Plan:
     The file is parsed once; the sweep's own settings and each trial's are validated
     against copies of that one Document.
     """
-    doc = yamlio.load(file)
-    spec = validate(_fresh(doc), list(sets))
-    space = search_space(doc, spec, options)
+    doc, spec, space, sets = searched(file, sets, options)
     if space.method == "bayes":
         import_optuna()
-    sets = list(sets)
-    if space.prune is not None:  # each trial reports its epochs through this logger
-        given = [e.model_dump() for e in spec.loggers]
-        sets.append(f"loggers={value_text([*given, {'type': PRUNE_LOGGER}])}")
     trials = trial_params(space)
     check(doc, sets, space, trials)
     name = spec.name or default_name(file)
     slurm = spec.sweep.slurm.model_dump() if spec.sweep and spec.sweep.slurm else None
     return Plan(file, name, sets, space, [] if space.method == "bayes" else trials, slurm)
+
+
+def searched(
+    file: Path, sets: Sequence[str], options: Options
+) -> tuple[yamlio.Document, Spec, Space, list[str]]:
+    """The file parsed, its config with `sets`, the search, and the settings every trial
+    takes (`sets`, and the pruning logger where trials are pruned); nothing checked of the
+    trials (the fork server reads their entries from it: warm.server_imports)."""
+    doc = yamlio.load(file)
+    spec = validate(_fresh(doc), list(sets))
+    space = search_space(doc, spec, options)
+    sets = list(sets)
+    if space.prune is not None:  # each trial reports its epochs through this logger
+        given = [e.model_dump() for e in spec.loggers]
+        sets.append(f"loggers={value_text([*given, {'type': PRUNE_LOGGER}])}")
+    return doc, spec, space, sets
 
 
 def _fresh(doc: yamlio.Document) -> yamlio.Document:

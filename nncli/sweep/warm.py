@@ -27,6 +27,7 @@ from typing import Literal, Protocol
 Start = Literal["warm", "process"]
 PRELOAD = "nncli.sweep.preload"  # what the fork server imports for every sweep
 PRELOAD_ENV = "NNCLI_SWEEP_PRELOAD"  # where the trials come from, for the server (prewarm)
+ENTRY_KEYS = ("data", "loggers")  # the settings that name the entries of _entry_imports
 
 
 class TrialProcess(Protocol):
@@ -74,11 +75,17 @@ def start(
         )
 
 
-def prewarm(file: Path | None = None, sets: Sequence[str] = (), folder: Path | None = None) -> None:
+def prewarm(
+    file: Path | None = None,
+    sets: Sequence[str] = (),
+    folder: Path | None = None,
+    search: dict[str, object] | None = None,
+) -> None:
     """Start the fork server now: its imports (seconds) then run beside the sweep's own
     start-up (its imports, checking every trial, making the folder) instead of after it, in
     front of the first trial. Beside preload.py's modules it imports those the trials use
-    (`server_imports`): of `file` with `sets` (a new sweep), or of the sweep `folder`
+    (`server_imports`): of `file` with `sets` searched as `search` says (a new sweep: the
+    fields of space.Options, as the command line gives them), or of the sweep `folder`
     (--resume, --join); the server works them out itself, so that this process starts it
     before its own imports. Where the sweep stops before a trial, the server ends with this
     process."""
@@ -88,7 +95,7 @@ def prewarm(file: Path | None = None, sets: Sequence[str] = (), folder: Path | N
     if folder is not None:
         where = {"sweep": str(folder.absolute())}
     elif file is not None:
-        where = {"file": str(file.absolute()), "set": list(sets)}
+        where = {"file": str(file.absolute()), "set": list(sets), "search": search or {}}
     # the server inherits this process's environment as it is spawned; one sweep at a time
     # (another thread's would delete the variable under this one's, or give it its own)
     with _preloading:
@@ -119,6 +126,8 @@ def server_imports() -> list[str]:
     (`trial_imports`), from where `prewarm` said the trials come from. None where that
     cannot be read: the sweep's own checks say why."""
     from nncli.errors import NncliError
+    from nncli.sweep.plan import searched
+    from nncli.sweep.space import Options, settings, trial_params
     from nncli.sweep.state import Sweep
 
     try:
@@ -127,11 +136,21 @@ def server_imports() -> list[str]:
             return []
         if "sweep" in where:
             sweep = Sweep.load(Path(where["sweep"]))
-            variants = [[*sweep.sets, *t.settings] for t in sweep.trials]
-            if len(sweep.trials) < sweep.space.n_trials:  # bayes: trials not asked for yet
-                variants.append(list(sweep.sets))  # what they do not search, they take
-            return trial_imports(sweep.file, variants)
-        return trial_imports(Path(where["file"]), [where["set"]])
+            file, sets, space = sweep.file, sweep.sets, sweep.space
+            trials = [t.params for t in sweep.trials]  # bayes: those asked for so far
+        else:
+            file, sets, trials = Path(where["file"]), where["set"], []
+            try:
+                _, _, space, sets = searched(file, sets, Options(**where["search"]))
+            except NncliError:  # what the file says alone; the sweep's own check says why
+                return trial_imports(file, [sets])
+        # every grid or random trial; bayes: each choice, the other keys at one value
+        trials += trial_params(space)
+        entries = {  # what names a registry entry, once each: not lr, seed, ...
+            tuple(settings({k: v for k, v in t.items() if k.split(".")[0] in ENTRY_KEYS}))
+            for t in trials
+        }
+        return trial_imports(file, [[*sets, *e] for e in sorted(entries)] or [sets])
     except (NncliError, ValueError, KeyError, TypeError):
         return []
 

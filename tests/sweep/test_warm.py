@@ -79,6 +79,25 @@ def test_the_fork_server_imports_what_the_trials_name(
     assert _server_imports(monkeypatch, None, [], tmp_path / "nothing") == []
 
 
+def test_a_new_sweeps_server_imports_what_its_searched_trials_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the search, not the file alone: --grid, the file's sweep: section, and bayes' choices
+    file = tmp_path / "exp.yaml"
+    base = TINY.replace("  n_samples: 200\n  noise: 0.05\n", "")
+    file.write_text(base)
+    grid = {"grid": ["data.source=circles,breast_cancer"]}
+    assert _server_imports(monkeypatch, file, [], None, grid) == ["sklearn.datasets"]
+    assert _server_imports(monkeypatch, file, [], None, {"grid": ["seed=1,2"]}) == []
+    searched = (
+        "sweep:\n  method: bayes\n  n_trials: 4\n  choice:\n    data.source: [circles, wine]\n"
+    )
+    file.write_text(base + searched)
+    assert _server_imports(monkeypatch, file, []) == ["sklearn.datasets"]
+    bad = {"grid": ["seed"]}  # refused by the sweep's own check, which says why
+    assert _server_imports(monkeypatch, file, [], None, bad) == []
+
+
 def test_sweeps_started_at_once_in_threads_each_tell_the_server_their_own_trials(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
