@@ -54,7 +54,8 @@ def image_files(folder: Path, extensions: Iterable[str]) -> list[Path]:
                 and entry.is_file()
             ):
                 found.append(entry.path)
-    found.sort(key=lambda path: path.split(os.sep))  # noqa: PTH206 (strings, as said)
+    # by parts, as pathlib compares paths (without case on Windows)
+    found.sort(key=lambda path: os.path.normcase(path).split(os.sep))  # noqa: PTH206
     return [Path(path) for path in found]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from conftest import EXPERIMENTS, TINY
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from nncli.cli.app import app
 from nncli.engine.distributed import PLOTS_ENV
@@ -229,6 +229,14 @@ def test_waiting_ends_when_a_forked_trial_ends() -> None:
     assert child.exitcode == 0 and 0.1 < waited < 30  # its end, not the timeout
 
 
+def _sweep_tiny(runner: CliRunner, tmp_path: Path, grid: str) -> tuple[Result, Path]:
+    """`nncli sweep` of the tiny experiment over `--grid GRID`, in tmp_path/sweep."""
+    file = tmp_path / "exp.yaml"
+    file.write_text(TINY)
+    out = tmp_path / "sweep"
+    return runner.invoke(app, ["sweep", str(file), "--grid", grid, "--out", str(out)]), out
+
+
 def test_the_next_trial_starts_as_soon_as_one_ends(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -248,10 +256,7 @@ def test_the_next_trial_starts_as_soon_as_one_ends(
 
     monkeypatch.setattr(command, "_sweep_event", shown)
     monkeypatch.setattr(warm, "wait_any", waited)
-    file = tmp_path / "exp.yaml"
-    file.write_text(TINY)
-    out = tmp_path / "sweep"
-    result = runner.invoke(app, ["sweep", str(file), "--grid", "seed=1,2,3", "--out", str(out)])
+    result, _ = _sweep_tiny(runner, tmp_path, "seed=1,2,3")
     assert result.exit_code == 0, result.output
     assert seen.count("start") == 3 and seen.count("end") == 3
     followed = [seen[i + 1] for i, kind in enumerate(seen[:-1]) if kind == "end"]
@@ -384,10 +389,7 @@ def test_ctrl_c_while_the_trials_are_checked_writes_nothing(
 
     monkeypatch.setattr(warm, "prewarm", lambda *_: None)
     monkeypatch.setattr(plan, "plan", interrupted)
-    file = tmp_path / "exp.yaml"
-    file.write_text(TINY)
-    out = tmp_path / "sweep"
-    result = runner.invoke(app, ["sweep", str(file), "--grid", "seed=1,2", "--out", str(out)])
+    result, out = _sweep_tiny(runner, tmp_path, "seed=1,2")
     assert result.exit_code == 130, result.output
     assert "interrupted before the sweep folder was made; nothing was written" in result.output
     assert "Traceback" not in result.output
