@@ -9,6 +9,7 @@ the engine's functions are wrapped, not replaced.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
@@ -64,14 +65,14 @@ experiment.fit = around("fit", experiment.fit)
 experiment.write_plots = around("plots", experiment.write_plots)
 RunFolderLogger.epoch = counted(RunFolderLogger.epoch)  # type: ignore[method-assign]
 
+
+def record() -> None:
+    """As the command ends (run ends the process itself, once the atexit handlers ran)."""
+    marks["main_end"] = time.time() - T0
+    marks["sink_writes"] = writes[0]
+    Path(os.environ["NNCLI_BENCH_PHASES"]).write_text(json.dumps(marks), encoding="utf-8")
+
+
+atexit.register(record)
 sys.argv = ["nncli", "train", *sys.argv[1:]]
-try:
-    nncli.cli.app.main()
-except SystemExit as exc:
-    code = exc.code
-else:
-    code = 0
-marks["main_end"] = time.time() - T0
-marks["sink_writes"] = writes[0]
-Path(os.environ["NNCLI_BENCH_PHASES"]).write_text(json.dumps(marks), encoding="utf-8")
-sys.exit(code)
+nncli.cli.app.run()  # as the nncli command does

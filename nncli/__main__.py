@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from nncli.cli.app import main
+from nncli.cli.app import run
 
-main()
+run()

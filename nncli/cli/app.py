@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -87,3 +87,16 @@ def main() -> None:
         # the process ends here: spare it the final collection of the objects torch and
         # matplotlib built (0.3-0.8 s of `nncli train`'s wall time; see bench/)
         gc.freeze()
+
+
+def run() -> NoReturn:
+    """The `nncli` command (and `python -m nncli`): `main`, then the process ends without
+    the interpreter's teardown (distributed.exit_now), which freed torch's objects one by
+    one for 0.2-0.4 s after every command that imported it."""
+    from nncli.engine import distributed
+
+    try:
+        main()
+    except SystemExit as exc:
+        distributed.exit_now(exc.code)
+    distributed.exit_now(0)  # (click's standalone main always raises SystemExit)

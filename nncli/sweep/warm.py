@@ -251,6 +251,7 @@ def _trial_main(args: list[str], log: str, env: dict[str, str]) -> None:
     # what the server imported lives as long as the trial: no collection walks it again
     # (which would also copy every page of it into this process)
     gc.freeze()
+    atexit.unregister(os._exit)  # the server's way out (detach_server): a trial ends as main says
     # Python's own Ctrl-C handler (the server, spawned with Ctrl-C ignored, hands that on)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.setsid()
