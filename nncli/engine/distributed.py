@@ -7,14 +7,11 @@ summed across ranks once per epoch; rank 0 alone creates and writes the run fold
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import os
 import subprocess
 import sys
-import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
 from nncli.errors import NncliError
 
@@ -82,30 +79,6 @@ def finish() -> None:
 
     if dist.is_initialized():
         dist.destroy_process_group()
-
-
-def exit_now(code: int | str | None) -> NoReturn:
-    """End the process once its command is done (its files written and closed, a rank's
-    process group destroyed) as Python's own exit does, its non-daemon threads waited for
-    and its atexit handlers run (MLflow ends its run there), less the interpreter's
-    teardown: freeing torch's objects one by one took 0.2-0.4 s of every command that
-    imported it (`nncli train experiments/circles.yaml`: 3 s in all), and under
-    torch.distributed gloo's threads can abort a process whose work is complete there
-    (SIGABRT, "terminate called without an active exception"), for which torchrun fails the
-    whole job."""
-    getattr(threading, "_shutdown", lambda: None)()  # what Python's exit runs first, then:
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    with contextlib.suppress(Exception):  # C stdio too: what gloo or NCCL printed
-        import ctypes
-
-        ctypes.CDLL(None).fflush(None)
-    if isinstance(code, str):  # sys.exit("message") prints it and exits 1
-        print(code, file=sys.stderr, flush=True)
-        code = 1
-    os._exit(code or 0)
 
 
 def all_sum(values: torch.Tensor) -> torch.Tensor:

@@ -1,5 +1,5 @@
 """What `nncli train` spends before and after its epochs: a whole process of it, in a fresh
-interpreter, as a shell starts it."""
+interpreter, as a shell starts it; and how every command's process ends (exit_now)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,3 +59,35 @@ def test_train_neither_walks_torchs_objects_again_nor_imports_pyplot(
         "f1.png",
         "loss.png",
     ]
+
+
+@pytest.mark.parametrize(("code", "rc", "stderr"), [(None, 0, ""), (3, 3, ""), ("bad", 1, "bad\n")])
+def test_a_rank_ends_with_its_exit_code_and_its_output_flushed(
+    code: int | str | None, rc: int, stderr: str
+) -> None:
+    script = (
+        "import sys\n"
+        "from nncli.cli.app import exit_now\n"
+        "sys.stdout.write('written, not yet flushed')\n"
+        f"exit_now({code!r})\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (rc, "written, not yet flushed", stderr)
+
+
+def test_the_process_ends_as_pythons_exit_does_less_the_teardown() -> None:
+    # every command ends through exit_now: its threads are waited for and its atexit
+    # handlers run (MLflow ends its run there) before the process goes
+    script = (
+        "import atexit, sys, threading, time\n"
+        "from nncli.cli.app import exit_now\n"
+        "atexit.register(lambda: print('handler ran', flush=True))\n"
+        "threading.Thread(target=lambda: (time.sleep(0.2), print('thread done'))).start()\n"
+        "exit_now(3)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (3, "thread done\nhandler ran\n", "")

@@ -147,38 +147,6 @@ def test_resume_under_torchrun_extends_the_run(write: Callable[..., Path], tmp_p
     assert len(list(tmp_path.iterdir())) == 2  # the spec file and the one run folder
 
 
-@pytest.mark.parametrize(("code", "rc", "stderr"), [(None, 0, ""), (3, 3, ""), ("bad", 1, "bad\n")])
-def test_a_rank_ends_with_its_exit_code_and_its_output_flushed(
-    code: int | str | None, rc: int, stderr: str
-) -> None:
-    script = (
-        "import sys\n"
-        "from nncli.engine.distributed import exit_now\n"
-        "sys.stdout.write('written, not yet flushed')\n"
-        f"exit_now({code!r})\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60
-    )
-    assert (done.returncode, done.stdout, done.stderr) == (rc, "written, not yet flushed", stderr)
-
-
-def test_the_process_ends_as_pythons_exit_does_less_the_teardown() -> None:
-    # every command ends through exit_now: its threads are waited for and its atexit
-    # handlers run (MLflow ends its run there) before the process goes
-    script = (
-        "import atexit, sys, threading, time\n"
-        "from nncli.engine.distributed import exit_now\n"
-        "atexit.register(lambda: print('handler ran', flush=True))\n"
-        "threading.Thread(target=lambda: (time.sleep(0.2), print('thread done'))).start()\n"
-        "exit_now(3)\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60
-    )
-    assert (done.returncode, done.stdout, done.stderr) == (3, "thread done\nhandler ran\n", "")
-
-
 def test_a_half_set_torchrun_environment_is_named(tmp_path: Path) -> None:
     half = {"WORLD_SIZE": "2"}  # as if torchrun had set one variable of three
     version = nncli("--version", env=half)
