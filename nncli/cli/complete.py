@@ -6,9 +6,10 @@ from __future__ import annotations
 import types
 import typing
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel
+if TYPE_CHECKING:  # pydantic loads only when completion asks for keys, not for --help
+    from pydantic import BaseModel
 
 RUNS_DIR = Path("runs")
 
@@ -56,6 +57,8 @@ def _models(annotation: Any) -> list[type[BaseModel]]:
         annotation = get_args(annotation)[0]
     if get_origin(annotation) in (Union, types.UnionType):
         return [m for a in get_args(annotation) for m in _models(a)]
+    from pydantic import BaseModel
+
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     return []

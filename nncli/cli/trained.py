@@ -7,7 +7,7 @@ import math
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,9 +22,11 @@ from nncli.cli.common import (
     user_errors,
 )
 from nncli.errors import NncliError
-from nncli.registry import Params
 from nncli.tables import Format, render
 from nncli.trained.export import ModelFormat
+
+if TYPE_CHECKING:  # the registries load pydantic, which --help does without
+    from nncli.registry import Params
 
 
 class SplitChoice(str, Enum):

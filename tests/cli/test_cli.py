@@ -57,6 +57,22 @@ def test_help_and_validate_do_not_import_torch(tiny: Path) -> None:
     assert "HEAVY []" in out.stdout, out.stdout + out.stderr
 
 
+def test_help_loads_no_pydantic() -> None:
+    """`nncli --help` answers from typer and rich alone: pydantic's import (60-90 ms) was a
+    third of its time. (A command's own --help loads it anyway: typer 0.29 checks each
+    option's value with pydantic.)"""
+    code = (
+        "import sys\n"
+        "from nncli.cli.app import main\n"
+        "sys.argv = ['nncli', '--help']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(m for m in ('torch', 'pydantic', 'yaml') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout, out.stdout + out.stderr
+
+
 def test_python_dash_m_works() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "nncli", "--help"], capture_output=True, text=True, check=False
