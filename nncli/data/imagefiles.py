@@ -59,16 +59,18 @@ def image_files(folder: Path, extensions: Iterable[str]) -> list[Path]:
     return [Path(path) for path in found]
 
 
-def decode(path: Path, size: tuple[int, int], crop: str, channels: int) -> NDArray[np.uint8]:
+def decode(path: str | Path, size: tuple[int, int], crop: str, channels: int) -> NDArray[np.uint8]:
     """One image file as (channels, height, width) bytes: EXIF orientation applied, converted
     to grayscale or RGB, the middle cut to `size`'s shape (`crop: center`), resized.
-    OSError or ValueError where the file is no readable image."""
+    OSError or ValueError where the file is no readable image. Each step works on the
+    decoded image itself where it changes nothing (no copy: a fifth of a small PNG's time)."""
     import warnings
 
     import numpy as np
     from PIL import Image, ImageOps
 
     height, width = size
+    mode = "L" if channels == 1 else "RGB"
     try:
         regular_size(path, str(path))  # a pipe or a device named in an index: never opened
     except FileProblem as exc:
@@ -79,18 +81,19 @@ def decode(path: Path, size: tuple[int, int], crop: str, channels: int) -> NDArr
         try:
             with Image.open(path) as opened:
                 opened.load()  # a truncated file fails here, not later
-                image = ImageOps.exif_transpose(opened)
-                image = image.convert("L" if channels == 1 else "RGB")
+                ImageOps.exif_transpose(opened, in_place=True)
+                image = opened if opened.mode == mode else opened.convert(mode)
+                if crop == "center":
+                    w, h = image.size
+                    keep_w = min(w, round(h * width / height))
+                    keep_h = min(h, round(w * height / width))
+                    left, top = (w - keep_w) // 2, (h - keep_h) // 2
+                    image = image.crop((left, top, left + keep_w, top + keep_h))
+                if image.size != (width, height):
+                    image = image.resize((width, height), Image.Resampling.BILINEAR)
+                pixels = np.asarray(image, dtype=np.uint8)  # before the file closes
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
             raise ValueError(f"too large ({exc})") from None
-    if crop == "center":
-        w, h = image.size
-        keep_w, keep_h = min(w, round(h * width / height)), min(h, round(w * height / width))
-        left, top = (w - keep_w) // 2, (h - keep_h) // 2
-        image = image.crop((left, top, left + keep_w, top + keep_h))
-    if image.size != (width, height):
-        image = image.resize((width, height), Image.Resampling.BILINEAR)
-    pixels = np.asarray(image, dtype=np.uint8)
     return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
 
 
@@ -167,7 +170,7 @@ class ImageFiles(DiskSource):
 
         out = np.empty((len(rows), math.prod(self.shape[1:])), np.float32)
         for i, row in enumerate(rows.tolist()):
-            path = Path(self.files[row])
+            path = self.files[row]
             try:
                 out[i] = decode(path, self.side, self.crop, self.channels).reshape(-1)
             except (OSError, ValueError, SyntaxError) as exc:
