@@ -184,6 +184,7 @@ def _run_training(
     diverged (exit 3), anything unexpected marks it failed (exit 1). `resuming` is the
     folder a resume continues; `exp` the experiment file trained, whose keys errors name.
     """
+    from nncli import progress
     from nncli.engine import distributed
     from nncli.errors import RunDiverged, RunPruned
     from nncli.loggers.console import ConsoleLogger
@@ -199,7 +200,7 @@ def _run_training(
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     run = None
     try:
-        with user_errors(exp):
+        with user_errors(exp), progress.shown(None if quiet else err):
             try:
                 run, _ = start(console)
             except NncliError:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from nncli.data.npy import DiskSource
 from nncli.errors import NncliError
 from nncli.inputs import FileProblem, check_memory, regular_size
+from nncli.progress import counted
 
 if TYPE_CHECKING:
     import numpy as np
@@ -121,7 +122,7 @@ def peek(path: Path) -> None:
 def peek_all(files: list[Path]) -> list[tuple[Path, str]]:
     """The files whose header cannot be read (`peek`), with why."""
     bad: list[tuple[Path, str]] = []
-    for file in files:
+    for file in counted(files, "checking images"):
         try:
             peek(file)
         except (OSError, ValueError, SyntaxError) as exc:
@@ -197,7 +198,7 @@ def decode_all(
     )
     out = np.zeros(shape, dtype=np.uint8)
     bad: list[tuple[Path, str]] = []
-    for i, file in enumerate(files):
+    for i, file in enumerate(counted(files, "decoding images")):
         try:
             out[i] = decode(file, size, crop, channels)
         except (OSError, ValueError, SyntaxError) as exc:  # PIL raises SyntaxError on some

@@ -1,0 +1,88 @@
+"""Progress of long data work: a bar on a terminal, nothing in a pipe, a log or with -q."""
+
+from __future__ import annotations
+
+import io
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from test_images import write_folder
+
+from nncli import progress
+
+
+def console(terminal: bool, quiet: bool = False) -> tuple[Console, io.StringIO]:
+    text = io.StringIO()
+    return Console(file=text, force_terminal=terminal, width=100, quiet=quiet), text
+
+
+def test_a_bar_counts_the_items_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(progress, "SHOW_AFTER_S", 0.0)
+    shown, text = console(terminal=True)
+    with progress.shown(shown):
+        items = list(progress.counted(list(range(300)), "decoding images"))
+    assert items == list(range(300))
+    assert "decoding images" in text.getvalue()
+    assert "/300" in text.getvalue()
+
+
+@pytest.mark.parametrize(("terminal", "quiet"), [(False, False), (True, True)])
+def test_no_bar_in_a_pipe_or_when_quiet(
+    monkeypatch: pytest.MonkeyPatch, terminal: bool, quiet: bool
+) -> None:
+    monkeypatch.setattr(progress, "SHOW_AFTER_S", 0.0)
+    shown, text = console(terminal, quiet)
+    with progress.shown(shown):
+        assert list(progress.counted(list(range(300)), "decoding images")) == list(range(300))
+    assert text.getvalue() == ""
+
+
+def test_short_work_shows_no_bar() -> None:
+    shown, text = console(terminal=True)
+    with progress.shown(shown):
+        assert len(list(progress.counted(list(range(300)), "decoding images"))) == 300
+    assert text.getvalue() == ""  # done well within SHOW_AFTER_S
+
+
+def train_in_a_terminal(tmp_path: Path, *extra: str) -> str:
+    """`nncli train` on a folder of 200 images with stdout and stderr a terminal (a bar is
+    shown at once); what the terminal received."""
+    folder = write_folder(tmp_path / "images", n=200, side=8)
+    file = tmp_path / "e.yaml"
+    file.write_text(
+        f"data: {{source: images, path: {folder}, size: [8, 8], split: {{test: 0.0}}}}\n"
+        "model: {layers: [flatten, dense: 2]}\nloss: cross_entropy\n"
+        "optimizer: {name: sgd, lr: 0.1}\ntrain: {epochs: 1, batch_size: 50}\n"
+    )
+    script = (
+        "import sys\nfrom nncli import progress\nprogress.SHOW_AFTER_S = 0.0\n"
+        f"sys.argv = ['nncli', 'train', {str(file)!r}, '--runs-dir', {str(tmp_path)!r}, "
+        f"*{list(extra)!r}]\nfrom nncli.cli.app import main\nmain()\n"
+    )
+    main, tty = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=tty, stderr=tty)
+    os.close(tty)
+    received = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the terminal's other side is closed: the process is done
+            break
+        if not chunk:
+            break
+        received += chunk
+    os.close(main)
+    assert proc.wait(timeout=120) == 0, received.decode(errors="replace")
+    return received.decode(errors="replace")
+
+
+def test_train_shows_the_decoding_on_a_terminal_and_not_with_quiet(tmp_path: Path) -> None:
+    shown = train_in_a_terminal(tmp_path / "a")
+    assert "decoding images" in shown
+    assert "/200" in shown
+    assert "decoding images" not in train_in_a_terminal(tmp_path / "b", "-q")
