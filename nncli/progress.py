@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 SHOW_AFTER_S = 1.0  # shorter work shows no bar (it would only flicker)
-EVERY = 64  # items between two looks at the clock and updates of the bar
+UPDATE_S = 0.1  # between two updates of the count (the bar redraws 10 times a second)
 
 _console: list[Console | None] = [None]  # where bars go now (`shown`)
 
@@ -48,25 +48,30 @@ def counted(items: Sequence[T], what: str) -> Iterator[T]:
         TimeElapsedColumn,
     )
 
-    began = time.monotonic()
+    began = updated = time.monotonic()
     bar: Progress | None = None
     task = TaskID(0)
     try:
         for i, item in enumerate(items):
-            if i % EVERY == 0 and i:
-                if bar is not None:
+            # the clock every item (60 ns, against 20 us and more to decode or check one):
+            # a folder of large photos, 0.1-0.3 s each, shows its bar a second in too
+            now = time.monotonic()
+            if bar is not None:
+                if now - updated >= UPDATE_S:
                     bar.update(task, completed=i)
-                elif time.monotonic() - began >= SHOW_AFTER_S:
-                    bar = Progress(
-                        TextColumn("{task.description}"),
-                        BarColumn(),
-                        MofNCompleteColumn(),
-                        TimeElapsedColumn(),
-                        console=console,
-                        transient=True,
-                    )
-                    bar.start()
-                    task = bar.add_task(what, total=len(items), completed=i)
+                    updated = now
+            elif i and now - began >= SHOW_AFTER_S:
+                bar = Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    console=console,
+                    transient=True,
+                )
+                bar.start()
+                task = bar.add_task(what, total=len(items), completed=i)
+                updated = now
             yield item
     finally:
         if bar is not None:

@@ -8,6 +8,7 @@ import pty
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from rich.console import Console
@@ -47,6 +48,21 @@ def test_short_work_shows_no_bar() -> None:
     with progress.shown(shown):
         assert len(list(progress.counted(list(range(300)), "decoding images"))) == 300
     assert text.getvalue() == ""  # done well within SHOW_AFTER_S
+
+
+def test_slow_items_show_the_bar_once_they_have_taken_show_after_s(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Large photos take 0.1-0.3 s each: the bar shows a second in, not after 64 of them."""
+    clock = [0.0]
+    monkeypatch.setattr(progress, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    for n, bar in ((4, False), (20, True)):  # items 0-3 take 1 s: the bar starts at item 4
+        shown, text = console(terminal=True)
+        with progress.shown(shown):
+            for _ in progress.counted(list(range(n)), "decoding images"):
+                clock[0] += 0.25
+        assert ("decoding images" in text.getvalue()) is bar, (n, text.getvalue())
+        assert (f"/{n}" in text.getvalue()) is bar, (n, text.getvalue())
 
 
 def train_in_a_terminal(tmp_path: Path, *extra: str) -> str:
