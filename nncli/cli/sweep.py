@@ -393,5 +393,6 @@ def _sweep_event(event: Event) -> None:
         parts.append(f"{trial.metric} {trial.value:.4g}")
     parts.append(f"{trial.duration_s:.1f}s")
     if trial.status in ("failed", "diverged"):
-        parts.append(f"exit {trial.exit_code}: {escape(trial.error or '')}  (log: {event.log})")
+        code = "" if trial.exit_code is None else f"exit {trial.exit_code}: "  # None: lost
+        parts.append(f"{code}{escape(trial.error or '')}  (log: {event.log})")
     err.print("  ".join(parts), markup=True, soft_wrap=True, highlight=False)

@@ -327,6 +327,7 @@ def _start(
 def _finish(sweep: Sweep, child: _Child) -> None:
     """Record how a trial's process ended, from its run folder where it has one."""
     trial, code = child.trial, child.proc.wait()
+    lost = warm.exit_lost(child.proc)  # its exit code too: its run folder says how it ended
     with child.log.open("rb") as f:
         f.seek(child.offset)
         output = f.read().decode("utf-8", errors="replace")
@@ -338,24 +339,27 @@ def _finish(sweep: Sweep, child: _Child) -> None:
     status = info.status if info is not None else None
     if status not in ("completed", "diverged", "pruned"):
         # a resume refused (exit 2) leaves its run as it was: the attempt failed all the same
-        stopped = child.stopped or code in (EXIT_INTERRUPTED, EXIT_TERMINATED, -2, -15)
-        status = "interrupted" if stopped else "failed"
-    trial.status, trial.exit_code, trial.pid = status, code, None
+        known = not lost and code in (EXIT_INTERRUPTED, EXIT_TERMINATED, -2, -15)
+        status = "interrupted" if child.stopped or known else "failed"
+    trial.status, trial.exit_code, trial.pid = status, None if lost else code, None
     trial.ended_at = now()
     trial.duration_s = round(time.monotonic() - child.started, 1)
     trial.metric, trial.value = metric_value(info, sweep.space.metric)
     if status == "interrupted":
         trial.error = "interrupted; --resume continues it"
     else:
-        trial.error = None if status in DONE else _error_text(output, code)
+        trial.error = None if status in DONE else _error_text(output, trial.exit_code)
 
 
-def _error_text(output: str, code: int) -> str:
-    """Why a trial did not complete, in a line: its error lines, else its last line."""
+def _error_text(output: str, code: int | None) -> str:
+    """Why a trial did not complete, in a line: its error lines, else its last line. `code`
+    None: the process's exit code was lost (warm.exit_lost)."""
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith(("error ", "internal error ", "diverged "))]
     if errors:
         text = "; ".join(line.removeprefix("error ") for line in errors)
+    elif code is None:
+        text = "its exit code was lost: the sweep's fork server ended (killed?) while it ran"
     elif code < 0:
         text = f"killed by signal {-code}"
     else:

@@ -24,6 +24,8 @@ from multiprocessing.context import ForkServerContext
 from pathlib import Path
 from typing import Literal, Protocol
 
+from nncli.sweep.forked import Forked
+
 Start = Literal["warm", "process"]
 PRELOAD = "nncli.sweep.preload"  # what the fork server imports for every sweep
 PRELOAD_ENV = "NNCLI_SWEEP_PRELOAD"  # where the trials come from, for the server (prewarm)
@@ -57,12 +59,7 @@ def start(
     stderr appended to `log`, with the environment `env`; a fresh process inherits the
     descriptors `keep` (the trial's claim; a forked one takes it from `env`)."""
     if how == "warm" and can_fork():
-        _start_server()
-        child = _fork_server().Process(
-            target=_trial_main, args=(list(args), str(log), env), name="nncli trial"
-        )
-        child.start()
-        return _Forked(child)
+        return _fork(list(args), log, env)
     with log.open("a", encoding="utf-8") as f:
         return subprocess.Popen(
             [sys.executable, "-m", "nncli", *args],
@@ -205,12 +202,37 @@ def _entry_imports(values: object) -> set[str]:
 def wait_any(procs: Sequence[TrialProcess], timeout: float) -> None:
     """Return when one of `procs` ends, or after `timeout` seconds: a forked trial is
     waited on by its sentinel (the sweep starts the next trial as soon as one ends); where
-    any is a fresh process, this sleeps."""
-    sentinels = [p.sentinel for p in procs if isinstance(p, _Forked)]
-    if sentinels and len(sentinels) == len(procs):
-        connection.wait(sentinels, timeout)
+    any is a fresh process, or a forked one lost its server on a system without pidfd,
+    this sleeps."""
+    sentinels = [p.sentinel for p in procs if isinstance(p, Forked)]
+    if sentinels and len(sentinels) == len(procs) and None not in sentinels:
+        connection.wait([s for s in sentinels if s is not None], timeout)
     else:
         time.sleep(timeout)
+
+
+def exit_lost(proc: TrialProcess) -> bool:
+    """Whether `proc` is a forked trial whose exit code was lost with its fork server (its
+    poll and wait then say 255, as multiprocessing does): its run folder says how it
+    ended."""
+    return isinstance(proc, Forked) and proc.lost
+
+
+def _fork(args: list[str], log: Path, env: dict[str, str]) -> Forked:
+    _start_server()
+    child = _fork_server().Process(
+        target=_trial_main, args=(args, str(log), env), name="nncli trial"
+    )
+    child.start()
+    return Forked(child, _server_pid())
+
+
+def _server_pid() -> int | None:
+    """The pid of this process's fork server (multiprocessing keeps it, unpublished)."""
+    from multiprocessing import forkserver
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    return pid if isinstance(pid, int) else None
 
 
 def _start_server() -> None:
@@ -273,36 +295,3 @@ def _trial_main(args: list[str], log: str, env: dict[str, str]) -> None:
     from nncli.cli.app import main
 
     main()
-
-
-class _Forked:
-    """A forked trial, with subprocess.Popen's methods."""
-
-    def __init__(self, process: multiprocessing.process.BaseProcess) -> None:
-        self.process = process
-
-    @property
-    def pid(self) -> int:
-        assert self.process.pid is not None  # started
-        return self.process.pid
-
-    @property
-    def sentinel(self) -> int:
-        """A descriptor that becomes ready when the process ends."""
-        return self.process.sentinel
-
-    def poll(self) -> int | None:
-        return self.process.exitcode
-
-    def wait(self, timeout: float | None = None) -> int:
-        self.process.join(timeout)
-        code = self.process.exitcode
-        if code is None:
-            raise subprocess.TimeoutExpired(f"trial {self.pid}", timeout or 0)
-        return code
-
-    def terminate(self) -> None:
-        self.process.terminate()
-
-    def kill(self) -> None:
-        self.process.kill()

@@ -23,6 +23,7 @@ from nncli.cli.app import app
 from nncli.engine.distributed import PLOTS_ENV
 from nncli.errors import NncliError
 from nncli.sweep import plan, warm
+from nncli.sweep.forked import Forked
 from nncli.sweep.space import Options
 from nncli.sweep.state import create
 
@@ -223,7 +224,7 @@ def test_waiting_ends_when_a_forked_trial_ends() -> None:
     child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(0.2,))
     child.start()
     began = time.monotonic()
-    warm.wait_any([warm._Forked(child)], timeout=60)
+    warm.wait_any([Forked(child)], timeout=60)
     waited = time.monotonic() - began
     child.join(5)
     assert child.exitcode == 0 and 0.1 < waited < 30  # its end, not the timeout
