@@ -219,6 +219,16 @@ def exit_lost(proc: TrialProcess) -> bool:
 
 
 def _fork(args: list[str], log: Path, env: dict[str, str]) -> Forked:
+    """Fork a trial from the server; where the server dies as it takes the trial (EOFError
+    reading the trial's pid, or its socket refused), once more from a fresh one
+    (ensure_running starts another where the last has ended)."""
+    try:
+        return _fork_once(args, log, env)
+    except (EOFError, OSError):
+        return _fork_once(args, log, env)
+
+
+def _fork_once(args: list[str], log: Path, env: dict[str, str]) -> Forked:
     _start_server()
     child = _fork_server().Process(
         target=_trial_main, args=(args, str(log), env), name="nncli trial"

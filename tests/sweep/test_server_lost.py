@@ -1,6 +1,6 @@
 """A warm sweep whose fork server dies (the OOM killer, `kill -9`) while its trials run: the
 trials live on, and the sweep watches them by their pid to their end, recording how their run
-folders ended."""
+folders ended; a trial being started as the server dies is started again on a fresh one."""
 
 from __future__ import annotations
 
@@ -128,6 +128,35 @@ def _kill_server() -> int:
     died = os.WEXITED | os.WNOHANG | os.WNOWAIT
     wait_for(lambda: os.waitid(os.P_PID, pid, died) is not None, "the server to die", 10)
     return pid
+
+
+def test_a_server_that_dies_as_it_takes_a_trial_is_replaced(
+    started: list[int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the server dies once it has the request, before it answers with the trial's pid: the
+    # sweep used to stop there, "Aborted!" (EOFError), with the trial marked running
+    connect, calls, unread = forkserver.connect_to_new_process, [], []
+
+    def dying(fds: list[int]) -> tuple[int, int]:
+        calls.append(_server_pid())
+        if len(calls) > 1:
+            return connect(fds)
+        _kill_server()
+        answer, answered = os.pipe()
+        os.close(answered)  # what the dead server will write: nothing, EOF
+        request, requested = os.pipe()
+        unread.append(request)
+        return answer, requested
+
+    monkeypatch.setattr(forkserver, "connect_to_new_process", dying)
+    log = tmp_path / "trial.log"
+    proc = warm.start("warm", ["--version"], log, {})
+    started.append(proc.pid)
+    for fd in unread:
+        os.close(fd)
+    assert proc.wait(60) == 0 and not warm.exit_lost(proc)
+    assert log.read_text() == "nncli 0.1.0\n"
+    assert len(calls) == 2 and calls[0] != calls[1]  # a fresh server forked the trial
 
 
 def test_a_trial_whose_server_dies_is_watched_and_stopped_by_its_pid(
