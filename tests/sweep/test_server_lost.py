@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from multiprocessing import forkserver
 from pathlib import Path
 
@@ -55,14 +56,16 @@ def _is_trial(pid: int) -> bool:
         return False
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds the server in /proc")
-def test_trials_whose_fork_server_is_killed_are_watched_to_their_end(tmp_path: Path) -> None:
+@contextmanager
+def _server_killed(tmp_path: Path, epochs: int) -> Iterator[tuple[subprocess.Popen[str], Path]]:
+    """A sweep of two trials of `epochs` epochs, two at once, in tmp_path/sweep, whose fork
+    server is SIGKILLed while both train; the trials' pids are checked gone once the
+    sweep has returned (and killed, where the sweep left them behind)."""
     exp = tmp_path / "exp.yaml"
     exp.write_text(BASE)
     out = tmp_path / "sweep"
-    command = [sys.executable, "-m", "nncli", "sweep", str(exp), "--out", str(out)]
-    command += ["--grid", "optimizer.lr=0.1,0.05", "--grid", "train.epochs=700", "--jobs", "2"]
+    command = [sys.executable, "-m", "nncli", "sweep", str(exp), "--out", str(out), "--jobs", "2"]
+    command += ["--grid", "optimizer.lr=0.1,0.05", "--grid", f"train.epochs={epochs}"]
     sweep = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     pids: list[int] = []
     try:
@@ -77,24 +80,53 @@ def test_trials_whose_fork_server_is_killed_are_watched_to_their_end(tmp_path: P
         pids = [t["pid"] for t in sweep_json(out)["trials"]]
         assert all(_is_trial(p) for p in pids)
         os.kill(servers[0], signal.SIGKILL)
-        _, stderr = sweep.communicate(timeout=300)
-        assert sweep.returncode == 0, stderr
+        wait_for(lambda: not _cmdline(servers[0]), "the server to die", timeout=10)  # a zombie
+        yield sweep, out
+        assert sweep.returncode is not None
         # the sweep returned after its trials: none is left training unwatched
         assert not [p for p in pids if _is_trial(p)]
-        trials = sweep_json(out)["trials"]
-        assert [t["status"] for t in trials] == ["completed", "completed"], trials
-        assert all(t["value"] is not None and t["error"] is None for t in trials), trials
-        assert sweep_json(out)["status"] == "completed"
-        for trial in trials:
-            info = json.loads((out / trial["run"] / "run.json").read_text())
-            assert info["status"] == "completed" and info["epochs_done"] == 700
-        assert "exit 255" not in stderr and stderr.count("completed") >= 2, stderr
     finally:
-        sweep.kill()
-        sweep.communicate()
         for pid in pids:  # a trial the sweep left behind (the defect): not into later tests
             if _is_trial(pid):
                 os.kill(pid, signal.SIGKILL)
+        sweep.kill()
+        sweep.communicate()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds the server in /proc")
+def test_trials_whose_fork_server_is_killed_are_watched_to_their_end(tmp_path: Path) -> None:
+    with _server_killed(tmp_path, 700) as (sweep, out):
+        _, stderr = sweep.communicate(timeout=300)
+        assert sweep.returncode == 0, stderr
+    trials = sweep_json(out)["trials"]
+    assert [t["status"] for t in trials] == ["completed", "completed"], trials
+    assert all(t["value"] is not None and t["error"] is None for t in trials), trials
+    assert sweep_json(out)["status"] == "completed"
+    for trial in trials:
+        info = json.loads((out / trial["run"] / "run.json").read_text())
+        assert info["status"] == "completed" and info["epochs_done"] == 700
+    assert "exit 255" not in stderr and stderr.count("completed") >= 2, stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds the server in /proc")
+def test_ctrl_c_stops_trials_whose_fork_server_is_gone(tmp_path: Path) -> None:
+    # the sweep signals them itself (multiprocessing no longer does, once it said 255)
+    with _server_killed(tmp_path, 20000) as (sweep, out):
+        time.sleep(0.5)  # the sweep has seen the server's end (it looks every 50 ms)
+        os.kill(sweep.pid, signal.SIGINT)
+        # its return code first: its stderr stays open while a trial left behind runs (each
+        # holds multiprocessing's resource tracker, which holds the sweep's stderr)
+        assert sweep.wait(timeout=120) == 130
+        _, stderr = sweep.communicate(timeout=60)
+        assert "stopping the running trials (1, 2)" in stderr, stderr
+    trials = sweep_json(out)["trials"]
+    assert [t["status"] for t in trials] == ["interrupted", "interrupted"], trials
+    assert sweep_json(out)["status"] == "interrupted"
+    for trial in trials:
+        info = json.loads((out / trial["run"] / "run.json").read_text())
+        assert info["status"] == "interrupted" and 5 <= info["epochs_done"] < 20000
 
 
 @pytest.fixture
