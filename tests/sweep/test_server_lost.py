@@ -4,7 +4,9 @@ folders ended; a trial being started as the server dies is started again on a fr
 
 from __future__ import annotations
 
+import errno
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -191,9 +193,16 @@ def test_a_server_that_dies_as_it_takes_a_trial_is_replaced(
     assert len(calls) == 2 and calls[0] != calls[1]  # a fresh server forked the trial
 
 
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "polled"])
 def test_a_trial_whose_server_dies_is_watched_and_stopped_by_its_pid(
-    started: list[int], tmp_path: Path
+    started: list[int], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pidfd: bool
 ) -> None:
+    if not pidfd:  # macOS, or a Linux kernel before 5.3
+
+        def missing(pid: int, flags: int = 0) -> int:
+            raise OSError(errno.ENOSYS, "Function not implemented")
+
+        monkeypatch.setattr(os, "pidfd_open", missing)
     # the trial blocks as it opens its claim, a FIFO no one writes, until it is stopped
     claim = tmp_path / "claim"
     os.mkfifo(claim)
@@ -203,6 +212,7 @@ def test_a_trial_whose_server_dies_is_watched_and_stopped_by_its_pid(
     wait_for(lambda: _is_trial(proc.pid), "the trial's own session", timeout=30)
     _kill_server()
     wait_for(lambda: proc.poll() is None and proc.lost, "the trial watched by its pid", 10)
+    assert (proc._pidfd is not None) == pidfd
     # waiting on it waits (the dead server's sentinel reads EOF at once, forever)
     began = time.monotonic()
     warm.wait_any([proc], 0.3)
@@ -244,3 +254,11 @@ def test_a_lost_trial_that_ended_without_its_run_says_its_exit_code_was_lost(
     _sweep_event(Event("end", 2, trial, log=log))
     shown = capsys.readouterr().err
     assert f"failed  seed=1  {trial.duration_s:.1f}s  {lost}  (log: {log})" in shown, shown
+
+
+def test_a_trials_own_exit_255_is_kept() -> None:
+    # multiprocessing's 255 for a lost server is told from a trial's own: that one has ended
+    child = multiprocessing.get_context("fork").Process(target=os._exit, args=(255,))
+    child.start()
+    proc = Forked(child)
+    assert proc.wait(30) == 255 and not warm.exit_lost(proc)
