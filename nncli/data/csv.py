@@ -136,7 +136,8 @@ def one_hot(p: Table, name: str, values: set[str], file: Path) -> list[str]:
 def csv(p: Csv, seed: int, loss_target: LossTarget | None = None) -> Dataset:
     """A CSV table: a target column (or several) and feature columns (text is one-hot);
     streamed from an encoded cache file where it would not fit in memory (data.stream)."""
-    from nncli.data.tablestream import csv_values, stream_table
+    from nncli.data.tablechunks import csv_values
+    from nncli.data.tablestream import stream_table
 
     files = p.split_files()
     if streams(p, sum(csv_values(path, key) for path, key in files.values())):

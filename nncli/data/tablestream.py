@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -24,8 +23,9 @@ from nncli.data.labels import label_strings
 from nncli.data.npy import SOURCES
 from nncli.data.preprocess import Feature, encode, is_text, lines
 from nncli.data.tablecache import TableRows, cache_folder, hold, source_prefix, tidy
-from nncli.errors import NncliError, first_line
-from nncli.inputs import csv_errors, regular_size, size_text
+from nncli.data.tablechunks import chunks, table_columns
+from nncli.errors import NncliError
+from nncli.inputs import size_text
 from nncli.runs.lock import waited
 
 if TYPE_CHECKING:
@@ -33,73 +33,10 @@ if TYPE_CHECKING:
     import pandas as pd
     from numpy.typing import NDArray
 
-CHUNK_ROWS = 65_536  # a table's rows read (and encoded) at a time
-HEAD_BYTES = 2**20  # a CSV's rows are estimated from the lines in its first MB
 FORMAT = 1  # the cache's layout: a new one is a new key
 # a cache file (absolute, as np.memmap names it) -> what this process did with it, for the
 # console's data line (engine/batches.data_line)
 NOTES: dict[str, str] = {}
-
-
-def csv_values(path: Path, key: str) -> int:
-    """About how many cells a CSV holds (rows x columns), from its size and its first MB:
-    what `data.stream: auto` weighs (0 where it cannot be read: reading it says why)."""
-    size = regular_size(path, f"{key}: {path}")  # not a folder, a device or a pipe
-    try:
-        with path.open("rb") as f:
-            head = f.read(HEAD_BYTES)
-    except OSError:
-        return 0
-    rows = head.count(b"\n")
-    columns = head.split(b"\n", 1)[0].count(b",") + 1
-    return int(columns * max(rows, 1) * size / max(len(head), 1))
-
-
-def _columns(path: Path, key: str, is_parquet: bool) -> list[str]:
-    if is_parquet:
-        from nncli.data.parquet import parquet_columns
-
-        return parquet_columns(path, key)
-    return [str(c) for c in next(_csv_chunks(path, key, None, nrows=0)).columns]
-
-
-def _csv_chunks(
-    path: Path,
-    key: str,
-    columns: list[str] | None,
-    nrows: int | None = None,
-    text: Collection[str] = (),
-) -> Iterator[pd.DataFrame]:
-    """A CSV's rows, CHUNK_ROWS at a time, parsed by the reader `read_csv` uses (pandas' C
-    parser: the same numbers, the same cells read as missing); the columns `text` as text."""
-    import pandas as pd
-
-    regular_size(path, f"{key}: {path}")
-    with csv_errors(path, key):
-        if nrows == 0:
-            yield pd.read_csv(path, nrows=0)
-            return
-        dtype = dict.fromkeys(text, str)
-        with pd.read_csv(path, usecols=columns, chunksize=CHUNK_ROWS, dtype=dtype) as reader:
-            yield from reader
-
-
-def chunks(
-    path: Path, key: str, columns: list[str], is_parquet: bool, text: Collection[str] = ()
-) -> Iterator[pd.DataFrame]:
-    """The table's `columns`, CHUNK_ROWS rows at a time, as DataFrames; a CSV's columns
-    `text` read as text (a Parquet file's columns have one type throughout)."""
-    if not is_parquet:
-        yield from _csv_chunks(path, key, columns, text=text)
-        return
-    from nncli.data.parquet import open_parquet
-
-    file = open_parquet(path, key)
-    try:
-        for batch in file.iter_batches(batch_size=CHUNK_ROWS, columns=columns):
-            yield batch.to_pandas(ignore_metadata=True)  # a named index is a column
-    except (OSError, ValueError) as exc:
-        raise NncliError(f"{key}: {path} cannot be read as Parquet: {first_line(exc)}") from None
 
 
 @dataclass
@@ -206,7 +143,7 @@ def stream_table(
         )
     first, word = (1, "row") if is_parquet else (2, "line")
     where: Where = partial(lines, first=first, word=word)
-    columns = {name: _columns(path, key, is_parquet) for name, (path, key) in files.items()}
+    columns = {name: table_columns(path, key, is_parquet) for name, (path, key) in files.items()}
     names = input_columns(p, columns, files)
     before = _stats(files)  # compared after encoding: a file written meanwhile is refused
     found = survey(p, files, names, is_parquet)

@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nncli.cli.app import app
-from nncli.data import tablecache, tablestream
+from nncli.data import tablecache, tablechunks, tablestream
 
 EXPERIMENT = """\
 name: {name}
@@ -153,7 +153,7 @@ def test_streamed_missing_cells_are_refused_at_their_row_in_a_later_chunk(
     cache: Path,
     source: str,
 ) -> None:
-    monkeypatch.setattr(tablestream, "CHUNK_ROWS", 64)
+    monkeypatch.setattr(tablechunks, "CHUNK_ROWS", 64)
     frame = table()
     frame.loc[7, "b"] = 1.0
     frame.loc[[150, 151], "b"] = np.nan
@@ -175,7 +175,7 @@ def test_text_in_a_later_chunk_of_a_numeric_csv_column_makes_it_text_as_in_memor
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(tablestream, "CHUNK_ROWS", 64)
+    monkeypatch.setattr(tablechunks, "CHUNK_ROWS", 64)
     frame = table()
     frame["a"] = frame["a"].astype(object)
     frame.loc[300, "a"] = "n/a?"

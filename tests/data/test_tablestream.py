@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nncli.cli.app import app
-from nncli.data import tablecache, tablestream
+from nncli.data import tablecache, tablechunks, tablestream
 
 SPEC = """\
 name: t
@@ -77,7 +77,7 @@ def test_a_named_parquet_index_is_a_column_streamed_in_memory_and_in_predict(
 def test_a_csv_column_numeric_in_some_chunks_and_text_in_others_has_the_whole_files_categories(
     write: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(tablestream, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(tablechunks, "CHUNK_ROWS", 4)
     kind = ["1.0", "2.0", "1.0", "2.0", "abc", "2.0", "abc", "1.0"]
     label = ["up", "down"] * 4
     lines = [f"{k},{i / 4},{y}" for i, (k, y) in enumerate(zip(kind, label, strict=True))]
@@ -135,7 +135,7 @@ def test_a_text_column_of_too_many_values_is_refused_at_the_chunk_that_passes_th
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(tablestream, "CHUNK_ROWS", 100)
+    monkeypatch.setattr(tablechunks, "CHUNK_ROWS", 100)
     read = []
     chunks = tablestream.chunks
 
