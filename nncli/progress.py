@@ -1,17 +1,19 @@
 """Progress of long work before training starts (decoding a folder of images, checking
-their headers): a bar on the terminal that `shown` names (the CLI's stderr), once the work
-has taken SHOW_AFTER_S, gone when it ends. Nothing is shown elsewhere: not in a pipe, a
-CI log or a sweep trial's log, not with --quiet, not by a torchrun rank other than 0."""
+their headers, reading and encoding a streamed table): a bar on the terminal that `shown`
+names (the CLI's stderr), once the work has taken SHOW_AFTER_S, gone when it ends. Nothing
+is shown elsewhere: not in a pipe, a CI log or a sweep trial's log, not with --quiet, not
+by a torchrun rank other than 0."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.progress import Progress
 
 T = TypeVar("T")
 
@@ -35,44 +37,65 @@ def shown(console: Console | None) -> Iterator[None]:
 def counted(items: Sequence[T], what: str) -> Iterator[T]:
     """`items` in turn; where they take longer than SHOW_AFTER_S and the console `shown`
     named is a terminal, a bar: `what  ━━━━━  2,048/10,000  0:00:02`."""
+    with measured(what, len(items)) as advance:
+        for item in items:
+            yield item
+            advance(1)
+
+
+@contextmanager
+def measured(what: str, total: int | None, unit: str = "") -> Iterator[Callable[[int], None]]:
+    """A bar for work of `total` units (None: not known ahead; the bar then pulses beside
+    the count), advanced by calling what this gives with the units just done:
+    `what  ━━━━━  2,048/10,000 unit  0:00:02`."""
     console = _console[0]
     if console is None or console.quiet or not console.is_terminal:
-        yield from items
+        yield lambda done: None
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskID,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    began = updated = time.monotonic()
-    bar: Progress | None = None
-    task = TaskID(0)
+    bar = _Bar(console, what, total, unit)
     try:
-        for i, item in enumerate(items):
-            # the clock every item (60 ns, against 20 us and more to decode or check one):
-            # a folder of large photos, 0.1-0.3 s each, shows its bar a second in too
-            now = time.monotonic()
-            if bar is not None:
-                if now - updated >= UPDATE_S:
-                    bar.update(task, completed=i)
-                    updated = now
-            elif i and now - began >= SHOW_AFTER_S:
-                bar = Progress(
-                    TextColumn("{task.description}"),
-                    BarColumn(),
-                    MofNCompleteColumn(),
-                    TimeElapsedColumn(),
-                    console=console,
-                    transient=True,
-                )
-                bar.start()
-                task = bar.add_task(what, total=len(items), completed=i)
-                updated = now
-            yield item
+        yield bar.advance
     finally:
-        if bar is not None:
-            bar.stop()
+        bar.stop()
+
+
+class _Bar:
+    """A rich Progress with one task, started once the work has taken SHOW_AFTER_S."""
+
+    def __init__(self, console: Console, what: str, total: int | None, unit: str) -> None:
+        self.console, self.what, self.total, self.unit = console, what, total, unit
+        self.began = self.updated = time.monotonic()
+        self.done = 0
+        self.progress: Progress | None = None
+
+    def advance(self, done: int) -> None:
+        # the clock every call (60 ns, against 20 us and more to decode or check an image):
+        # a folder of large photos, 0.1-0.3 s each, shows its bar a second in too
+        self.done += done
+        now = time.monotonic()
+        if self.progress is not None:
+            if now - self.updated >= UPDATE_S:
+                self.progress.update(self.progress.task_ids[0], completed=self.done)
+                self.updated = now
+        elif now - self.began >= SHOW_AFTER_S and (self.total is None or self.done < self.total):
+            self._start()  # (work just finished shows none)
+            self.updated = now
+
+    def _start(self) -> None:
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        counts = "{task.completed:,.0f}" + ("" if self.total is None else "/{task.total:,.0f}")
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn(f"{counts} {self.unit}".rstrip(), style="progress.download"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.progress.start()
+        self.progress.add_task(self.what, total=self.total, completed=self.done)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()

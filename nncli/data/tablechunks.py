@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nncli.errors import NncliError, first_line
 from nncli.inputs import csv_errors, regular_size
+from nncli.progress import measured
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,16 +63,33 @@ def _csv_chunks(
 
 
 def chunks(
-    path: Path, key: str, columns: list[str], is_parquet: bool, text: Collection[str] = ()
+    path: Path,
+    key: str,
+    columns: list[str],
+    is_parquet: bool,
+    text: Collection[str] = (),
+    what: str = "reading",
+    rows: int | None = None,
 ) -> Iterator[pd.DataFrame]:
     """The table's `columns`, CHUNK_ROWS rows at a time, as DataFrames; a CSV's columns
-    `text` read as text (a Parquet file's columns have one type throughout)."""
-    if not is_parquet:
-        yield from _csv_chunks(path, key, columns, text=text)
-        return
-    from nncli.data.parquet import open_parquet
+    `text` read as text (a Parquet file's columns have one type throughout). A bar on the
+    terminal (nncli.progress) counts the rows: `what` and the file's name, out of `rows`
+    (a Parquet file says its own)."""
+    if is_parquet:
+        from nncli.data.parquet import open_parquet
 
-    file = open_parquet(path, key)
+        file = open_parquet(path, key)
+        read = _parquet_chunks(file, path, key, columns)
+        rows = file.metadata.num_rows
+    else:
+        read = _csv_chunks(path, key, columns, text=text)
+    with measured(f"{what} {path.name}", rows, "rows") as advance:
+        for chunk in read:
+            yield chunk
+            advance(len(chunk))
+
+
+def _parquet_chunks(file: Any, path: Path, key: str, columns: list[str]) -> Iterator[pd.DataFrame]:
     try:
         for batch in file.iter_batches(batch_size=CHUNK_ROWS, columns=columns):
             yield batch.to_pandas(ignore_metadata=True)  # a named index is a column

@@ -300,7 +300,8 @@ def _build(e: Encoding, target: Path) -> None:
             np.lib.format.write_array_header_1_0(out, header)
             for split_name, (path, key) in files.items():
                 done, text = 0, found.mixed.get(split_name, set())
-                for chunk in chunks(path, key, [f.name for f in features], e.is_parquet, text):
+                names, rows = [f.name for f in features], found.rows[split_name]
+                for chunk in chunks(path, key, names, e.is_parquet, text, "encoding", rows):
                     where = partial(lines, first=e.first + done, word=e.word)
                     x: NDArray[Any] = encode(
                         chunk, features, e.p.fill, str(path), where, "mean (or zero)"

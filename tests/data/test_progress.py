@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
+import pandas as pd
 import pytest
 from rich.console import Console
 from test_images import write_folder
@@ -65,23 +67,23 @@ def test_slow_items_show_the_bar_once_they_have_taken_show_after_s(
         assert (f"/{n}" in text.getvalue()) is bar, (n, text.getvalue())
 
 
-def train_in_a_terminal(tmp_path: Path, *extra: str) -> str:
-    """`nncli train` on a folder of 200 images with stdout and stderr a terminal (a bar is
-    shown at once); what the terminal received."""
-    folder = write_folder(tmp_path / "images", n=200, side=8)
+def train_in_a_terminal(tmp_path: Path, data: str, *extra: str, setup: str = "") -> str:
+    """`nncli train` on `data` (the data section) with stdout and stderr a terminal (a bar
+    is shown at once; `setup` runs first); what the terminal received."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     file = tmp_path / "e.yaml"
     file.write_text(
-        f"data: {{source: images, path: {folder}, size: [8, 8], split: {{test: 0.0}}}}\n"
-        "model: {layers: [flatten, dense: 2]}\nloss: cross_entropy\n"
+        f"data: {data}\nmodel: {{layers: [flatten, dense: 2]}}\nloss: cross_entropy\n"
         "optimizer: {name: sgd, lr: 0.1}\ntrain: {epochs: 1, batch_size: 50}\n"
     )
     script = (
-        "import sys\nfrom nncli import progress\nprogress.SHOW_AFTER_S = 0.0\n"
+        f"import sys\nfrom nncli import progress\nprogress.SHOW_AFTER_S = 0.0\n{setup}\n"
         f"sys.argv = ['nncli', 'train', {str(file)!r}, '--runs-dir', {str(tmp_path)!r}, "
         f"*{list(extra)!r}]\nfrom nncli.cli.app import main\nmain()\n"
     )
     main, tty = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=tty, stderr=tty)
+    env = dict(os.environ, NNCLI_CACHE=str(tmp_path / "cache"))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=tty, stderr=tty, env=env)
     os.close(tty)
     received = b""
     while True:
@@ -97,8 +99,37 @@ def train_in_a_terminal(tmp_path: Path, *extra: str) -> str:
     return received.decode(errors="replace")
 
 
+def images_in_a_terminal(tmp_path: Path, *extra: str) -> str:
+    """`train_in_a_terminal` on a folder of 200 images."""
+    folder = write_folder(tmp_path / "images", n=200, side=8)
+    data = f"{{source: images, path: {folder}, size: [8, 8], split: {{test: 0.0}}}}"
+    return train_in_a_terminal(tmp_path, data, *extra)
+
+
 def test_train_shows_the_decoding_on_a_terminal_and_not_with_quiet(tmp_path: Path) -> None:
-    shown = train_in_a_terminal(tmp_path / "a")
+    shown = images_in_a_terminal(tmp_path / "a")
     assert "decoding images" in shown
     assert "/200" in shown
-    assert "decoding images" not in train_in_a_terminal(tmp_path / "b", "-q")
+    assert "decoding images" not in images_in_a_terminal(tmp_path / "b", "-q")
+
+
+@pytest.mark.parametrize("source", ["csv", "parquet"])
+def test_a_streamed_table_shows_its_reading_and_its_encoding(tmp_path: Path, source: str) -> None:
+    """The survey counts the rows read (a CSV's total is not known ahead, a Parquet file's
+    is); the encoding counts them out of the survey's total."""
+    pytest.importorskip("pyarrow")
+    n = 3000
+    frame = pd.DataFrame({"a": np.arange(n) / n, "b": np.arange(n) % 7, "y": np.arange(n) % 2})
+    table = tmp_path / f"t.{source}"
+    if source == "csv":
+        frame.to_csv(table, index=False)
+    else:
+        frame.to_parquet(table)
+    data = f"{{source: {source}, path: {table}, target: y, stream: true}}"
+    setup = "from nncli.data import tablechunks\ntablechunks.CHUNK_ROWS = 500"
+    shown = train_in_a_terminal(tmp_path, data, setup=setup)
+    assert f"reading t.{source}" in shown
+    assert "rows" in shown
+    assert ("/3,000 rows" in shown.split("encoding")[0]) is (source == "parquet")
+    assert f"encoding t.{source}" in shown
+    assert "/3,000 rows" in shown.split("encoding")[1]
