@@ -45,7 +45,7 @@ class Forked:
     def poll(self) -> int | None:
         if not self.lost:
             code = self.process.exitcode
-            if code != 255 or not (_is_trial(self.pid) or _server_ended(self.server)):
+            if code != 255 or not (_is_trial(self.pid) or server_ended(self.server)):
                 return code  # a real exit code (255 too, reported by a living server)
             self._lose()
         if not self._ended:
@@ -105,7 +105,7 @@ class Forked:
             self._pidfd, self._ended = None, True
 
 
-def _server_ended(pid: int | None) -> bool:
+def server_ended(pid: int | None) -> bool:
     """Whether the fork server `pid` (a child of this process) has ended: looked at, not
     reaped (multiprocessing's ensure_running reaps it, and starts another)."""
     if pid is None or not hasattr(os, "waitid"):  # macOS before Python 3.13

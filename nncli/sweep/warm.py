@@ -24,7 +24,7 @@ from multiprocessing.context import ForkServerContext
 from pathlib import Path
 from typing import Literal, Protocol
 
-from nncli.sweep.forked import Forked
+from nncli.sweep.forked import Forked, server_ended
 
 Start = Literal["warm", "process"]
 PRELOAD = "nncli.sweep.preload"  # what the fork server imports for every sweep
@@ -249,24 +249,22 @@ def _start_server() -> None:
     """Start the fork server unless it runs: spawned with Ctrl-C ignored (it inherits that,
     and ignores Ctrl-C anyway once its imports are done). Ctrl-C reaches the terminal's
     whole process group; the sweep stops its trials itself, and the server's imports would
-    stop with a traceback. Only around the spawn, at the sweep's start: a Ctrl-C in those
-    milliseconds is lost, one later must reach the sweep."""
+    stop with a traceback. Only around a spawn (at the sweep's start, or where the server
+    died mid-sweep): a Ctrl-C in those milliseconds is lost, one later must reach the
+    sweep."""
     from multiprocessing import forkserver
 
     _fork_server()  # its preload is set
-    global _spawned  # noqa: PLW0603  (one server for the process, as multiprocessing keeps)
-    if _spawned or threading.current_thread() is not threading.main_thread():
+    pid = _server_pid()
+    spawns = pid is None or server_ended(pid)
+    if not spawns or threading.current_thread() is not threading.main_thread():
         forkserver.ensure_running()
         return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         forkserver.ensure_running()
-        _spawned = True
     finally:
         signal.signal(signal.SIGINT, previous)
-
-
-_spawned = False  # this process has spawned its fork server
 
 
 @cache

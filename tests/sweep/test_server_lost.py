@@ -262,3 +262,39 @@ def test_a_trials_own_exit_255_is_kept() -> None:
     child.start()
     proc = Forked(child)
     assert proc.wait(30) == 255 and not warm.exit_lost(proc)
+
+
+@pytest.mark.parametrize("server", ["dead", "alive"])
+def test_a_server_spawned_again_mid_sweep_ignores_ctrl_c_and_a_live_one_lets_it_through(
+    monkeypatch: pytest.MonkeyPatch, server: str
+) -> None:
+    """Ctrl-C reaches the terminal's whole process group: a server spawned to replace a dead
+    one mid-sweep must ignore it during its imports (as the first one does), while taking a
+    trial from a live server must leave Ctrl-C to the sweep."""
+    alive = None
+    if server == "dead":
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        while os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            time.sleep(0.01)  # ended, not reaped: as a killed server stays until ensure_running
+    else:
+        alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        pid = alive.pid
+    monkeypatch.setattr(warm, "_server_pid", lambda: pid)
+    monkeypatch.setattr(warm, "_spawned", True, raising=False)  # a server was spawned before
+    handlers: list[object] = []
+    monkeypatch.setattr(
+        forkserver, "ensure_running", lambda: handlers.append(signal.getsignal(signal.SIGINT))
+    )
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        warm._start_server()
+    finally:
+        if alive is None:
+            os.waitpid(pid, 0)
+        else:
+            alive.kill()
+            alive.wait()
+    assert handlers == [signal.SIG_IGN if server == "dead" else before]
+    assert signal.getsignal(signal.SIGINT) == before
