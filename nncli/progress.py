@@ -47,7 +47,8 @@ def counted(items: Sequence[T], what: str) -> Iterator[T]:
 def measured(what: str, total: int | None, unit: str = "") -> Iterator[Callable[[int], None]]:
     """A bar for work of `total` units (None: not known ahead; the bar then pulses beside
     the count), advanced by calling what this gives with the units just done:
-    `what  ━━━━━  2,048/10,000 unit  0:00:02`."""
+    `what  ━━━━━  2,048/10,000 unit  0:00:02`. The bar may start at any call short of
+    `total`: without one, call it only while work remains (tablechunks.chunks)."""
     console = _console[0]
     if console is None or console.quiet or not console.is_terminal:
         yield lambda done: None

@@ -84,9 +84,11 @@ def chunks(
     else:
         read = _csv_chunks(path, key, columns, text=text)
     with measured(f"{what} {path.name}", rows, "rows") as advance:
+        done = 0
         for chunk in read:
-            yield chunk
-            advance(len(chunk))
+            advance(done)  # the rows before this chunk: called only while a chunk is to come,
+            yield chunk  # as a CSV's bar (no total) must not start once its last one is done
+            done = len(chunk)
 
 
 def _parquet_chunks(file: Any, path: Path, key: str, columns: list[str]) -> Iterator[pd.DataFrame]:

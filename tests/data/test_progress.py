@@ -133,3 +133,25 @@ def test_a_streamed_table_shows_its_reading_and_its_encoding(tmp_path: Path, sou
     assert ("/3,000 rows" in shown.split("encoding")[0]) is (source == "parquet")
     assert f"encoding t.{source}" in shown
     assert "/3,000 rows" in shown.split("encoding")[1]
+
+
+def test_a_table_read_to_its_end_as_show_after_s_passes_shows_no_bar(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A CSV's rows are not known ahead: its bar starts only while a chunk is still to come,
+    never as the last one is done (it would flash and go)."""
+    from nncli.data import tablechunks
+
+    monkeypatch.setattr(tablechunks, "CHUNK_ROWS", 10)
+    clock = [0.0]
+    monkeypatch.setattr(progress, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    table = tmp_path / "t.csv"
+    for n, bar in ((20, False), (30, True)):  # each chunk takes 0.6 s: the third is due at 1.2
+        pd.DataFrame({"a": range(n)}).to_csv(table, index=False)
+        shown, text = console(terminal=True)
+        clock[0] = 0.0
+        with progress.shown(shown):
+            for _ in tablechunks.chunks(table, "data.path", ["a"], is_parquet=False):
+                clock[0] += 0.6
+        assert ("reading t.csv" in text.getvalue()) is bar, (n, text.getvalue())
+        assert (f"{n - 10} rows" in text.getvalue()) is bar, (n, text.getvalue())
