@@ -87,7 +87,7 @@ class _Bar:
 
         counts = "{task.completed:,.0f}" + ("" if self.total is None else "/{task.total:,.0f}")
         self.progress = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),  # a file's name, as it is
             BarColumn(),
             TextColumn(f"{counts} {self.unit}".rstrip(), style="progress.download"),
             TimeElapsedColumn(),

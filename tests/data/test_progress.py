@@ -155,3 +155,19 @@ def test_a_table_read_to_its_end_as_show_after_s_passes_shows_no_bar(
                 clock[0] += 0.6
         assert ("reading t.csv" in text.getvalue()) is bar, (n, text.getvalue())
         assert (f"{n - 10} rows" in text.getvalue()) is bar, (n, text.getvalue())
+
+
+def test_a_file_name_in_brackets_is_shown_as_it_is(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """What a bar names is plain text: `t[v2].csv` is not read as rich markup (`t.csv`)."""
+    from nncli.data import tablechunks
+
+    monkeypatch.setattr(tablechunks, "CHUNK_ROWS", 10)
+    monkeypatch.setattr(progress, "SHOW_AFTER_S", 0.0)
+    table = tmp_path / "t[v2].csv"
+    pd.DataFrame({"a": range(30)}).to_csv(table, index=False)
+    shown, text = console(terminal=True)
+    with progress.shown(shown):
+        assert sum(map(len, tablechunks.chunks(table, "data.path", ["a"], False))) == 30
+    assert "reading t[v2].csv" in text.getvalue(), text.getvalue()
