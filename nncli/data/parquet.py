@@ -107,7 +107,7 @@ def read_parquet(path: Path, key: str) -> pd.DataFrame:
     )
     try:
         # as the columns of the file, not as pandas' metadata would rebuild the frame: a named
-        # index stays a column (streamed chunks are read the same way: tablestream.chunks)
+        # index stays a column (streamed chunks are read the same way: tablechunks.chunks)
         table = file.read(columns=parquet_columns(path, key))
         frame: pd.DataFrame = table.to_pandas(ignore_metadata=True)
     except (OSError, ValueError) as exc:
