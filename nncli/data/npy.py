@@ -157,8 +157,9 @@ class DiskSource:
         the rows (`rows 3, 7`)."""
         return self.what, numbered(rows)
 
-    def read(self, rows: NDArray[np.int64]) -> NDArray[np.float32]:
-        """The rows `rows` (in the order given) as flat float32, before preprocessing."""
+    def read(self, rows: NDArray[np.int64]) -> NDArray[Any]:
+        """The rows `rows` (in the order given) as flat values before preprocessing: float32,
+        or bytes (uint8) where the source holds them (an image's pixels)."""
         raise NotImplementedError
 
 

@@ -40,12 +40,12 @@ def streamed(folder: Path, workers: int = 0, shuffle: str = "chunks", features: 
     return spec
 
 
-def image_folder(folder: Path, workers: int) -> Path:
-    """4,000 PNGs of 8x8 in two class folders, streamed (decoded batch by batch)."""
+def image_folder(folder: Path, workers: int, n: int = 4000) -> Path:
+    """`n` PNGs of 8x8 in two class folders, streamed (decoded batch by batch)."""
     from PIL import Image
 
     rng = np.random.default_rng(2)
-    for i in range(4000):
+    for i in range(n):
         label = i % 2
         pixels = rng.integers(0, 60, size=(8, 8), dtype=np.uint8)
         pixels[:, 4 * label : 4 * label + 4] += 150
@@ -206,6 +206,38 @@ def test_evaluation_reads_a_split_in_file_order(tmp_path: Path) -> None:
     assert torch.equal(
         x, torch.from_numpy(dataset.preprocessing.transform(dataset.x[train[positions]]))
     )
+
+
+def test_workers_send_an_image_batch_as_its_bytes_and_the_inputs_stay_the_same(
+    tmp_path: Path,
+) -> None:
+    """A worker's tensor crosses to the main process through shared memory at about a
+    millisecond a tensor: image pixels cross as the bytes they are, pickled, and the main
+    process makes them the float32 inputs (standardized here) that reading them there gives."""
+    from nncli.config.spec import load_experiment
+    from nncli.data.pipeline import prepare
+    from nncli.engine.batches import _Reader
+
+    spec_file = image_folder(tmp_path, 2, n=60)  # standardized, as all of STREAMED
+    spec = load_experiment(spec_file).spec
+    dataset, indices = prepare(spec.data, spec.seed, "classification")
+    assert dataset.preprocessing is not None and dataset.preprocessing.standardize
+    cpu = torch.device("cpu")
+    disk = DiskRows.of(dataset.x, indices["train"], dataset.preprocessing, cpu, 2)
+    idx, values, problem = _Reader(disk)[np.array([3, 0, 5])]
+    assert isinstance(idx, np.ndarray) and idx.tolist() == [3, 0, 5]
+    assert isinstance(values, np.ndarray) and values.dtype == np.uint8 and values.shape == (3, 64)
+    assert problem == ""
+    positions = [np.arange(i, min(i + 8, len(disk))) for i in range(0, len(disk), 8)]
+    got = list(disk.batches(positions))
+    assert [idx.tolist() for idx, _ in got] == [p.tolist() for p in positions]
+    x = torch.cat([xb for _, xb in got])
+    assert x.dtype == torch.float32 and torch.equal(x, disk.read(np.arange(len(disk))))
+    # where no worker sends them (no workers), the reader prepares them as before
+    _, prepared, _ = _Reader(
+        DiskRows.of(dataset.x, indices["train"], dataset.preprocessing, cpu, 0)
+    )[np.array([3])]
+    assert isinstance(prepared, torch.Tensor) and torch.equal(prepared, x[3:4])
 
 
 def test_with_no_workers_the_next_batch_is_read_on_a_thread_while_this_one_trains(
