@@ -3,7 +3,8 @@
 (10 class folders), the same CNN, batch, optimizer and pixel scaling (0..1), in separate
 processes, interleaved repeat by repeat in one run so that a busy machine slows all alike.
 nncli runs twice: in memory (the default for a folder that fits) and streamed
-(`stream: true`, each batch decoded in the DataLoader's workers, as torchvision does).
+(`stream: true`, each batch decoded in the DataLoader's workers, as torchvision does), both
+with the same `workers` as torchvision's DataLoader.
 
     .venv/bin/python bench/bench_images.py [--n 10000] [--size 32] [--workers 2]
         [--repeats 3] [--torchvision-python PYTHON]
@@ -11,9 +12,10 @@ nncli runs twice: in memory (the default for a folder that fits) and streamed
 Images per second = images / (seconds from reading the folder to the end of the epoch;
 imports, torch's own lazy ones included, come before; nncli's as `nncli train` imports them,
 frozen, so that no collection walks torch's objects):
-nncli in memory decodes every image once (Pillow) into memory, then trains; streamed, it
-checks every file's header, then decodes each batch in `--workers` DataLoader workers while
-it trains, as the torchvision script does. Each side's torch uses the same
+nncli in memory decodes every image once (Pillow, in `--workers` processes) into memory,
+then trains; streamed, it checks every file's header (in `--workers` processes), then
+decodes each batch in `--workers` DataLoader workers while it trains, as the torchvision
+script does. Each side's torch uses the same
 number of threads. torchvision must import where the script runs: PyPI's torchvision
 does not load beside the CPU build of torch this project installs, so
 `--torchvision-python` names another environment's interpreter (one with torch and
@@ -166,7 +168,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "images"
         make_folder(folder, args.n, args.size)
-        memory = SPEC.format(folder=folder, size=args.size, stream="false", workers=0)
+        memory = SPEC.format(folder=folder, size=args.size, stream="false", workers=args.workers)
         streamed = SPEC.format(folder=folder, size=args.size, stream="true", workers=args.workers)
         codes = {
             "nncli": (sys.executable, NNCLI.format(bench=bench, spec=memory, threads=args.threads)),

@@ -52,6 +52,13 @@ class Images(Streamable):
     extensions: list[str] = Field(
         default=EXTENSIONS, min_length=1, description="the files read as images"
     )
+    workers: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="processes that decode the images: all of them before training (in "
+        "memory; from 1,000 images), or each batch (streamed, as DataLoader workers)",
+    )
     label_separator: str = Field(
         default=";", min_length=1, description="index: between several labels (multi-label)"
     )
@@ -176,9 +183,9 @@ def images(p: Images, seed: int) -> Dataset:
     size = (p.size[0], p.size[1])
     x: Any = None
     if streams(p, len(files) * p.channels * size[0] * size[1]):
-        bad = peek_all(files)  # every header now, so a bad file is refused before training
+        bad = peek_all(files, p.workers)  # every header now: a bad file is refused up front
     else:
-        x, bad = decode_all(files, size, p.crop, p.channels, what)
+        x, bad = decode_all(files, size, p.crop, p.channels, what, p.workers)
     warnings = []
     if bad:
         text = f"{what}: {bad_files_text(bad, len(files))}"

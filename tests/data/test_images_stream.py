@@ -135,9 +135,9 @@ def test_a_file_broken_after_the_start_stops_the_run_naming_it_and_resume_contin
     whole = victim.read_bytes()
     peek = imagefiles.peek
 
-    def break_after_checks(path: Path) -> None:  # the header passes; the pixels are gone
+    def break_after_checks(path: str | Path) -> None:  # the header passes; the pixels are gone
         peek(path)
-        if path == victim:
+        if Path(path) == victim:
             victim.write_bytes(whole[: len(whole) // 2])
 
     monkeypatch.setattr(imagefiles, "peek", break_after_checks)

@@ -1,0 +1,122 @@
+"""`data.workers` decode a folder held in memory and check a streamed folder's headers in
+parallel (`imagefiles.in_parts`): the same pixels and the same bad files, in order, as one
+process gives; a reader that stops early cancels the rest, a worker leaves Ctrl-C to the
+main process, and a worker that dies is a message, not a traceback."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from datafiles import params
+from test_images import write_folder
+
+from nncli import data as datamod
+from nncli.data import imagefiles
+from nncli.errors import NncliError
+
+FORK = multiprocessing.get_start_method() == "fork"  # a patch here reaches the workers
+
+
+def folder_with_bad_files(tmp_path: Path) -> Path:
+    """40 PNGs in two class folders, one file that is no image, one truncated past its
+    header (it opens, but its pixels cannot be decoded)."""
+    root = write_folder(tmp_path / "f", n=40)
+    (root / "left" / "000b.png").write_bytes(b"not an image at all")
+    whole = (root / "right" / "001.png").read_bytes()
+    (root / "right" / "001b.png").write_bytes(whole[: len(whole) // 2])
+    return root
+
+
+def test_workers_decode_and_check_a_folder_as_one_process_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = folder_with_bad_files(tmp_path)
+    files = imagefiles.image_files(root, [".png"])
+    one = imagefiles.decode_all(files, (6, 6), "none", 1, "x", 0)
+    peeked = imagefiles.peek_all(files, 0)
+    monkeypatch.setattr(imagefiles, "PARALLEL_FILES", 4)
+    monkeypatch.setattr(imagefiles, "DECODE_PART", 3)  # 14 parts, the last one short
+    monkeypatch.setattr(imagefiles, "CHECK_PART", 5)
+    pids = tmp_path / "pids"
+    decode = imagefiles.decode
+
+    def noted(path: str | Path, *rest: object) -> object:
+        with pids.open("a") as f:
+            f.write(f"{os.getpid()}\n")
+        return decode(path, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(imagefiles, "decode", noted)
+    two = imagefiles.decode_all(files, (6, 6), "none", 1, "x", 2)
+    assert np.array_equal(one[0], two[0]) and one[0].any()
+    assert [(p.name, why) for p, why in two[1]] == [(p.name, why) for p, why in one[1]]
+    assert [p.name for p, _ in two[1]] == ["000b.png", "001b.png"]
+    assert imagefiles.peek_all(files, 2) == peeked
+    assert [p.name for p, _ in peeked] == ["000b.png"]  # the truncated one's header reads
+    if FORK:
+        decoded_by = set(pids.read_text().split())
+        assert len(decoded_by) == 2 and str(os.getpid()) not in decoded_by
+
+
+def test_a_folder_loads_the_same_with_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = folder_with_bad_files(tmp_path)
+    section = f"source: images\npath: {root}\nsize: [6, 6]\nchannels: 1\nskip_bad: true"
+    one = datamod.load(params(section), seed=0)
+    monkeypatch.setattr(imagefiles, "PARALLEL_FILES", 4)
+    two = datamod.load(params(section + "\nworkers: 2"), seed=0)
+    assert np.array_equal(one.x, two.x) and np.array_equal(one.y, two.y)
+    assert one.warnings == two.warnings and "2 of 42 images cannot be read" in two.warnings[0]
+    streamed = datamod.load(params(section + "\nworkers: 2\nstream: true"), seed=0)
+    assert "1 of 42 images cannot be read: " in streamed.warnings[0]
+
+
+def _slow(files: list[str]) -> list[str]:
+    time.sleep(0.2)
+    return files
+
+
+def _interrupted(files: list[str]) -> list[str]:
+    os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C reaches every process of the terminal's
+    time.sleep(0.05)
+    return files
+
+
+def _dies(files: list[str]) -> list[str]:
+    os._exit(3)
+
+
+def test_a_reader_that_stops_early_cancels_the_parts_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(imagefiles, "PARALLEL_FILES", 1)
+    began = time.monotonic()
+    parts = imagefiles.in_parts([str(i) for i in range(40)], _slow, 1, 2, "x")
+    assert next(parts) == (0, ["0"])
+    parts.close()  # e.g. Ctrl-C in the main process: 40 parts over 2 workers take 4 s
+    assert time.monotonic() - began < 2.0
+
+
+def test_workers_leave_ctrl_c_to_the_main_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(imagefiles, "PARALLEL_FILES", 1)
+    try:
+        done = list(imagefiles.in_parts(["a", "b", "c"], _interrupted, 1, 2, "x"))
+    except KeyboardInterrupt:
+        pytest.fail("a worker's Ctrl-C came back to the main process as its own")
+    assert done == [(0, ["a"]), (1, ["b"]), (2, ["c"])]
+
+
+def test_a_worker_that_dies_is_named_with_a_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(imagefiles, "PARALLEL_FILES", 1)
+    with pytest.raises(NncliError) as caught:
+        list(imagefiles.in_parts(["a", "b"], _dies, 1, 2, "decoding images"))
+    assert str(caught.value) == (
+        "a worker decoding images ended before its files were done (killed, or out of "
+        "memory?); set data.workers: 0 to do it in this process"
+    )
