@@ -2,7 +2,8 @@
 their headers, reading and encoding a streamed table): a bar on the terminal that `shown`
 names (the CLI's stderr), once the work has taken SHOW_AFTER_S, gone when it ends. Nothing
 is shown elsewhere: not in a pipe, a CI log or a sweep trial's log, not with --quiet, not
-by a torchrun rank other than 0."""
+by a torchrun rank other than 0, not where rich's console is not interactive (TERM=dumb;
+TTY_INTERACTIVE=0, for a log that FORCE_COLOR makes look like a terminal)."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def measured(what: str, total: int | None, unit: str = "") -> Iterator[Callable[
     `what  ━━━━━  2,048/10,000 unit  0:00:02`. The bar may start at any call short of
     `total`: without one, call it only while work remains (tablechunks.chunks)."""
     console = _console[0]
-    if console is None or console.quiet or not console.is_terminal:
+    if console is None or console.quiet or not console.is_interactive:
         yield lambda done: None
         return
     bar = _Bar(console, what, total, unit)

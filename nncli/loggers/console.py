@@ -83,7 +83,7 @@ class ConsoleLogger(Logger):
 
         self.say(data_line(p.splits))  # in memory, or streamed from disk
         self.say(f"run folder: {run.path}")
-        if self.console.is_terminal and not self.quiet:
+        if self.console.is_interactive and not self.quiet:  # (as progress.measured)
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,

@@ -21,7 +21,10 @@ from nncli import progress
 
 def console(terminal: bool, quiet: bool = False) -> tuple[Console, io.StringIO]:
     text = io.StringIO()
-    return Console(file=text, force_terminal=terminal, width=100, quiet=quiet), text
+    shown = Console(
+        file=text, force_terminal=terminal, force_interactive=terminal, width=100, quiet=quiet
+    )
+    return shown, text
 
 
 def test_a_bar_counts_the_items_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -67,9 +70,10 @@ def test_slow_items_show_the_bar_once_they_have_taken_show_after_s(
         assert (f"/{n}" in text.getvalue()) is bar, (n, text.getvalue())
 
 
-def train_in_a_terminal(tmp_path: Path, data: str, *extra: str, setup: str = "") -> str:
+def train_in_a_terminal(tmp_path: Path, data: str, *extra: str, setup: str = "", **env: str) -> str:
     """`nncli train` on `data` (the data section) with stdout and stderr a terminal (a bar
-    is shown at once; `setup` runs first); what the terminal received."""
+    is shown at once; `setup` runs first; `env` added to the environment, where TERM is a
+    terminal's); what the terminal received."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     file = tmp_path / "e.yaml"
     file.write_text(
@@ -82,8 +86,8 @@ def train_in_a_terminal(tmp_path: Path, data: str, *extra: str, setup: str = "")
         f"*{list(extra)!r}]\nfrom nncli.cli.app import main\nmain()\n"
     )
     main, tty = pty.openpty()
-    env = dict(os.environ, NNCLI_CACHE=str(tmp_path / "cache"))
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=tty, stderr=tty, env=env)
+    environ = dict(os.environ, NNCLI_CACHE=str(tmp_path / "cache"), TERM="xterm", **env)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=tty, stderr=tty, env=environ)
     os.close(tty)
     received = b""
     while True:
@@ -99,11 +103,11 @@ def train_in_a_terminal(tmp_path: Path, data: str, *extra: str, setup: str = "")
     return received.decode(errors="replace")
 
 
-def images_in_a_terminal(tmp_path: Path, *extra: str) -> str:
+def images_in_a_terminal(tmp_path: Path, *extra: str, **env: str) -> str:
     """`train_in_a_terminal` on a folder of 200 images."""
     folder = write_folder(tmp_path / "images", n=200, side=8)
     data = f"{{source: images, path: {folder}, size: [8, 8], split: {{test: 0.0}}}}"
-    return train_in_a_terminal(tmp_path, data, *extra)
+    return train_in_a_terminal(tmp_path, data, *extra, **env)
 
 
 def test_train_shows_the_decoding_on_a_terminal_and_not_with_quiet(tmp_path: Path) -> None:
@@ -111,6 +115,14 @@ def test_train_shows_the_decoding_on_a_terminal_and_not_with_quiet(tmp_path: Pat
     assert "decoding images" in shown
     assert "/200" in shown
     assert "decoding images" not in images_in_a_terminal(tmp_path / "b", "-q")
+
+
+def test_no_bar_where_rich_is_told_the_terminal_is_not_interactive(tmp_path: Path) -> None:
+    """A CI log that FORCE_COLOR makes look like a terminal: TTY_INTERACTIVE=0 (rich's
+    switch) keeps both bars, the data's and the epochs', out of it; the lines stay."""
+    shown = images_in_a_terminal(tmp_path, FORCE_COLOR="1", TTY_INTERACTIVE="0")
+    assert "done in" in shown and "epoch 1/1" in shown
+    assert "decoding images" not in shown and "\x1b[?25l" not in shown  # (a bar hides the cursor)
 
 
 @pytest.mark.parametrize("source", ["csv", "parquet"])
