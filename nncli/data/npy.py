@@ -182,7 +182,7 @@ class NpyRows(DiskSource):
     def what(self) -> str:  # type: ignore[override]
         return f"data.x: {self.file}"
 
-    def read(self, rows: NDArray[np.int64]) -> NDArray[np.float32]:
+    def read(self, rows: NDArray[np.int64]) -> NDArray[Any]:
         return read_rows(self.file, self.offset, self.dtype, self.width, rows)
 
 
@@ -299,9 +299,10 @@ def fit_streamed(pre: Preprocessing, x: Any, train: NDArray[np.int64]) -> Prepro
 
 def read_rows(
     file: str, offset: int, dtype: str, width: int, rows: NDArray[np.int64]
-) -> NDArray[np.float32]:
+) -> NDArray[Any]:
     """The file rows `rows` (of `width` values of `dtype`, from byte `offset`) as flat
-    float32, in the order given: read in file order, rows less than GAP_BYTES apart in one
+    float32 (bytes, uint8, as they are: a quarter of the size where they cross from a
+    worker), in the order given: read in file order, rows less than GAP_BYTES apart in one
     `pread` with what lies between (a chunk-shuffled batch reads its window of the file in
     one call, not a call a row), then put back in the order asked for. (Reads, not a memory
     map: faulting a mapped file reads ahead around every row, and where memory is short that
@@ -311,7 +312,8 @@ def read_rows(
     order = np.argsort(rows, kind="stable")
     wanted = rows[order]
     size = width * np.dtype(dtype).itemsize
-    flat = np.empty((len(rows), width), dtype=np.float32)
+    kept = np.uint8 if np.dtype(dtype) == np.uint8 else np.float32
+    flat = np.empty((len(rows), width), dtype=kept)
     cuts = np.flatnonzero(np.diff(wanted) > 1 + GAP_BYTES // size) + 1
     starts, ends = np.concatenate(([0], cuts)), np.concatenate((cuts, [len(wanted)]))
     spans = [
@@ -329,7 +331,7 @@ def read_rows(
             span = np.empty((end - first, width), dtype=np.dtype(dtype))
             if os.preadv(fd, [span.data.cast("B")], offset + first * size) != span.nbytes:
                 raise NncliError(f"{file} is shorter than when the run started; was it changed?")
-            # each row once, straight to its place in the order asked for (as float32)
+            # each row once, straight to its place in the order asked for
             flat[order[lo:hi]] = span[wanted[lo:hi] - first]
     finally:
         os.close(fd)

@@ -234,9 +234,9 @@ class _Reader(Dataset[tuple[np.ndarray, Any, str]]):
     A worker's tensor reaches the main process through shared memory, which costs both
     sides about a millisecond a tensor whatever its size; a NumPy array is pickled through
     the worker's pipe instead. So the positions come back as an array, and so do values
-    read as bytes (an image's pixels, a quarter of their float32 size): the main process
-    prepares those (`DiskRows.prepared`). With 2 workers on 2 cores that took a fifth of the
-    workers' time off an epoch of 10,000 small PNGs. Not on cuda, whose batches the
+    read as bytes (an image's pixels, a uint8 .npy's rows: a quarter of their float32
+    size): the main process prepares those (`DiskRows.prepared`). With 2 workers on 2 cores
+    that took a fifth of the workers' time off an epoch of 10,000 small PNGs. Not on cuda, whose batches the
     DataLoader pins (tensors only), nor without workers (read on a thread: no crossing)."""
 
     def __init__(self, rows: DiskRows) -> None:

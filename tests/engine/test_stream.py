@@ -208,19 +208,28 @@ def test_evaluation_reads_a_split_in_file_order(tmp_path: Path) -> None:
     )
 
 
-def test_workers_send_an_image_batch_as_its_bytes_and_the_inputs_stay_the_same(
-    tmp_path: Path,
+@pytest.mark.parametrize("source", ["images", "npy"])
+def test_workers_send_a_batch_of_bytes_as_they_are_and_the_inputs_stay_the_same(
+    tmp_path: Path, source: str
 ) -> None:
     """A worker's tensor crosses to the main process through shared memory at about a
-    millisecond a tensor: image pixels cross as the bytes they are, pickled, and the main
-    process makes them the float32 inputs (standardized here) that reading them there gives."""
+    millisecond a tensor: image pixels and a uint8 .npy's rows cross as the bytes they are,
+    pickled, and the main process makes them the float32 inputs (standardized here) that
+    reading them there gives."""
     from nncli.config.spec import load_experiment
     from nncli.data.pipeline import prepare
     from nncli.engine.batches import _Reader
 
-    spec_file = image_folder(tmp_path, 2, n=60)  # standardized, as all of STREAMED
+    if source == "images":
+        spec_file = image_folder(tmp_path, 2, n=60)  # standardized, as all of STREAMED
+    else:
+        spec_file = streamed(tmp_path, 2, features=64)
+        rng = np.random.default_rng(4)
+        np.save(tmp_path / "x.npy", rng.integers(0, 256, size=(4000, 64), dtype=np.uint8))
     spec = load_experiment(spec_file).spec
-    dataset, indices = prepare(spec.data, spec.seed, "classification")
+    dataset, indices = prepare(
+        spec.data, spec.seed, "classification" if source == "images" else "binary"
+    )
     assert dataset.preprocessing is not None and dataset.preprocessing.standardize
     cpu = torch.device("cpu")
     disk = DiskRows.of(dataset.x, indices["train"], dataset.preprocessing, cpu, 2)
