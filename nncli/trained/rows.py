@@ -95,8 +95,8 @@ def npz_rows(
 
 def image_rows(t: TrainedRun, paths: list[Path]) -> tuple[list[Path], NDArray[np.float32]]:
     """The images of `paths` (files, and the image files under folders) for a run trained on
-    `source: images`, decoded and prepared as in training; any that cannot be read refuse
-    them all, named."""
+    `source: images`, decoded and prepared as in training (by its data.workers); any that
+    cannot be read refuse them all, named."""
     from nncli.data.imagefiles import bad_files_text, decode_all, image_files
     from nncli.data.images import Images
 
@@ -114,7 +114,7 @@ def image_rows(t: TrainedRun, paths: list[Path]) -> tuple[list[Path], NDArray[np
         else:
             raise NncliError(f"{path} does not exist; name image files or folders of them")
     size = (p.size[0], p.size[1])
-    pixels, bad = decode_all(files, size, p.crop, p.channels, "the images")
+    pixels, bad = decode_all(files, size, p.crop, p.channels, "the images", p.workers)
     if bad:
         raise NncliError(f"{bad_files_text(bad, len(files))}; fix or leave them out")
     return files, t.pre.transform(pixels.reshape(len(files), -1).astype(np.float32))

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from datafiles import params
+from datafiles import params, spec_text
 from test_images import write_folder
+from typer.testing import CliRunner
 
 from nncli import data as datamod
+from nncli.cli.app import app
 from nncli.data import imagefiles
 from nncli.errors import NncliError
 
@@ -44,14 +46,7 @@ def test_workers_decode_and_check_a_folder_as_one_process_does(
     monkeypatch.setattr(imagefiles, "DECODE_PART", 3)  # 14 parts, the last one short
     monkeypatch.setattr(imagefiles, "CHECK_PART", 5)
     pids = tmp_path / "pids"
-    decode = imagefiles.decode
-
-    def noted(path: str | Path, *rest: object) -> object:
-        with pids.open("a") as f:
-            f.write(f"{os.getpid()}\n")
-        return decode(path, *rest)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(imagefiles, "decode", noted)
+    noting_pids(monkeypatch, pids)
     two = imagefiles.decode_all(files, (6, 6), "none", 1, "x", 2)
     assert np.array_equal(one[0], two[0]) and one[0].any()
     assert [(p.name, why) for p, why in two[1]] == [(p.name, why) for p, why in one[1]]
@@ -75,6 +70,43 @@ def test_a_folder_loads_the_same_with_workers(
     assert one.warnings == two.warnings and "2 of 42 images cannot be read" in two.warnings[0]
     streamed = datamod.load(params(section + "\nworkers: 2\nstream: true"), seed=0)
     assert "1 of 42 images cannot be read: " in streamed.warnings[0]
+
+
+def noting_pids(monkeypatch: pytest.MonkeyPatch, pids: Path) -> None:
+    """Each decode writes the pid of its process to `pids` (where workers are forked)."""
+    decode = imagefiles.decode
+
+    def noted(path: str | Path, *rest: object) -> object:
+        with pids.open("a") as f:
+            f.write(f"{os.getpid()}\n")
+        return decode(path, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(imagefiles, "decode", noted)
+
+
+def test_predict_decodes_a_folder_with_the_runs_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write_folder(tmp_path / "f", n=24)
+    text = spec_text(f"source: images\npath: {root}\nsize: [6, 6]\nchannels: 1\nworkers: 2", out=2)
+    (tmp_path / "e.yaml").write_text(text.replace("- dense: 4", "- flatten\n    - dense: 4"))
+    trained = CliRunner().invoke(
+        app, ["train", str(tmp_path / "e.yaml"), "--runs-dir", str(tmp_path / "runs"), "-q"]
+    )
+    assert trained.exit_code == 0, trained.output
+    run = trained.stdout.strip()
+    new = write_folder(tmp_path / "new", n=12)
+    alone = CliRunner().invoke(app, ["predict", run, str(new)])
+    monkeypatch.setattr(imagefiles, "PARALLEL_FILES", 4)
+    monkeypatch.setattr(imagefiles, "DECODE_PART", 3)
+    pids = tmp_path / "pids"
+    noting_pids(monkeypatch, pids)
+    together = CliRunner().invoke(app, ["predict", run, str(new)])
+    assert together.exit_code == 0, together.output
+    assert together.stdout == alone.stdout and len(together.stdout.splitlines()) == 13
+    if FORK:
+        decoded_by = set(pids.read_text().split())
+        assert len(decoded_by) == 2 and str(os.getpid()) not in decoded_by
 
 
 def _slow(files: list[str]) -> list[str]:
