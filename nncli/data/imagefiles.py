@@ -166,7 +166,7 @@ def in_parts(
             return
         starts = range(0, n, part)
         pool = ProcessPoolExecutor(
-            workers, multiprocessing.get_context(), initializer=_leave_interrupts
+            workers, multiprocessing.get_context(), initializer=_worker_signals
         )
         try:
             parts = [files[lo : lo + part] for lo in starts]
@@ -182,10 +182,14 @@ def in_parts(
             pool.shutdown(cancel_futures=True)
 
 
-def _leave_interrupts() -> None:
+def _worker_signals() -> None:
+    """Ctrl-C left to the main process; SIGTERM ends a worker, as the pool ends the others
+    when one dies (a handler forked from `nncli train`'s would raise in the worker, which
+    then waits for work forever, and the main process for it)."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -151,4 +153,54 @@ def test_a_worker_that_dies_is_named_with_a_fix(monkeypatch: pytest.MonkeyPatch)
     assert str(caught.value) == (
         "a worker decoding images ended before its files were done (killed, or out of "
         "memory?); set data.workers: 0 to do it in this process"
+    )
+
+
+DIES_UNDER_TRAIN = """\
+import os, signal, time
+from nncli.data import imagefiles
+from nncli.engine.signals import interrupt
+from nncli.errors import NncliError
+
+def task(files):
+    if files == ["dies"]:
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGKILL)  # e.g. the kernel's out-of-memory killer
+    time.sleep(1)
+    return bytes(2**20)  # more than a pipe holds
+
+imagefiles.PARALLEL_FILES = 1
+signal.signal(signal.SIGTERM, interrupt)  # as `nncli train` has it while it loads data
+try:
+    list(imagefiles.in_parts(["dies", "a", "b", "c", "d"], task, 1, 2, "decoding images"))
+except NncliError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.skipif(not FORK, reason="the workers inherit the handler where they are forked")
+def test_a_worker_that_dies_in_nncli_train_ends_the_others_and_is_named(
+    tmp_path: Path,
+) -> None:
+    # the pool ends the other workers with SIGTERM, whose handler (training's, inherited
+    # through fork) raised in them and let them wait for work forever: the run hung
+    script = tmp_path / "dies.py"
+    script.write_text(DIES_UNDER_TRAIN)
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a group of its own: ended whole where it hangs
+    )
+    try:
+        out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("the main process waited forever for a worker that ignored SIGTERM")
+    assert (proc.returncode, err) == (0, "")
+    assert out == (
+        "a worker decoding images ended before its files were done (killed, or out of "
+        "memory?); set data.workers: 0 to do it in this process\n"
     )
