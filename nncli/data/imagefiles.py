@@ -150,7 +150,7 @@ def in_parts(
     files: list[str], task: Callable[[list[str]], R], part: int, workers: int, what: str
 ) -> Generator[tuple[int, R], None, None]:
     """`task` of each part of `files` in turn, with the number of the part's first file:
-    parts of `part` files done by `workers` processes (data.workers, the data loader's) where
+    parts of `part` files (the first ones shorter: `_starts`) done by `workers` processes where
     there are PARALLEL_FILES or more, else one file at a time here; a bar counts the files
     (`what`). The workers leave Ctrl-C to this process, which lets them finish their part."""
     import multiprocessing
@@ -164,15 +164,15 @@ def in_parts(
                 yield lo, task(files[lo : lo + 1])
                 advance(1)
             return
-        starts = range(0, n, part)
+        starts = _starts(n, part)
         pool = ProcessPoolExecutor(
             workers, multiprocessing.get_context(), initializer=_worker_signals
         )
         try:
-            parts = [files[lo : lo + part] for lo in starts]
-            for lo, done in zip(starts, pool.map(task, parts), strict=True):
+            parts = [files[lo:hi] for lo, hi in zip(starts, [*starts[1:], n], strict=True)]
+            for lo, done, size in zip(starts, pool.map(task, parts), map(len, parts), strict=True):
                 yield lo, done
-                advance(min(part, n - lo))
+                advance(size)
         except BrokenProcessPool:
             raise NncliError(
                 f"a worker {what} ended before its files were done (killed, or out of memory?); "
@@ -180,6 +180,17 @@ def in_parts(
             ) from None
         finally:
             pool.shutdown(cancel_futures=True)
+
+
+def _starts(n: int, part: int) -> list[int]:
+    """Where each part of `n` files starts: the first parts of 1, 2, 4 ... files, then of
+    `part`, so that a bar counts large photos (0.1-0.3 s each) from a second in, not once
+    `part` of them are done."""
+    starts, lo, size = [], 0, 1
+    while lo < n:
+        starts.append(lo)
+        lo, size = lo + size, min(2 * size, part)
+    return starts
 
 
 def _worker_signals() -> None:

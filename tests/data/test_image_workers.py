@@ -137,6 +137,33 @@ def test_a_reader_that_stops_early_cancels_the_parts_left(
     assert time.monotonic() - began < 2.0
 
 
+def _photos(files: list[str]) -> list[str]:
+    time.sleep(0.1 * len(files))  # a large photo takes 0.1-0.3 s
+    return files
+
+
+def test_the_first_parts_are_short_so_that_slow_files_are_counted_a_second_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a bar starts at the first count after a second: with 32 photos in every part, the
+    # first count came after 3 s at best, and every count after that was 32 files
+    monkeypatch.setattr(imagefiles, "PARALLEL_FILES", 1)
+    began = time.monotonic()
+    parts = imagefiles.in_parts([str(i) for i in range(64)], _photos, 32, 2, "x")
+    assert next(parts) == (0, ["0"])
+    assert time.monotonic() - began < 1.0
+    parts.close()
+    files = [str(i) for i in range(100)]
+    done = list(imagefiles.in_parts(files, _same, 32, 2, "x"))
+    assert [f for _, part in done for f in part] == files  # in order, each file once
+    assert all(part[0] == str(lo) for lo, part in done)
+    assert max(len(part) for _, part in done) == 32
+
+
+def _same(files: list[str]) -> list[str]:
+    return files
+
+
 def test_workers_leave_ctrl_c_to_the_main_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(imagefiles, "PARALLEL_FILES", 1)
     try:
