@@ -152,7 +152,8 @@ def in_parts(
     """`task` of each part of `files` in turn, with the number of the part's first file:
     parts of `part` files (the first ones shorter: `_starts`) done by `workers` processes where
     there are PARALLEL_FILES or more, else one file at a time here; a bar counts the files
-    (`what`). The workers leave Ctrl-C to this process, which lets them finish their part."""
+    (`what`). The workers leave Ctrl-C to this process, which ends them where it stops
+    before the last part (the parts under way and those queued would take seconds)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
@@ -168,17 +169,22 @@ def in_parts(
         pool = ProcessPoolExecutor(
             workers, multiprocessing.get_context(), initializer=_worker_signals
         )
+        finished = False
         try:
             parts = [files[lo:hi] for lo, hi in zip(starts, [*starts[1:], n], strict=True)]
             for lo, done, size in zip(starts, pool.map(task, parts), map(len, parts), strict=True):
                 yield lo, done
                 advance(size)
+            finished = True
         except BrokenProcessPool:
             raise NncliError(
                 f"a worker {what} ended before its files were done (killed, or out of memory?); "
                 "set data.workers: 0 to do it in this process"
             ) from None
         finally:
+            if not finished:  # Ctrl-C, or a reader that stopped: no part under way waited for
+                for process in list((pool._processes or {}).values()):
+                    process.terminate()
             pool.shutdown(cancel_futures=True)
 
 

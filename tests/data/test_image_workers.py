@@ -164,6 +164,25 @@ def _same(files: list[str]) -> list[str]:
     return files
 
 
+def _slow_from_the_third_part(files: list[str]) -> list[str]:
+    if int(files[0]) >= 3:
+        time.sleep(5)  # 32 large photos (DECODE_PART) take 3 to 10 s
+    return files
+
+
+def test_a_reader_that_stops_waits_for_no_part_under_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ctrl-C in the main process (or a sweep stopping a trial) waited for the parts under
+    # way in the workers, seconds on end without a word, before it could say it stopped
+    monkeypatch.setattr(imagefiles, "PARALLEL_FILES", 1)
+    parts = imagefiles.in_parts([str(i) for i in range(40)], _slow_from_the_third_part, 8, 2, "x")
+    assert [next(parts)[0], next(parts)[0]] == [0, 1]  # the parts from 3 and 7 under way
+    began = time.monotonic()
+    parts.close()
+    assert time.monotonic() - began < 1.0
+
+
 def test_workers_leave_ctrl_c_to_the_main_process(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(imagefiles, "PARALLEL_FILES", 1)
     try:
