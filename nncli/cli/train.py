@@ -195,9 +195,9 @@ def _run_training(
         quiet = True
         err.quiet = True
     console = ConsoleLogger(out, quiet=quiet)
-    from nncli.engine.signals import interrupt
+    from nncli.engine.signals import training_handlers
 
-    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = training_handlers()
     run = None
     try:
         with user_errors(exp), progress.shown(None if quiet else err):

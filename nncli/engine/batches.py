@@ -99,6 +99,7 @@ class DiskRows:
             sampler=_Batches(positions),
             collate_fn=_as_read,
             num_workers=self.workers,
+            worker_init_fn=_worker_signals,
             pin_memory=cuda,
             # its own generator: making an iterator draws a seed, which from torch's global
             # generator would change the dropout masks (and make runs differ from in-memory)
@@ -262,6 +263,18 @@ def _as_read(batch: Any) -> Any:
     """The DataLoader's collate_fn: a batch as `_Reader` made it (its default would turn
     the NumPy arrays into tensors in the worker)."""
     return batch
+
+
+def _worker_signals(worker: int) -> None:
+    """A worker's start: Ctrl-C and SIGTERM, which reach the terminal's or job's whole
+    process group, are left to the main process, which stops the workers. With training's
+    handler, forked, each worker raised and printed its traceback; killed by SIGTERM, it
+    made torch raise in the main process as it recorded the run interrupted (failed)."""
+    import os
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))  # as torch's, quietly
 
 
 def data_line(splits: dict[str, tuple[Any, torch.Tensor]]) -> str:

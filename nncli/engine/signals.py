@@ -4,11 +4,13 @@ that records them for the sweep to act on."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 from nncli.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, RunInterrupted
 
@@ -32,8 +34,21 @@ def deferred_signals() -> Iterator[None]:
 _held: dict[str, int] = {"active": 0}
 
 
+def training_handlers() -> dict[int, Any]:
+    """`interrupt` made this process's handler of Ctrl-C and SIGTERM; the handlers replaced."""
+    _training[0] = os.getpid()
+    return {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+_training = [0]  # the process whose run `interrupt` stops
+
+
 def interrupt(signum: int, frame: object) -> None:
-    """Signal handler for training: Ctrl-C or SIGTERM stop the run as `interrupted`."""
+    """Signal handler for training: Ctrl-C or SIGTERM stop the run as `interrupted`. A
+    process forked from the run's (a data worker, in the moment before it sets its own
+    handlers) leaves them to the run's process, which stops it."""
+    if os.getpid() != _training[0]:
+        return
     code = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
     if _held["active"]:
         _held["pending"] = code

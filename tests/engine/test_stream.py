@@ -4,6 +4,11 @@ processes under torch.distributed train as they do on the same data in memory.""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -336,3 +341,37 @@ def test_a_streamed_run_leaves_a_core_to_each_reader(
         assert threads_for(p) == expected
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"]
+)
+def test_a_signal_to_the_group_stops_a_run_whose_workers_read_images_as_interrupted(
+    tmp_path: Path, sig: int, code: int
+) -> None:
+    # Ctrl-C reaches the terminal's whole process group: the DataLoader's workers, forked
+    # with training's handler, each raised RunInterrupted and printed its traceback, and
+    # report.html was not written (a worker "exited unexpectedly"); SIGTERM to the group
+    # killed the workers, and torch's error marked the run failed (exit 1)
+    spec = image_folder(tmp_path, workers=2)
+    text = spec.read_text().replace("epochs: 6", "epochs: 50")
+    spec.write_text(text.replace("batch_size: 8", "batch_size: 2"))  # epochs of about 2 s
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nncli", "train", str(spec), "--runs-dir", str(tmp_path / "r")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a group of its own, as a terminal's job is
+    )
+    folder = wait_for_rows(tmp_path / "r", 2)
+    # in the third epoch, its workers reading (not as they are forked: a signal that lands
+    # in Python's at-fork hooks is lost, an older race)
+    time.sleep(0.5)
+    os.killpg(proc.pid, sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    assert "Traceback" not in stderr and "warning" not in stderr, stderr
+    assert stderr.startswith("interrupted: the run is marked interrupted"), stderr
+    assert info(folder)["status"] == "interrupted"
+    assert (folder / "report.html").is_file()
