@@ -183,6 +183,7 @@ def in_parts(
             ) from None
         finally:
             if not finished:  # Ctrl-C, or a reader that stopped: no part under way waited for
+                # (the pool's own processes: its terminate_workers() is Python 3.14's)
                 for process in list((pool._processes or {}).values()):
                     process.terminate()
             pool.shutdown(cancel_futures=True)
