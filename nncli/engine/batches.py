@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from nncli.data.npy import DiskSource, check_finite, source_of
 from nncli.data.preprocess import Preprocessing
 from nncli.data.tablestream import NOTES
+from nncli.engine.signals import deferred_signals
 from nncli.errors import NncliError
 from nncli.inputs import size_text
 
@@ -105,7 +106,10 @@ class DiskRows:
             # generator would change the dropout masks (and make runs differ from in-memory)
             generator=torch.Generator().manual_seed(0),
         )
-        for idx, got, problem in loader if self.workers else ahead(iter(loader)):
+        with deferred_signals():  # the workers fork here: a Ctrl-C that lands in an at-fork
+            # hook (logging's, multiprocessing's) would be raised there, printed and lost
+            read = iter(loader) if self.workers else ahead(iter(loader))
+        for idx, got, problem in read:
             if problem:  # e.g. an image file that cannot be decoded any more
                 raise NncliError(problem)
             # bytes as read (`_Reader`) are prepared here

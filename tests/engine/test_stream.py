@@ -254,6 +254,41 @@ def test_workers_send_a_batch_of_bytes_as_they_are_and_the_inputs_stay_the_same(
     assert isinstance(prepared, torch.Tensor) and torch.equal(prepared, x[3:4])
 
 
+def test_a_ctrl_c_while_the_workers_fork_stops_the_run(tmp_path: Path) -> None:
+    """Ctrl-C lands, as it may, while the DataLoader forks its workers: raised inside an
+    at-fork hook it was printed as 'Exception ignored' and lost, and the run went on."""
+    import os
+    import signal
+
+    from nncli.config.spec import load_experiment
+    from nncli.data.pipeline import prepare
+    from nncli.engine.signals import training_handlers
+    from nncli.errors import RunInterrupted
+
+    spec = load_experiment(streamed(tmp_path)).spec
+    dataset, indices = prepare(spec.data, spec.seed, "binary")
+    assert dataset.preprocessing is not None
+    disk = DiskRows.of(dataset.x, indices["train"], dataset.preprocessing, torch.device("cpu"), 1)
+    armed = [False]
+
+    def ctrl_c_in_the_fork() -> None:
+        if armed[0]:
+            armed[0] = False
+            os.kill(os.getpid(), signal.SIGINT)  # the handler runs before the hook returns
+
+    os.register_at_fork(after_in_parent=ctrl_c_in_the_fork)  # (cannot be removed: disarmed)
+    previous = training_handlers()
+    try:
+        armed[0] = True
+        with pytest.raises(RunInterrupted):
+            for _ in disk.batches([np.arange(8)] * 50):
+                pass
+    finally:
+        armed[0] = False
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def test_with_no_workers_the_next_batch_is_read_on_a_thread_while_this_one_trains(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
