@@ -18,6 +18,7 @@ from nncli.data.npy import DiskSource
 from nncli.errors import NncliError
 from nncli.inputs import FileProblem, check_memory, regular_size
 from nncli.progress import measured
+from nncli.workers import context as workers_context
 
 if TYPE_CHECKING:
     import numpy as np
@@ -154,7 +155,6 @@ def in_parts(
     there are PARALLEL_FILES or more, else one file at a time here; a bar counts the files
     (`what`). The workers leave Ctrl-C to this process, which ends them where it stops
     before the last part (the parts under way and those queued would take seconds)."""
-    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
@@ -166,9 +166,7 @@ def in_parts(
                 advance(1)
             return
         starts = _starts(n, part)
-        pool = ProcessPoolExecutor(
-            workers, multiprocessing.get_context(), initializer=_worker_signals
-        )
+        pool = ProcessPoolExecutor(workers, workers_context(), initializer=_worker_signals)
         finished = False
         try:
             parts = [files[lo:hi] for lo, hi in zip(starts, [*starts[1:], n], strict=True)]

@@ -23,6 +23,7 @@ from nncli.data.tablestream import NOTES
 from nncli.engine.signals import deferred_signals
 from nncli.errors import NncliError
 from nncli.inputs import size_text
+from nncli.workers import context as workers_context
 
 FIGURE_ROWS = 10_000  # figures that draw a split's points draw at most this many of them
 CHUNK_BYTES = 256 * 2**10  # shuffle: chunks: adjacent rows of about this many bytes each
@@ -100,6 +101,7 @@ class DiskRows:
             sampler=_Batches(positions),
             collate_fn=_as_read,
             num_workers=self.workers,
+            multiprocessing_context=workers_context() if self.workers else None,
             worker_init_fn=_worker_signals,
             pin_memory=cuda,
             # its own generator: making an iterator draws a seed, which from torch's global
