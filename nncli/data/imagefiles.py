@@ -177,7 +177,8 @@ def in_parts(
         except BrokenProcessPool:
             raise NncliError(
                 f"a worker {what} ended before its files were done (killed, or out of memory?); "
-                "set data.workers: 0 to do it in this process"
+                "set data.workers: 0 to do it in this process",
+                key="data.workers",  # located at the key in the experiment file
             ) from None
         finally:
             if not finished:  # Ctrl-C, or a reader that stopped: no part under way waited for

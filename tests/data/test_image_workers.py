@@ -200,6 +200,7 @@ def test_a_worker_that_dies_is_named_with_a_fix(monkeypatch: pytest.MonkeyPatch)
         "a worker decoding images ended before its files were done (killed, or out of "
         "memory?); set data.workers: 0 to do it in this process"
     )
+    assert caught.value.key == "data.workers"  # the CLI names its file, line and column
 
 
 DIES_UNDER_TRAIN = """\
