@@ -19,6 +19,7 @@ from nncli.errors import NncliError
 from nncli.inputs import FileProblem, check_memory, regular_size
 from nncli.progress import measured
 from nncli.workers import context as workers_context
+from nncli.workers import leave_signals
 
 if TYPE_CHECKING:
     import numpy as np
@@ -166,7 +167,7 @@ def in_parts(
                 advance(1)
             return
         starts = _starts(n, part)
-        pool = ProcessPoolExecutor(workers, workers_context(), initializer=_worker_signals)
+        pool = ProcessPoolExecutor(workers, workers_context(), initializer=leave_signals)
         finished = False
         try:
             parts = [files[lo:hi] for lo, hi in zip(starts, [*starts[1:], n], strict=True)]
@@ -197,16 +198,6 @@ def _starts(n: int, part: int) -> list[int]:
         starts.append(lo)
         lo, size = lo + size, min(2 * size, part)
     return starts
-
-
-def _worker_signals() -> None:
-    """Ctrl-C left to the main process; SIGTERM ends a worker, as the pool ends the others
-    when one dies (a handler forked from `nncli train`'s would raise in the worker, which
-    then waits for work forever, and the main process for it)."""
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @dataclass(frozen=True)

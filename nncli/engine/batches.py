@@ -1,9 +1,9 @@
 """Inputs streamed from disk (`data.stream`): a split's rows of a memory-mapped .npy file
 or its image files (decoded as read), read batch by batch through a torch DataLoader
-(workers, pinned memory, non-blocking copies to the device), in an epoch order of chunks of adjacent rows (`data.shuffle: chunks`) so
-that reads are long and sequential. In `Prepared.splits` a `DiskRows` stands where
-in-memory data has a tensor; fit and evaluate ask it for batches, everything else for its
-length and shape."""
+(workers, pinned memory, non-blocking copies to the device), in an epoch order of chunks
+of adjacent rows (`data.shuffle: chunks`) so that reads are long and sequential. In
+`Prepared.splits` a `DiskRows` stands where in-memory data has a tensor; fit and evaluate
+ask it for batches, everything else for its length and shape."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from nncli.engine.signals import deferred_signals
 from nncli.errors import NncliError
 from nncli.inputs import size_text
 from nncli.workers import context as workers_context
+from nncli.workers import leave_signals
 
 FIGURE_ROWS = 10_000  # figures that draw a split's points draw at most this many of them
 CHUNK_BYTES = 256 * 2**10  # shuffle: chunks: adjacent rows of about this many bytes each
@@ -102,7 +103,7 @@ class DiskRows:
             collate_fn=_as_read,
             num_workers=self.workers,
             multiprocessing_context=workers_context() if self.workers else None,
-            worker_init_fn=_worker_signals,
+            worker_init_fn=leave_signals,
             pin_memory=cuda,
             # its own generator: making an iterator draws a seed, which from torch's global
             # generator would change the dropout masks (and make runs differ from in-memory)
@@ -243,8 +244,9 @@ class _Reader(Dataset[tuple[np.ndarray, Any, str]]):
     the worker's pipe instead. So the positions come back as an array, and so do values
     read as bytes (an image's pixels, a uint8 .npy's rows: a quarter of their float32
     size): the main process prepares those (`DiskRows.prepared`). With 2 workers on 2 cores
-    that took a fifth of the workers' time off an epoch of 10,000 small PNGs. Not on cuda, whose batches the
-    DataLoader pins (tensors only), nor without workers (read on a thread: no crossing)."""
+    that took a fifth of the workers' time off an epoch of 10,000 small PNGs. Not on cuda,
+    whose batches the DataLoader pins (tensors only), nor without workers (read on a
+    thread: no crossing)."""
 
     def __init__(self, rows: DiskRows) -> None:
         self.rows = rows
@@ -269,18 +271,6 @@ def _as_read(batch: Any) -> Any:
     """The DataLoader's collate_fn: a batch as `_Reader` made it (its default would turn
     the NumPy arrays into tensors in the worker)."""
     return batch
-
-
-def _worker_signals(worker: int) -> None:
-    """A worker's start: Ctrl-C and SIGTERM, which reach the terminal's or job's whole
-    process group, are left to the main process, which stops the workers. With training's
-    handler, forked, each worker raised and printed its traceback; killed by SIGTERM, it
-    made torch raise in the main process as it recorded the run interrupted (failed)."""
-    import os
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))  # as torch's, quietly
 
 
 def data_line(splits: dict[str, tuple[Any, torch.Tensor]]) -> str:
