@@ -8,15 +8,13 @@ TTY_INTERACTIVE=0, for a log that FORCE_COLOR makes look like a terminal)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
-
-T = TypeVar("T")
 
 SHOW_AFTER_S = 1.0  # shorter work shows no bar (it would only flicker)
 UPDATE_S = 0.1  # between two updates of the count (the bar redraws 10 times a second)
@@ -33,15 +31,6 @@ def shown(console: Console | None) -> Iterator[None]:
         yield
     finally:
         _console[0] = before
-
-
-def counted(items: Sequence[T], what: str) -> Iterator[T]:
-    """`items` in turn; where they take longer than SHOW_AFTER_S and the console `shown`
-    named is a terminal, a bar: `what  ━━━━━  2,048/10,000  0:00:02`."""
-    with measured(what, len(items)) as advance:
-        for item in items:
-            yield item
-            advance(1)
 
 
 @contextmanager

@@ -7,6 +7,7 @@ import os
 import pty
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +18,14 @@ from rich.console import Console
 from test_images import write_folder
 
 from nncli import progress
+
+
+def counted(items: list[int], what: str) -> Iterator[int]:
+    """`items` in turn, each advancing a bar of `what` (as decoding a folder counts files)."""
+    with progress.measured(what, len(items)) as advance:
+        for item in items:
+            yield item
+            advance(1)
 
 
 def console(terminal: bool, quiet: bool = False) -> tuple[Console, io.StringIO]:
@@ -31,7 +40,7 @@ def test_a_bar_counts_the_items_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(progress, "SHOW_AFTER_S", 0.0)
     shown, text = console(terminal=True)
     with progress.shown(shown):
-        items = list(progress.counted(list(range(300)), "decoding images"))
+        items = list(counted(list(range(300)), "decoding images"))
     assert items == list(range(300))
     assert "decoding images" in text.getvalue()
     assert "/300" in text.getvalue()
@@ -44,14 +53,14 @@ def test_no_bar_in_a_pipe_or_when_quiet(
     monkeypatch.setattr(progress, "SHOW_AFTER_S", 0.0)
     shown, text = console(terminal, quiet)
     with progress.shown(shown):
-        assert list(progress.counted(list(range(300)), "decoding images")) == list(range(300))
+        assert list(counted(list(range(300)), "decoding images")) == list(range(300))
     assert text.getvalue() == ""
 
 
 def test_short_work_shows_no_bar() -> None:
     shown, text = console(terminal=True)
     with progress.shown(shown):
-        assert len(list(progress.counted(list(range(300)), "decoding images"))) == 300
+        assert len(list(counted(list(range(300)), "decoding images"))) == 300
     assert text.getvalue() == ""  # done well within SHOW_AFTER_S
 
 
@@ -64,7 +73,7 @@ def test_slow_items_show_the_bar_once_they_have_taken_show_after_s(
     for n, bar in ((4, False), (20, True)):  # items 0-3 take 1 s: the bar starts at item 4
         shown, text = console(terminal=True)
         with progress.shown(shown):
-            for _ in progress.counted(list(range(n)), "decoding images"):
+            for _ in counted(list(range(n)), "decoding images"):
                 clock[0] += 0.25
         assert ("decoding images" in text.getvalue()) is bar, (n, text.getvalue())
         assert (f"/{n}" in text.getvalue()) is bar, (n, text.getvalue())
