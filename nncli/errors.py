@@ -68,9 +68,12 @@ class SpecError(NncliError):
         super().__init__("\n".join(str(p) for p in problems))
 
 
-class RunInterrupted(Exception):
+class RunInterrupted(BaseException):
     """Raised inside training when the user presses Ctrl-C or the process gets SIGTERM;
-    `folder` is the run folder it marked interrupted, once one is."""
+    `folder` is the run folder it marked interrupted, once one is. Not an Exception, like
+    KeyboardInterrupt: the signal lands wherever the training thread is, and a handler of
+    `except Exception` there (a logger's, torch's own around an optional import) must not
+    swallow it and train on."""
 
     def __init__(self, exit_code: int = EXIT_INTERRUPTED, folder: Path | None = None) -> None:
         self.exit_code, self.folder = exit_code, folder

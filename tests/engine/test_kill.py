@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -281,6 +282,25 @@ def test_an_interrupt_before_the_first_epoch_marks_the_run_and_names_it(
     assert resumed.returncode == 0, resumed.stderr
     assert rows_without_time(folder) == rows_without_time(uninterrupted)
     assert differences(checkpoint(folder, "last.pt"), checkpoint(uninterrupted, "last.pt")) == []
+
+
+def test_a_stop_that_lands_in_a_librarys_except_exception_still_stops_training() -> None:
+    # torch imports an optional module in the first optimizer step inside `except
+    # Exception`: a sweep's SIGTERM that landed there was swallowed, and the trial trained on
+    from nncli.engine.signals import training_handlers
+
+    previous = training_handlers()
+    try:
+        with pytest.raises(RunInterrupted) as stopped:
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            except Exception:
+                pass
+        assert stopped.value.exit_code == 143
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def test_an_interrupt_before_a_resume_trains_leaves_the_run_as_it_was(

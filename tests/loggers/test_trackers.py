@@ -5,6 +5,9 @@ continues the same runs; a tracker that fails never stops training."""
 from __future__ import annotations
 
 import csv
+import os
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -206,6 +209,38 @@ def test_a_tracker_that_fails_mid_run_is_dropped_with_one_warning(
     (folder,) = (tmp_path / "runs").iterdir()
     assert info(folder)["status"] == "completed"
     assert [s for s, _ in scalars(folder)["loss/train"]] == [1, 2, 3]  # tensorboard went on
+
+
+def test_ctrl_c_during_a_slow_tracker_call_stops_the_run_not_the_tracker(
+    runner: CliRunner,
+    write: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tracking: str,
+) -> None:
+    from mlflow import MlflowClient
+
+    calls = []
+    original = MlflowClient.log_batch
+
+    def slow(self: MlflowClient, run_id: str, metrics: object = (), **kw: object) -> object:
+        if metrics:
+            calls.append(run_id)
+            if len(calls) == 2:  # the user presses Ctrl-C while epoch 2 is being sent
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(5)  # a request that takes its time
+        return original(self, run_id, metrics=metrics, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(MlflowClient, "log_batch", slow)
+    started = time.monotonic()
+    result = runner.invoke(app, ["train", str(write(LOGGED)), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 130, result.output
+    assert time.monotonic() - started < 5
+    assert "warning" not in result.stderr  # the tracker was not blamed, nor switched off
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert info(folder)["status"] == "interrupted"
+    assert len(rows(folder)) == 2  # the row of the epoch it stopped in is kept
+    assert mlflow_run(tracking, links(folder)["mlflow"]["run_id"]).info.status == "KILLED"
 
 
 @pytest.mark.parametrize("logger", ["tensorboard", "mlflow"])
