@@ -3,8 +3,8 @@ and how a run's end maps to messages and exit codes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
 import sys
 import time
 import traceback
@@ -195,9 +195,10 @@ def _run_training(
         quiet = True
         err.quiet = True
     console = ConsoleLogger(out, quiet=quiet)
-    from nncli.engine.signals import training_handlers
+    from nncli.engine.signals import training_signals
 
-    previous = training_handlers()
+    handled = contextlib.ExitStack()  # Ctrl-C and SIGTERM stop the run until `finally`
+    handled.enter_context(training_signals())
     run = None
     try:
         with user_errors(exp), progress.shown(None if quiet else err):
@@ -232,8 +233,7 @@ def _run_training(
         err.quiet = False  # a rank's own failure is always shown
         _internal(exc, console.run.path if console.run else None)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        handled.close()
         distributed.finish()
     if run is not None:
         out.print(str(run.path), soft_wrap=True)

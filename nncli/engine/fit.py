@@ -25,6 +25,7 @@ from nncli.engine.devices import intra_op_threads, threads_for
 from nncli.engine.inference import EVAL_BATCH, evaluate
 from nncli.engine.meter import Meter
 from nncli.engine.prepare import Prepared
+from nncli.engine.signals import raise_received
 from nncli.engine.state import checkpoint, non_finite, restore
 from nncli.errors import RunDiverged, first_line
 from nncli.optim import schedulers
@@ -164,6 +165,7 @@ def _fit(
         train_meter = meters["train"]
         train_meter.reset()
         for i in range(n_batches):
+            raise_received()  # a Ctrl-C that the code it landed in swallowed
             lo, hi = i * batch, min((i + 1) * batch, n)
             if read is not None:  # the same rows as below, read from disk ahead of use
                 idx, xb = next(read)

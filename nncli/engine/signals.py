@@ -10,7 +10,6 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
 
 from nncli.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, RunInterrupted
 
@@ -34,13 +33,31 @@ def deferred_signals() -> Iterator[None]:
 _held: dict[str, int] = {"active": 0}
 
 
-def training_handlers() -> dict[int, Any]:
-    """`interrupt` made this process's handler of Ctrl-C and SIGTERM; the handlers replaced."""
-    _training[0] = os.getpid()
-    return {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+@contextmanager
+def training_signals() -> Iterator[None]:
+    """During the block, `interrupt` handles this process's Ctrl-C and SIGTERM; after it,
+    the handlers before it again, and what it received forgotten."""
+    _training[0], _received[0] = os.getpid(), 0
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _received[0] = 0
+
+
+def raise_received() -> None:
+    """Raise the Ctrl-C or SIGTERM that training received once more (fit calls this at each
+    batch): where `interrupt` raised it, the code it landed in may have swallowed it, such
+    as a __del__ (Python prints what one raises, and goes on), as a DataLoader iterator's
+    that ends its workers."""
+    if _received[0]:
+        raise RunInterrupted(_received[0])
 
 
 _training = [0]  # the process whose run `interrupt` stops
+_received = [0]  # the exit code of the signal it received, 0 for none yet
 
 
 def interrupt(signum: int, frame: object) -> None:
@@ -50,6 +67,7 @@ def interrupt(signum: int, frame: object) -> None:
     if os.getpid() != _training[0]:
         return
     code = EXIT_TERMINATED if signum == signal.SIGTERM else EXIT_INTERRUPTED
+    _received[0] = _received[0] or code
     if _held["active"]:
         _held["pending"] = code
         return

@@ -287,20 +287,47 @@ def test_an_interrupt_before_the_first_epoch_marks_the_run_and_names_it(
 def test_a_stop_that_lands_in_a_librarys_except_exception_still_stops_training() -> None:
     # torch imports an optional module in the first optimizer step inside `except
     # Exception`: a sweep's SIGTERM that landed there was swallowed, and the trial trained on
-    from nncli.engine.signals import training_handlers
+    from nncli.engine.signals import training_signals
 
-    previous = training_handlers()
-    try:
-        with pytest.raises(RunInterrupted) as stopped:
-            try:
-                os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(5)
-            except Exception:
-                pass
-        assert stopped.value.exit_code == 143
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with training_signals(), pytest.raises(RunInterrupted) as stopped:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except Exception:
+            pass
+    assert stopped.value.exit_code == 143
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # as Python does
+def test_a_ctrl_c_that_a_finalizer_swallowed_still_stops_the_run_at_the_next_batch(
+    runner: CliRunner, write: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Python prints what a __del__ raises and goes on: a Ctrl-C that lands in one (a
+    # DataLoader iterator's, ending its workers) was lost, and the run trained to its end
+    from nncli.engine import fit
+
+    steps = []
+    original = fit.step
+
+    class Finalized:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)  # the handler raises here, and Python ignores it
+
+    def step(*args: Any) -> None:
+        original(*args)
+        steps.append(1)
+        if len(steps) == 3:
+            Finalized()  # freed at once
+
+    monkeypatch.setattr(fit, "step", step)
+    spec = write(EARLY.replace("epochs: 40", "epochs: 4"), "early.yaml")
+    result = runner.invoke(app, ["train", str(spec), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 130, result.output
+    assert len(steps) == 3  # the next batch did not train
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert info(folder)["status"] == "interrupted"
+    assert info(folder)["epochs_done"] == 0
 
 
 def test_an_interrupt_before_a_resume_trains_leaves_the_run_as_it_was(

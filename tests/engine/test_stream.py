@@ -262,7 +262,7 @@ def test_a_ctrl_c_while_the_workers_fork_stops_the_run(tmp_path: Path) -> None:
 
     from nncli.config.spec import load_experiment
     from nncli.data.pipeline import prepare
-    from nncli.engine.signals import training_handlers
+    from nncli.engine.signals import training_signals
     from nncli.errors import RunInterrupted
 
     spec = load_experiment(streamed(tmp_path)).spec
@@ -277,16 +277,13 @@ def test_a_ctrl_c_while_the_workers_fork_stops_the_run(tmp_path: Path) -> None:
             os.kill(os.getpid(), signal.SIGINT)  # the handler runs before the hook returns
 
     os.register_at_fork(after_in_parent=ctrl_c_in_the_fork)  # (cannot be removed: disarmed)
-    previous = training_handlers()
     try:
         armed[0] = True
-        with pytest.raises(RunInterrupted):
+        with training_signals(), pytest.raises(RunInterrupted):
             for _ in disk.batches([np.arange(8)] * 50):
                 pass
     finally:
         armed[0] = False
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 FORKED = """\
