@@ -231,7 +231,7 @@ def sweep(
         from nncli.sweep.plan import plan as make_plan
         from nncli.sweep.space import METHODS, Options, import_optuna
         from nncli.sweep.state import RETRIED, TAKEN, create, reopen
-        from nncli.sweep.summary import draw_best, summarize
+        from nncli.sweep.summary import draw_best, summarize, unfinished
 
         chosen = METHODS[method.value] if method is not None else None
         options = Options(grid or [], choice or [], range_ or [], chosen, n_trials, seed, metric)
@@ -308,13 +308,9 @@ def sweep(
                 f"best: trial {summary.best.number} ({' '.join(summary.best.settings)}), "
                 f"{summary.metric} {summary.best_value:.4g}; its config: {summary.best_file}"
             )
-        unfinished = [t for t in state.trials if t.status not in ("completed", "pruned")]
-        if unfinished:
-            _say(
-                f"{len(unfinished)} of {space.n_trials} trials did not complete "
-                f"({', '.join(f'{t.number} {t.status}' for t in unfinished)}); run them again "
-                f"with: nncli sweep --resume {state.folder}"
-            )
+        undone = unfinished(state)
+        if undone is not None:
+            _say(undone)
             raise typer.Exit(1)
 
 

@@ -122,3 +122,26 @@ def draw_best(sweep: Sweep, how: Start) -> str | None:
     if code != 0:
         return f"the best trial's figures could not be drawn (exit {code}; see {log})"
     return None
+
+
+SHOWN = 10  # trial numbers named per status in `unfinished`; the rest are counted
+
+
+def unfinished(sweep: Sweep) -> str | None:
+    """The line that says which trials did not complete, by status: `2 of 5 trials did not
+    complete (trial 1 failed; trials 3, 4 interrupted)`; None where all did."""
+    left = [t for t in sweep.trials if t.status not in ("completed", "pruned")]
+    if not left:
+        return None
+    by_status: dict[str, list[int]] = {}
+    for trial in left:
+        by_status.setdefault(trial.status, []).append(trial.number)
+    parts = []
+    for status, numbers in by_status.items():
+        named = ", ".join(str(n) for n in numbers[:SHOWN])
+        more = f" and {len(numbers) - SHOWN} more" if len(numbers) > SHOWN else ""
+        parts.append(f"trial{'s' if len(numbers) > 1 else ''} {named}{more} {status}")
+    return (
+        f"{len(left)} of {sweep.space.n_trials} trials did not complete ({'; '.join(parts)}); "
+        f"run them again with: nncli sweep --resume {sweep.folder}"
+    )

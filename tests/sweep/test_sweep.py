@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from nncli.sweep.bayes import BayesSearch
 from nncli.sweep.plan import plan as make_plan
 from nncli.sweep.space import Options, value_text
 from nncli.sweep.state import create, reopen
+from nncli.sweep.summary import unfinished
 
 # two epochs of 200 samples: a trial is mostly its process starting
 BASE = TINY.replace("epochs: 3", "epochs: 2").replace(
@@ -229,6 +231,18 @@ def test_bayes_search_without_optuna_says_how_to_get_it(
     assert not (tmp_path / "s").exists()
 
 
+def test_the_trials_that_did_not_complete_are_named_by_status() -> None:
+    statuses = ["failed"] * 12 + ["completed", "interrupted", "pruned"]
+    trials = [SimpleNamespace(number=n, status=s) for n, s in enumerate(statuses, 1)]
+    sweep: Any = SimpleNamespace(trials=trials, space=SimpleNamespace(n_trials=16), folder="s")
+    assert unfinished(sweep) == (
+        "13 of 16 trials did not complete (trials 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 2 more "
+        "failed; trial 14 interrupted); run them again with: nncli sweep --resume s"
+    )
+    sweep.trials = [t for t in trials if t.status in ("completed", "pruned")]
+    assert unfinished(sweep) is None
+
+
 def test_fail_fast_stops_the_running_trials_and_resume_retries(
     runner: CliRunner, tmp_path: Path
 ) -> None:
@@ -262,7 +276,7 @@ def test_fail_fast_stops_the_running_trials_and_resume_retries(
     assert statuses(out) == ["failed", "completed"]
     assert [t["attempts"] for t in sweep_json(out)["trials"]] == [2, 2]
     assert len(run_folders(out)) == 1
-    assert "1 of 2 trials did not complete (1 failed)" in result.stderr
+    assert "1 of 2 trials did not complete (trial 1 failed); run them again" in result.stderr
     (row,) = csv.DictReader(io.StringIO(result.stdout))  # the table is still printed
     assert (row["trial"], row["status"], row["data.n_samples"]) == ("2", "completed", "200")
     assert (out / "best.yaml").is_file()
