@@ -71,7 +71,7 @@ class SpecError(NncliError):
 class RunInterrupted(BaseException):
     """Raised inside training when the user presses Ctrl-C or the process gets SIGTERM;
     `folder` is the run folder it marked interrupted, once one is. Not an Exception, like
-    KeyboardInterrupt: the signal lands wherever the training thread is, and a handler of
+    KeyboardInterrupt: the signal lands wherever the main thread is, and a handler of
     `except Exception` there (a logger's, torch's own around an optional import) must not
     swallow it and train on."""
 

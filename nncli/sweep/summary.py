@@ -128,7 +128,7 @@ SHOWN = 10  # trial numbers named per status in `unfinished`; the rest are count
 
 
 def unfinished(sweep: Sweep) -> str | None:
-    """The line that says which trials did not complete, by status: `2 of 5 trials did not
+    """The line that says which trials did not complete, by status: `3 of 5 trials did not
     complete (trial 1 failed; trials 3, 4 interrupted)`; None where all did."""
     left = [t for t in sweep.trials if t.status not in ("completed", "pruned")]
     if not left:
