@@ -151,7 +151,7 @@ def test_the_first_parts_are_short_so_that_slow_files_are_counted_a_second_in(
     began = time.monotonic()
     parts = imagefiles.in_parts([str(i) for i in range(64)], _photos, 32, 2, "x")
     assert next(parts) == (0, ["0"])
-    assert time.monotonic() - began < 1.0
+    assert time.monotonic() - began < 2.0  # 0.1-0.3 s here; forking on a loaded machine
     parts.close()
     files = [str(i) for i in range(100)]
     done = list(imagefiles.in_parts(files, _same, 32, 2, "x"))
@@ -180,7 +180,7 @@ def test_a_reader_that_stops_waits_for_no_part_under_way(
     assert [next(parts)[0], next(parts)[0]] == [0, 1]  # the parts from 3 and 7 under way
     began = time.monotonic()
     parts.close()
-    assert time.monotonic() - began < 1.0
+    assert time.monotonic() - began < 2.0  # not the 5 s of the parts under way
 
 
 def test_workers_leave_ctrl_c_to_the_main_process(monkeypatch: pytest.MonkeyPatch) -> None:
