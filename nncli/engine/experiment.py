@@ -343,7 +343,7 @@ def _write_report(run: Run, out: Loggers) -> None:
 
     try:
         write_run_report(run.path)
-    except (Exception, KeyboardInterrupt) as exc:
+    except (Exception, KeyboardInterrupt, RunInterrupted) as exc:  # a Ctrl-C is no Exception
         with contextlib.suppress(Exception):  # a full disk that cannot take log.txt either
             out.note(f"{run.path / REPORT} was not written: {first_line(exc)}")
 

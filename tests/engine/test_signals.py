@@ -1,0 +1,89 @@
+"""Ctrl-C and SIGTERM in-process, where they land late or twice: in the report written
+after a run ended, in a finalizer during the last evaluation, in a deferred block that
+fails, and what a stopped run leaves behind for the next one in the same process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from nncli.cli.app import app
+
+# three epochs of moons: an epoch takes milliseconds
+SMALL = """\
+name: small
+seed: 7
+data: {source: moons, n_samples: 200, noise: 0.05, split: {val: 0.2, test: 0.2}}
+model:
+  layers: [dense: 8, tanh, dense: 1, sigmoid]
+loss: bce
+optimizer: {name: adam, lr: 0.05}
+train: {epochs: 3, batch_size: 32, device: cpu}
+metrics: [accuracy]
+"""
+
+
+def info(folder: Path) -> dict[str, Any]:
+    return dict(json.loads((folder / "run.json").read_text(encoding="utf-8")))
+
+
+def ctrl_c_here() -> None:
+    """The user presses Ctrl-C now; training's handler raises it before the sleep ends."""
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)
+
+
+# the first full-batch step makes the weights infinite: the run ends diverged in epoch 1
+DIVERGING = """\
+seed: 3
+data: {source: linear, n_samples: 32, weights: [0.5], split: {test: 0.25}}
+model: {layers: [dense: 1, sigmoid]}
+loss: mse
+optimizer: {name: sgd, lr: 1.0e39}
+train: {epochs: 6, batch_size: 24, device: cpu}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "status", "code", "said"),
+    [(SMALL, "completed", 0, []), (DIVERGING, "diverged", 3, ["diverged"])],
+)
+def test_a_ctrl_c_while_the_report_is_written_is_a_warning_not_an_interrupted_run(
+    runner: CliRunner,
+    write: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    text: str,
+    status: str,
+    code: int,
+    said: list[str],
+) -> None:
+    # report.html is written once run.json says how the run ended; a Ctrl-C there left the
+    # run as it ended while RunInterrupted was an Exception. Since it is not, the run was
+    # marked interrupted over its status, and exited 130
+    import nncli.report.run
+
+    def slow(folder: Path) -> Path:
+        ctrl_c_here()
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(nncli.report.run, "write_run_report", slow)
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(write(text)), "--runs-dir", str(runs), "-q"])
+    assert result.exit_code == code, result.output
+    (folder,) = runs.iterdir()
+    assert result.stdout.splitlines()[-1] == str(folder)
+    warning = f"warning {folder}/report.html was not written: interrupted"
+    first, *then = result.stderr.splitlines()
+    assert first == warning
+    assert [line.split()[0] for line in then] == said  # and the run's own end, as ever
+    assert info(folder)["status"] == status
+    assert not (folder / "report.html").exists()
