@@ -220,6 +220,7 @@ def _fit(
                 raise
             lr = opt.param_groups[0]["lr"]
             raise RunDiverged(epoch, n_batches, n_batches, lr, weights=True) from None
+        raise_received()  # one swallowed as a split's reader ended its workers (the last epoch too)
 
         # bookkeeping: one host sync (and one all-reduce) for every split's totals and the
         # count of non-finite weights, one row

@@ -12,6 +12,7 @@ from torch import nn
 
 from nncli.engine.batches import DiskRows
 from nncli.engine.meter import Meter
+from nncli.engine.signals import raise_received
 
 if TYPE_CHECKING:
     from nncli.engine.prepare import Prepared
@@ -27,15 +28,19 @@ def evaluate(
     meter: Meter,
     chunk: int,
 ) -> None:
-    """Add a whole split to `meter`, in chunks, without gradients (model in eval mode)."""
+    """Add a whole split to `meter`, in chunks, without gradients (model in eval mode). A
+    Ctrl-C that training received and the code it landed in swallowed stops it at the next
+    chunk (`raise_received`), as it stops fit at the next batch."""
     meter.reset()
     if isinstance(x, DiskRows):  # streamed: read chunk by chunk from the file
         for idx, xb in x.chunks(chunk):
+            raise_received()  # a Ctrl-C that the code it landed in swallowed
             yb = y.index_select(0, idx)
             out = model(xb).float()
             meter.update(out, yb, loss_fn(out, yb), len(xb))
         return
     for lo in range(0, len(x), chunk):
+        raise_received()
         xb, yb = x[lo : lo + chunk], y[lo : lo + chunk]
         out = model(xb).float()
         meter.update(out, yb, loss_fn(out, yb), len(xb))

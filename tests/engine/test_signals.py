@@ -87,3 +87,43 @@ def test_a_ctrl_c_while_the_report_is_written_is_a_warning_not_an_interrupted_ru
     assert [line.split()[0] for line in then] == said  # and the run's own end, as ever
     assert info(folder)["status"] == status
     assert not (folder / "report.html").exists()
+
+
+class Finalized:
+    """An object whose finalizer takes a Ctrl-C, as a DataLoader iterator's does while it
+    ends its workers: Python prints what a __del__ raises and goes on."""
+
+    def __del__(self) -> None:
+        ctrl_c_here()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # as Python does
+@pytest.mark.parametrize("at", [5, 6], ids=["val", "test"])
+def test_a_ctrl_c_swallowed_in_the_last_epochs_evaluation_stops_the_run(
+    runner: CliRunner,
+    write: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    at: int,
+) -> None:
+    # fit raised a swallowed Ctrl-C again at its next batch only: one swallowed while the
+    # last epoch evaluated its held-out splits was lost, and the run completed (exit 0)
+    from nncli.engine import fit
+
+    original, calls, finished = fit.evaluate, [], []
+
+    def evaluate(*args: Any) -> None:
+        calls.append(1)
+        original(*args)
+        finished.append(1)
+        if len(calls) == at:  # epoch 3 (the last) evaluates val (call 5), then test (6)
+            Finalized()  # freed at once
+
+    monkeypatch.setattr(fit, "evaluate", evaluate)
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(write(SMALL)), "--runs-dir", str(runs), "-q"])
+    assert result.exit_code == 130, result.output
+    assert len(finished) == at  # val's Ctrl-C stops test's evaluation at its first chunk
+    (folder,) = runs.iterdir()
+    assert (info(folder)["status"], info(folder)["epochs_done"]) == ("interrupted", 2)
+    assert len((folder / "metrics.csv").read_text().splitlines()) == 3  # the header, 2 rows
