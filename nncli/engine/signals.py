@@ -25,7 +25,7 @@ def deferred_signals() -> Iterator[None]:
         yield
     finally:
         _held["active"] = False
-    code = _held.pop("pending", 0)
+        code = _held.pop("pending", 0)  # where the block failed, its error goes on instead
     if code:
         raise RunInterrupted(code)
 
@@ -38,6 +38,7 @@ def training_signals() -> Iterator[None]:
     """During the block, `interrupt` handles this process's Ctrl-C and SIGTERM; after it,
     the handlers before it again, and what it received forgotten."""
     _training[0], _received[0] = os.getpid(), 0
+    _held.pop("pending", None)
     previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
@@ -45,6 +46,7 @@ def training_signals() -> Iterator[None]:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         _received[0] = 0
+        _held.pop("pending", None)  # held by a block that a second signal or an error left
 
 
 def raise_received() -> None:

@@ -4,6 +4,7 @@ fails, and what a stopped run leaves behind for the next one in the same process
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -127,3 +128,34 @@ def test_a_ctrl_c_swallowed_in_the_last_epochs_evaluation_stops_the_run(
     (folder,) = runs.iterdir()
     assert (info(folder)["status"], info(folder)["epochs_done"]) == ("interrupted", 2)
     assert len((folder / "metrics.csv").read_text().splitlines()) == 3  # the header, 2 rows
+
+
+def test_a_ctrl_c_held_by_a_block_that_failed_does_not_stop_the_next_run(
+    runner: CliRunner, write: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a Ctrl-C while an epoch's row is written waits for the block's end; where the block
+    # failed instead (a full disk), it stayed pending, and the next run in the process (a
+    # test's, an API user's) stopped as it made its folder, though nobody pressed Ctrl-C
+    from nncli.runs.folder import Run
+
+    original = Run.log_epoch
+
+    def full(self: Run, row: dict[str, float]) -> None:
+        if row["epoch"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.1)  # the handler runs, and holds it
+            raise OSError(errno.ENOSPC, "No space left on device")
+        original(self, row)
+
+    spec, runs = write(SMALL), tmp_path / "runs"
+    with monkeypatch.context() as patched:
+        patched.setattr(Run, "log_epoch", full)
+        result = runner.invoke(app, ["train", str(spec), "--runs-dir", str(runs), "-q"])
+        assert result.exit_code == 2, result.output  # the write error, the run marked failed
+    (failed,) = runs.iterdir()
+    assert info(failed)["status"] == "failed"
+
+    result = runner.invoke(app, ["train", str(spec), "--runs-dir", str(runs), "-q"])
+    assert result.exit_code == 0, result.output
+    (folder,) = set(runs.iterdir()) - {failed}
+    assert (info(folder)["status"], info(folder)["epochs_done"]) == ("completed", 3)
