@@ -195,6 +195,7 @@ def resume_experiment(
         return None, fit(p, Loggers([]), None, state)
 
     shared = False
+    running: Run | None = None  # the run once run.json says it is running again
     try:
         with locked(folder):
             info = read_run(folder)  # read under the lock: as no other resume leaves it
@@ -218,10 +219,15 @@ def resume_experiment(
             start = int(state["epoch"]) if state is not None else 0
             resumed = [*(info.resumed or []), {"at": now(), "after_epoch": start}]
             run.write_info(status="running", epochs=target, resumed=resumed, error=None)
+            running = run
             result = _execute(run, p, console, resume=state)
-    except BaseException:
+    except BaseException as exc:
         if not shared:
             distributed.share("")  # the other ranks stop instead of waiting
+        stopped = isinstance(exc, KeyboardInterrupt | RunInterrupted)
+        if running is not None and stopped and getattr(exc, "folder", None) is None:
+            # before _execute's try, or a second Ctrl-C while it marked the run
+            raise _interrupted(running, exc) from None
         raise
     return run, result
 

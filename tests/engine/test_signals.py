@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import interrupted_run
 from typer.testing import CliRunner
 
 from nncli.cli.app import app
@@ -126,7 +127,6 @@ def test_a_ctrl_c_swallowed_in_the_last_epochs_evaluation_stops_the_run(
     assert result.exit_code == 130, result.output
     assert len(finished) == at  # val's Ctrl-C stops test's evaluation at its first chunk
     (folder,) = runs.iterdir()
-    assert (info(folder)["status"], info(folder)["epochs_done"]) == ("interrupted", 2)
     assert len((folder / "metrics.csv").read_text().splitlines()) == 3  # the header, 2 rows
 
 
@@ -159,3 +159,44 @@ def test_a_ctrl_c_held_by_a_block_that_failed_does_not_stop_the_next_run(
     assert result.exit_code == 0, result.output
     (folder,) = set(runs.iterdir()) - {failed}
     assert (info(folder)["status"], info(folder)["epochs_done"]) == ("completed", 3)
+
+
+@pytest.mark.parametrize("resuming", [False, True], ids=["train", "resume"])
+def test_a_second_ctrl_c_while_the_run_is_marked_interrupted_still_marks_it(
+    runner: CliRunner,
+    write: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    resuming: bool,
+) -> None:
+    # the user presses Ctrl-C twice: the second lands while the first is handled, as the
+    # run folder's logger waits for its last checkpoint to be written
+    from nncli.loggers.run_folder import RunFolderLogger, Saver
+
+    spec, runs = write(SMALL.replace("epochs: 3", "epochs: 4")), tmp_path / "runs"
+    args = ["train", str(spec), "--runs-dir", str(runs)]
+    if resuming:
+        folder = interrupted_run(runner, spec, runs, monkeypatch, at=1)
+        args = ["resume", str(folder)]
+    logged, close = RunFolderLogger.epoch, Saver.close
+
+    def epoch(self: RunFolderLogger, row: dict[str, float], *rest: Any) -> None:
+        logged(self, row, *rest)
+        if row["epoch"] == 2:
+            ctrl_c_here()
+
+    def closing(self: Saver) -> BaseException | None:
+        ctrl_c_here()  # the second Ctrl-C
+        return close(self)
+
+    monkeypatch.setattr(RunFolderLogger, "epoch", epoch)
+    monkeypatch.setattr(Saver, "close", closing)
+    result = runner.invoke(app, [*args, "-q"])
+    assert result.exit_code == 130, result.output
+    (folder,) = runs.iterdir()
+    assert (info(folder)["status"], info(folder)["epochs_done"]) == ("interrupted", 2)
+    assert result.stderr == (
+        f"interrupted: the run is marked interrupted; finished epochs are kept in {folder} "
+        f"(continue it with: nncli resume {folder})\n"
+    )
+    assert result.stdout == f"{folder}\n"
