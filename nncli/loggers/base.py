@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nncli.errors import first_line
+from nncli.errors import RunInterrupted, first_line
 from nncli.registry import Params, Registry
 
 if TYPE_CHECKING:
@@ -77,13 +77,17 @@ class Loggers:
         except Exception as exc:  # e.g. a tracking server that does not answer
             self.note(f"logger {name} is left out of this run: {first_line(exc)}")
 
-    def _each(self, call: Callable[[Logger], None]) -> None:
+    def _each(
+        self,
+        call: Callable[[Logger], None],
+        failures: tuple[type[BaseException], ...] = (Exception,),
+    ) -> None:
         for logger in self.required:
             call(logger)
         for logger in list(self.optional):
             try:
                 call(logger)
-            except Exception as exc:  # a tracker's failure is never the run's
+            except failures as exc:  # a tracker's failure is never the run's
                 self.optional.remove(logger)
                 self.note(
                     f"logger {type(logger).__name__} failed and is switched off for this run: "
@@ -109,4 +113,7 @@ class Loggers:
             logger.note(text)
 
     def finish(self, status: str, result: FitResult | None, error: str | None) -> None:
-        self._each(lambda lg: lg.finish(status, result, error))
+        # the run folder (required, first) has recorded how the run ended: a Ctrl-C while a
+        # tracker is told (a slow request) is that tracker's failure, not a new end
+        failures = (Exception, KeyboardInterrupt, RunInterrupted)
+        self._each(lambda lg: lg.finish(status, result, error), failures)

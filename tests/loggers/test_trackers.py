@@ -243,6 +243,38 @@ def test_ctrl_c_during_a_slow_tracker_call_stops_the_run_not_the_tracker(
     assert mlflow_run(tracking, links(folder)["mlflow"]["run_id"]).info.status == "KILLED"
 
 
+def test_ctrl_c_while_a_tracker_is_told_the_run_completed_leaves_it_completed(
+    runner: CliRunner,
+    write: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tracking: str,
+) -> None:
+    # run.json says completed before the trackers are told: a Ctrl-C while MLflow is sent
+    # the end (a request that takes its time) marked the completed run interrupted
+    from mlflow import MlflowClient
+
+    original = MlflowClient.set_terminated
+
+    def slow(self: MlflowClient, run_id: str, status: str | None = None, **kw: object) -> None:
+        if status == "FINISHED":
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        original(self, run_id, status, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(MlflowClient, "set_terminated", slow)
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(write(LOGGED)), "--runs-dir", str(runs), "-q"])
+    assert result.exit_code == 0, result.output
+    (folder,) = runs.iterdir()
+    assert result.stdout == f"{folder}\n"
+    assert result.stderr == (
+        "warning logger MlflowLogger failed and is switched off for this run: interrupted\n"
+    )
+    assert info(folder)["status"] == "completed"
+    assert (folder / "report.html").is_file()  # written after the trackers, as ever
+
+
 @pytest.mark.parametrize("logger", ["tensorboard", "mlflow"])
 def test_a_missing_library_is_refused_before_any_run_folder(
     runner: CliRunner,
