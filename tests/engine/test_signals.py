@@ -57,6 +57,7 @@ train: {epochs: 6, batch_size: 24, device: cpu}
 @pytest.mark.parametrize(
     ("text", "status", "code", "said"),
     [(SMALL, "completed", 0, []), (DIVERGING, "diverged", 3, ["diverged"])],
+    ids=["completed", "diverged"],
 )
 def test_a_ctrl_c_while_the_report_is_written_is_a_warning_not_an_interrupted_run(
     runner: CliRunner,
