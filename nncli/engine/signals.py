@@ -51,9 +51,9 @@ def training_signals() -> Iterator[None]:
 
 def raise_received() -> None:
     """Raise the Ctrl-C or SIGTERM that training received once more (fit calls this at each
-    batch and after evaluating, evaluate at each chunk): where `interrupt` raised it, the code it landed in may have swallowed it, such
-    as a __del__ (Python prints what one raises, and goes on), as a DataLoader iterator's
-    that ends its workers."""
+    batch and after evaluating, evaluate at each chunk): where `interrupt` raised it, the
+    code it landed in may have swallowed it, such as a __del__ (Python prints what one
+    raises, and goes on), as a DataLoader iterator's that ends its workers."""
     if _received[0]:
         raise RunInterrupted(_received[0])
 
