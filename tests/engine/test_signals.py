@@ -201,3 +201,25 @@ def test_a_second_ctrl_c_while_the_run_is_marked_interrupted_still_marks_it(
         f"(continue it with: nncli resume {folder})\n"
     )
     assert result.stdout == f"{folder}\n"
+
+
+def test_a_ctrl_c_while_the_summary_is_shown_says_the_run_ended_and_keeps_it(
+    runner: CliRunner, write: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the run has ended and run.json says how: the message said "interrupted before a run
+    # folder was made; nothing was written", of a completed run
+    from nncli.loggers.console import ConsoleLogger
+
+    def slow(self: ConsoleLogger, run: object) -> None:
+        ctrl_c_here()
+
+    monkeypatch.setattr(ConsoleLogger, "summary", slow)
+    runs = tmp_path / "runs"
+    result = runner.invoke(app, ["train", str(write(SMALL)), "--runs-dir", str(runs)])
+    assert result.exit_code == 130, result.output
+    (folder,) = runs.iterdir()
+    assert result.stderr.splitlines()[-1] == (
+        f"interrupted after the run ended (completed); it is kept in {folder}"
+    )
+    assert result.stdout.splitlines()[-1] == str(folder)
+    assert info(folder)["status"] == "completed"
