@@ -219,7 +219,8 @@ def _run_training(
             err.print(f"[yellow]pruned[/yellow] {exc}", markup=True, soft_wrap=True)
         elif run is not None:  # as the summary was shown: the run had ended, and is kept so
             folder = run.path
-            said = f"interrupted after the run ended ({run.info.get('status')}); it is kept in {folder}"
+            status = run.info.get("status")
+            said = f"interrupted after the run ended ({status}); it is kept in {folder}"
             err.print(said, soft_wrap=True, markup=False)
         else:
             folder = exc.folder
